@@ -1,0 +1,76 @@
+/**
+ * cortex-serve command line: parses arguments and runs a subcommand. All
+ * behaviour lives in src/.
+ */
+import { ConfigError } from "./src/config/errors.ts";
+import { parseServeArgs, SERVE_HELP } from "./src/cli/serve_options.ts";
+import { serve } from "./src/cli/serve.ts";
+import { UsageError } from "./src/cli/units.ts";
+import { versionText } from "./src/cli/version.ts";
+import { InterpreterError } from "./src/python/interpreter.ts";
+import { StagingError } from "./src/project/stage.ts";
+
+const HELP = `Usage: cortex-serve <command> [options]
+
+Serves a Cortex project directory (cortex.yaml + Python inference file) over HTTP.
+
+Commands:
+  serve [DIR]   serve the project in DIR (default: the current directory)
+
+Options:
+  -h, --help    help (also: cortex-serve <command> --help)
+  --version     program, Deno and worker protocol versions
+
+Example:
+  cortex-serve serve examples/iris-classifier
+`;
+
+/** Runs the command line; returns the exit code. */
+export async function main(args: readonly string[]): Promise<number> {
+  const [command, ...rest] = args;
+  switch (command) {
+    case undefined:
+    case "-h":
+    case "--help":
+    case "help":
+      console.log(HELP);
+      return command === undefined ? 2 : 0;
+    case "--version":
+    case "version":
+      console.log(versionText());
+      return 0;
+    case "serve": {
+      const options = parseServeArgs(rest);
+      if (options === "help") {
+        console.log(SERVE_HELP);
+        return 0;
+      }
+      return await serve(options);
+    }
+    default:
+      throw new UsageError(`Unknown command ${JSON.stringify(command)}: see cortex-serve --help`);
+  }
+}
+
+/** Errors a user can act on print as one message; anything else is a bug with a stack. */
+function report(error: unknown): number {
+  if (
+    error instanceof UsageError || error instanceof ConfigError || error instanceof InterpreterError ||
+    error instanceof StagingError
+  ) {
+    console.error(`error: ${error.message}`);
+    return error instanceof UsageError ? 2 : 1;
+  }
+  console.error(error);
+  return 1;
+}
+
+if (import.meta.main) {
+  let code: number;
+  try {
+    code = await main(Deno.args);
+  } catch (error) {
+    code = report(error);
+  }
+  Deno.exit(code);
+}

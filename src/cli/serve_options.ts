@@ -1,0 +1,128 @@
+/** `cortex-serve serve` flags: parsing into a resolved options object. */
+import { resolve } from "node:path";
+import { parseArgs } from "node:util";
+import type { LogFormat, LogLevel } from "../log/logger.ts";
+import { parseBytes, parseDuration, parsePositiveInt, UsageError } from "./units.ts";
+
+/** Everything `serve` needs, defaults applied. */
+export interface ServeOptions {
+  readonly projectDir: string;
+  readonly host: string;
+  readonly port: number;
+  readonly python: string | undefined;
+  readonly stateDir: string | undefined;
+  readonly queuePerReplica: number;
+  readonly maxBodyBytes: number;
+  readonly maxFrameBytes: number;
+  readonly predictTimeoutMs: number;
+  readonly initTimeoutMs: number | undefined;
+  readonly drainTimeoutMs: number;
+  readonly logFormat: LogFormat;
+  readonly logLevel: LogLevel;
+  readonly debug: boolean;
+}
+
+export const SERVE_HELP = `Usage: cortex-serve serve [DIR] [options]
+
+Serves the Cortex project in DIR (default: the current directory), the
+directory holding cortex.yaml, over HTTP.
+
+Options:
+  --host HOST             address to listen on (default 127.0.0.1; use 0.0.0.0
+                          to accept connections from other machines)
+  --port PORT             port to listen on (default 8888; 0 picks a free one)
+  --python PATH           Python interpreter (default: $CORTEX_PYTHON, else python3)
+  --state-dir DIR         where staged projects and the worker live (default:
+                          $CORTEX_SERVE_STATE_DIR, $STATE_DIRECTORY,
+                          $XDG_STATE_HOME/cortex-serve or ~/.local/state/cortex-serve)
+  --queue N               requests that may wait per replica (default 64)
+  --max-body SIZE         largest request body (default 32Mi)
+  --max-frame SIZE        largest worker message (default: max-body + 32Mi)
+  --predict-timeout DUR   deadline of a request, queue wait included (default 60s)
+  --init-timeout DUR      deadline of import + init() (default: none)
+  --drain-timeout DUR     on SIGTERM, time to finish queued work (default 30s)
+  --log-format FORMAT     text or json (default text)
+  --log-level LEVEL       debug, info, warn or error (default info)
+  --debug                 tracebacks in error bodies, debug logs, no line cap
+  -h, --help              this help
+
+Examples:
+  cortex-serve serve examples/iris-classifier
+  cortex-serve serve . --host 0.0.0.0 --port 8080 --log-format json
+  curl -s http://127.0.0.1:8888/iris/classifier -d @sample.json
+`;
+
+const FLAGS = {
+  host: { type: "string" },
+  port: { type: "string" },
+  python: { type: "string" },
+  "state-dir": { type: "string" },
+  queue: { type: "string" },
+  "max-body": { type: "string" },
+  "max-frame": { type: "string" },
+  "predict-timeout": { type: "string" },
+  "init-timeout": { type: "string" },
+  "drain-timeout": { type: "string" },
+  "log-format": { type: "string" },
+  "log-level": { type: "string" },
+  debug: { type: "boolean" },
+  help: { type: "boolean", short: "h" },
+} as const;
+
+/** Parsed `serve` arguments, or `"help"`. */
+export function parseServeArgs(args: readonly string[]): ServeOptions | "help" {
+  const { values, positionals } = parseStrict(args);
+  if (values.help) return "help";
+  if (positionals.length > 1) {
+    throw new UsageError(
+      `serve takes one project directory, got ${positionals.length}: ${positionals.join(" ")}`,
+    );
+  }
+  const maxBodyBytes = values["max-body"] === undefined
+    ? 32 * 1024 * 1024
+    : parseBytes("max-body", values["max-body"]);
+  const debug = values.debug ?? false;
+  return {
+    projectDir: resolve(positionals[0] ?? "."),
+    host: values.host ?? "127.0.0.1",
+    port: values.port === undefined ? 8888 : parsePort(values.port),
+    python: values.python,
+    stateDir: values["state-dir"] === undefined ? undefined : resolve(values["state-dir"]),
+    queuePerReplica: values.queue === undefined ? 64 : parsePositiveInt("queue", values.queue),
+    maxBodyBytes,
+    maxFrameBytes: values["max-frame"] === undefined
+      ? maxBodyBytes + 32 * 1024 * 1024
+      : parseBytes("max-frame", values["max-frame"]),
+    predictTimeoutMs: parseDuration("predict-timeout", values["predict-timeout"] ?? "60"),
+    initTimeoutMs: values["init-timeout"] === undefined
+      ? undefined
+      : parseDuration("init-timeout", values["init-timeout"]),
+    drainTimeoutMs: parseDuration("drain-timeout", values["drain-timeout"] ?? "30"),
+    logFormat: oneOf("log-format", values["log-format"] ?? "text", ["text", "json"] as const),
+    logLevel: debug
+      ? "debug"
+      : oneOf("log-level", values["log-level"] ?? "info", ["debug", "info", "warn", "error"] as const),
+    debug,
+  };
+}
+
+function parseStrict(args: readonly string[]) {
+  try {
+    return parseArgs({ args: [...args], options: FLAGS, allowPositionals: true, strict: true });
+  } catch (error) {
+    throw new UsageError(`${error instanceof Error ? error.message : error} (see cortex-serve serve --help)`);
+  }
+}
+
+function parsePort(value: string): number {
+  const port = Number(value);
+  if (!/^\d+$/.test(value) || port > 65535) {
+    throw new UsageError(`--port: ${JSON.stringify(value)} must be a number from 0 to 65535`);
+  }
+  return port;
+}
+
+function oneOf<T extends string>(flag: string, value: string, allowed: readonly T[]): T {
+  if ((allowed as readonly string[]).includes(value)) return value as T;
+  throw new UsageError(`--${flag}: ${JSON.stringify(value)} is not one of ${allowed.join(", ")}`);
+}

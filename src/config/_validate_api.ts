@@ -1,0 +1,279 @@
+/**
+ * Validates one `kind: api` resource. Checks that need the other resources
+ * (duplicate names and endpoints, the default endpoint) are left to
+ * `validate.ts`; checks that need the disk are returned as path checks.
+ */
+
+import type { ResolvedApi, ResolvedTracker } from "./types.ts";
+import {
+  checkKeys,
+  describe,
+  get,
+  keyPos,
+  readMap,
+  readString,
+  type RefusedKey,
+  report,
+  type Scope,
+  suggest,
+} from "./_fields.ts";
+import { normalizeProjectPath, type PathCheck } from "./_paths.ts";
+import { validateCompute } from "./_validate_compute.ts";
+import { type Position, toPlain, type YamlMap } from "./_yaml_tree.ts";
+
+const _API_KEYS = ["kind", "name", "python", "metadata", "endpoint", "tracker", "compute"];
+const _PYTHON_KEYS = ["inference", "env"];
+const _TRACKER_KEYS = ["key", "model_type"];
+const _MODEL_TYPES = ["classification", "regression"];
+const _ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+const _ENDPOINT_CHARS = /^[A-Za-z0-9._~/-]+$/;
+
+const _OUT_OF_SCOPE = (framework: string, runtime: string): RefusedKey => ({
+  problem: `out of scope: only Python inference files are supported, not ${framework} predictors`,
+  fix: `load the model with ${runtime} in init() of a Python file and set python.inference to it`,
+});
+
+const _REFUSED: Readonly<Record<string, RefusedKey>> = {
+  tensorflow: _OUT_OF_SCOPE("TensorFlow", "tensorflow"),
+  onnx: _OUT_OF_SCOPE("ONNX", "onnxruntime"),
+  predictor: {
+    problem: "is the older Cortex syntax",
+    fix: "use python.inference for the file (predictor.path) and metadata for predictor.config",
+  },
+};
+
+/** An API with everything that can be checked on its own. */
+export interface ApiDraft {
+  readonly scope: Scope;
+  /** `name` if it is a string (valid or not). */
+  readonly name: string | undefined;
+  readonly namePos: Position;
+  /** `"default"` when not set, `"invalid"` after an issue, else the normalized endpoint. */
+  readonly endpoint: { readonly path: string; readonly pos: Position } | "default" | "invalid";
+  /** Everything but name and endpoint; `undefined` when an issue was reported. */
+  readonly rest: Omit<ResolvedApi, "name" | "endpoint"> | undefined;
+  readonly pathChecks: readonly PathCheck[];
+}
+
+/** Checks an API name: lower-case DNS-1035 label, at most 63 characters. */
+export function apiNameProblem(name: string): string | undefined {
+  if (name.length > 63) return `must be at most 63 characters, got ${name.length}`;
+  if (/^[a-z]([-a-z0-9]*[a-z0-9])?$/.test(name)) return undefined;
+  return `must start with a lower-case letter, end with a letter or digit and hold only ` +
+    `lower-case letters, digits and "-", got ${JSON.stringify(name)}`;
+}
+
+/** Validates one API resource (its `kind` has been checked). */
+export function validateApi(scope: Scope, map: YamlMap): ApiDraft {
+  const before = scope.issues.length;
+  checkKeys(scope, map, "", _API_KEYS, _REFUSED);
+
+  const nameEntry = get(map, "name");
+  const name = nameEntry && readString(scope, nameEntry, "name", '"classifier"');
+  if (nameEntry === undefined) {
+    report(scope, keyPos(map, "name"), "name", "is required", 'add a name such as "name: classifier"');
+  } else if (name !== undefined) {
+    const problem = apiNameProblem(name);
+    if (problem !== undefined) {
+      report(scope, nameEntry.value.pos, "name", problem, `use e.g. "${sanitizeName(name)}"`);
+    }
+  }
+
+  const pathChecks: PathCheck[] = [];
+  const python = _python(scope, map, pathChecks);
+  const metadata = _metadata(scope, map);
+  const tracker = _tracker(scope, map);
+  const computeEntry = get(map, "compute");
+  const computeMap = computeEntry &&
+    readMap(scope, computeEntry, "compute", 'write "compute:" followed by indented keys');
+  const compute = computeEntry !== undefined && computeMap === undefined
+    ? undefined
+    : validateCompute(scope, computeMap, "compute");
+  const endpoint = _endpoint(scope, map);
+
+  const ok = scope.issues.length === before;
+  return {
+    scope,
+    name,
+    namePos: nameEntry?.value.pos ?? map.pos,
+    endpoint,
+    rest: ok && python !== undefined && metadata !== undefined && tracker !== null &&
+        compute !== undefined
+      ? { ...python, metadata, tracker, compute }
+      : undefined,
+    pathChecks,
+  };
+}
+
+/** Turns any text into a plausible API name, for a fix suggestion. */
+export function sanitizeName(name: string): string {
+  const cleaned = name.toLowerCase().replace(/[^a-z0-9-]+/g, "-").replace(/^[^a-z]+/, "")
+    .replace(/-+$/, "").slice(0, 63).replace(/-+$/, "");
+  return cleaned === "" ? "my-api" : cleaned;
+}
+
+function _python(
+  scope: Scope,
+  map: YamlMap,
+  checks: PathCheck[],
+): { inference: string; env: Record<string, string> } | undefined {
+  const entry = get(map, "python");
+  if (entry === undefined) {
+    report(
+      scope,
+      keyPos(map, "python"),
+      "python",
+      "is required",
+      'add "python:" with "inference: <path of your .py file>" indented below it',
+    );
+    return undefined;
+  }
+  const python = readMap(scope, entry, "python", 'write "python:" with "inference: <path>" below it');
+  if (python === undefined) return undefined;
+  checkKeys(scope, python, "python", _PYTHON_KEYS);
+  const inference = _inference(scope, python, checks);
+  const env = _env(scope, python);
+  return inference === undefined || env === undefined ? undefined : { inference, env };
+}
+
+function _inference(scope: Scope, python: YamlMap, checks: PathCheck[]): string | undefined {
+  const entry = get(python, "inference");
+  const path = "python.inference";
+  if (entry === undefined) {
+    report(scope, keyPos(python, "inference"), path, "is required", 'add "inference: src/inference.py"');
+    return undefined;
+  }
+  const raw = readString(scope, entry, path, '"src/inference.py"');
+  if (raw === undefined) return undefined;
+  const normalized = normalizeProjectPath(raw);
+  if (!normalized.ok) {
+    report(scope, entry.value.pos, path, normalized.problem, normalized.fix);
+    return undefined;
+  }
+  if (!normalized.path.endsWith(".py")) {
+    report(
+      scope,
+      entry.value.pos,
+      path,
+      `must be a Python file ending in ".py", got "${normalized.path}"`,
+      "give the path of the file that defines predict(sample, metadata)",
+    );
+    return undefined;
+  }
+  checks.push({
+    resource: scope.resource,
+    key: path,
+    pos: entry.value.pos,
+    path: normalized.path,
+    want: "file",
+  });
+  return normalized.path;
+}
+
+function _env(scope: Scope, python: YamlMap): Record<string, string> | undefined {
+  const entry = get(python, "env");
+  if (entry === undefined) return {};
+  const env = readMap(scope, entry, "python.env", 'write "env:" with "NAME: value" lines below it');
+  if (env === undefined) return undefined;
+  const before = scope.issues.length;
+  const result: [string, string][] = [];
+  for (const { key, keyPos, value } of env.entries) {
+    const path = `python.env.${key}`;
+    if (!_ENV_NAME.test(key)) {
+      report(
+        scope,
+        keyPos,
+        path,
+        "is not a valid environment variable name",
+        "use letters, digits and underscores, not starting with a digit",
+      );
+    } else if (value.kind === "scalar" && typeof value.value === "string") {
+      result.push([key, value.value]);
+    } else {
+      const fix = value.kind !== "scalar"
+        ? "write a single value"
+        : value.value === null
+        ? `write ${key}: "" for an empty value`
+        : `quote the value: ${key}: "${value.source ?? ""}"`;
+      report(scope, value.pos, path, `must be a string, got ${describe(value)}`, fix);
+    }
+  }
+  return scope.issues.length === before ? Object.fromEntries(result) : undefined;
+}
+
+function _metadata(scope: Scope, map: YamlMap): Record<string, unknown> | undefined {
+  const entry = get(map, "metadata");
+  if (entry === undefined) return {};
+  const metadata = readMap(scope, entry, "metadata", 'write "metadata:" with "key: value" lines below it');
+  return metadata === undefined ? undefined : toPlain(metadata) as Record<string, unknown>;
+}
+
+/** The tracker; `undefined` when absent, `null` after an issue. */
+function _tracker(scope: Scope, map: YamlMap): ResolvedTracker | undefined | null {
+  const entry = get(map, "tracker");
+  if (entry === undefined) return undefined;
+  const tracker = readMap(scope, entry, "tracker", 'write "tracker:" with "model_type: classification"');
+  if (tracker === undefined) return null;
+  const before = scope.issues.length;
+  checkKeys(scope, tracker, "tracker", _TRACKER_KEYS);
+  const typeEntry = get(tracker, "model_type");
+  let modelType: ResolvedTracker["modelType"] | undefined;
+  if (typeEntry === undefined) {
+    report(
+      scope,
+      keyPos(tracker, "model_type"),
+      "tracker.model_type",
+      "is required",
+      'add "model_type: classification" or "model_type: regression"',
+    );
+  } else {
+    const value = readString(scope, typeEntry, "tracker.model_type", '"classification"');
+    if (value === "classification" || value === "regression") modelType = value;
+    else if (value !== undefined) {
+      const close = suggest(value, _MODEL_TYPES);
+      report(
+        scope,
+        typeEntry.value.pos,
+        "tracker.model_type",
+        `must be "classification" or "regression", got ${JSON.stringify(value)}`,
+        close === undefined ? 'write "classification" or "regression"' : `write "${close}"`,
+      );
+    }
+  }
+  const keyEntry = get(tracker, "key");
+  const key = keyEntry && readString(scope, keyEntry, "tracker.key", '"label"');
+  if (scope.issues.length > before || modelType === undefined) return null;
+  return { key, modelType };
+}
+
+function _endpoint(scope: Scope, map: YamlMap): ApiDraft["endpoint"] {
+  const entry = get(map, "endpoint");
+  if (entry === undefined) return "default";
+  const raw = readString(scope, entry, "endpoint", '"/iris/classifier"');
+  if (raw === undefined) return "invalid";
+  const problem = endpointProblem(raw);
+  if (problem !== undefined) {
+    report(scope, entry.value.pos, "endpoint", problem, 'write a path such as "/iris/classifier"');
+    return "invalid";
+  }
+  return { path: normalizeEndpoint(raw), pos: entry.value.pos };
+}
+
+/** Why `raw` cannot be an endpoint, or `undefined` when it can. */
+export function endpointProblem(raw: string): string | undefined {
+  const shown = JSON.stringify(raw);
+  if (!raw.startsWith("/")) return `must start with "/", got ${shown}`;
+  if (!_ENDPOINT_CHARS.test(raw)) {
+    return `may hold only letters, digits and the characters . _ ~ / -, got ${shown}`;
+  }
+  if (raw.includes("//")) return `must not contain "//", got ${shown}`;
+  if (raw.split("/").some((s) => s === "." || s === "..")) {
+    return `must not contain a "." or ".." segment, got ${shown}`;
+  }
+  return undefined;
+}
+
+/** Strips the trailing slash of a valid endpoint (`/` stays `/`). */
+export function normalizeEndpoint(raw: string): string {
+  return raw.length > 1 ? raw.replace(/\/$/, "") : raw;
+}

@@ -1,0 +1,284 @@
+/**
+ * Validates a parsed `cortex.yaml` and resolves it, without touching the
+ * disk: paths that must exist are returned as checks for the caller to run.
+ *
+ * Every problem found is collected; nothing stops at the first.
+ */
+
+import type { ConfigIssue } from "./errors.ts";
+import type { ResolvedApi, ResolvedProject } from "./types.ts";
+import {
+  bySource,
+  checkKeys,
+  describe,
+  get,
+  keyPos,
+  readString,
+  report,
+  type Scope,
+  suggest,
+} from "./_fields.ts";
+import { normalizeProjectPath, type PathCheck } from "./_paths.ts";
+import { type ApiDraft, sanitizeName, validateApi } from "./_validate_api.ts";
+import type { Position, YamlMap, YamlNode } from "./_yaml_tree.ts";
+
+/** Most resources a config may hold. */
+export const MAX_RESOURCES = 1000;
+
+const _KINDS = ["deployment", "api"];
+const _DEPLOYMENT_KEYS = ["kind", "name", "python_root"];
+const _DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+
+/** What {@linkcode validateConfig} found. */
+export interface ValidationResult {
+  /** The resolved config; `undefined` when there are issues. */
+  readonly config: Pick<ResolvedProject, "deployment" | "apis"> | undefined;
+  /** Every problem found, in source order. */
+  readonly issues: readonly ConfigIssue[];
+  /** Paths to check on disk (also returned when there are issues). */
+  readonly pathChecks: readonly PathCheck[];
+}
+
+interface _Deployment {
+  readonly label: string | undefined;
+  readonly name: string | undefined;
+  readonly pythonRoot: string | undefined;
+  readonly pos: Position;
+}
+
+/**
+ * Validates the resources of a config file.
+ *
+ * @param root the parsed document (`undefined` when empty)
+ * @param file the config file name, for issues
+ */
+export function validateConfig(root: YamlNode | undefined, file: string): ValidationResult {
+  const issues: ConfigIssue[] = [];
+  const top: Scope = { file, resource: undefined, issues };
+  if (root === undefined) {
+    report(
+      top,
+      undefined,
+      "",
+      "The file is empty",
+      'add a "- kind: deployment" resource with a name and one "- kind: api" resource per API',
+    );
+    return { config: undefined, issues, pathChecks: [] };
+  }
+  if (root.kind !== "seq") {
+    const hasKind = root.kind === "map" && root.entries.some((e) => e.key === "kind");
+    report(
+      top,
+      root.pos,
+      "",
+      `The top level must be a list of resources, got ${describe(root)}`,
+      hasKind
+        ? 'start each resource with "- ", as in "- kind: deployment"'
+        : 'write a list: "- kind: deployment" with a name, then "- kind: api" per API',
+    );
+    return { config: undefined, issues, pathChecks: [] };
+  }
+  if (root.items.length > MAX_RESOURCES) {
+    report(
+      top,
+      root.pos,
+      "",
+      `Too many resources: ${root.items.length}, at most ${MAX_RESOURCES} are allowed`,
+      "split the APIs over several deployments",
+    );
+    return { config: undefined, issues, pathChecks: [] };
+  }
+
+  const deployments: _Deployment[] = [];
+  const apis: ApiDraft[] = [];
+  const pathChecks: PathCheck[] = [];
+  root.items.forEach((item, index) => {
+    const scope: Scope = { file, resource: `resource #${index + 1}`, issues };
+    const kind = _kind(scope, item);
+    if (kind === undefined || item.kind !== "map") return;
+    const name = get(item, "name")?.value;
+    const label = name?.kind === "scalar" && typeof name.value === "string"
+      ? `${kind} ${JSON.stringify(name.value)}`
+      : scope.resource;
+    const named: Scope = { file, resource: label, issues };
+    if (kind === "deployment") deployments.push(_deployment(named, item, pathChecks));
+    else {
+      const api = validateApi(named, item);
+      apis.push(api);
+      pathChecks.push(...api.pathChecks);
+    }
+  });
+
+  _checkCounts(top, root, deployments, apis);
+  const deployment = deployments[0];
+  const resolved = _resolveApis(apis, deployment?.name);
+  issues.sort(bySource);
+  if (issues.length > 0 || deployment?.name === undefined || resolved === undefined) {
+    return { config: undefined, issues, pathChecks };
+  }
+  return {
+    config: { deployment: { name: deployment.name, pythonRoot: deployment.pythonRoot }, apis: resolved },
+    issues,
+    pathChecks,
+  };
+}
+
+/** Reads `kind`; `undefined` after an issue. */
+function _kind(scope: Scope, item: YamlNode): "deployment" | "api" | undefined {
+  if (item.kind !== "map") {
+    report(
+      scope,
+      item.pos,
+      "",
+      `Each resource must be a map with a kind, got ${describe(item)}`,
+      'write "kind: deployment" or "kind: api" and the resource\'s keys',
+    );
+    return undefined;
+  }
+  const entry = get(item, "kind");
+  if (entry === undefined) {
+    report(scope, keyPos(item, "kind"), "kind", "is required", 'add "kind: deployment" or "kind: api"');
+    return undefined;
+  }
+  const kind = readString(scope, entry, "kind", '"api"');
+  if (kind === "deployment" || kind === "api") return kind;
+  if (kind !== undefined) {
+    const close = suggest(kind, _KINDS);
+    report(
+      scope,
+      entry.value.pos,
+      "kind",
+      `must be one of ${_KINDS.join(", ")}, got ${JSON.stringify(kind)}`,
+      close === undefined ? 'write "kind: deployment" or "kind: api"' : `write "kind: ${close}"`,
+    );
+  }
+  return undefined;
+}
+
+function _deployment(scope: Scope, map: YamlMap, checks: PathCheck[]): _Deployment {
+  checkKeys(scope, map, "", _DEPLOYMENT_KEYS);
+  const nameEntry = get(map, "name");
+  let name: string | undefined;
+  if (nameEntry === undefined) {
+    report(scope, keyPos(map, "name"), "name", "is required", 'add a name such as "name: iris"');
+  } else {
+    name = readString(scope, nameEntry, "name", '"iris"');
+    if (name !== undefined && !(_DNS_LABEL.test(name) && name.length <= 63)) {
+      report(
+        scope,
+        nameEntry.value.pos,
+        "name",
+        `must be a DNS-1123 label: at most 63 lower-case letters, digits and "-", ` +
+          `starting and ending with a letter or digit, got ${JSON.stringify(name)}`,
+        `use e.g. "${sanitizeName(name)}"`,
+      );
+      name = undefined;
+    }
+  }
+  let pythonRoot: string | undefined;
+  const rootEntry = get(map, "python_root");
+  const raw = rootEntry && readString(scope, rootEntry, "python_root", '"src"');
+  if (rootEntry !== undefined && raw !== undefined) {
+    const normalized = normalizeProjectPath(raw);
+    if (normalized.ok) {
+      pythonRoot = normalized.path;
+      const pos = rootEntry.value.pos;
+      checks.push({ resource: scope.resource, key: "python_root", pos, path: pythonRoot, want: "directory" });
+    } else {
+      report(scope, rootEntry.value.pos, "python_root", normalized.problem, normalized.fix);
+    }
+  }
+  return { label: scope.resource, name, pythonRoot, pos: keyPos(map, "kind") };
+}
+
+function _checkCounts(
+  top: Scope,
+  root: YamlNode,
+  deployments: readonly _Deployment[],
+  apis: readonly ApiDraft[],
+): void {
+  const first = deployments[0];
+  if (first === undefined) {
+    report(
+      top,
+      undefined,
+      "",
+      "No deployment resource",
+      'add "- kind: deployment" with "name: <deployment name>" at the top of the list',
+    );
+  }
+  for (const extra of deployments.slice(1)) {
+    report(
+      { ...top, resource: extra.label },
+      extra.pos,
+      "kind",
+      `only one deployment is allowed, the first is at line ${first?.pos.line}`,
+      "remove this deployment or move its APIs into its own cortex.yaml",
+    );
+  }
+  if (apis.length === 0) {
+    report(top, root.pos, "", "No api resource", 'add "- kind: api" with a name and python.inference');
+  }
+}
+
+/** Checks names and endpoints across APIs and builds the resolved list. */
+function _resolveApis(
+  drafts: readonly ApiDraft[],
+  deployment: string | undefined,
+): ResolvedApi[] | undefined {
+  const names = new Map<string, ApiDraft>();
+  const endpoints = new Map<string, ApiDraft>();
+  const resolved: ResolvedApi[] = [];
+  for (const draft of drafts) {
+    const { scope, name } = draft;
+    if (name === undefined) continue;
+    const twin = names.get(name);
+    if (twin !== undefined) {
+      report(
+        scope,
+        draft.namePos,
+        "name",
+        `${JSON.stringify(name)} is already the name of the api at line ${twin.namePos.line}`,
+        "give each api its own name",
+      );
+    } else names.set(name, draft);
+
+    // A default endpoint needs a valid deployment name and is already
+    // reported through a duplicate api name.
+    const explicit = typeof draft.endpoint === "object";
+    if (draft.endpoint === "invalid") continue;
+    if (!explicit && (deployment === undefined || twin !== undefined)) continue;
+    const endpoint = typeof draft.endpoint === "object" ? draft.endpoint.path : `/${deployment}/${name}`;
+    const pos = typeof draft.endpoint === "object" ? draft.endpoint.pos : draft.namePos;
+    const reserved = _reservedProblem(endpoint, explicit);
+    if (reserved !== undefined) {
+      report(scope, pos, "endpoint", reserved, 'choose another path, such as "/iris/classifier"');
+      continue;
+    }
+    const other = endpoints.get(endpoint);
+    if (other !== undefined) {
+      report(
+        scope,
+        pos,
+        "endpoint",
+        `${JSON.stringify(endpoint)} is already used by ${other.scope.resource ?? "another api"} ` +
+          `(line ${_endpointLine(other)})`,
+        "give each api its own endpoint",
+      );
+    } else endpoints.set(endpoint, draft);
+    if (draft.rest !== undefined) resolved.push({ name, endpoint, ...draft.rest });
+  }
+  return resolved.length === drafts.length ? resolved : undefined;
+}
+
+function _reservedProblem(endpoint: string, explicit: boolean): string | undefined {
+  const reserved = ["/", "/healthz", "/livez", "/metrics"].includes(endpoint) ||
+    endpoint.startsWith("/metrics/");
+  if (!reserved) return undefined;
+  const what = explicit ? JSON.stringify(endpoint) : `the default endpoint ${JSON.stringify(endpoint)}`;
+  return `${what} is reserved for the server (/, /healthz, /livez and /metrics are)`;
+}
+
+function _endpointLine(draft: ApiDraft): number {
+  return typeof draft.endpoint === "object" ? draft.endpoint.pos.line : draft.namePos.line;
+}

@@ -1,0 +1,122 @@
+/**
+ * Structured logging: one line per event, as text for a terminal or JSON
+ * lines for journald and log collectors.
+ */
+
+export type LogLevel = "debug" | "info" | "warn" | "error";
+export type LogFormat = "text" | "json";
+/** Extra fields of an event; `undefined` values are left out. */
+export type LogFields = Readonly<Record<string, unknown>>;
+
+const LEVELS: Readonly<Record<LogLevel, number>> = { debug: 10, info: 20, warn: 30, error: 40 };
+const COLOURS: Readonly<Record<LogLevel, string>> = {
+  debug: "\x1b[90m",
+  info: "\x1b[36m",
+  warn: "\x1b[33m",
+  error: "\x1b[31m",
+};
+
+/** Where formatted lines go; defaults to stderr. */
+export type LogSink = (line: string) => void;
+
+/** Options for {@link Logger}. */
+export interface LoggerOptions {
+  readonly format?: LogFormat;
+  readonly level?: LogLevel;
+  /** Colour the level in text format; default: stderr is a terminal and NO_COLOR is unset. */
+  readonly colour?: boolean;
+  readonly sink?: LogSink;
+  /** Fields added to every line (e.g. `{ api: "classifier" }`). */
+  readonly fields?: LogFields;
+}
+
+const encoder = new TextEncoder();
+
+function stderrSink(line: string): void {
+  Deno.stderr.writeSync(encoder.encode(line + "\n"));
+}
+
+function defaultColour(): boolean {
+  return Deno.stderr.isTerminal() && Deno.env.get("NO_COLOR") === undefined;
+}
+
+/** A logger: `logger.info("worker ready", { api, replica })`. */
+export class Logger {
+  readonly format: LogFormat;
+  readonly level: LogLevel;
+  readonly #colour: boolean;
+  readonly #sink: LogSink;
+  readonly #fields: LogFields;
+
+  constructor(options: LoggerOptions = {}) {
+    this.format = options.format ?? "text";
+    this.level = options.level ?? "info";
+    this.#colour = options.colour ?? (this.format === "text" && defaultColour());
+    this.#sink = options.sink ?? stderrSink;
+    this.#fields = options.fields ?? {};
+  }
+
+  /** A logger that adds `fields` to every line. */
+  child(fields: LogFields): Logger {
+    return new Logger({
+      format: this.format,
+      level: this.level,
+      colour: this.#colour,
+      sink: this.#sink,
+      fields: { ...this.#fields, ...fields },
+    });
+  }
+
+  /** True when lines of `level` are written. */
+  enabled(level: LogLevel): boolean {
+    return LEVELS[level] >= LEVELS[this.level];
+  }
+
+  debug(message: string, fields?: LogFields): void {
+    this.log("debug", message, fields);
+  }
+  info(message: string, fields?: LogFields): void {
+    this.log("info", message, fields);
+  }
+  warn(message: string, fields?: LogFields): void {
+    this.log("warn", message, fields);
+  }
+  error(message: string, fields?: LogFields): void {
+    this.log("error", message, fields);
+  }
+
+  log(level: LogLevel, message: string, fields?: LogFields): void {
+    if (!this.enabled(level)) return;
+    const all = fields ? { ...this.#fields, ...fields } : this.#fields;
+    const time = new Date().toISOString();
+    this.#sink(
+      this.format === "json"
+        ? jsonLine(time, level, message, all)
+        : this.#textLine(time, level, message, all),
+    );
+  }
+
+  #textLine(time: string, level: LogLevel, message: string, fields: LogFields): string {
+    const tag = level.toUpperCase().padEnd(5);
+    const coloured = this.#colour ? `${COLOURS[level]}${tag}\x1b[0m` : tag;
+    let line = `${time} ${coloured} ${message}`;
+    for (const [key, value] of Object.entries(fields)) {
+      if (value === undefined) continue;
+      line += ` ${key}=${textValue(value)}`;
+    }
+    return line;
+  }
+}
+
+function jsonLine(time: string, level: LogLevel, message: string, fields: LogFields): string {
+  const record: Record<string, unknown> = { time, level, msg: message };
+  for (const [key, value] of Object.entries(fields)) {
+    if (value !== undefined) record[key] = value;
+  }
+  return JSON.stringify(record);
+}
+
+function textValue(value: unknown): string {
+  const text = typeof value === "string" ? value : JSON.stringify(value) ?? String(value);
+  return /^[^\s"=]+$/.test(text) ? text : JSON.stringify(text);
+}

@@ -1,0 +1,242 @@
+/**
+ * One Python worker child: spawning, the handshake, one prediction at a
+ * time, and how it ended. Knows nothing about restarts or queues; see
+ * src/server/replica.ts for supervision.
+ */
+import { encodeFrame, FrameDecoder } from "./codec.ts";
+import {
+  decodeMessage,
+  encodeMessage,
+  type InitMessage,
+  type InitPhase,
+  type PredictErrorKind,
+  ProtocolError,
+  type ReadyMessage,
+  type ServerMessage,
+  type WorkerMessage,
+} from "./protocol.ts";
+import { readLines } from "./log_lines.ts";
+
+/** How a worker process ended. */
+export interface WorkerExit {
+  readonly code: number;
+  readonly signal: Deno.Signal | null;
+}
+
+/** Describes an exit for people: `exit code 3` or `signal SIGKILL`. */
+export function describeExit(exit: WorkerExit): string {
+  return exit.signal !== null ? `killed by signal ${exit.signal}` : `exited with code ${exit.code}`;
+}
+
+/** The worker ended (or broke the protocol) while a call was waiting for it. */
+export class WorkerExitedError extends Error {
+  readonly code = "WORKER_EXITED";
+  readonly exit: WorkerExit | undefined;
+  constructor(message: string, exit: WorkerExit | undefined) {
+    super(message);
+    this.name = "WorkerExitedError";
+    this.exit = exit;
+  }
+}
+
+/** Importing, checking or initialising the user's code failed. */
+export class InitFailedError extends Error {
+  readonly code = "INIT_FAILED";
+  readonly phase: InitPhase;
+  readonly traceback: string;
+  constructor(phase: InitPhase, message: string, traceback: string) {
+    super(message);
+    this.name = "InitFailedError";
+    this.phase = phase;
+    this.traceback = traceback;
+  }
+}
+
+/** The user's `predict` (or a hook, or serialization) failed for one request. */
+export class PredictFailedError extends Error {
+  readonly code = "PREDICT_FAILED";
+  readonly kind: PredictErrorKind;
+  readonly traceback: string;
+  constructor(kind: PredictErrorKind, message: string, traceback: string) {
+    super(message);
+    this.name = "PredictFailedError";
+    this.kind = kind;
+    this.traceback = traceback;
+  }
+}
+
+/** What a worker needs to start. */
+export interface WorkerSpawnOptions {
+  readonly python: string;
+  /** Path of worker.py as written to the state directory. */
+  readonly workerPath: string;
+  /** Working directory: the staged project. */
+  readonly cwd: string;
+  readonly env: Readonly<Record<string, string>>;
+  readonly maxFrameBytes: number;
+  /** Receives each line the worker writes to stderr or fd 1. */
+  readonly onLog: (line: string) => void;
+  /** Cap on one log line, in characters. */
+  readonly maxLogLineChars?: number;
+}
+
+interface Pending {
+  readonly id: number;
+  readonly resolve: (value: WorkerMessage) => void;
+  readonly reject: (error: Error) => void;
+}
+
+/**
+ * A running worker. Calls are strictly one at a time: `init` once, then
+ * `predict` repeatedly; the caller (a replica) guarantees that.
+ */
+export class WorkerProcess {
+  readonly pid: number;
+  /** Resolves when the process has ended and its output is drained. */
+  readonly exited: Promise<WorkerExit>;
+  readonly #child: Deno.ChildProcess;
+  readonly #writer: WritableStreamDefaultWriter<Uint8Array>;
+  readonly #maxFrame: number;
+  #pending: Pending | undefined;
+  #nextId = 1;
+  #failure: Error | undefined;
+  #exit: WorkerExit | undefined;
+
+  private constructor(child: Deno.ChildProcess, options: WorkerSpawnOptions) {
+    this.#child = child;
+    this.pid = child.pid;
+    this.#maxFrame = options.maxFrameBytes;
+    this.#writer = child.stdin.getWriter();
+    this.#writer.closed.catch(() => {}); // EPIPE after a crash is reported via `exited`
+    const reading = this.#readFrames(child.stdout);
+    const logging = readLines(child.stderr, options.onLog, options.maxLogLineChars)
+      .catch(() => {});
+    this.exited = Promise.all([child.status, reading, logging]).then(
+      ([status]) => {
+        this.#exit = { code: status.code, signal: status.signal };
+        this.#fail(
+          this.#failure ??
+            new WorkerExitedError(`Worker ${describeExit(this.#exit)}`, this.#exit),
+        );
+        return this.#exit;
+      },
+    );
+  }
+
+  /** Starts the Python child. Throws `Deno.errors.NotFound` if `python` is missing. */
+  static spawn(options: WorkerSpawnOptions): WorkerProcess {
+    const child = new Deno.Command(options.python, {
+      args: [options.workerPath, "--max-frame", String(options.maxFrameBytes)],
+      cwd: options.cwd,
+      env: options.env,
+      clearEnv: true,
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    return new WorkerProcess(child, options);
+  }
+
+  /** Sends `init` and waits for `ready`; rejects with InitFailedError or WorkerExitedError. */
+  async init(message: Omit<InitMessage, "type">): Promise<ReadyMessage> {
+    const reply = await this.#call(0, { type: "init", ...message });
+    if (reply.type === "ready") return reply;
+    if (reply.type === "init_error") {
+      throw new InitFailedError(reply.phase, reply.error, reply.traceback);
+    }
+    throw this.#violation(`Worker answered init with "${reply.type}"`);
+  }
+
+  /**
+   * Runs one prediction; resolves with the prediction as UTF-8 JSON.
+   * Rejects with PredictFailedError, WorkerExitedError or ProtocolError.
+   */
+  async predict(sample: Uint8Array, debug: boolean): Promise<Uint8Array> {
+    const id = this.#nextId++;
+    const reply = await this.#call(id, { type: "predict", id, sample, debug });
+    if (reply.type === "result") return reply.prediction;
+    if (reply.type === "error") {
+      throw new PredictFailedError(reply.kind, reply.error, reply.traceback);
+    }
+    throw this.#violation(`Worker answered predict with "${reply.type}"`);
+  }
+
+  /** Asks the worker to exit; kills it if it is still there after `graceMs`. */
+  async shutdown(graceMs: number): Promise<WorkerExit> {
+    if (this.#exit) return this.#exit;
+    await this.#send({ type: "shutdown" }).catch(() => {});
+    await this.#writer.close().catch(() => {});
+    const timer = setTimeout(() => this.kill("SIGKILL"), graceMs);
+    try {
+      return await this.exited;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Sends a signal; ignores a process that is already gone. */
+  kill(signal: Deno.Signal = "SIGKILL"): void {
+    if (this.#exit) return;
+    try {
+      this.#child.kill(signal);
+    } catch {
+      // Already exited.
+    }
+  }
+
+  async #call(id: number, message: ServerMessage): Promise<WorkerMessage> {
+    if (this.#pending) throw new Error("Worker is busy: one call at a time");
+    if (this.#failure ?? this.#exit) {
+      throw this.#failure ?? new WorkerExitedError("Worker is not running", this.#exit);
+    }
+    const reply = new Promise<WorkerMessage>((resolve, reject) => {
+      this.#pending = { id, resolve, reject };
+    });
+    await this.#send(message).catch(() => {
+      // A write to a dead worker: the exit handler rejects `reply`.
+    });
+    return await reply;
+  }
+
+  async #send(message: ServerMessage): Promise<void> {
+    await this.#writer.write(encodeFrame(encodeMessage(message), this.#maxFrame));
+  }
+
+  async #readFrames(stdout: ReadableStream<Uint8Array>): Promise<void> {
+    const decoder = new FrameDecoder(this.#maxFrame);
+    try {
+      for await (const chunk of stdout) {
+        for (const payload of decoder.push(chunk)) this.#deliver(decodeMessage(payload));
+      }
+    } catch (error) {
+      this.#violation(error instanceof Error ? error.message : String(error));
+    }
+  }
+
+  #deliver(message: WorkerMessage): void {
+    const pending = this.#pending;
+    const id = message.type === "result" || message.type === "error" ? message.id : 0;
+    if (!pending || pending.id !== id) {
+      throw new ProtocolError(
+        `Worker sent "${message.type}" for request ${id}, expected ${pending ? pending.id : "nothing"}`,
+      );
+    }
+    this.#pending = undefined;
+    pending.resolve(message);
+  }
+
+  /** Records a protocol violation, kills the worker, fails the pending call. */
+  #violation(detail: string): ProtocolError {
+    const error = new ProtocolError(`Worker broke the protocol: ${detail}`);
+    this.#failure ??= error;
+    this.kill("SIGKILL");
+    this.#fail(error);
+    return error;
+  }
+
+  #fail(error: Error): void {
+    const pending = this.#pending;
+    this.#pending = undefined;
+    pending?.reject(error);
+  }
+}

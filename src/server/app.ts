@@ -1,0 +1,172 @@
+/**
+ * The HTTP surface (SPEC §5) as a Hono app: a pure `fetch` handler built from
+ * the resolved project and the API pools. Binding a socket is `main.ts`'s job.
+ */
+import { Hono } from "hono";
+import type { Context } from "hono";
+import type { ResolvedProject } from "../config/types.ts";
+import type { Logger } from "../log/logger.ts";
+import { ApiError } from "./errors.ts";
+import type { ApiPool } from "./pool.ts";
+import { checkJson, readBody } from "./body.ts";
+import { ApiStats } from "./stats.ts";
+import { apiStatus } from "./status.ts";
+import { requestId } from "./request_id.ts";
+
+/** Everything the app reads. */
+export interface AppOptions {
+  readonly project: ResolvedProject;
+  /** One pool per API, by API name. */
+  readonly pools: ReadonlyMap<string, ApiPool>;
+  readonly maxBodyBytes: number;
+  /** Include Python tracebacks in error bodies (`--debug`). */
+  readonly debug: boolean;
+  readonly logger: Logger;
+}
+
+/** The app and the counters it keeps. */
+export interface CortexApp {
+  readonly app: Hono<AppEnv>;
+  readonly stats: ReadonlyMap<string, ApiStats>;
+}
+
+/** Per-request variables. */
+export type AppEnv = { Variables: { requestId: string; api: string | undefined } };
+
+const JSON_HEADERS = { "content-type": "application/json" } as const;
+
+/** Builds the Hono app for a deployment. */
+export function createApp(options: AppOptions): CortexApp {
+  const { project, pools, logger } = options;
+  const app = new Hono<AppEnv>();
+  const stats = new Map(project.apis.map((api) => [api.name, new ApiStats()]));
+
+  app.use(async (c, next) => {
+    const id = requestId(c.req.header("x-request-id"));
+    c.set("requestId", id);
+    c.set("api", undefined);
+    const started = performance.now();
+    await next();
+    c.res.headers.set("x-request-id", id);
+    const api = c.get("api");
+    if (api !== undefined) {
+      const ms = performance.now() - started;
+      stats.get(api)?.record(c.res.status, ms);
+      logger.info("request", {
+        request_id: id,
+        api,
+        method: c.req.method,
+        path: c.req.path,
+        status: c.res.status,
+        latency_ms: round(ms),
+        queue_ms: c.res.headers.get("x-queue-ms") ?? undefined,
+      });
+    }
+  });
+
+  for (const api of project.apis) {
+    const pool = pools.get(api.name);
+    if (pool === undefined) throw new Error(`No pool for api ${api.name}`);
+    app.post(api.endpoint, async (c) => {
+      c.set("api", api.name);
+      const body = await readBody(c.req.raw, options.maxBodyBytes);
+      checkJson(body);
+      const debug = c.req.query("debug") === "true";
+      const prediction = await pool.submit(body, { debug, signal: c.req.raw.signal });
+      return c.body(prediction.body as Uint8Array<ArrayBuffer>, 200, {
+        ...JSON_HEADERS,
+        "x-queue-ms": String(round(prediction.queueMs)),
+      });
+    });
+    app.get(api.endpoint, (c) => {
+      const status = apiStatus(pool, api.endpoint);
+      return c.json({
+        api: api.name,
+        endpoint: api.endpoint,
+        status: status.status,
+        replicas: status.replicas,
+        last_error: status.last_error ?? null,
+        usage: `POST a JSON sample to ${api.endpoint}; the answer is predict's return value as JSON`,
+        example:
+          `curl -X POST -H 'content-type: application/json' -d @sample.json http://HOST:PORT${api.endpoint}`,
+      });
+    });
+    app.all(api.endpoint, (c) => {
+      c.set("api", api.name);
+      throw new ApiError("METHOD_NOT_ALLOWED", `Use POST to predict or GET to describe ${api.endpoint}`, {
+        headers: { allow: "GET, POST" },
+      });
+    });
+  }
+
+  const statuses = () => project.apis.map((api) => apiStatus(pools.get(api.name)!, api.endpoint));
+
+  app.get("/livez", (c) => c.json({ ok: true }));
+  app.get("/healthz", (c) => {
+    const all = statuses();
+    if (all.every((s) => s.status === "ready")) return c.json({ ok: true });
+    return c.json(
+      {
+        ok: false,
+        apis: Object.fromEntries(
+          all.map((s) => [s.name, { status: s.status, last_error: s.last_error ?? null }]),
+        ),
+      },
+      503,
+      { "retry-after": "1" },
+    );
+  });
+  app.get("/", (c) =>
+    c.json({
+      deployment: project.deployment.name,
+      apis: statuses().map((s) => ({
+        ...s,
+        last_error: s.last_error ?? null,
+        ...stats.get(s.name)!.snapshot(),
+      })),
+    }));
+  for (const path of ["/", "/livez", "/healthz"]) {
+    app.all(path, () => {
+      throw new ApiError("METHOD_NOT_ALLOWED", `Use GET for ${path}`, { headers: { allow: "GET" } });
+    });
+  }
+
+  app.notFound((c) =>
+    errorResponse(c, new ApiError("NOT_FOUND", `No route for ${c.req.method} ${c.req.path}`), options)
+  );
+  app.onError((error, c) => {
+    if (error instanceof ApiError) return errorResponse(c, error, options);
+    logger.error("unhandled error", {
+      request_id: c.get("requestId"),
+      error: error instanceof Error ? (error.stack ?? error.message) : String(error),
+    });
+    return errorResponse(c, new ApiError("INTERNAL", "Internal server error"), options);
+  });
+
+  return { app, stats };
+}
+
+function errorResponse(c: Context<AppEnv>, error: ApiError, options: AppOptions): Response {
+  const api = c.get("api");
+  if (error.detail !== undefined && error.status >= 500) {
+    options.logger.error("request failed", {
+      request_id: c.get("requestId"),
+      api,
+      code: error.code,
+      error: error.message,
+    });
+  }
+  const body: Record<string, unknown> = {
+    error: error.message,
+    api: api ?? null,
+    request_id: c.get("requestId"),
+  };
+  if (options.debug && error.detail) body.traceback = error.detail;
+  const headers: Record<string, string> = { ...error.headers };
+  if (error.retryAfter !== undefined) headers["retry-after"] = String(error.retryAfter);
+  return c.json(body, error.status, headers);
+}
+
+function round(ms: number): number {
+  return Math.round(ms * 1000) / 1000;
+}

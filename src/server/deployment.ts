@@ -1,0 +1,148 @@
+/**
+ * A running deployment: for each API of a resolved project, a pool with its
+ * replicas, all pointing at one staged project tree. Started, drained and
+ * stopped as a whole.
+ */
+import { join } from "node:path";
+import type { ResolvedApi, ResolvedProject } from "../config/types.ts";
+import type { Logger } from "../log/logger.ts";
+import { PROTOCOL_VERSION } from "../python/protocol.ts";
+import { workerEnv } from "../python/worker_env.ts";
+import { WorkerProcess } from "../python/worker_process.ts";
+import type { BackoffOptions } from "./backoff.ts";
+import { ApiPool } from "./pool.ts";
+import { Replica } from "./replica.ts";
+
+/** How workers are run; the same for every API. */
+export interface RuntimeOptions {
+  /** Interpreter command or path. */
+  readonly python: string;
+  /** worker.py as written to the state directory. */
+  readonly workerPath: string;
+  readonly maxFrameBytes: number;
+  /** Queue places per replica (`--queue`). */
+  readonly queuePerReplica: number;
+  readonly predictTimeoutMs: number;
+  readonly initTimeoutMs: number | undefined;
+  readonly killGraceMs: number;
+  readonly backoff: BackoffOptions;
+  readonly maxLogLineChars: number;
+  /** The server's environment, filtered before it reaches workers. */
+  readonly serverEnv: Readonly<Record<string, string>>;
+  readonly logger: Logger;
+}
+
+/** Pools of every API of one project version. */
+export class Deployment {
+  readonly project: ResolvedProject;
+  readonly stagedDir: string;
+  readonly pools: ReadonlyMap<string, ApiPool>;
+  readonly #runtime: RuntimeOptions;
+
+  constructor(project: ResolvedProject, stagedDir: string, runtime: RuntimeOptions) {
+    this.project = project;
+    this.stagedDir = stagedDir;
+    this.#runtime = runtime;
+    this.pools = new Map(project.apis.map((api) => [api.name, this.#pool(api)]));
+  }
+
+  /** Starts every replica's supervision loop. */
+  start(): void {
+    for (const pool of this.pools.values()) {
+      for (const replica of pool.replicas) replica.start();
+    }
+  }
+
+  /** Resolves when every API has a ready replica, or rejects when `signal` aborts. */
+  whenReady(signal?: AbortSignal): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const check = () => {
+        const ready = [...this.pools.values()].every((pool) =>
+          pool.replicas.some((r) => r.state === "ready" || r.state === "busy")
+        );
+        if (ready) {
+          clearInterval(timer);
+          resolve();
+        }
+      };
+      const timer = setInterval(check, 25);
+      signal?.addEventListener("abort", () => {
+        clearInterval(timer);
+        reject(signal.reason);
+      }, { once: true });
+      check();
+    });
+  }
+
+  /**
+   * Stops taking requests, lets queued and running ones finish within
+   * `drainMs`, then stops every worker. Returns true when nothing was cut off.
+   */
+  async stop(drainMs: number): Promise<boolean> {
+    const drained = await Promise.all([...this.pools.values()].map((pool) => pool.drain(drainMs)));
+    await Promise.all([...this.pools.values()].flatMap((pool) => pool.replicas.map((r) => r.stop())));
+    return drained.every(Boolean);
+  }
+
+  #pool(api: ResolvedApi): ApiPool {
+    const rt = this.#runtime;
+    const count = api.compute.initReplicas;
+    const pool = new ApiPool({
+      api: api.name,
+      queueCapacity: rt.queuePerReplica * Math.max(count, 1),
+      predictTimeoutMs: rt.predictTimeoutMs,
+      logger: rt.logger,
+    });
+    const replicas = Array.from({ length: count }, (_, index) => this.#replica(api, index, pool));
+    pool.setReplicas(replicas);
+    return pool;
+  }
+
+  #replica(api: ResolvedApi, index: number, pool: ApiPool): Replica {
+    const rt = this.#runtime;
+    const dir = this.stagedDir;
+    const env = workerEnv(rt.serverEnv, {
+      ...api.env,
+      CORTEX_PROJECT_DIR: dir,
+      CORTEX_API_NAME: api.name,
+      CORTEX_REPLICA: String(index),
+      ...(api.compute.gpu > 0 ? { CUDA_VISIBLE_DEVICES: gpuDevices(api.compute.gpu, index) } : {}),
+    });
+    return new Replica({
+      api: api.name,
+      index,
+      spawn: (onLog) =>
+        WorkerProcess.spawn({
+          python: rt.python,
+          workerPath: rt.workerPath,
+          cwd: dir,
+          env,
+          maxFrameBytes: rt.maxFrameBytes,
+          onLog,
+          maxLogLineChars: rt.maxLogLineChars,
+        }),
+      init: {
+        protocol: PROTOCOL_VERSION,
+        api: api.name,
+        inference: join(dir, api.inference),
+        metadata: api.metadata,
+        python_root: this.project.deployment.pythonRoot === undefined
+          ? null
+          : join(dir, this.project.deployment.pythonRoot),
+        project_dir: dir,
+      },
+      initTimeoutMs: rt.initTimeoutMs,
+      killGraceMs: rt.killGraceMs,
+      backoff: rt.backoff,
+      memBytes: api.compute.memBytes,
+      memText: api.compute.mem,
+      logger: rt.logger,
+      onChange: () => pool.dispatch(),
+    });
+  }
+}
+
+/** Devices for replica `index` when each replica takes `perReplica` GPUs. */
+export function gpuDevices(perReplica: number, index: number): string {
+  return Array.from({ length: perReplica }, (_, i) => String(index * perReplica + i)).join(",");
+}

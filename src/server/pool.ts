@@ -1,0 +1,245 @@
+/**
+ * The replicas of one API and the bounded queue in front of them. A replica
+ * runs one request at a time; requests wait in FIFO order, each against its
+ * own deadline, and a full queue answers 503 at once.
+ */
+import type { Logger } from "../log/logger.ts";
+import { ApiError } from "./errors.ts";
+import { BoundedQueue } from "./queue.ts";
+import type { Replica, ReplicaState } from "./replica.ts";
+
+/** What {@link ApiPool.submit} needs besides the sample. */
+export interface SubmitOptions {
+  readonly debug: boolean;
+  /** Aborts when the client went away; a queued request is then dropped. */
+  readonly signal?: AbortSignal;
+}
+
+/** A prediction and how long it waited for a replica. */
+export interface Prediction {
+  readonly body: Uint8Array;
+  readonly queueMs: number;
+}
+
+/** Settings of a pool. */
+export interface PoolOptions {
+  readonly api: string;
+  /** Requests allowed to wait, for the whole API. */
+  readonly queueCapacity: number;
+  /** Deadline of a request from its arrival, queue wait included. */
+  readonly predictTimeoutMs: number;
+  readonly logger: Logger;
+}
+
+/** Replica counts by state, for status pages and metrics. */
+export type ReplicaCounts = Record<ReplicaState, number>;
+
+interface Job {
+  cancelled: boolean;
+  queued: boolean;
+  readonly sample: Uint8Array;
+  readonly debug: boolean;
+  readonly arrived: number;
+  readonly deadline: AbortController;
+  readonly resolve: (value: Prediction) => void;
+  readonly reject: (error: Error) => void;
+  /** Clears the deadline timer and the disconnect listener. */
+  cleanup: () => void;
+}
+
+/** One API's replicas and queue. */
+export class ApiPool {
+  readonly api: string;
+  readonly #o: PoolOptions;
+  readonly #queue: BoundedQueue<Job>;
+  #replicas: readonly Replica[] = [];
+  #inFlight = 0;
+  #closed = false;
+  #idle: (() => void) | undefined;
+
+  constructor(options: PoolOptions) {
+    this.api = options.api;
+    this.#o = options;
+    this.#queue = new BoundedQueue(options.queueCapacity);
+  }
+
+  /** Replicas currently behind this pool. */
+  get replicas(): readonly Replica[] {
+    return this.#replicas;
+  }
+  get queueLength(): number {
+    return this.#queue.length;
+  }
+  get inFlight(): number {
+    return this.#inFlight;
+  }
+
+  /** Sets the replicas (at start and on reload) and dispatches waiting work. */
+  setReplicas(replicas: readonly Replica[]): void {
+    this.#replicas = replicas;
+    this.dispatch();
+  }
+
+  /** Replica counts by state. */
+  counts(): ReplicaCounts {
+    const counts: ReplicaCounts = {
+      starting: 0,
+      ready: 0,
+      busy: 0,
+      restarting: 0,
+      init_failed: 0,
+      out_of_memory: 0,
+      stopped: 0,
+    };
+    for (const replica of this.#replicas) counts[replica.state]++;
+    return counts;
+  }
+
+  /**
+   * Queues one prediction and resolves with the worker's JSON bytes.
+   *
+   * @throws {ApiError} NOT_READY, QUEUE_FULL, SHUTTING_DOWN, PREDICT_FAILED,
+   *   WORKER_DIED, OUT_OF_MEMORY or PREDICT_TIMEOUT
+   */
+  submit(sample: Uint8Array, options: SubmitOptions): Promise<Prediction> {
+    if (this.#closed) {
+      return Promise.reject(
+        new ApiError("SHUTTING_DOWN", "The server is shutting down", { retryAfter: 5 }),
+      );
+    }
+    if (!this.#accepting()) return Promise.reject(this.#notReady());
+    return new Promise<Prediction>((resolve, reject) => {
+      const job: Job = {
+        cancelled: false,
+        queued: true,
+        sample,
+        debug: options.debug,
+        arrived: performance.now(),
+        deadline: new AbortController(),
+        resolve,
+        reject,
+        cleanup: () => {},
+      };
+      if (!this.#queue.push(job)) {
+        reject(
+          new ApiError(
+            "QUEUE_FULL",
+            `Api ${this.api} is at capacity: ${this.#queue.capacity} requests are already waiting`,
+            { retryAfter: 1 },
+          ),
+        );
+        return;
+      }
+      this.#arm(job, options.signal);
+      this.dispatch();
+    });
+  }
+
+  /** Starts queued work on free replicas; called whenever a replica changes state. */
+  dispatch(): void {
+    if (!this.#accepting()) {
+      for (const job of this.#queue.drain()) this.#settle(job, this.#notReady());
+    }
+    for (const replica of this.#replicas) {
+      if (this.#queue.length === 0) break;
+      if (replica.state !== "ready") continue;
+      const job = this.#queue.shift();
+      if (job) this.#start(replica, job);
+    }
+    if (this.#queue.length === 0 && this.#inFlight === 0) this.#idle?.();
+  }
+
+  /**
+   * Stops taking new requests and waits until queued and running ones are
+   * done, or `timeoutMs` passes. Returns true when everything finished.
+   */
+  async drain(timeoutMs: number): Promise<boolean> {
+    this.#closed = true;
+    if (this.#queue.length === 0 && this.#inFlight === 0) return true;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const finished = await Promise.race([
+      new Promise<true>((resolve) => this.#idle = () => resolve(true)),
+      new Promise<false>((resolve) => timer = setTimeout(() => resolve(false), timeoutMs)),
+    ]);
+    clearTimeout(timer);
+    this.#idle = undefined;
+    if (!finished) {
+      for (const job of this.#queue.drain()) {
+        this.#settle(job, new ApiError("SHUTTING_DOWN", "The server shut down before this request ran"));
+      }
+    }
+    return finished;
+  }
+
+  /** True when new work may queue: some replica is ready, busy or coming back from a crash. */
+  #accepting(): boolean {
+    return this.#replicas.some((r) => r.state === "ready" || r.state === "busy" || r.serving);
+  }
+
+  #notReady(): ApiError {
+    const starting = this.#replicas.filter((r) => r.state === "starting");
+    const failed = this.#replicas.find((r) => r.lastError !== undefined);
+    const why = failed?.lastError !== undefined
+      ? `${failed.state.replace("_", " ")}: ${failed.lastError}`
+      : starting.length > 0
+      ? "starting"
+      : "no replica is running";
+    const retryAfter = Math.min(...this.#replicas.map((r) => r.retryAfterSeconds), 30);
+    return new ApiError("NOT_READY", `Api ${this.api} is not ready (${why})`, {
+      retryAfter: Number.isFinite(retryAfter) ? retryAfter : 1,
+    });
+  }
+
+  /** Deadline timer and client-disconnect handling for a queued job. */
+  #arm(job: Job, signal: AbortSignal | undefined): void {
+    const seconds = this.#o.predictTimeoutMs / 1000;
+    const timer = setTimeout(() => {
+      if (job.queued) {
+        this.#queue.cancel(job);
+        job.queued = false;
+        this.#settle(
+          job,
+          new ApiError(
+            "PREDICT_TIMEOUT",
+            `The request waited ${seconds} s (--predict-timeout) without a free replica`,
+          ),
+        );
+      }
+      job.deadline.abort();
+    }, this.#o.predictTimeoutMs);
+    const onClientGone = () => {
+      if (!job.queued) return; // running: let it finish, the worker stays healthy
+      this.#queue.cancel(job);
+      job.queued = false;
+      this.#settle(job, new ApiError("BAD_REQUEST", "The client closed the connection"));
+      this.#o.logger.debug("client went away while queued", { api: this.api });
+    };
+    signal?.addEventListener("abort", onClientGone, { once: true });
+    job.cleanup = () => {
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", onClientGone);
+    };
+  }
+
+  #start(replica: Replica, job: Job): void {
+    job.queued = false;
+    this.#inFlight++;
+    const queueMs = performance.now() - job.arrived;
+    replica.run(job.sample, job.debug, job.deadline.signal).then(
+      (body) => {
+        job.cleanup();
+        job.resolve({ body, queueMs });
+      },
+      (error: Error) => this.#settle(job, error),
+    ).finally(() => {
+      this.#inFlight--;
+      this.dispatch();
+    });
+  }
+
+  #settle(job: Job, error: Error): void {
+    job.queued = false;
+    job.cleanup();
+    job.reject(error);
+  }
+}

@@ -1,0 +1,314 @@
+/**
+ * One replica of an API: a supervised worker process. Starts it, restarts it
+ * with backoff when it exits, fails init or goes over its memory cap, and
+ * runs one prediction at a time with a deadline. State transitions happen
+ * only in `#setState`.
+ */
+import type { InitMessage } from "../python/protocol.ts";
+import {
+  describeExit,
+  InitFailedError,
+  PredictFailedError,
+  type WorkerExit,
+  type WorkerProcess,
+} from "../python/worker_process.ts";
+import type { Logger } from "../log/logger.ts";
+import { ApiError } from "./errors.ts";
+import { backoffDelay, type BackoffOptions } from "./backoff.ts";
+import { readRssBytes } from "./rss.ts";
+
+/** Named replica states (see README, "What happens when your code fails"). */
+export type ReplicaState =
+  | "starting"
+  | "ready"
+  | "busy"
+  | "restarting"
+  | "init_failed"
+  | "out_of_memory"
+  | "stopped";
+
+/** What a replica needs; the pool builds one per replica. */
+export interface ReplicaOptions {
+  readonly api: string;
+  readonly index: number;
+  /** Starts a worker process; `onLog` receives its output lines. */
+  readonly spawn: (onLog: (line: string) => void) => WorkerProcess;
+  readonly init: Omit<InitMessage, "type">;
+  readonly initTimeoutMs: number | undefined;
+  /** Between SIGTERM and SIGKILL when a worker is stopped or timed out. */
+  readonly killGraceMs: number;
+  readonly backoff: BackoffOptions;
+  /** Memory cap (RSS) in bytes, from `compute.mem`. */
+  readonly memBytes: number | undefined;
+  readonly memText: string | undefined;
+  readonly logger: Logger;
+  /** Called after every state change. */
+  readonly onChange: (replica: Replica) => void;
+}
+
+const RSS_POLL_MS = 200;
+
+/** A supervised worker. */
+export class Replica {
+  readonly index: number;
+  readonly #o: ReplicaOptions;
+  readonly #log: Logger;
+  #state: ReplicaState = "starting";
+  #worker: WorkerProcess | undefined;
+  #lastError: string | undefined;
+  #restarts = 0;
+  #attempt = 0;
+  #readyAt = 0;
+  #retryAt = 0;
+  /** True from the first `ready` until init fails: queued work may wait for it. */
+  #serving = false;
+  #stopping = false;
+  #wake: (() => void) | undefined;
+  #oom: string | undefined;
+  #loop: Promise<void> | undefined;
+  #initMs: number | undefined;
+
+  constructor(options: ReplicaOptions) {
+    this.index = options.index;
+    this.#o = options;
+    this.#log = options.logger.child({ api: options.api, replica: options.index });
+  }
+
+  get state(): ReplicaState {
+    return this.#state;
+  }
+  /** The last error line (init failure, crash cause), for status pages. */
+  get lastError(): string | undefined {
+    return this.#lastError;
+  }
+  get restarts(): number {
+    return this.#restarts;
+  }
+  get pid(): number | undefined {
+    return this.#worker?.pid;
+  }
+  /** Milliseconds the last successful init took. */
+  get initMs(): number | undefined {
+    return this.#initMs;
+  }
+  /** True when queued requests should wait for this replica. */
+  get serving(): boolean {
+    return !this.#stopping && this.#serving;
+  }
+  /** Seconds until the next start attempt (for `Retry-After`), at least 1. */
+  get retryAfterSeconds(): number {
+    return Math.max(1, Math.ceil((this.#retryAt - Date.now()) / 1000));
+  }
+
+  /** Starts the supervision loop. */
+  start(): void {
+    this.#loop ??= this.#supervise();
+  }
+
+  /**
+   * Runs one prediction. Only call when `state` is `ready`.
+   *
+   * @param deadline aborts when the request's time is up: the worker is
+   *   killed, the request gets 504 and the replica restarts
+   */
+  async run(sample: Uint8Array, debug: boolean, deadline: AbortSignal): Promise<Uint8Array> {
+    const worker = this.#worker;
+    if (this.#state !== "ready" || worker === undefined) {
+      throw new Error(`Replica ${this.index} is ${this.#state}, not ready`);
+    }
+    this.#setState("busy");
+    let timedOut = false;
+    const onDeadline = () => {
+      timedOut = true;
+      this.#log.warn("predict timed out: stopping the worker", { pid: worker.pid });
+      this.#terminate(worker);
+    };
+    deadline.addEventListener("abort", onDeadline, { once: true });
+    try {
+      return await worker.predict(sample, debug);
+    } catch (error) {
+      throw this.#requestError(error, timedOut);
+    } finally {
+      deadline.removeEventListener("abort", onDeadline);
+      if (this.#worker === worker && this.state === "busy") this.#setState("ready");
+    }
+  }
+
+  /** Stops the worker (shutdown message, then SIGKILL after the grace period). */
+  async stop(): Promise<void> {
+    this.#stopping = true;
+    this.#wake?.();
+    const worker = this.#worker;
+    if (worker) await worker.shutdown(this.#o.killGraceMs);
+    await this.#loop;
+    this.#setState("stopped");
+  }
+
+  #requestError(error: unknown, timedOut: boolean): ApiError {
+    const api = this.#o.api;
+    if (timedOut) {
+      return new ApiError(
+        "PREDICT_TIMEOUT",
+        `predict did not finish within --predict-timeout; the worker was stopped and is restarting`,
+      );
+    }
+    if (error instanceof PredictFailedError) {
+      if (error.kind === "out_of_memory") {
+        return new ApiError("OUT_OF_MEMORY", error.message, { detail: error.traceback });
+      }
+      return new ApiError("PREDICT_FAILED", error.message, { detail: error.traceback });
+    }
+    if (this.#oom !== undefined) {
+      return new ApiError("OUT_OF_MEMORY", `The worker of api ${api} ${this.#oom}; it is restarting`);
+    }
+    const reason = error instanceof Error ? error.message : String(error);
+    return new ApiError(
+      "WORKER_DIED",
+      `The worker of api ${api} stopped during the request (${lowerFirst(reason)}); it is restarting`,
+    );
+  }
+
+  /** SIGTERM, then SIGKILL after the grace period. */
+  #terminate(worker: WorkerProcess): void {
+    worker.kill("SIGTERM");
+    const timer = setTimeout(() => worker.kill("SIGKILL"), this.#o.killGraceMs);
+    worker.exited.finally(() => clearTimeout(timer));
+  }
+
+  async #supervise(): Promise<void> {
+    while (!this.#stopping) {
+      const exit = await this.#runOnce();
+      if (this.#stopping) break;
+      if (Date.now() - this.#readyAt > this.#o.backoff.resetAfterMs && this.#readyAt > 0) {
+        this.#attempt = 0;
+      }
+      const delay = backoffDelay(this.#attempt++, this.#o.backoff);
+      this.#retryAt = Date.now() + delay;
+      if (exit !== undefined) {
+        this.#restarts++;
+        this.#log.warn("worker stopped; restarting", {
+          reason: this.#lastError,
+          restart_in_ms: delay,
+        });
+        if (this.#state !== "out_of_memory") this.#setState("restarting");
+      } else {
+        this.#log.warn("init failed; retrying", { error: this.#lastError, retry_in_ms: delay });
+      }
+      await this.#sleep(delay);
+    }
+  }
+
+  /** One worker's life. Returns its exit after it was ready, or undefined if init failed. */
+  async #runOnce(): Promise<WorkerExit | undefined> {
+    this.#oom = undefined;
+    if (this.#state !== "starting") this.#setState("starting");
+    const started = performance.now();
+    let worker: WorkerProcess;
+    try {
+      worker = this.#o.spawn((line) => this.#log.info(line, { stream: "python" }));
+    } catch (error) {
+      this.#initFailed(`Cannot start Python: ${error instanceof Error ? error.message : error}`);
+      return undefined;
+    }
+    this.#worker = worker;
+    const stopWatch = this.#watchMemory(worker);
+    try {
+      const ready = await this.#initWithTimeout(worker);
+      this.#initMs = performance.now() - started;
+      this.#readyAt = Date.now();
+      this.#serving = true;
+      this.#lastError = undefined;
+      this.#log.info("worker ready", {
+        pid: ready.pid,
+        python: ready.python,
+        init_ms: Math.round(this.#initMs),
+      });
+      this.#setState("ready");
+    } catch (error) {
+      this.#terminate(worker);
+      const exit = await worker.exited;
+      stopWatch();
+      this.#initFailed(this.#initErrorText(error, exit));
+      return undefined;
+    }
+    const exit = await worker.exited;
+    stopWatch();
+    if (this.#stopping) return exit;
+    this.#lastError = this.#oom !== undefined ? `Worker ${this.#oom}` : `Worker ${describeExit(exit)}`;
+    if (this.#oom !== undefined) this.#setState("out_of_memory");
+    return exit;
+  }
+
+  #initWithTimeout(worker: WorkerProcess) {
+    const init = worker.init(this.#o.init);
+    const limit = this.#o.initTimeoutMs;
+    if (limit === undefined) return init;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(new Error(`init did not finish within --init-timeout (${limit / 1000} s)`)),
+        limit,
+      );
+    });
+    return Promise.race([init, timeout]).finally(() => clearTimeout(timer));
+  }
+
+  #initErrorText(error: unknown, exit: WorkerExit): string {
+    if (this.#oom !== undefined) return `Worker ${this.#oom} during init`;
+    if (error instanceof InitFailedError) return `${error.phase} failed: ${error.message}`;
+    const text = error instanceof Error ? error.message : String(error);
+    return text.startsWith("Worker ") ? `Worker ${describeExit(exit)} during init` : text;
+  }
+
+  #initFailed(message: string): void {
+    this.#lastError = message;
+    this.#serving = false;
+    this.#worker = undefined;
+    this.#log.error("init failed", { error: message });
+    this.#setState(this.#oom !== undefined ? "out_of_memory" : "init_failed");
+  }
+
+  /** Polls the worker's RSS; kills it when over `compute.mem`. */
+  #watchMemory(worker: WorkerProcess): () => void {
+    const cap = this.#o.memBytes;
+    if (cap === undefined) return () => {};
+    const timer = setInterval(async () => {
+      const rss = await readRssBytes(worker.pid);
+      if (rss === undefined || rss <= cap || this.#oom !== undefined) return;
+      this.#oom = `used ${mib(rss)} MiB, over compute.mem ${
+        this.#o.memText ?? mib(cap) + " MiB"
+      }, and was killed (out of memory)`;
+      this.#log.error("worker over its memory cap: killing it", { rss_bytes: rss, cap_bytes: cap });
+      worker.kill("SIGKILL");
+    }, RSS_POLL_MS);
+    return () => clearInterval(timer);
+  }
+
+  #sleep(ms: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(done, ms);
+      function done() {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.#wake = done;
+    }).finally(() => {
+      this.#wake = undefined;
+    });
+  }
+
+  #setState(state: ReplicaState): void {
+    if (this.#state === state) return;
+    this.#log.debug("replica state", { from: this.#state, to: state });
+    this.#state = state;
+    this.#o.onChange(this);
+  }
+}
+
+function mib(bytes: number): string {
+  return (bytes / 1048576).toFixed(0);
+}
+
+function lowerFirst(text: string): string {
+  return text.charAt(0).toLowerCase() + text.slice(1);
+}

@@ -1,0 +1,262 @@
+/**
+ * Test helpers: temporary projects, a real server as a child process, and a
+ * check that no worker outlived its server.
+ */
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { existsSync } from "node:fs";
+
+/** The repository root. */
+export const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
+
+/** Interpreter for tests: $CORTEX_TEST_PYTHON, else Debian's (has msgpack/numpy), else python3. */
+export const PYTHON = Deno.env.get("CORTEX_TEST_PYTHON") ??
+  (existsSync("/usr/bin/python3") ? "/usr/bin/python3" : "python3");
+
+/** A temporary directory removed on dispose. */
+export interface TempDir extends AsyncDisposable {
+  readonly path: string;
+}
+
+/** Makes a temporary directory; use with `await using`. */
+export async function tempDir(prefix = "cortex-serve-test-"): Promise<TempDir> {
+  const path = await Deno.makeTempDir({ prefix });
+  return {
+    path,
+    [Symbol.asyncDispose]: () => Deno.remove(path, { recursive: true }).catch(() => {}),
+  };
+}
+
+/** A single-API `cortex.yaml` for tests; `extra` is appended to the api resource. */
+export function singleApiConfig(extra = ""): string {
+  return `- kind: deployment
+  name: test
+- kind: api
+  name: api
+  python:
+    inference: inference.py
+${extra}`;
+}
+
+/**
+ * Writes `files` (relative path → content) into a new temp project. When
+ * no `cortex.yaml` is given, {@link singleApiConfig} is used.
+ */
+export async function makeProject(files: Readonly<Record<string, string>>): Promise<TempDir> {
+  const dir = await tempDir("cortex-serve-project-");
+  const all = { "cortex.yaml": singleApiConfig(), ...files };
+  for (const [path, content] of Object.entries(all)) {
+    const full = join(dir.path, path);
+    await Deno.mkdir(dirname(full), { recursive: true });
+    await Deno.writeTextFile(full, content);
+  }
+  return dir;
+}
+
+/** A server started as a child process. */
+export interface ServerProcess extends AsyncDisposable {
+  /** `http://127.0.0.1:PORT` */
+  readonly url: string;
+  readonly pid: number;
+  readonly stateDir: string;
+  /** Every stderr line so far (JSON log records where parseable). */
+  readonly lines: string[];
+  /** Resolves with the first log record that `match` accepts. */
+  waitFor(match: (record: LogRecord) => boolean, timeoutMs?: number): Promise<LogRecord>;
+  /** Sends a signal to the server process. */
+  kill(signal: Deno.Signal): void;
+  readonly status: Promise<Deno.CommandStatus>;
+}
+
+/** One parsed `--log-format json` line. */
+export type LogRecord = Record<string, unknown> & { msg?: string; level?: string };
+
+/** Options for {@link startServer}. */
+export interface StartOptions {
+  readonly args?: readonly string[];
+  /** Wait for every API to be ready (default true). */
+  readonly waitReady?: boolean;
+  /** Program to run instead of main.ts (e.g. a bundle). */
+  readonly entry?: string;
+  readonly cwd?: string;
+  readonly env?: Record<string, string>;
+}
+
+const DENO = Deno.execPath();
+
+/**
+ * Starts `cortex-serve serve DIR` on a free port with JSON logs and its own
+ * state dir; resolves once it listens (and by default once APIs are ready).
+ * On dispose it sends SIGTERM, waits, prints output if the test failed, and
+ * removes the state dir.
+ */
+export async function startServer(projectDir: string, options: StartOptions = {}): Promise<ServerProcess> {
+  const state = await tempDir("cortex-serve-state-");
+  const child = new Deno.Command(DENO, {
+    args: [
+      "run",
+      "--allow-all",
+      ...(options.entry === undefined ? ["--frozen", `--config=${join(ROOT, "deno.json")}`] : []),
+      options.entry ?? join(ROOT, "main.ts"),
+      "serve",
+      projectDir,
+      "--port=0",
+      `--state-dir=${state.path}`,
+      `--python=${PYTHON}`,
+      "--log-format=json",
+      ...(options.args ?? []),
+    ],
+    cwd: options.cwd ?? ROOT,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+    env: options.env ?? {},
+  }).spawn();
+  const lines: string[] = [];
+  const waiters = new Set<{ match: (r: LogRecord) => boolean; resolve: (r: LogRecord) => void }>();
+  const onLine = (line: string) => {
+    lines.push(line);
+    let record: LogRecord;
+    try {
+      record = JSON.parse(line);
+    } catch {
+      record = { msg: line };
+    }
+    for (const waiter of waiters) {
+      if (waiter.match(record)) {
+        waiters.delete(waiter);
+        waiter.resolve(record);
+      }
+    }
+  };
+  const reading = Promise.all([pump(child.stderr, onLine), pump(child.stdout, onLine)]);
+  const status = child.status.then(async (s) => {
+    await reading;
+    return s;
+  });
+  const waitFor = (match: (r: LogRecord) => boolean, timeoutMs = 20_000): Promise<LogRecord> => {
+    for (const line of lines) {
+      try {
+        const record = JSON.parse(line) as LogRecord;
+        if (match(record)) return Promise.resolve(record);
+      } catch {
+        // Not JSON.
+      }
+    }
+    return new Promise((resolve, reject) => {
+      const waiter = { match, resolve: (r: LogRecord) => (clearTimeout(timer), resolve(r)) };
+      const timer = setTimeout(() => {
+        waiters.delete(waiter);
+        reject(new Error(`No matching log line within ${timeoutMs} ms:\n${lines.join("\n")}`));
+      }, timeoutMs);
+      waiters.add(waiter);
+      status.then(() => {
+        if (!waiters.has(waiter)) return;
+        waiters.delete(waiter);
+        clearTimeout(timer);
+        reject(new Error(`Server exited before the expected log line:\n${lines.join("\n")}`));
+      });
+    });
+  };
+  const server: ServerProcess = {
+    url: "",
+    pid: child.pid,
+    stateDir: state.path,
+    lines,
+    waitFor,
+    kill: (signal) => {
+      try {
+        child.kill(signal);
+      } catch {
+        // Gone already.
+      }
+    },
+    status,
+    async [Symbol.asyncDispose]() {
+      server.kill("SIGTERM");
+      const timer = setTimeout(() => server.kill("SIGKILL"), 15_000);
+      await status;
+      clearTimeout(timer);
+      await state[Symbol.asyncDispose]();
+    },
+  };
+  try {
+    const listening = await waitFor((r) => r.msg === "listening");
+    (server as { url: string }).url = String(listening.url);
+    if (options.waitReady ?? true) await waitUntilReady(server);
+  } catch (error) {
+    await server[Symbol.asyncDispose]();
+    throw error;
+  }
+  return server;
+}
+
+async function waitUntilReady(server: ServerProcess, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const res = await fetch(`${server.url}/healthz`);
+    await res.body?.cancel();
+    if (res.status === 200) return;
+    await delay(50);
+  }
+  throw new Error(`Server not healthy within ${timeoutMs} ms:\n${server.lines.join("\n")}`);
+}
+
+async function pump(stream: ReadableStream<Uint8Array>, onLine: (line: string) => void): Promise<void> {
+  const decoder = new TextDecoder();
+  let rest = "";
+  for await (const chunk of stream) {
+    rest += decoder.decode(chunk, { stream: true });
+    const parts = rest.split("\n");
+    rest = parts.pop() ?? "";
+    parts.forEach(onLine);
+  }
+  if (rest) onLine(rest);
+}
+
+/** Sleeps `ms` milliseconds. */
+export function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** POSTs `body` (a string is sent as is, anything else as JSON). */
+export async function post(
+  url: string,
+  body: unknown,
+  headers: Record<string, string> = {},
+): Promise<Response> {
+  return await fetch(url, {
+    method: "POST",
+    headers: { "content-type": "application/json", ...headers },
+    body: typeof body === "string" ? body : JSON.stringify(body),
+  });
+}
+
+/** PIDs of live processes whose command line contains `needle`. */
+export async function processesMatching(needle: string): Promise<number[]> {
+  const pids: number[] = [];
+  for await (const entry of Deno.readDir("/proc")) {
+    if (!/^\d+$/.test(entry.name)) continue;
+    try {
+      const cmdline = await Deno.readTextFile(`/proc/${entry.name}/cmdline`);
+      const stat = await Deno.readTextFile(`/proc/${entry.name}/stat`);
+      const state = stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3);
+      if (state !== "Z" && cmdline.includes(needle)) pids.push(Number(entry.name));
+    } catch {
+      // Exited while we looked.
+    }
+  }
+  return pids;
+}
+
+/** Waits until no worker of this server's state dir is alive; throws otherwise. */
+export async function assertNoWorkersLeft(stateDir: string, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let left: number[] = [];
+  while (Date.now() < deadline) {
+    left = await processesMatching(join(stateDir, "worker.py"));
+    if (left.length === 0) return;
+    await delay(50);
+  }
+  throw new Error(`Worker processes left behind: ${left.join(", ")}`);
+}

@@ -1,0 +1,67 @@
+import assert from "node:assert/strict";
+import { decode, encode } from "@msgpack/msgpack";
+import { decodeMessage, encodeMessage, PROTOCOL_VERSION, ProtocolError } from "../src/python/protocol.ts";
+
+Deno.test("server messages encode as tagged msgpack maps", () => {
+  const init = {
+    type: "init",
+    protocol: PROTOCOL_VERSION,
+    api: "classifier",
+    inference: "/s/src/inference.py",
+    metadata: { model: "m.npz" },
+    python_root: null,
+    project_dir: "/s",
+  } as const;
+  assert.deepEqual(decode(encodeMessage(init)), init);
+  const predict = { type: "predict", id: 7, sample: new TextEncoder().encode("{}"), debug: false } as const;
+  assert.deepEqual(decode(encodeMessage(predict)), predict);
+  assert.deepEqual(decode(encodeMessage({ type: "shutdown" })), { type: "shutdown" });
+});
+
+Deno.test("worker messages decode to the union", () => {
+  assert.deepEqual(decodeMessage(encode({ type: "ready", protocol: 1, pid: 10, python: "3.11.2" })), {
+    type: "ready",
+    protocol: 1,
+    pid: 10,
+    python: "3.11.2",
+  });
+  assert.deepEqual(
+    decodeMessage(encode({ type: "init_error", phase: "import", error: "E", traceback: "T", extra: 1 })),
+    { type: "init_error", phase: "import", error: "E", traceback: "T" },
+  );
+  const prediction = new Uint8Array([34, 97, 34]);
+  assert.deepEqual(decodeMessage(encode({ type: "result", id: 3, prediction })), {
+    type: "result",
+    id: 3,
+    prediction,
+  });
+  assert.deepEqual(
+    decodeMessage(encode({ type: "error", id: 3, kind: "predict", error: "ValueError: x", traceback: "" })),
+    { type: "error", id: 3, kind: "predict", error: "ValueError: x", traceback: "" },
+  );
+});
+
+Deno.test("invalid worker messages give exact protocol errors", () => {
+  const cases: [unknown, string][] = [
+    [[1, 2], "Worker sent a frame that is not a msgpack map"],
+    [{ type: "hello" }, 'Worker sent an unknown message type: "hello"'],
+    [{ type: "result", id: 1 }, 'Worker message "result" lacks "prediction"'],
+    [
+      { type: "result", id: "1", prediction: new Uint8Array(1) },
+      'Worker message "result": "id" is not an integer',
+    ],
+    [{ type: "result", id: 1, prediction: "x" }, 'Worker message "result": "prediction" is not binary'],
+    [
+      { type: "init_error", phase: "boot", error: "", traceback: "" },
+      'Worker message "init_error": unknown phase "boot"',
+    ],
+  ];
+  for (const [value, message] of cases) {
+    assert.throws(() => decodeMessage(encode(value)), (error: unknown) => {
+      assert.ok(error instanceof ProtocolError);
+      assert.equal(error.message, message);
+      return true;
+    });
+  }
+  assert.throws(() => decodeMessage(new Uint8Array([0xc1])), /not msgpack/);
+});
