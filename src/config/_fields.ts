@@ -5,7 +5,7 @@
  */
 
 import type { ConfigIssue } from "./errors.ts";
-import type { Position, YamlEntry, YamlMap, YamlNode } from "./_yaml_tree.ts";
+import type { Position, YamlEntry, YamlMap, YamlNode } from "./_yaml_nodes.ts";
 
 /** Where issues go, and which file and resource they belong to. */
 export interface Scope {

@@ -7,7 +7,7 @@
 import { posix } from "node:path";
 import * as path from "node:path";
 import type { ConfigIssue } from "./errors.ts";
-import type { Position } from "./_yaml_tree.ts";
+import type { Position } from "./_yaml_nodes.ts";
 
 /** The outcome of {@linkcode normalizeProjectPath}. */
 export type NormalizedPath =

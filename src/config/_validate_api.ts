@@ -19,14 +19,14 @@ import {
 } from "./_fields.ts";
 import { normalizeProjectPath, type PathCheck } from "./_paths.ts";
 import { validateCompute } from "./_validate_compute.ts";
-import { type Position, toPlain, type YamlMap } from "./_yaml_tree.ts";
+import { endpointProblem, normalizeEndpoint } from "./_endpoint.ts";
+import { type Position, toPlain, type YamlMap } from "./_yaml_nodes.ts";
 
 const _API_KEYS = ["kind", "name", "python", "metadata", "endpoint", "tracker", "compute"];
 const _PYTHON_KEYS = ["inference", "env"];
 const _TRACKER_KEYS = ["key", "model_type"];
 const _MODEL_TYPES = ["classification", "regression"];
 const _ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
-const _ENDPOINT_CHARS = /^[A-Za-z0-9._~/-]+$/;
 
 const _OUT_OF_SCOPE = (framework: string, runtime: string): RefusedKey => ({
   problem: `out of scope: only Python inference files are supported, not ${framework} predictors`,
@@ -257,23 +257,4 @@ function _endpoint(scope: Scope, map: YamlMap): ApiDraft["endpoint"] {
     return "invalid";
   }
   return { path: normalizeEndpoint(raw), pos: entry.value.pos };
-}
-
-/** Why `raw` cannot be an endpoint, or `undefined` when it can. */
-export function endpointProblem(raw: string): string | undefined {
-  const shown = JSON.stringify(raw);
-  if (!raw.startsWith("/")) return `must start with "/", got ${shown}`;
-  if (!_ENDPOINT_CHARS.test(raw)) {
-    return `may hold only letters, digits and the characters . _ ~ / -, got ${shown}`;
-  }
-  if (raw.includes("//")) return `must not contain "//", got ${shown}`;
-  if (raw.split("/").some((s) => s === "." || s === "..")) {
-    return `must not contain a "." or ".." segment, got ${shown}`;
-  }
-  return undefined;
-}
-
-/** Strips the trailing slash of a valid endpoint (`/` stays `/`). */
-export function normalizeEndpoint(raw: string): string {
-  return raw.length > 1 ? raw.replace(/\/$/, "") : raw;
 }

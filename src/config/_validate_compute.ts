@@ -5,7 +5,7 @@
 import type { ResolvedCompute } from "./types.ts";
 import { parseCpuQuantity, parseMemoryQuantity } from "./quantity.ts";
 import { checkKeys, describe, get, join, readInteger, report, type Scope } from "./_fields.ts";
-import type { Position, YamlEntry, YamlMap } from "./_yaml_tree.ts";
+import type { Position, YamlEntry, YamlMap } from "./_yaml_nodes.ts";
 
 const _KEYS = ["min_replicas", "max_replicas", "init_replicas", "cpu", "mem", "gpu"] as const;
 

@@ -19,47 +19,7 @@ import {
   parseDocument,
   visit,
 } from "yaml";
-
-/** A 1-based position in the YAML source. */
-export interface Position {
-  readonly line: number;
-  readonly column: number;
-}
-
-/** A YAML map; keys are strings, in source order, merge keys applied. */
-export interface YamlMap {
-  readonly kind: "map";
-  readonly pos: Position;
-  readonly entries: readonly YamlEntry[];
-}
-
-/** One `key: value` of a {@linkcode YamlMap}. */
-export interface YamlEntry {
-  readonly key: string;
-  readonly keyPos: Position;
-  readonly value: YamlNode;
-}
-
-/** A YAML sequence. */
-export interface YamlSeq {
-  readonly kind: "seq";
-  readonly pos: Position;
-  readonly items: readonly YamlNode[];
-}
-
-/** A YAML scalar: string, number, boolean or null. */
-export interface YamlScalar {
-  readonly kind: "scalar";
-  readonly pos: Position;
-  readonly value: unknown;
-  /** The text as written, without quotes. */
-  readonly source: string | undefined;
-  /** Whether the scalar was quoted or a block scalar (so always a string). */
-  readonly quoted: boolean;
-}
-
-/** Any node of the tree. */
-export type YamlNode = YamlMap | YamlSeq | YamlScalar;
+import type { Position, YamlEntry, YamlMap, YamlNode } from "./_yaml_nodes.ts";
 
 /** A problem that prevents reading the YAML at all. */
 export interface YamlProblem {
@@ -186,7 +146,7 @@ class _Converter {
   /** Converts `node`; `fallback` is used for missing values (`key:` with nothing). */
   convert(node: unknown, fallback: Position, depth: number, open: Set<Node>): YamlNode {
     if (!isNode(node)) {
-      return { kind: "scalar", pos: fallback, value: null, source: undefined, quoted: false };
+      return { kind: "scalar", pos: fallback, value: null, source: undefined };
     }
     const pos = node.range ? this.at(node.range[0]) : fallback;
     if (isAlias(node)) return this.#alias(node, pos, depth, open);
@@ -196,8 +156,7 @@ class _Converter {
     }
     if (depth > MAX_DEPTH) this.#stop(pos, `Nested more than ${MAX_DEPTH} levels deep`);
     if (isScalar(node)) {
-      const quoted = node.type !== undefined && node.type !== "PLAIN";
-      return { kind: "scalar", pos, value: node.value, source: node.source, quoted };
+      return { kind: "scalar", pos, value: node.value, source: node.source };
     }
     if (isSeq(node)) {
       const items = node.items.map((item) => this.convert(item, pos, depth + 1, open));
@@ -298,21 +257,5 @@ function _syntaxFix(code: string): string {
       return "check the indentation and closing brackets or quotes near this position";
     default:
       return "correct the YAML near this position";
-  }
-}
-
-/**
- * Converts a node into plain data: maps become objects (built with
- * `Object.fromEntries`, so a `__proto__` key stays an ordinary key), lists
- * become arrays, scalars stay as parsed.
- */
-export function toPlain(node: YamlNode): unknown {
-  switch (node.kind) {
-    case "map":
-      return Object.fromEntries(node.entries.map((e) => [e.key, toPlain(e.value)]));
-    case "seq":
-      return node.items.map(toPlain);
-    case "scalar":
-      return node.value;
   }
 }

@@ -6,7 +6,8 @@
  */
 
 import type { ConfigIssue } from "./errors.ts";
-import type { ResolvedApi, ResolvedProject } from "./types.ts";
+import type { ResolvedProject } from "./types.ts";
+import { resolveApis } from "./_resolve_apis.ts";
 import {
   bySource,
   checkKeys,
@@ -20,7 +21,7 @@ import {
 } from "./_fields.ts";
 import { normalizeProjectPath, type PathCheck } from "./_paths.ts";
 import { type ApiDraft, sanitizeName, validateApi } from "./_validate_api.ts";
-import type { Position, YamlMap, YamlNode } from "./_yaml_tree.ts";
+import type { Position, YamlMap, YamlNode } from "./_yaml_nodes.ts";
 
 /** Most resources a config may hold. */
 export const MAX_RESOURCES = 1000;
@@ -111,7 +112,7 @@ export function validateConfig(root: YamlNode | undefined, file: string): Valida
 
   _checkCounts(top, root, deployments, apis);
   const deployment = deployments[0];
-  const resolved = _resolveApis(apis, deployment?.name);
+  const resolved = resolveApis(apis, deployment?.name);
   issues.sort(bySource);
   if (issues.length > 0 || deployment?.name === undefined || resolved === undefined) {
     return { config: undefined, issues, pathChecks };
@@ -219,66 +220,4 @@ function _checkCounts(
   if (apis.length === 0) {
     report(top, root.pos, "", "No api resource", 'add "- kind: api" with a name and python.inference');
   }
-}
-
-/** Checks names and endpoints across APIs and builds the resolved list. */
-function _resolveApis(
-  drafts: readonly ApiDraft[],
-  deployment: string | undefined,
-): ResolvedApi[] | undefined {
-  const names = new Map<string, ApiDraft>();
-  const endpoints = new Map<string, ApiDraft>();
-  const resolved: ResolvedApi[] = [];
-  for (const draft of drafts) {
-    const { scope, name } = draft;
-    if (name === undefined) continue;
-    const twin = names.get(name);
-    if (twin !== undefined) {
-      report(
-        scope,
-        draft.namePos,
-        "name",
-        `${JSON.stringify(name)} is already the name of the api at line ${twin.namePos.line}`,
-        "give each api its own name",
-      );
-    } else names.set(name, draft);
-
-    // A default endpoint needs a valid deployment name and is already
-    // reported through a duplicate api name.
-    const explicit = typeof draft.endpoint === "object";
-    if (draft.endpoint === "invalid") continue;
-    if (!explicit && (deployment === undefined || twin !== undefined)) continue;
-    const endpoint = typeof draft.endpoint === "object" ? draft.endpoint.path : `/${deployment}/${name}`;
-    const pos = typeof draft.endpoint === "object" ? draft.endpoint.pos : draft.namePos;
-    const reserved = _reservedProblem(endpoint, explicit);
-    if (reserved !== undefined) {
-      report(scope, pos, "endpoint", reserved, 'choose another path, such as "/iris/classifier"');
-      continue;
-    }
-    const other = endpoints.get(endpoint);
-    if (other !== undefined) {
-      report(
-        scope,
-        pos,
-        "endpoint",
-        `${JSON.stringify(endpoint)} is already used by ${other.scope.resource ?? "another api"} ` +
-          `(line ${_endpointLine(other)})`,
-        "give each api its own endpoint",
-      );
-    } else endpoints.set(endpoint, draft);
-    if (draft.rest !== undefined) resolved.push({ name, endpoint, ...draft.rest });
-  }
-  return resolved.length === drafts.length ? resolved : undefined;
-}
-
-function _reservedProblem(endpoint: string, explicit: boolean): string | undefined {
-  const reserved = ["/", "/healthz", "/livez", "/metrics"].includes(endpoint) ||
-    endpoint.startsWith("/metrics/");
-  if (!reserved) return undefined;
-  const what = explicit ? JSON.stringify(endpoint) : `the default endpoint ${JSON.stringify(endpoint)}`;
-  return `${what} is reserved for the server (/, /healthz, /livez and /metrics are)`;
-}
-
-function _endpointLine(draft: ApiDraft): number {
-  return typeof draft.endpoint === "object" ? draft.endpoint.pos.line : draft.namePos.line;
 }
