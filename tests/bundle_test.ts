@@ -1,0 +1,35 @@
+/**
+ * Self-containment: the bundled program, copied alone into an empty
+ * directory, serves the example. Proves nothing is read from the source tree
+ * at run time (the worker is imported as text), as `deno compile` requires.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { post, ROOT, startServer, tempDir } from "./_helpers.ts";
+
+Deno.test("the bundle serves the example from an empty directory", async () => {
+  await using out = await tempDir("cortex-serve-bundle-");
+  await using empty = await tempDir("cortex-serve-empty-");
+  const bundle = join(out.path, "cortex-serve.js");
+  const built = await new Deno.Command(Deno.execPath(), {
+    args: ["bundle", "--frozen", "--platform", "deno", "-o", bundle, "main.ts"],
+    cwd: ROOT,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assert.equal(built.code, 0, new TextDecoder().decode(built.stderr));
+
+  const alone = join(empty.path, "cortex-serve.js");
+  await Deno.copyFile(bundle, alone);
+  const project = join(ROOT, "examples", "iris-classifier");
+  await using server = await startServer(project, { entry: alone, cwd: empty.path });
+  const res = await post(`${server.url}/iris/classifier`, {
+    sepal_length: 5.2,
+    sepal_width: 3.6,
+    petal_length: 1.4,
+    petal_width: 0.3,
+  });
+  assert.equal(res.status, 200);
+  assert.equal(await res.json(), "iris-setosa");
+  assert.deepEqual([...Deno.readDirSync(empty.path)].map((e) => e.name), ["cortex-serve.js"]);
+});
