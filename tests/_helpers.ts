@@ -96,7 +96,9 @@ export async function startServer(projectDir: string, options: StartOptions = {}
     args: [
       "run",
       "--allow-all",
-      ...(options.entry === undefined ? ["--frozen", `--config=${join(ROOT, "deno.json")}`] : []),
+      ...(options.entry === undefined
+        ? ["--frozen", `--config=${join(ROOT, "deno.json")}`]
+        : ["--unstable-no-legacy-abort"]),
       options.entry ?? join(ROOT, "main.ts"),
       "serve",
       projectDir,
