@@ -5,17 +5,26 @@
 import { ConfigError } from "./src/config/errors.ts";
 import { parseServeArgs, SERVE_HELP } from "./src/cli/serve_options.ts";
 import { serve } from "./src/cli/serve.ts";
+import { get, GET_HELP, parseGetArgs } from "./src/cli/get.ts";
+import { parsePredictArgs, predict, PREDICT_HELP } from "./src/cli/predict.ts";
+import { parseValidateArgs, validate, VALIDATE_HELP } from "./src/cli/validate.ts";
 import { UsageError } from "./src/cli/units.ts";
 import { versionText } from "./src/cli/version.ts";
 import { InterpreterError } from "./src/python/interpreter.ts";
+import { PythonEnvError } from "./src/python/environment_error.ts";
+import { MountError } from "./src/project/mount.ts";
 import { StagingError } from "./src/project/stage.ts";
+import { SecurityError } from "./src/server/security_error.ts";
 
 const HELP = `Usage: cortex-serve <command> [options]
 
 Serves a Cortex project directory (cortex.yaml + Python inference file) over HTTP.
 
 Commands:
-  serve [DIR]   serve the project in DIR (default: the current directory)
+  serve [DIR]                 serve the project in DIR (default: the current directory)
+  validate [DIR]              check config, files and Python code without serving
+  predict API SAMPLE_FILE     send a sample to a running server, print the prediction
+  get [API]                   status table of a running server's APIs
 
 Options:
   -h, --help    help (also: cortex-serve <command> --help)
@@ -47,6 +56,30 @@ export async function main(args: readonly string[]): Promise<number> {
       }
       return await serve(options);
     }
+    case "validate": {
+      const options = parseValidateArgs(rest);
+      if (options === "help") {
+        console.log(VALIDATE_HELP);
+        return 0;
+      }
+      return await validate(options);
+    }
+    case "predict": {
+      const options = parsePredictArgs(rest);
+      if (options === "help") {
+        console.log(PREDICT_HELP);
+        return 0;
+      }
+      return await predict(options);
+    }
+    case "get": {
+      const options = parseGetArgs(rest);
+      if (options === "help") {
+        console.log(GET_HELP);
+        return 0;
+      }
+      return await get(options);
+    }
     default:
       throw new UsageError(`Unknown command ${JSON.stringify(command)}: see cortex-serve --help`);
   }
@@ -56,7 +89,8 @@ export async function main(args: readonly string[]): Promise<number> {
 function report(error: unknown): number {
   if (
     error instanceof UsageError || error instanceof ConfigError || error instanceof InterpreterError ||
-    error instanceof StagingError
+    error instanceof StagingError || error instanceof PythonEnvError || error instanceof MountError ||
+    error instanceof SecurityError
   ) {
     console.error(`error: ${error.message}`);
     return error instanceof UsageError ? 2 : 1;

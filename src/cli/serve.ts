@@ -5,14 +5,24 @@
 import { loadProjectConfig } from "../config/load.ts";
 import type { ResolvedProject } from "../config/types.ts";
 import { Logger } from "../log/logger.ts";
+import { ProjectMount } from "../project/mount.ts";
 import { stageProject } from "../project/stage.ts";
 import { defaultStateDir, ensureStateDir } from "../project/state_dir.ts";
+import { preparePythonEnvironment } from "../python/environment.ts";
 import { checkInterpreter, chooseInterpreter } from "../python/interpreter.ts";
 import { DEFAULT_MAX_LINE_CHARS } from "../python/log_lines.ts";
 import { writeWorker } from "../python/worker_source.ts";
-import { createApp } from "../server/app.ts";
+import { type CortexApp, createApp } from "../server/app.ts";
 import { DEFAULT_BACKOFF } from "../server/backoff.ts";
 import { Deployment } from "../server/deployment.ts";
+import type { ApiPool } from "../server/pool.ts";
+import { Reloader } from "../server/reloader.ts";
+import { HttpListener } from "../server/listener.ts";
+import { Security } from "./security.ts";
+import { ServerMetrics } from "../server/metrics.ts";
+import { ServiceNotifier } from "../server/sd_notify.ts";
+import { PROTOCOL_VERSION } from "../python/protocol.ts";
+import { VERSION } from "./version.ts";
 import type { ServeOptions } from "./serve_options.ts";
 
 const KILL_GRACE_MS = 2000;
@@ -20,6 +30,11 @@ const KILL_GRACE_MS = 2000;
 /** Runs the server until SIGTERM/SIGINT; resolves with the exit code. */
 export async function serve(options: ServeOptions): Promise<number> {
   const logger = new Logger({ format: options.logFormat, level: options.logLevel });
+  const security = await Security.load(options.security, {
+    env: Deno.env.toObject(),
+    logger,
+    host: options.host,
+  });
   const project = await loadProjectConfig(options.projectDir);
   const stateDir = await ensureStateDir(options.stateDir ?? defaultStateDir());
   const interpreter = await checkInterpreter(chooseInterpreter(options.python, Deno.env.toObject()));
@@ -31,9 +46,22 @@ export async function serve(options: ServeOptions): Promise<number> {
   }
   logger.info("project staged", { dir: staged.dir, files: staged.files, reused: staged.reused });
   const workerPath = await writeWorker(stateDir);
+  const prepareEnv = (dir: string) =>
+    preparePythonEnvironment(dir, {
+      interpreter,
+      stateDir,
+      runDependenciesSh: options.runDependenciesSh,
+      serverEnv: Deno.env.toObject(),
+      logger,
+    });
+  const pythonEnv = await prepareEnv(staged.dir);
+  await using mount = options.projectMount === undefined
+    ? undefined
+    : await ProjectMount.create(options.projectMount, staged.dir, stateDir);
+  if (mount) logger.info("project mounted", { path: mount.path, target: mount.target });
 
   const deployment = new Deployment(project, staged.dir, {
-    python: interpreter.executable,
+    python: pythonEnv.python,
     workerPath,
     maxFrameBytes: options.maxFrameBytes,
     queuePerReplica: options.queuePerReplica,
@@ -42,37 +70,89 @@ export async function serve(options: ServeOptions): Promise<number> {
     killGraceMs: KILL_GRACE_MS,
     backoff: DEFAULT_BACKOFF,
     maxLogLineChars: options.debug ? Number.MAX_SAFE_INTEGER : DEFAULT_MAX_LINE_CHARS,
-    serverEnv: Deno.env.toObject(),
+    serverEnv: pythonEnv.serverEnv,
     logger,
   });
   deployment.start();
 
-  const { app } = createApp({
-    project,
-    pools: deployment.pools,
-    maxBodyBytes: options.maxBodyBytes,
-    debug: options.debug,
+  const metrics = new ServerMetrics({
+    pools: () => reloader.current.deployment.pools.values(),
+    build: { version: VERSION, protocol: PROTOCOL_VERSION },
+  });
+  const buildApp = (project: ResolvedProject, pools: ReadonlyMap<string, ApiPool>): CortexApp =>
+    createApp({
+      metrics,
+      project,
+      pools,
+      maxBodyBytes: options.maxBodyBytes,
+      debug: options.debug,
+      logger,
+      keys: security.keys,
+      cors: security.cors,
+    });
+  const reloader: Reloader = new Reloader({
+    deployment,
+    fetch: buildApp(project, deployment.pools).app.fetch,
+  }, {
+    build: async () => {
+      const next = await loadProjectConfig(options.projectDir);
+      const nextStaged = await stageProject(next.root, { stateDir });
+      logger.info("project staged", {
+        dir: nextStaged.dir,
+        files: nextStaged.files,
+        reused: nextStaged.reused,
+      });
+      const env = await prepareEnv(nextStaged.dir);
+      await mount?.point(nextStaged.dir);
+      const nextDeployment = new Deployment(next, nextStaged.dir, {
+        ...deployment.runtime,
+        python: env.python,
+        serverEnv: env.serverEnv,
+      });
+      nextDeployment.start();
+      return { deployment: nextDeployment, fetch: buildApp(next, nextDeployment.pools).app.fetch };
+    },
+    restore: async (current) => await mount?.point(current.deployment.stagedDir),
+    drainTimeoutMs: options.drainTimeoutMs,
     logger,
   });
-  const listening = Promise.withResolvers<Deno.NetAddr>();
-  const server = Deno.serve({
+  const server = HttpListener.start({
     hostname: options.host,
     port: options.port,
-    onListen: (addr) => listening.resolve(addr),
-  }, app.fetch);
-  const addr = await listening.promise;
-  const base = `http://${addr.hostname.includes(":") ? `[${addr.hostname}]` : addr.hostname}:${addr.port}`;
+    tls: security.tls,
+    handler: reloader.fetch,
+  });
+  const addr = server.addr;
+  const base = server.url;
   logger.info("listening", { url: base, deployment: project.deployment.name });
   if (addr.hostname === "127.0.0.1" || addr.hostname === "::1") {
     logger.info("only this machine can connect: pass --host 0.0.0.0 to accept other machines");
   }
   const stopAnnouncing = announceReady(project, deployment, base, logger);
+  const notifier = new ServiceNotifier({
+    python: interpreter.executable,
+    socket: Deno.env.get("NOTIFY_SOCKET"),
+    logger,
+  });
+  notifier.readyWhen(
+    (signal) => deployment.whenReady(signal),
+    `Serving ${project.deployment.name} at ${base}`,
+  );
+
+  const onHangup = () => {
+    void security.reload(server);
+    void reloader.reload();
+  };
+  Deno.addSignalListener("SIGHUP", onHangup);
 
   const signal = await waitForStopSignal();
+  Deno.removeSignalListener("SIGHUP", onHangup);
   stopAnnouncing();
+  const notifyingStop = notifier.stopping();
   logger.info("shutting down", { signal, drain_timeout_s: options.drainTimeoutMs / 1000 });
-  const [drained] = await Promise.all([deployment.stop(options.drainTimeoutMs), server.shutdown()]);
+  const [drained] = await Promise.all([reloader.stop(options.drainTimeoutMs), server.shutdown()]);
   logger.info("stopped", { drained });
+  await notifyingStop;
   return 0;
 }
 

@@ -2,6 +2,12 @@
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import type { LogFormat, LogLevel } from "../log/logger.ts";
+import {
+  parseSecurityFlags,
+  SECURITY_FLAGS,
+  SECURITY_HELP,
+  type SecurityOptions,
+} from "./security_options.ts";
 import { parseBytes, parseDuration, parsePositiveInt, UsageError } from "./units.ts";
 
 /** Everything `serve` needs, defaults applied. */
@@ -11,6 +17,10 @@ export interface ServeOptions {
   readonly port: number;
   readonly python: string | undefined;
   readonly stateDir: string | undefined;
+  /** `--project-mount`: absolute path where the staged project is also visible. */
+  readonly projectMount: string | undefined;
+  /** `--run-dependencies-sh`: run the project's dependencies.sh at startup. */
+  readonly runDependenciesSh: boolean;
   readonly queuePerReplica: number;
   readonly maxBodyBytes: number;
   readonly maxFrameBytes: number;
@@ -20,6 +30,8 @@ export interface ServeOptions {
   readonly logFormat: LogFormat;
   readonly logLevel: LogLevel;
   readonly debug: boolean;
+  /** `--api-key-file`, `--tls-cert`, `--tls-key`, `--cors-origin`. */
+  readonly security: SecurityOptions;
 }
 
 export const SERVE_HELP = `Usage: cortex-serve serve [DIR] [options]
@@ -35,6 +47,10 @@ Options:
   --state-dir DIR         where staged projects and the worker live (default:
                           $CORTEX_SERVE_STATE_DIR, $STATE_DIRECTORY,
                           $XDG_STATE_HOME/cortex-serve or ~/.local/state/cortex-serve)
+  --project-mount PATH    also make the staged project visible at PATH (a symbolic
+                          link), for code that reads /mnt/project/... literally
+  --run-dependencies-sh   run the project's dependencies.sh (system packages) at
+                          startup, as this user; without it, it is only reported
   --queue N               requests that may wait per replica (default 64)
   --max-body SIZE         largest request body (default 32Mi)
   --max-frame SIZE        largest worker message (default: max-body + 32Mi)
@@ -43,6 +59,7 @@ Options:
   --drain-timeout DUR     on SIGTERM, time to finish queued work (default 30s)
   --log-format FORMAT     text or json (default text)
   --log-level LEVEL       debug, info, warn or error (default info)
+${SECURITY_HELP}
   --debug                 tracebacks in error bodies, debug logs, no line cap
   -h, --help              this help
 
@@ -57,6 +74,8 @@ const FLAGS = {
   port: { type: "string" },
   python: { type: "string" },
   "state-dir": { type: "string" },
+  "project-mount": { type: "string" },
+  "run-dependencies-sh": { type: "boolean" },
   queue: { type: "string" },
   "max-body": { type: "string" },
   "max-frame": { type: "string" },
@@ -66,6 +85,7 @@ const FLAGS = {
   "log-format": { type: "string" },
   "log-level": { type: "string" },
   debug: { type: "boolean" },
+  ...SECURITY_FLAGS,
   help: { type: "boolean", short: "h" },
 } as const;
 
@@ -88,6 +108,8 @@ export function parseServeArgs(args: readonly string[]): ServeOptions | "help" {
     port: values.port === undefined ? 8888 : parsePort(values.port),
     python: values.python,
     stateDir: values["state-dir"] === undefined ? undefined : resolve(values["state-dir"]),
+    projectMount: values["project-mount"] === undefined ? undefined : resolve(values["project-mount"]),
+    runDependenciesSh: values["run-dependencies-sh"] ?? false,
     queuePerReplica: values.queue === undefined ? 64 : parsePositiveInt("queue", values.queue),
     maxBodyBytes,
     maxFrameBytes: values["max-frame"] === undefined
@@ -103,6 +125,7 @@ export function parseServeArgs(args: readonly string[]): ServeOptions | "help" {
       ? "debug"
       : oneOf("log-level", values["log-level"] ?? "info", ["debug", "info", "warn", "error"] as const),
     debug,
+    security: parseSecurityFlags(values),
   };
 }
 

@@ -1,9 +1,10 @@
 """cortex-serve worker: runs one replica of a user's inference file.
 
-Started by the server as `python worker.py --max-frame N`. The server talks
-to it over stdin/stdout with length-prefixed msgpack frames (4-byte
-big-endian length, then one msgpack map; see src/python/protocol.ts). Before
-any user code runs, the control channel is moved off fds 0 and 1: fd 1 then
+Started by the server as `python worker.py --max-frame N --channel PATH`. The
+server talks to it over the Unix socket at PATH (without `--channel`: over
+stdin/stdout) with length-prefixed msgpack frames (4-byte big-endian length,
+then one msgpack map; see src/python/protocol.ts and channel.ts). Before any
+user code runs, the control channel is moved off fds 0 and 1: fd 1 then
 points at stderr (the log stream) so `print()` and C libraries writing to
 fd 1 can never corrupt the protocol, and fd 0 reads from /dev/null.
 
@@ -22,6 +23,7 @@ import json
 import math
 import os
 import signal
+import socket
 import struct
 import sys
 import threading
@@ -98,10 +100,25 @@ class Channel:
             data = data[written:]
 
 
-def take_over_stdio():
+def connect_channel(path):
+    """Connects to the server's socket; returns its fd for both directions."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.connect(path)
+    except OSError as exc:
+        sys.stderr.write("cortex-serve worker: cannot connect to %s: %s\n" % (path, exc))
+        sys.exit(3)
+    fd = sock.detach()
+    return fd, fd
+
+
+def take_over_stdio(channel_path):
     """Moves the control channel off fds 0/1; fd 1 then writes to the log."""
-    fd_in = os.dup(0)
-    fd_out = os.dup(1)
+    if channel_path is None:
+        fd_in = os.dup(0)
+        fd_out = os.dup(1)
+    else:
+        fd_in, fd_out = connect_channel(channel_path)
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
     os.close(devnull)
@@ -119,8 +136,23 @@ def take_over_stdio():
 
 
 def watch_parent():
-    """Exits when the server is gone, even while user code is busy."""
+    """Exits when the server is gone, even while user code is busy.
+
+    On Linux the kernel sends SIGKILL when the server dies (PR_SET_PDEATHSIG),
+    which works even while user code holds the GIL in a C call; a thread
+    polling the parent pid covers other systems.
+    """
     parent = os.getppid()
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        PR_SET_PDEATHSIG = 1
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent:  # the server died before prctl took effect
+        os._exit(70)
 
     def loop():
         while True:
@@ -129,6 +161,14 @@ def watch_parent():
                 os._exit(70)
 
     threading.Thread(target=loop, name="cortex-parent-watch", daemon=True).start()
+
+
+def flush_output():
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError, AttributeError):  # closed or replaced by user code
+            pass
 
 
 def log(message):
@@ -333,11 +373,13 @@ class Worker:
         except InitFailure as failure:
             if failure.tb:
                 sys.stderr.write(failure.tb)
+            flush_output()
             self.channel.send({
                 "type": "init_error", "phase": failure.phase,
                 "error": failure.error, "traceback": failure.tb,
             })
             return False
+        flush_output()
         self.channel.send({
             "type": "ready", "protocol": PROTOCOL_VERSION, "pid": os.getpid(),
             "python": sys.version.split()[0],
@@ -345,6 +387,13 @@ class Worker:
         return True
 
     def predict(self, message):
+        try:
+            self._predict(message)
+        finally:
+            # Output without a final newline still reaches the log per request.
+            flush_output()
+
+    def _predict(self, message):
         request_id = message["id"]
         debug = bool(message.get("debug"))
         try:
@@ -395,19 +444,25 @@ class Worker:
             self.predict(message)
 
 
-def parse_max_frame(argv):
-    if len(argv) == 3 and argv[1] == "--max-frame" and argv[2].isdigit():
-        return int(argv[2])
-    sys.stderr.write("usage: worker.py --max-frame BYTES (started by cortex-serve)\n")
+def parse_args(argv):
+    """(max_frame, channel path or None) from `--max-frame N [--channel PATH]`."""
+    if len(argv) in (3, 5) and argv[1] == "--max-frame" and argv[2].isdigit():
+        if len(argv) == 3:
+            return int(argv[2]), None
+        if argv[3] == "--channel":
+            return int(argv[2]), argv[4]
+    sys.stderr.write(
+        "usage: worker.py --max-frame BYTES [--channel SOCKET] (started by cortex-serve)\n"
+    )
     sys.exit(2)
 
 
 def main(argv):
-    max_frame = parse_max_frame(argv)
+    max_frame, channel_path = parse_args(argv)
     # Ctrl-C in a terminal reaches the whole process group; the server decides
     # when workers stop (after draining), so the worker ignores SIGINT.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    fd_in, fd_out = take_over_stdio()
+    fd_in, fd_out = take_over_stdio(channel_path)
     watch_parent()
     worker = Worker(Channel(fd_in, fd_out, max_frame))
     try:

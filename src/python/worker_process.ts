@@ -3,7 +3,9 @@
  * time, and how it ended. Knows nothing about restarts or queues; see
  * src/server/replica.ts for supervision.
  */
-import { encodeFrame, FrameDecoder } from "./codec.ts";
+import { dirname, join } from "node:path";
+import { ChannelListener, readPayloads, writeAll } from "./channel.ts";
+import { encodeFrame } from "./codec.ts";
 import {
   decodeMessage,
   encodeMessage,
@@ -80,6 +82,16 @@ export interface WorkerSpawnOptions {
   readonly maxLogLineChars?: number;
 }
 
+/** After the process ended, how long its output pipes may take to close. */
+const STREAM_DRAIN_MS = 1000;
+
+/** Waits for `promise`, at most `ms` milliseconds. */
+async function settleWithin(promise: Promise<unknown>, ms: number): Promise<void> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  await Promise.race([promise, new Promise((resolve) => timer = setTimeout(resolve, ms))]);
+  clearTimeout(timer);
+}
+
 interface Pending {
   readonly id: number;
   readonly resolve: (value: WorkerMessage) => void;
@@ -95,46 +107,63 @@ export class WorkerProcess {
   /** Resolves when the process has ended and its output is drained. */
   readonly exited: Promise<WorkerExit>;
   readonly #child: Deno.ChildProcess;
-  readonly #writer: WritableStreamDefaultWriter<Uint8Array>;
+  /** The control channel once the worker connected; undefined if it never did. */
+  readonly #conn: Promise<Deno.UnixConn | undefined>;
   readonly #maxFrame: number;
   #pending: Pending | undefined;
   #nextId = 1;
   #failure: Error | undefined;
   #exit: WorkerExit | undefined;
 
-  private constructor(child: Deno.ChildProcess, options: WorkerSpawnOptions) {
+  private constructor(child: Deno.ChildProcess, channel: ChannelListener, options: WorkerSpawnOptions) {
     this.#child = child;
     this.pid = child.pid;
     this.#maxFrame = options.maxFrameBytes;
-    this.#writer = child.stdin.getWriter();
-    this.#writer.closed.catch(() => {}); // EPIPE after a crash is reported via `exited`
-    const reading = this.#readFrames(child.stdout);
+    this.#conn = channel.accept(child.status);
+    const reading = this.#conn.then((conn) => conn && this.#readFrames(conn));
     const logging = readLines(child.stderr, options.onLog, options.maxLogLineChars)
       .catch(() => {});
-    this.exited = Promise.all([child.status, reading, logging]).then(
-      ([status]) => {
-        this.#exit = { code: status.code, signal: status.signal };
-        this.#fail(
-          this.#failure ??
-            new WorkerExitedError(`Worker ${describeExit(this.#exit)}`, this.#exit),
-        );
-        return this.#exit;
-      },
-    );
+    this.exited = child.status.then(async (status) => {
+      // Output still in the pipes arrives within moments; a grandchild that
+      // inherited them may hold them open much longer, so stop waiting then.
+      await settleWithin(Promise.all([reading, logging]), STREAM_DRAIN_MS);
+      this.#exit = { code: status.code, signal: status.signal };
+      this.#fail(this.#failure ?? new WorkerExitedError(`Worker ${describeExit(this.#exit)}`, this.#exit));
+      return this.#exit;
+    });
   }
 
   /** Starts the Python child. Throws `Deno.errors.NotFound` if `python` is missing. */
   static spawn(options: WorkerSpawnOptions): WorkerProcess {
-    const child = new Deno.Command(options.python, {
-      args: [options.workerPath, "--max-frame", String(options.maxFrameBytes)],
-      cwd: options.cwd,
-      env: options.env,
-      clearEnv: true,
-      stdin: "piped",
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
-    return new WorkerProcess(child, options);
+    // The channel's socket sits beside worker.py, in the owner-only state directory.
+    const channel = ChannelListener.open(join(dirname(options.workerPath), "run"));
+    let child: Deno.ChildProcess;
+    try {
+      child = new Deno.Command(options.python, {
+        args: [
+          options.workerPath,
+          "--max-frame",
+          String(options.maxFrameBytes),
+          "--channel",
+          channel.path,
+        ],
+        cwd: options.cwd,
+        env: options.env,
+        clearEnv: true,
+        stdin: "null",
+        stdout: "null",
+        stderr: "piped",
+      }).spawn();
+    } catch (error) {
+      channel.close();
+      throw error;
+    }
+    return new WorkerProcess(child, channel, options);
+  }
+
+  /** True until the process exits or breaks the protocol. */
+  get alive(): boolean {
+    return this.#failure === undefined && this.#exit === undefined;
   }
 
   /** Sends `init` and waits for `ready`; rejects with InitFailedError or WorkerExitedError. */
@@ -165,7 +194,7 @@ export class WorkerProcess {
   async shutdown(graceMs: number): Promise<WorkerExit> {
     if (this.#exit) return this.#exit;
     await this.#send({ type: "shutdown" }).catch(() => {});
-    await this.#writer.close().catch(() => {});
+    await (await this.#conn)?.closeWrite().catch(() => {});
     const timer = setTimeout(() => this.kill("SIGKILL"), graceMs);
     try {
       return await this.exited;
@@ -199,17 +228,27 @@ export class WorkerProcess {
   }
 
   async #send(message: ServerMessage): Promise<void> {
-    await this.#writer.write(encodeFrame(encodeMessage(message), this.#maxFrame));
+    const frame = encodeFrame(encodeMessage(message), this.#maxFrame);
+    const conn = await this.#conn;
+    if (conn === undefined) throw new WorkerExitedError("Worker never connected", this.#exit);
+    await writeAll(conn, frame);
   }
 
-  async #readFrames(stdout: ReadableStream<Uint8Array>): Promise<void> {
-    const decoder = new FrameDecoder(this.#maxFrame);
+  async #readFrames(conn: Deno.UnixConn): Promise<void> {
     try {
-      for await (const chunk of stdout) {
-        for (const payload of decoder.push(chunk)) this.#deliver(decodeMessage(payload));
-      }
+      await readPayloads(conn, this.#maxFrame, (payload, transient) => {
+        const message = decodeMessage(payload);
+        // The prediction is a view of the read buffer, which the next read reuses.
+        if (message.type === "result" && transient) {
+          this.#deliver({ ...message, prediction: message.prediction.slice() });
+        } else {
+          this.#deliver(message);
+        }
+      });
     } catch (error) {
       this.#violation(error instanceof Error ? error.message : String(error));
+    } finally {
+      conn.close();
     }
   }
 

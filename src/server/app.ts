@@ -7,6 +7,10 @@ import type { Context } from "hono";
 import type { ResolvedProject } from "../config/types.ts";
 import type { Logger } from "../log/logger.ts";
 import { ApiError } from "./errors.ts";
+import type { KeyStore } from "./api_keys.ts";
+import { requireApiKey } from "./auth.ts";
+import { corsMiddleware, type CorsPolicy } from "./cors.ts";
+import type { ServerMetrics } from "./metrics.ts";
 import type { ApiPool } from "./pool.ts";
 import { checkJson, readBody } from "./body.ts";
 import { ApiStats } from "./stats.ts";
@@ -22,6 +26,12 @@ export interface AppOptions {
   /** Include Python tracebacks in error bodies (`--debug`). */
   readonly debug: boolean;
   readonly logger: Logger;
+  /** Prometheus metrics, fed per request and served at `GET /metrics`; none when absent. */
+  readonly metrics?: ServerMetrics;
+  /** Require one of these API keys on every route but `/livez` and `/healthz`; none when absent. */
+  readonly keys?: KeyStore | undefined;
+  /** CORS of the prediction routes; default `*`, as Cortex 0.10. */
+  readonly cors?: CorsPolicy;
 }
 
 /** The app and the counters it keeps. */
@@ -31,7 +41,7 @@ export interface CortexApp {
 }
 
 /** Per-request variables. */
-export type AppEnv = { Variables: { requestId: string; api: string | undefined } };
+export type AppEnv = { Variables: { requestId: string; api: string | undefined; keyId: string | undefined } };
 
 const JSON_HEADERS = { "content-type": "application/json" } as const;
 
@@ -45,6 +55,7 @@ export function createApp(options: AppOptions): CortexApp {
     const id = requestId(c.req.header("x-request-id"));
     c.set("requestId", id);
     c.set("api", undefined);
+    c.set("keyId", undefined);
     const started = performance.now();
     await next();
     c.res.headers.set("x-request-id", id);
@@ -52,6 +63,14 @@ export function createApp(options: AppOptions): CortexApp {
     if (api !== undefined) {
       const ms = performance.now() - started;
       stats.get(api)?.record(c.res.status, ms);
+      const queueHeader = c.res.headers.get("x-queue-ms");
+      const queueMs = queueHeader === null ? undefined : Number(queueHeader);
+      options.metrics?.observeRequest(
+        api,
+        c.res.status,
+        ms / 1000,
+        queueMs === undefined ? undefined : queueMs / 1000,
+      );
       logger.info("request", {
         request_id: id,
         api,
@@ -59,10 +78,15 @@ export function createApp(options: AppOptions): CortexApp {
         path: c.req.path,
         status: c.res.status,
         latency_ms: round(ms),
-        queue_ms: c.res.headers.get("x-queue-ms") ?? undefined,
+        queue_ms: queueMs,
+        key_id: c.get("keyId"),
       });
     }
   });
+
+  const cors = corsMiddleware(options.cors ?? { kind: "any" });
+  if (cors !== undefined) project.apis.forEach((api) => app.use(api.endpoint, cors));
+  if (options.keys !== undefined) app.use(requireApiKey(options.keys, logger));
 
   for (const api of project.apis) {
     const pool = pools.get(api.name);
@@ -73,6 +97,7 @@ export function createApp(options: AppOptions): CortexApp {
       checkJson(body);
       const debug = c.req.query("debug") === "true";
       const prediction = await pool.submit(body, { debug, signal: c.req.raw.signal });
+      if (api.tracker !== undefined) options.metrics?.track(api.name, api.tracker, prediction.body);
       return c.body(prediction.body as Uint8Array<ArrayBuffer>, 200, {
         ...JSON_HEADERS,
         "x-queue-ms": String(round(prediction.queueMs)),
@@ -105,6 +130,8 @@ export function createApp(options: AppOptions): CortexApp {
   app.get("/healthz", (c) => {
     const all = statuses();
     if (all.every((s) => s.status === "ready")) return c.json({ ok: true });
+    // With keys on, the open probe reveals no API names or error text.
+    if (options.keys !== undefined) return c.json({ ok: false }, 503, { "retry-after": "1" });
     return c.json(
       {
         ok: false,
@@ -125,7 +152,14 @@ export function createApp(options: AppOptions): CortexApp {
         ...stats.get(s.name)!.snapshot(),
       })),
     }));
-  for (const path of ["/", "/livez", "/healthz"]) {
+  const metrics = options.metrics;
+  if (metrics !== undefined) {
+    app.get("/metrics", async (c) => {
+      const { body, contentType } = await metrics.render();
+      return c.body(body, 200, { "content-type": contentType });
+    });
+  }
+  for (const path of ["/", "/livez", "/healthz", ...(metrics === undefined ? [] : ["/metrics"])]) {
     app.all(path, () => {
       throw new ApiError("METHOD_NOT_ALLOWED", `Use GET for ${path}`, { headers: { allow: "GET" } });
     });

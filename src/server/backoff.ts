@@ -4,7 +4,11 @@
 export interface BackoffOptions {
   readonly initialMs: number;
   readonly maxMs: number;
-  /** A worker ready for this long resets the delay to `initialMs`. */
+  /**
+   * A worker ready for this long resets the delay to `initialMs`; so does one
+   * that answered at least one request (a crash caused by one request does
+   * not slow down the next).
+   */
   readonly resetAfterMs: number;
 }
 

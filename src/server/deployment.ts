@@ -9,6 +9,7 @@ import type { Logger } from "../log/logger.ts";
 import { PROTOCOL_VERSION } from "../python/protocol.ts";
 import { workerEnv } from "../python/worker_env.ts";
 import { WorkerProcess } from "../python/worker_process.ts";
+import { Autoscaler, DEFAULT_SCALE, type ScaleSettings } from "./autoscale.ts";
 import type { BackoffOptions } from "./backoff.ts";
 import { ApiPool } from "./pool.ts";
 import { Replica } from "./replica.ts";
@@ -30,6 +31,8 @@ export interface RuntimeOptions {
   /** The server's environment, filtered before it reaches workers. */
   readonly serverEnv: Readonly<Record<string, string>>;
   readonly logger: Logger;
+  /** Autoscaling of APIs whose max_replicas is above min_replicas; default DEFAULT_SCALE. */
+  readonly scale?: ScaleSettings;
 }
 
 /** Pools of every API of one project version. */
@@ -38,6 +41,12 @@ export class Deployment {
   readonly stagedDir: string;
   readonly pools: ReadonlyMap<string, ApiPool>;
   readonly #runtime: RuntimeOptions;
+  readonly #autoscalers: Autoscaler[] = [];
+
+  /** How this deployment runs workers; a reload starts the next one alike. */
+  get runtime(): RuntimeOptions {
+    return this.#runtime;
+  }
 
   constructor(project: ResolvedProject, stagedDir: string, runtime: RuntimeOptions) {
     this.project = project;
@@ -51,6 +60,7 @@ export class Deployment {
     for (const pool of this.pools.values()) {
       for (const replica of pool.replicas) replica.start();
     }
+    for (const autoscaler of this.#autoscalers) autoscaler.start();
   }
 
   /** Resolves when every API has a ready replica, or rejects when `signal` aborts. */
@@ -79,6 +89,7 @@ export class Deployment {
    * `drainMs`, then stops every worker. Returns true when nothing was cut off.
    */
   async stop(drainMs: number): Promise<boolean> {
+    await Promise.all(this.#autoscalers.map((a) => a.stop()));
     const drained = await Promise.all([...this.pools.values()].map((pool) => pool.drain(drainMs)));
     await Promise.all([...this.pools.values()].flatMap((pool) => pool.replicas.map((r) => r.stop())));
     return drained.every(Boolean);
@@ -95,6 +106,19 @@ export class Deployment {
     });
     const replicas = Array.from({ length: count }, (_, index) => this.#replica(api, index, pool));
     pool.setReplicas(replicas);
+    const { minReplicas, maxReplicas } = api.compute;
+    if (maxReplicas > minReplicas) {
+      this.#autoscalers.push(
+        new Autoscaler({
+          pool,
+          minReplicas,
+          maxReplicas,
+          settings: rt.scale ?? DEFAULT_SCALE,
+          create: (index) => this.#replica(api, index, pool),
+          logger: rt.logger,
+        }),
+      );
+    }
     return pool;
   }
 

@@ -54,6 +54,10 @@ export class ApiPool {
   readonly #queue: BoundedQueue<Job>;
   #replicas: readonly Replica[] = [];
   #inFlight = 0;
+  /** Where the next dispatch starts looking, so work rotates over ready replicas. */
+  #nextReplica = 0;
+  #scaledUp = 0;
+  #scaledDown = 0;
   #closed = false;
   #idle: (() => void) | undefined;
 
@@ -78,6 +82,30 @@ export class ApiPool {
   setReplicas(replicas: readonly Replica[]): void {
     this.#replicas = replicas;
     this.dispatch();
+  }
+
+  /** Scale events of this pool so far (see ./autoscale.ts). */
+  get scaleEvents(): { readonly up: number; readonly down: number } {
+    return { up: this.#scaledUp, down: this.#scaledDown };
+  }
+
+  /** Adds a replica (scale up); the caller starts it. */
+  addReplica(replica: Replica): void {
+    this.#scaledUp++;
+    this.setReplicas([...this.#replicas, replica]);
+  }
+
+  /**
+   * Takes an idle (ready) replica out of dispatch, the one with the highest
+   * index, and returns it for the caller to stop; undefined when none is idle.
+   */
+  retireIdle(): Replica | undefined {
+    const idle = this.#replicas.filter((r) => r.state === "ready");
+    const replica = idle.reduce<Replica | undefined>((a, r) => (a && a.index > r.index ? a : r), undefined);
+    if (replica === undefined) return undefined;
+    this.#scaledDown++;
+    this.#replicas = this.#replicas.filter((r) => r !== replica);
+    return replica;
   }
 
   /** Replica counts by state. */
@@ -140,11 +168,17 @@ export class ApiPool {
     if (!this.#accepting()) {
       for (const job of this.#queue.drain()) this.#settle(job, this.#notReady());
     }
-    for (const replica of this.#replicas) {
-      if (this.#queue.length === 0) break;
+    // A replica runs one request at a time, so the least busy replicas are
+    // the ready ones: take them in turn.
+    const replicas = this.#replicas;
+    const first = this.#nextReplica;
+    for (let i = 0; i < replicas.length && this.#queue.length > 0; i++) {
+      const at = (first + i) % replicas.length;
+      const replica = replicas[at]!;
       if (replica.state !== "ready") continue;
       const job = this.#queue.shift();
       if (job) this.#start(replica, job);
+      this.#nextReplica = at + 1;
     }
     if (this.#queue.length === 0 && this.#inFlight === 0) this.#idle?.();
   }

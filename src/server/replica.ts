@@ -59,6 +59,8 @@ export class Replica {
   #restarts = 0;
   #attempt = 0;
   #readyAt = 0;
+  /** Requests the current worker answered (result or Python error). */
+  #answered = 0;
   #retryAt = 0;
   /** True from the first `ready` until init fails: queued work may wait for it. */
   #serving = false;
@@ -117,20 +119,31 @@ export class Replica {
       throw new Error(`Replica ${this.index} is ${this.#state}, not ready`);
     }
     this.#setState("busy");
-    let timedOut = false;
+    // The request is answered 504 at its deadline; the worker is stopped meanwhile.
+    const timedOut = Promise.withResolvers<never>();
     const onDeadline = () => {
-      timedOut = true;
       this.#log.warn("predict timed out: stopping the worker", { pid: worker.pid });
+      this.#setState("restarting");
       this.#terminate(worker);
+      timedOut.reject(this.#timeoutError());
     };
     deadline.addEventListener("abort", onDeadline, { once: true });
+    const predicting = worker.predict(sample, debug);
+    predicting.catch(() => {}); // after a timeout nobody waits for it
     try {
-      return await worker.predict(sample, debug);
+      const result = await Promise.race([predicting, timedOut.promise]);
+      this.#answered++;
+      return result;
     } catch (error) {
-      throw this.#requestError(error, timedOut);
+      if (error instanceof PredictFailedError) this.#answered++;
+      throw error instanceof ApiError ? error : this.#requestError(error);
     } finally {
       deadline.removeEventListener("abort", onDeadline);
-      if (this.#worker === worker && this.state === "busy") this.#setState("ready");
+      // A worker that died or broke the protocol takes no more work: queued
+      // requests wait for its replacement.
+      if (this.#worker === worker && this.state === "busy") {
+        this.#setState(worker.alive ? "ready" : "restarting");
+      }
     }
   }
 
@@ -144,14 +157,15 @@ export class Replica {
     this.#setState("stopped");
   }
 
-  #requestError(error: unknown, timedOut: boolean): ApiError {
+  #timeoutError(): ApiError {
+    return new ApiError(
+      "PREDICT_TIMEOUT",
+      `predict did not finish within --predict-timeout; the worker was stopped and is restarting`,
+    );
+  }
+
+  #requestError(error: unknown): ApiError {
     const api = this.#o.api;
-    if (timedOut) {
-      return new ApiError(
-        "PREDICT_TIMEOUT",
-        `predict did not finish within --predict-timeout; the worker was stopped and is restarting`,
-      );
-    }
     if (error instanceof PredictFailedError) {
       if (error.kind === "out_of_memory") {
         return new ApiError("OUT_OF_MEMORY", error.message, { detail: error.traceback });
@@ -162,6 +176,12 @@ export class Replica {
       return new ApiError("OUT_OF_MEMORY", `The worker of api ${api} ${this.#oom}; it is restarting`);
     }
     const reason = error instanceof Error ? error.message : String(error);
+    if (this.#stopping) {
+      return new ApiError(
+        "WORKER_DIED",
+        `The server stopped the worker of api ${api} before the request finished (${lowerFirst(reason)})`,
+      );
+    }
     return new ApiError(
       "WORKER_DIED",
       `The worker of api ${api} stopped during the request (${lowerFirst(reason)}); it is restarting`,
@@ -179,9 +199,13 @@ export class Replica {
     while (!this.#stopping) {
       const exit = await this.#runOnce();
       if (this.#stopping) break;
-      if (Date.now() - this.#readyAt > this.#o.backoff.resetAfterMs && this.#readyAt > 0) {
-        this.#attempt = 0;
-      }
+      // A worker that had a healthy period (it answered requests, or stayed
+      // up for resetAfterMs) restarts with the shortest delay; one that dies
+      // before doing any work backs off further each time.
+      const healthy = this.#readyAt > 0 &&
+        (this.#answered > 0 || Date.now() - this.#readyAt >= this.#o.backoff.resetAfterMs);
+      if (healthy) this.#attempt = 0;
+      this.#readyAt = 0;
       const delay = backoffDelay(this.#attempt++, this.#o.backoff);
       this.#retryAt = Date.now() + delay;
       if (exit !== undefined) {
@@ -201,6 +225,7 @@ export class Replica {
   /** One worker's life. Returns its exit after it was ready, or undefined if init failed. */
   async #runOnce(): Promise<WorkerExit | undefined> {
     this.#oom = undefined;
+    this.#answered = 0;
     if (this.#state !== "starting") this.#setState("starting");
     const started = performance.now();
     let worker: WorkerProcess;

@@ -1,0 +1,102 @@
+/**
+ * `cortex-serve get [API] [--url]`: a status table of a running server's
+ * APIs, from its `GET /`, like `cortex get`.
+ */
+import {
+  ClientError,
+  defaultUrl,
+  fetchIndex,
+  type ListedApi,
+  normaliseUrl,
+  parseStrict,
+  resolveApi,
+} from "./client.ts";
+import { UsageError } from "./units.ts";
+
+/** `cortex-serve get --help`. */
+export const GET_HELP = `Usage: cortex-serve get [API] [options]
+
+Shows the APIs of a running server: status, replicas ready/total, requests,
+responses by class, mean latency and URL. With API (a name or unique prefix),
+shows that API only. Errors of failing APIs are listed below the table.
+
+Options:
+  --url URL     the server (default: $CORTEX_SERVE_URL, else http://127.0.0.1:8888)
+  -h, --help    this help
+
+Environment:
+  CORTEX_API_KEY   sent as the API key, for a server started with --api-key-file
+
+Examples:
+  cortex-serve get
+  cortex-serve get classifier --url http://10.0.0.5:8080
+`;
+
+/** What `get` was asked to do. */
+export interface GetOptions {
+  readonly api: string | undefined;
+  readonly url: string;
+}
+
+const FLAGS = {
+  url: { type: "string" },
+  help: { type: "boolean", short: "h" },
+} as const;
+
+const COLUMNS = ["api", "status", "replicas", "requests", "2XX", "4XX", "5XX", "avg latency", "url"];
+
+/** Parsed `get` arguments, or `"help"`. */
+export function parseGetArgs(args: readonly string[]): GetOptions | "help" {
+  const { values, positionals } = parseStrict("get", args, FLAGS);
+  if (values.help) return "help";
+  if (positionals.length > 1) {
+    throw new UsageError(
+      `get takes at most one api name, got ${positionals.length}: ${positionals.join(" ")}`,
+    );
+  }
+  return { api: positionals[0], url: normaliseUrl(values.url ?? defaultUrl()) };
+}
+
+/** Runs `get`; prints the table on stdout; returns the exit code. */
+export async function get(options: GetOptions): Promise<number> {
+  try {
+    const index = await fetchIndex(options.url);
+    const apis = options.api === undefined ? index.apis : [resolveApi(index.apis, options.api)];
+    console.log(formatTable(apis, options.url));
+    for (const api of apis) {
+      if (api.last_error !== null && api.last_error !== undefined) {
+        console.log(`\n${api.name}: ${api.last_error}`);
+      }
+    }
+    return 0;
+  } catch (error) {
+    if (!(error instanceof ClientError)) throw error;
+    console.error(`error: ${error.message}`);
+    return 1;
+  }
+}
+
+/** The status table: one row per API, columns padded to their widest cell. */
+export function formatTable(apis: readonly ListedApi[], base: string): string {
+  const rows = apis.map((api) => [
+    api.name,
+    api.status,
+    `${api.replicas.ready}/${api.replicas.total}`,
+    String(api.requests),
+    String(api.status_2xx),
+    String(api.status_4xx),
+    String(api.status_5xx),
+    api.requests === 0 ? "-" : `${formatMs(api.avg_latency_ms)}`,
+    `${base}${api.endpoint}`,
+  ]);
+  const table = [COLUMNS, ...rows];
+  const widths = COLUMNS.map((_, i) => Math.max(...table.map((row) => row[i]!.length)));
+  if (apis.length === 0) return `${COLUMNS.join("  ")}\n(no apis)`;
+  return table
+    .map((row) => row.map((cell, i) => (i === row.length - 1 ? cell : cell.padEnd(widths[i]!))).join("  "))
+    .join("\n");
+}
+
+function formatMs(ms: number): string {
+  return ms >= 1000 ? `${(ms / 1000).toFixed(2)} s` : `${ms < 10 ? ms.toFixed(2) : ms.toFixed(0)} ms`;
+}

@@ -1,0 +1,125 @@
+/**
+ * Transport of the worker control channel: a Unix socket that the worker
+ * connects to once, right after it starts. Frames (./codec.ts) travel over
+ * it with direct reads into one reusable buffer and one write per frame,
+ * which costs the server far less per request than a child's stdin/stdout
+ * streams. The socket lives in an owner-only directory and is unlinked as
+ * soon as the worker is connected.
+ */
+import { join } from "node:path";
+import { FrameDecoder } from "./codec.ts";
+
+/** Longest socket path that fits `sockaddr_un` on Linux and macOS, with room to spare. */
+const MAX_SOCKET_PATH = 100;
+/** Read buffer; a frame that fits in one read is handed out without a copy. */
+const READ_BUFFER_BYTES = 64 * 1024;
+
+let counter = 0;
+const madeDirs = new Set<string>();
+let fallbackDir: string | undefined;
+
+/** The listening end of one worker's channel, before the worker connected. */
+export class ChannelListener {
+  /** Socket path, passed to the worker as `--channel PATH`. */
+  readonly path: string;
+  readonly #listener: Deno.Listener<Deno.UnixConn, Deno.UnixAddr>;
+  #closed = false;
+
+  private constructor(path: string, listener: Deno.Listener<Deno.UnixConn, Deno.UnixAddr>) {
+    this.path = path;
+    this.#listener = listener;
+  }
+
+  /**
+   * Listens on a fresh socket in `dir` (created owner-only if missing). When
+   * `dir` is too deep for a socket path, a private temporary directory is
+   * used instead.
+   */
+  static open(dir: string): ChannelListener {
+    const name = `w${Deno.pid}-${++counter}.sock`;
+    let path = join(dir, name);
+    if (path.length > MAX_SOCKET_PATH) {
+      fallbackDir ??= Deno.makeTempDirSync({ prefix: "cortex-serve-" });
+      path = join(fallbackDir, name);
+    } else if (!madeDirs.has(dir)) {
+      Deno.mkdirSync(dir, { recursive: true, mode: 0o700 });
+      madeDirs.add(dir);
+    }
+    try {
+      Deno.removeSync(path); // a leftover of a crashed server with a recycled pid
+    } catch {
+      // Not there: the usual case.
+    }
+    return new ChannelListener(path, Deno.listen({ transport: "unix", path }));
+  }
+
+  /**
+   * Waits for the worker to connect. Resolves `undefined` when `gone`
+   * settles first (the worker exited before connecting). Either way the
+   * listener is closed and the socket file removed.
+   */
+  async accept(gone: Promise<unknown>): Promise<Deno.UnixConn | undefined> {
+    const stop = () => this.close();
+    gone.then(stop, stop);
+    try {
+      return await this.#listener.accept();
+    } catch {
+      return undefined;
+    } finally {
+      this.close();
+    }
+  }
+
+  /** Stops listening and removes the socket file; safe to call twice. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    try {
+      this.#listener.close();
+    } catch {
+      // Already closed.
+    }
+    try {
+      Deno.removeSync(this.path);
+    } catch {
+      // Already removed.
+    }
+  }
+}
+
+/** Writes all of `data`, one frame at a time; `write` may take it in parts. */
+export async function writeAll(conn: Deno.Conn, data: Uint8Array): Promise<void> {
+  let offset = 0;
+  while (offset < data.byteLength) {
+    offset += await conn.write(offset === 0 ? data : data.subarray(offset));
+  }
+}
+
+/**
+ * Reads frames from `conn` until end of input, calling `onPayload` for each
+ * in order. `transient` is true when the payload is a view of the reusable
+ * read buffer: it is valid only during the call, so copy what must outlive
+ * it. A connection reset counts as end of input; a framing error throws.
+ *
+ * @throws {import("./codec.ts").FrameError} on a bad frame length
+ */
+export async function readPayloads(
+  conn: Deno.Conn,
+  maxFrameBytes: number,
+  onPayload: (payload: Uint8Array, transient: boolean) => void,
+): Promise<void> {
+  const decoder = new FrameDecoder(maxFrameBytes);
+  const buffer = new Uint8Array(READ_BUFFER_BYTES);
+  for (;;) {
+    let n: number | null;
+    try {
+      n = await conn.read(buffer);
+    } catch {
+      return; // reset or closed by a kill: the exit status tells what happened
+    }
+    if (n === null) return;
+    for (const payload of decoder.push(buffer.subarray(0, n))) {
+      onPayload(payload, payload.buffer === buffer.buffer);
+    }
+  }
+}

@@ -1,0 +1,59 @@
+/**
+ * API key authentication as Hono middleware: every route except the probes
+ * (`/livez`, `/healthz`) requires `Authorization: Bearer <key>` or
+ * `X-Api-Key: <key>`. The rule is by path, so routes added later (such as
+ * `/metrics`) are protected without being listed.
+ *
+ * @module
+ */
+import type { MiddlewareHandler } from "hono";
+import type { Logger } from "../log/logger.ts";
+import type { KeyStore } from "./api_keys.ts";
+import type { AppEnv } from "./app.ts";
+import { ApiError } from "./errors.ts";
+
+/** Paths orchestrators probe; they stay open and reveal no error text when keys are on. */
+export const OPEN_PATHS: ReadonlySet<string> = new Set(["/livez", "/healthz"]);
+
+/** The `WWW-Authenticate` challenge of a 401 (RFC 6750). */
+export const CHALLENGE = 'Bearer realm="cortex-serve"';
+
+const MESSAGE = "Missing or invalid API key: send it as 'Authorization: Bearer <key>' or 'X-Api-Key: <key>'";
+
+/**
+ * The keys a request presents: the token of an `Authorization: Bearer`
+ * header and the value of `X-Api-Key`, whichever are there.
+ */
+export function presentedKeys(headers: Headers): string[] {
+  const found: string[] = [];
+  const bearer = /^Bearer +(\S+) *$/i.exec(headers.get("authorization") ?? "");
+  if (bearer?.[1] !== undefined) found.push(bearer[1]);
+  const apiKey = headers.get("x-api-key")?.trim();
+  if (apiKey) found.push(apiKey);
+  return found;
+}
+
+/**
+ * Middleware that answers 401 (JSON error body, `WWW-Authenticate`) unless
+ * the request carries an accepted key, and records the key's id as the
+ * `keyId` variable for the request log. A missing and a wrong key get the
+ * same answer; the log says which, never the key.
+ */
+export function requireApiKey(keys: KeyStore, logger: Logger): MiddlewareHandler<AppEnv> {
+  return async (c, next) => {
+    if (OPEN_PATHS.has(c.req.path)) return await next();
+    const presented = presentedKeys(c.req.raw.headers);
+    const id = keys.match(presented);
+    if (id === undefined) {
+      logger.warn("unauthorized", {
+        request_id: c.get("requestId"),
+        method: c.req.method,
+        path: c.req.path,
+        reason: presented.length === 0 ? "no key" : "unknown key",
+      });
+      throw new ApiError("UNAUTHORIZED", MESSAGE, { headers: { "www-authenticate": CHALLENGE } });
+    }
+    c.set("keyId", id);
+    await next();
+  };
+}

@@ -1,0 +1,270 @@
+/**
+ * Prometheus metrics (`GET /metrics`), in a registry of their own.
+ *
+ * Request counters and histograms are fed from the app's request middleware
+ * through cached label children, so the hot path does one map lookup per
+ * metric. Everything about replicas and queues is read at scrape time from
+ * the current pools, so pools may be swapped (reload) without telling this
+ * file. The metric objects belong to the server, not to a deployment.
+ */
+import { Counter, Gauge, Histogram, Registry } from "prom-client";
+import type { ResolvedTracker } from "../config/types.ts";
+import type { ApiPool } from "./pool.ts";
+import type { Replica, ReplicaState } from "./replica.ts";
+
+/** Where scrape-time values come from. */
+export interface MetricsSources {
+  /** The pools serving right now (read at every scrape). */
+  readonly pools: () => Iterable<ApiPool>;
+  /** Labels of `cortex_serve_build_info`. */
+  readonly build?: { readonly version: string; readonly protocol: number };
+}
+
+/** Seconds; from a fast predict to the default `--predict-timeout`. */
+const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
+/** Predicted values of a regression tracker: symmetric, roughly logarithmic. */
+const VALUE_BUCKETS = (() => {
+  const positive = [0.01, 0.1, 0.5, 1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 1e4, 1e5, 1e6];
+  return [...positive.map((v) => -v).reverse(), 0, ...positive];
+})();
+/** Distinct classes counted per API; later ones are counted as `__other__`. */
+export const MAX_CLASSES_PER_API = 500;
+const MAX_CLASS_CHARS = 128;
+const STATES: readonly ReplicaState[] = [
+  "starting",
+  "ready",
+  "busy",
+  "restarting",
+  "init_failed",
+  "out_of_memory",
+  "stopped",
+];
+
+type Child = { inc(value?: number): void };
+type Observer = { observe(value: number): void };
+
+/** The server's metrics. */
+export class ServerMetrics {
+  /** Holds only this server's metrics (not prom-client's global registry). */
+  readonly registry: Registry = new Registry();
+  readonly #requests: Counter<"api" | "status">;
+  readonly #latency: Histogram<"api">;
+  readonly #queueWait: Histogram<"api">;
+  readonly #classes: Counter<"api" | "class">;
+  readonly #values: Histogram<"api">;
+  readonly #skipped: Counter<"api">;
+  readonly #requestChildren = new Map<string, Child>();
+  readonly #latencyChildren = new Map<string, Observer>();
+  readonly #queueChildren = new Map<string, Observer>();
+  readonly #classChildren = new Map<string, Map<string, Child>>();
+  /** Restarts already added to the counter, per replica object. */
+  readonly #seenRestarts = new WeakMap<Replica, number>();
+
+  constructor(sources: MetricsSources) {
+    const registers = [this.registry];
+    this.#requests = new Counter({
+      name: "cortex_serve_requests_total",
+      help: "Requests to an API endpoint, by API and HTTP status",
+      labelNames: ["api", "status"],
+      registers,
+    });
+    this.#latency = new Histogram({
+      name: "cortex_serve_request_duration_seconds",
+      help: "Time from request arrival to response, queue wait included",
+      labelNames: ["api"],
+      buckets: LATENCY_BUCKETS,
+      registers,
+    });
+    this.#queueWait = new Histogram({
+      name: "cortex_serve_queue_wait_seconds",
+      help: "Time a prediction waited for a free replica",
+      labelNames: ["api"],
+      buckets: LATENCY_BUCKETS,
+      registers,
+    });
+    this.#classes = new Counter({
+      name: "cortex_serve_predictions_total",
+      help: "Predictions per class (tracker.model_type: classification)",
+      labelNames: ["api", "class"],
+      registers,
+    });
+    this.#values = new Histogram({
+      name: "cortex_serve_prediction_value",
+      help: "Predicted values (tracker.model_type: regression)",
+      labelNames: ["api"],
+      buckets: VALUE_BUCKETS,
+      registers,
+    });
+    this.#skipped = new Counter({
+      name: "cortex_serve_tracker_skipped_total",
+      help: "Predictions the tracker could not use (not JSON, no tracker.key field, not a number)",
+      labelNames: ["api"],
+      registers,
+    });
+    this.#scrapeTimeMetrics(sources, registers);
+  }
+
+  /** Counts one finished API request (`seconds` from arrival to response). */
+  observeRequest(api: string, status: number, seconds: number, queueSeconds: number | undefined): void {
+    const key = `${api}\u0000${status}`;
+    let counter = this.#requestChildren.get(key);
+    if (counter === undefined) {
+      counter = this.#requests.labels({ api, status: String(status) });
+      this.#requestChildren.set(key, counter);
+    }
+    counter.inc();
+    this.#observer(this.#latencyChildren, this.#latency, api).observe(seconds);
+    if (queueSeconds !== undefined) {
+      this.#observer(this.#queueChildren, this.#queueWait, api).observe(queueSeconds);
+    }
+  }
+
+  /**
+   * Feeds a successful prediction (the worker's UTF-8 JSON) to the API's
+   * tracker: `tracker.key` picks a field of a dict prediction, otherwise the
+   * whole prediction is used.
+   */
+  track(api: string, tracker: ResolvedTracker, prediction: Uint8Array): void {
+    const value = trackedValue(tracker, prediction);
+    if (tracker.modelType === "classification") {
+      const label = classLabel(value);
+      if (label === undefined) return this.#skipped.inc({ api });
+      this.#classChild(api, label).inc();
+      return;
+    }
+    const number = typeof value === "string" && value.trim() !== "" ? Number(value) : value;
+    if (typeof number !== "number" || !Number.isFinite(number)) return this.#skipped.inc({ api });
+    this.#values.observe({ api }, number);
+  }
+
+  /** The Prometheus text exposition and its content type. */
+  async render(): Promise<{ readonly body: string; readonly contentType: string }> {
+    return { body: await this.registry.metrics(), contentType: this.registry.contentType };
+  }
+
+  #observer(cache: Map<string, Observer>, histogram: Histogram<"api">, api: string): Observer {
+    let child = cache.get(api);
+    if (child === undefined) {
+      child = histogram.labels({ api });
+      cache.set(api, child);
+    }
+    return child;
+  }
+
+  #classChild(api: string, label: string): Child {
+    let byClass = this.#classChildren.get(api);
+    if (byClass === undefined) {
+      byClass = new Map();
+      this.#classChildren.set(api, byClass);
+    }
+    let child = byClass.get(label);
+    if (child === undefined) {
+      const name = byClass.size >= MAX_CLASSES_PER_API ? "__other__" : label;
+      child = byClass.get(name) ?? this.#classes.labels({ api, class: name });
+      byClass.set(name, child);
+    }
+    return child;
+  }
+
+  /** Gauges and counters computed from the pools when scraped. */
+  #scrapeTimeMetrics(sources: MetricsSources, registers: Registry[]): void {
+    const pools = sources.pools;
+    new Gauge({
+      name: "cortex_serve_queue_depth",
+      help: "Requests waiting for a replica",
+      labelNames: ["api"],
+      registers,
+      collect() {
+        this.reset();
+        for (const pool of pools()) this.set({ api: pool.api }, pool.queueLength);
+      },
+    });
+    new Gauge({
+      name: "cortex_serve_in_flight_requests",
+      help: "Predictions running in a worker",
+      labelNames: ["api"],
+      registers,
+      collect() {
+        this.reset();
+        for (const pool of pools()) this.set({ api: pool.api }, pool.inFlight);
+      },
+    });
+    new Gauge({
+      name: "cortex_serve_replicas",
+      help: "Replicas by state",
+      labelNames: ["api", "state"],
+      registers,
+      collect() {
+        this.reset();
+        for (const pool of pools()) {
+          const counts = pool.counts();
+          for (const state of STATES) this.set({ api: pool.api, state }, counts[state]);
+        }
+      },
+    });
+    const seen = this.#seenRestarts;
+    new Counter({
+      name: "cortex_serve_replica_restarts_total",
+      help: "Workers restarted after they exited, crashed or went over compute.mem",
+      labelNames: ["api"],
+      registers,
+      collect() {
+        for (const pool of pools()) {
+          let added = 0;
+          for (const replica of pool.replicas) {
+            added += replica.restarts - (seen.get(replica) ?? 0);
+            seen.set(replica, replica.restarts);
+          }
+          this.inc({ api: pool.api }, added);
+        }
+      },
+    });
+    new Gauge({
+      name: "cortex_serve_init_duration_seconds",
+      help: "How long the last successful start (import + init) of each replica took",
+      labelNames: ["api", "replica"],
+      registers,
+      collect() {
+        this.reset();
+        for (const pool of pools()) {
+          for (const replica of pool.replicas) {
+            if (replica.initMs === undefined) continue;
+            this.set({ api: pool.api, replica: String(replica.index) }, replica.initMs / 1000);
+          }
+        }
+      },
+    });
+    if (sources.build !== undefined) {
+      const build = new Gauge({
+        name: "cortex_serve_build_info",
+        help: "Always 1; labels name the program, Deno and worker protocol versions",
+        labelNames: ["version", "deno", "protocol"],
+        registers,
+      });
+      build.set({
+        version: sources.build.version,
+        deno: Deno.version.deno,
+        protocol: String(sources.build.protocol),
+      }, 1);
+    }
+  }
+}
+
+/** The value a tracker looks at, or `undefined` when there is none. */
+function trackedValue(tracker: ResolvedTracker, prediction: Uint8Array): unknown {
+  let value: unknown;
+  try {
+    value = JSON.parse(new TextDecoder().decode(prediction));
+  } catch {
+    return undefined;
+  }
+  if (tracker.key === undefined) return value;
+  if (typeof value !== "object" || value === null || Array.isArray(value)) return undefined;
+  return (value as Record<string, unknown>)[tracker.key];
+}
+
+function classLabel(value: unknown): string | undefined {
+  if (typeof value === "string") return value.slice(0, MAX_CLASS_CHARS);
+  if (typeof value === "number" || typeof value === "boolean") return String(value);
+  return undefined;
+}

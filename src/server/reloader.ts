@@ -1,0 +1,191 @@
+/**
+ * Zero-downtime reload (SIGHUP): the server serves one generation — a
+ * deployment and the app built for it — at a time. A reload builds the next
+ * generation beside the current one, waits until every API has a ready
+ * replica, then switches the HTTP handler to it. The old generation finishes
+ * the requests it already took and its workers stop. When the new version
+ * fails (config error, staging error, init failure), it is stopped and the
+ * current one keeps serving; the log says why.
+ */
+import type { Logger } from "../log/logger.ts";
+import type { Deployment } from "./deployment.ts";
+
+/** One project version being served: its deployment and the app for it. */
+export interface Generation {
+  readonly deployment: Deployment;
+  readonly fetch: Deno.ServeHandler<Deno.NetAddr>;
+}
+
+/** What a {@link Reloader} needs. */
+export interface ReloaderOptions {
+  /**
+   * Reads, stages and starts the next version (its replicas are starting).
+   * Throws when the project on disk cannot be served; the message is logged.
+   */
+  readonly build: () => Promise<Generation>;
+  /** Called when a reload failed after `build`, with the generation that keeps serving. */
+  readonly restore?: (current: Generation) => Promise<void>;
+  /** How long a retired generation may take to finish its requests. */
+  readonly drainTimeoutMs: number;
+  readonly logger: Logger;
+}
+
+const POLL_MS = 25;
+
+/** The serving generation, swapped by {@link Reloader.reload}. */
+export class Reloader {
+  readonly #o: ReloaderOptions;
+  #current: Generation;
+  /** Requests each generation is handling right now. */
+  readonly #active = new Map<Generation, number>();
+  readonly #retiring = new Set<Promise<void>>();
+  #running: { readonly done: Promise<boolean>; readonly abort: AbortController } | undefined;
+  #stopped = false;
+
+  constructor(initial: Generation, options: ReloaderOptions) {
+    this.#current = initial;
+    this.#o = options;
+  }
+
+  /** The generation new requests go to. */
+  get current(): Generation {
+    return this.#current;
+  }
+
+  /** The HTTP handler: routes each request to the current generation. */
+  readonly fetch: Deno.ServeHandler<Deno.NetAddr> = async (request, info) => {
+    const generation = this.#current;
+    this.#active.set(generation, (this.#active.get(generation) ?? 0) + 1);
+    try {
+      return await generation.fetch(request, info);
+    } finally {
+      const left = (this.#active.get(generation) ?? 1) - 1;
+      if (left > 0) this.#active.set(generation, left);
+      else this.#active.delete(generation);
+    }
+  };
+
+  /**
+   * Loads the project again and switches to it once it is ready. A reload
+   * asked for while one is waiting for its replicas replaces it (the newest
+   * files win). Resolves with true when the new version serves.
+   */
+  reload(): Promise<boolean> {
+    if (this.#stopped) return Promise.resolve(false);
+    const previous = this.#running;
+    previous?.abort.abort(new Error("A newer reload replaced this one"));
+    const abort = new AbortController();
+    const done = (previous?.done ?? Promise.resolve(true))
+      .then(() => this.#reloadOnce(abort.signal))
+      .finally(() => {
+        if (this.#running?.done === done) this.#running = undefined;
+      });
+    this.#running = { done, abort };
+    return done;
+  }
+
+  /**
+   * Abandons a reload in progress, drains the current generation within
+   * `drainMs` and stops every worker. Returns true when nothing was cut off.
+   */
+  async stop(drainMs: number): Promise<boolean> {
+    this.#stopped = true;
+    const running = this.#running;
+    running?.abort.abort(new Error("The server is shutting down"));
+    await running?.done;
+    const [drained] = await Promise.all([
+      this.#current.deployment.stop(drainMs),
+      Promise.all(this.#retiring),
+    ]);
+    return drained;
+  }
+
+  async #reloadOnce(signal: AbortSignal): Promise<boolean> {
+    if (signal.aborted) return false;
+    const log = this.#o.logger;
+    const started = performance.now();
+    log.info("reloading: starting the new version beside the running one");
+    let next: Generation;
+    try {
+      next = await this.#o.build();
+    } catch (error) {
+      log.error("reload failed: the running version keeps serving", { error: message(error) });
+      await this.#o.restore?.(this.#current).catch(() => {});
+      return false;
+    }
+    try {
+      await settled(next.deployment, signal);
+    } catch (error) {
+      log.error("reload failed: the running version keeps serving", { error: message(error) });
+      await next.deployment.stop(0);
+      await this.#o.restore?.(this.#current).catch(() => {});
+      return false;
+    }
+    const old = this.#current;
+    this.#current = next;
+    log.info("reloaded: new requests go to the new version", {
+      dir: next.deployment.stagedDir,
+      apis: next.deployment.project.apis.map((api) => api.endpoint),
+      reload_ms: Math.round(performance.now() - started),
+    });
+    this.#retire(old);
+    return true;
+  }
+
+  /** Lets `old` finish the requests it took, then stops its workers. */
+  #retire(old: Generation): void {
+    const deadline = Date.now() + this.#o.drainTimeoutMs;
+    const retiring = (async () => {
+      while ((this.#active.get(old) ?? 0) > 0 && Date.now() < deadline) await sleep(POLL_MS);
+      const drained = await old.deployment.stop(Math.max(0, deadline - Date.now()));
+      this.#o.logger.info("previous version stopped", { dir: old.deployment.stagedDir, drained });
+    })();
+    this.#retiring.add(retiring);
+    retiring.finally(() => this.#retiring.delete(retiring));
+  }
+}
+
+/**
+ * Resolves when every API of `deployment` has a ready replica; rejects when
+ * an API has no replica left that may become ready (init failed, out of
+ * memory) or when `signal` aborts.
+ */
+export function settled(deployment: Deployment, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const check = () => {
+      const pools = [...deployment.pools.values()];
+      const failed = pools.find((pool) =>
+        pool.replicas.length > 0 &&
+        pool.replicas.every((r) => r.state === "init_failed" || r.state === "out_of_memory")
+      );
+      if (failed !== undefined) {
+        const why = failed.replicas.find((r) => r.lastError !== undefined)?.lastError ?? "init failed";
+        return finish(new Error(`api ${failed.api}: ${why}`));
+      }
+      const ready = pools.every((pool) =>
+        pool.replicas.length === 0 || pool.replicas.some((r) => r.state === "ready" || r.state === "busy")
+      );
+      if (ready) finish(undefined);
+    };
+    const onAbort = () =>
+      finish(signal.reason instanceof Error ? signal.reason : new Error("Reload aborted"));
+    const timer = setInterval(check, POLL_MS);
+    signal.addEventListener("abort", onAbort, { once: true });
+    function finish(error: Error | undefined): void {
+      clearInterval(timer);
+      signal.removeEventListener("abort", onAbort);
+      if (error === undefined) resolve();
+      else reject(error);
+    }
+    if (signal.aborted) onAbort();
+    else check();
+  });
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+function message(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

@@ -1,0 +1,108 @@
+/**
+ * Shutdown through a real server: SIGTERM drains accepted work and exits 0,
+ * stragglers are killed after --drain-timeout, and a server killed with
+ * SIGKILL leaves no worker behind (busy, idle, or stuck in C with the GIL).
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import {
+  assertNoWorkersLeft,
+  delay,
+  makeProject,
+  post,
+  processesMatching,
+  singleApiConfig,
+  startServer,
+} from "./_helpers.ts";
+
+const SLOW = `import time
+
+def predict(sample, metadata):
+    time.sleep(0.03)
+    return sample["i"]
+`;
+
+Deno.test("SIGTERM under load: every accepted request is answered, then exit 0", async () => {
+  let stateDir = "";
+  {
+    await using project = await makeProject({ "inference.py": SLOW });
+    await using server = await startServer(project.path);
+    stateDir = server.stateDir;
+    const api = `${server.url}/test/api`;
+    const requests = Array.from({ length: 40 }, (_, i) => post(api, { i }));
+    await server.waitFor((r) => r.msg === "request" && r.status === 200);
+    server.kill("SIGTERM");
+    const answers = await Promise.all(requests);
+    assert.deepEqual(answers.map((r) => r.status), Array(40).fill(200), "drained, not refused");
+    assert.deepEqual(await Promise.all(answers.map((r) => r.json())), [...Array(40).keys()]);
+    const status = await server.status;
+    assert.equal(status.code, 0);
+    const stopped = await server.waitFor((r) => r.msg === "stopped");
+    assert.equal(stopped.drained, true);
+  }
+  await assertNoWorkersLeft(stateDir);
+});
+
+Deno.test("SIGTERM past --drain-timeout: the stuck request is answered, the worker killed, exit 0", async () => {
+  let stateDir = "";
+  {
+    await using project = await makeProject({
+      "inference.py": `import signal, time
+
+def init(metadata):
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+def predict(sample, metadata):
+    print("predicting", sample["i"])
+    time.sleep(3600)
+`,
+    });
+    await using server = await startServer(project.path, { args: ["--drain-timeout=500ms"] });
+    stateDir = server.stateDir;
+    const api = `${server.url}/test/api`;
+    const stuck = post(api, { i: 0 });
+    const queued = post(api, { i: 1 });
+    await server.waitFor((r) => r.msg === "predicting 0");
+    server.kill("SIGTERM");
+    const [first, second] = await Promise.all([stuck, queued]);
+    assert.equal(first.status, 502);
+    assert.match(
+      (await first.json()).error,
+      /The server stopped the worker of api api before the request finished/,
+    );
+    assert.equal(second.status, 503);
+    assert.match((await second.json()).error, /shut down before this request ran/);
+    assert.equal((await server.status).code, 0);
+    const stopped = await server.waitFor((r) => r.msg === "stopped");
+    assert.equal(stopped.drained, false);
+  }
+  await assertNoWorkersLeft(stateDir);
+});
+
+Deno.test("a server killed with SIGKILL leaves no worker: idle, sleeping, or holding the GIL in C", async () => {
+  await using project = await makeProject({
+    "cortex.yaml": singleApiConfig("  compute:\n    min_replicas: 3\n"),
+    "inference.py": `import ctypes, time
+
+def predict(sample, metadata):
+    print("entered", sample["mode"])
+    if sample["mode"] == "sleep":
+        time.sleep(3600)
+    # PyDLL keeps the GIL during the call: no Python thread can run.
+    ctypes.PyDLL(None).sleep(3600)
+`,
+  });
+  await using server = await startServer(project.path);
+  const workers = await processesMatching(join(server.stateDir, "worker.py"));
+  assert.equal(workers.length, 3);
+  const api = `${server.url}/test/api`;
+  const pending = [post(api, { mode: "sleep" }), post(api, { mode: "gil" })]
+    .map((request) => request.then(() => "answered", () => "connection lost"));
+  await server.waitFor((r) => r.msg === "entered sleep");
+  await server.waitFor((r) => r.msg === "entered gil");
+  await delay(100);
+  server.kill("SIGKILL");
+  await server.status;
+  assert.deepEqual(await Promise.all(pending), ["connection lost", "connection lost"]);
+  await assertNoWorkersLeft(server.stateDir, 3000);
+});
