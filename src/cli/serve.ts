@@ -72,6 +72,7 @@ export async function serve(options: ServeOptions): Promise<number> {
     maxLogLineChars: options.debug ? Number.MAX_SAFE_INTEGER : DEFAULT_MAX_LINE_CHARS,
     serverEnv: pythonEnv.serverEnv,
     logger,
+    scale: { windowMs: options.scaleWindowMs, cooldownMs: options.scaleCooldownMs },
   });
   deployment.start();
 

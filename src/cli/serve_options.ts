@@ -27,6 +27,10 @@ export interface ServeOptions {
   readonly predictTimeoutMs: number;
   readonly initTimeoutMs: number | undefined;
   readonly drainTimeoutMs: number;
+  /** Scale-up averaging window (`--scale-window`). */
+  readonly scaleWindowMs: number;
+  /** Idle time before a replica above min_replicas is retired (`--scale-cooldown`). */
+  readonly scaleCooldownMs: number;
   readonly logFormat: LogFormat;
   readonly logLevel: LogLevel;
   readonly debug: boolean;
@@ -57,6 +61,10 @@ Options:
   --predict-timeout DUR   deadline of a request, queue wait included (default 60s)
   --init-timeout DUR      deadline of import + init() (default: none)
   --drain-timeout DUR     on SIGTERM, time to finish queued work (default 30s)
+  --scale-window DUR      with max_replicas above min_replicas: add a replica when
+                          the load averaged over DUR needs one (default 10s)
+  --scale-cooldown DUR    retire an idle replica after DUR without the load
+                          that needed it (default 60s)
   --log-format FORMAT     text or json (default text)
   --log-level LEVEL       debug, info, warn or error (default info)
 ${SECURITY_HELP}
@@ -82,6 +90,8 @@ const FLAGS = {
   "predict-timeout": { type: "string" },
   "init-timeout": { type: "string" },
   "drain-timeout": { type: "string" },
+  "scale-window": { type: "string" },
+  "scale-cooldown": { type: "string" },
   "log-format": { type: "string" },
   "log-level": { type: "string" },
   debug: { type: "boolean" },
@@ -120,6 +130,8 @@ export function parseServeArgs(args: readonly string[]): ServeOptions | "help" {
       ? undefined
       : parseDuration("init-timeout", values["init-timeout"]),
     drainTimeoutMs: parseDuration("drain-timeout", values["drain-timeout"] ?? "30"),
+    scaleWindowMs: parseDuration("scale-window", values["scale-window"] ?? "10"),
+    scaleCooldownMs: parseDuration("scale-cooldown", values["scale-cooldown"] ?? "60"),
     logFormat: oneOf("log-format", values["log-format"] ?? "text", ["text", "json"] as const),
     logLevel: debug
       ? "debug"

@@ -59,6 +59,8 @@ export class ServerMetrics {
   readonly #classChildren = new Map<string, Map<string, Child>>();
   /** Restarts already added to the counter, per replica object. */
   readonly #seenRestarts = new WeakMap<Replica, number>();
+  /** Scale events already added to the counter, per pool object. */
+  readonly #seenScale = new WeakMap<ApiPool, { up: number; down: number }>();
 
   constructor(sources: MetricsSources) {
     const registers = [this.registry];
@@ -216,6 +218,22 @@ export class ServerMetrics {
             seen.set(replica, replica.restarts);
           }
           this.inc({ api: pool.api }, added);
+        }
+      },
+    });
+    const seenScale = this.#seenScale;
+    new Counter({
+      name: "cortex_serve_scale_events_total",
+      help: "Replicas added (up) or retired (down) by autoscaling, by API and direction",
+      labelNames: ["api", "direction"],
+      registers,
+      collect() {
+        for (const pool of pools()) {
+          const now = pool.scaleEvents;
+          const before = seenScale.get(pool) ?? { up: 0, down: 0 };
+          seenScale.set(pool, { up: now.up, down: now.down });
+          this.inc({ api: pool.api, direction: "up" }, now.up - before.up);
+          this.inc({ api: pool.api, direction: "down" }, now.down - before.down);
         }
       },
     });

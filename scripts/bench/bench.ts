@@ -1,0 +1,184 @@
+/**
+ * The benchmark behind scripts/bench/run: cortex-serve against Flask +
+ * waitress and FastAPI + uvicorn (and, for the no-op case, a bare
+ * `Deno.serve` echo: the floor), all on 127.0.0.1, all driven by wrk, one
+ * markdown table on stdout. Progress goes to stderr. Every process started
+ * here is stopped before it returns, on Ctrl-C and SIGTERM too.
+ *
+ * Usage: deno run -A scripts/bench/bench.ts [--duration 5] [--cases noop,iris,1mb,cpu1,cpu2]
+ */
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { type Case, CASES, type ServerKind } from "./cases.ts";
+import { type Measurement, table } from "./table.ts";
+import { Processes, rssKiB } from "./processes.ts";
+
+const HERE = import.meta.dirname!;
+const ROOT = join(HERE, "..", "..");
+const PYTHON = "/usr/bin/python3";
+const CONCURRENCY = [1, 16] as const;
+
+const { values } = parseArgs({
+  args: Deno.args,
+  options: { duration: { type: "string", default: "5" }, cases: { type: "string" } },
+  strict: true,
+});
+const seconds = Number(values.duration);
+const wanted = values.cases?.split(",");
+const cases = CASES.filter((c) => wanted === undefined || wanted.includes(c.name));
+
+const processes = new Processes();
+const work = await Deno.makeTempDir({ prefix: "cortex-serve-bench-" });
+const stop = () => processes.stopAll().finally(() => Deno.exit(130));
+Deno.addSignalListener("SIGINT", stop);
+Deno.addSignalListener("SIGTERM", stop);
+
+const results: Measurement[] = [];
+let idleServerKiB: number | undefined;
+try {
+  for (const benchCase of cases) {
+    const body = join(work, `${benchCase.name}.json`);
+    await Deno.writeTextFile(body, benchCase.body());
+    for (const kind of benchCase.servers) {
+      const port = freePort();
+      const server = await start(kind, benchCase, port);
+      const url = `http://127.0.0.1:${port}${kind === "cortex-serve" ? benchCase.endpoint : "/predict"}`;
+      try {
+        await untilServing(url, body, server);
+        if (kind === "cortex-serve" && benchCase.name === "noop") {
+          idleServerKiB = await rssKiB(server.pid, false);
+        }
+        for (const c of CONCURRENCY) {
+          await wrk(url, body, c, 1); // warm-up
+          const sampler = processes.sampleRss(server.pid);
+          const run = await wrk(url, body, c, seconds);
+          const rss = sampler.stop();
+          results.push({ benchCase: benchCase.name, server: kind, concurrency: c, ...run, ...rss });
+          log(`${benchCase.name} ${kind} c=${c}: ${Math.round(run.rps)} req/s, p50 ${run.p50Us} us`);
+        }
+      } finally {
+        await processes.stop(server);
+      }
+    }
+  }
+} finally {
+  await processes.stopAll();
+  await Deno.remove(work, { recursive: true }).catch(() => {});
+}
+console.log(await header());
+console.log(table(results));
+if (idleServerKiB !== undefined) {
+  console.log(
+    `\ncortex-serve server process at idle (no Python): ${(idleServerKiB / 1024).toFixed(0)} MiB RSS`,
+  );
+}
+
+function start(kind: ServerKind, benchCase: Case, port: number): Promise<Deno.ChildProcess> {
+  const project = benchCase.project(work);
+  const env = {
+    BENCH_PROJECT: project,
+    BENCH_INFERENCE: benchCase.inference,
+    BENCH_METADATA: JSON.stringify(benchCase.metadata),
+  };
+  const log = join(work, `${benchCase.name}-${kind}.log`);
+  switch (kind) {
+    case "cortex-serve":
+      return processes.spawn(Deno.execPath(), [
+        "run",
+        "-A",
+        "--frozen",
+        `--config=${join(ROOT, "deno.json")}`,
+        join(ROOT, "main.ts"),
+        "serve",
+        project,
+        `--port=${port}`,
+        `--python=${PYTHON}`,
+        `--state-dir=${join(work, "state")}`,
+        "--log-format=json",
+      ], { log });
+    case "flask+waitress":
+      return processes.spawn(PYTHON, [join(HERE, "peers", "flask_app.py"), String(port)], { env, log });
+    case "fastapi+uvicorn":
+      return processes.spawn(
+        PYTHON,
+        [join(HERE, "peers", "fastapi_app.py"), String(port), String(benchCase.replicas)],
+        { env, log },
+      );
+    case "deno-floor":
+      return processes.spawn(Deno.execPath(), ["run", "--allow-net", join(HERE, "floor.ts"), String(port)], {
+        log,
+      });
+  }
+}
+
+async function untilServing(url: string, body: string, child: Deno.ChildProcess): Promise<void> {
+  const sample = await Deno.readFile(body);
+  const deadline = Date.now() + 60_000;
+  while (Date.now() < deadline) {
+    try {
+      const res = await fetch(url, { method: "POST", body: sample });
+      await res.body?.cancel();
+      if (res.status === 200) return;
+    } catch {
+      // Not listening yet.
+    }
+    if (await processes.exited(child)) throw new Error(`${url}: the server exited during startup`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  throw new Error(`${url} did not answer 200 within 60 s`);
+}
+
+async function wrk(url: string, body: string, concurrency: number, duration: number) {
+  const threads = Math.min(concurrency, 2);
+  const out = await new Deno.Command("wrk", {
+    args: [
+      `-t${threads}`,
+      `-c${concurrency}`,
+      `-d${duration}s`,
+      "--timeout=10s",
+      "-s",
+      join(HERE, "report.lua"),
+      url,
+    ],
+    env: { BENCH_BODY: body },
+    stdout: "piped",
+    stderr: "inherit",
+  }).output();
+  const line = new TextDecoder().decode(out.stdout).split("\n").find((l) => l.startsWith("BENCH "));
+  if (!out.success || line === undefined) throw new Error(`wrk failed against ${url}`);
+  const r = JSON.parse(line.slice(6));
+  return {
+    rps: r.requests / (r.duration_us / 1e6),
+    p50Us: r.p50_us as number,
+    p99Us: r.p99_us as number,
+    errors: (r.socket_errors as number) + (r.non2xx as number),
+  };
+}
+
+function freePort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = listener.addr.port;
+  listener.close();
+  return port;
+}
+
+async function header(): Promise<string> {
+  const cpu = (await Deno.readTextFile("/proc/cpuinfo")).match(/model name\s*:\s*(.*)/)?.[1] ?? "unknown CPU";
+  const version = async (cmd: string, args: string[]) => {
+    const out = await new Deno.Command(cmd, { args, stdout: "piped", stderr: "piped" }).output();
+    return new TextDecoder().decode(out.stdout.length > 0 ? out.stdout : out.stderr).split("\n")[0]!.trim();
+  };
+  return [
+    `Benchmark of ${
+      new Date().toISOString().slice(0, 10)
+    } on ${cpu}, ${navigator.hardwareConcurrency} cores;`,
+    `Deno ${Deno.version.deno}, ${await version(PYTHON, ["--version"])}, ${await version("wrk", ["-v"])};`,
+    `${seconds} s per run after a 1 s warm-up, wrk on 127.0.0.1. RSS: peak during the run, whole process tree`,
+    `(cortex-serve: server process / with its Python workers).`,
+    "",
+  ].join("\n");
+}
+
+function log(message: string): void {
+  console.error(`bench: ${message}`);
+}

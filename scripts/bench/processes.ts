@@ -1,0 +1,104 @@
+/**
+ * The processes a benchmark starts: spawned with their output in a log
+ * file, stopped with SIGTERM then SIGKILL, and all of them stopped at the
+ * end. Also reads resident memory from /proc.
+ */
+
+/** Options of {@link Processes.spawn}. */
+export interface SpawnOptions {
+  readonly env?: Record<string, string>;
+  /** File that receives the process's stderr (its stdout is discarded). */
+  readonly log: string;
+}
+
+/** Peak RSS of a run, in KiB. */
+export interface RssPeak {
+  readonly serverKiB: number;
+  readonly totalKiB: number;
+}
+
+const KILL_GRACE_MS = 5000;
+
+/** Every child started by the benchmark. */
+export class Processes {
+  readonly #children = new Set<Deno.ChildProcess>();
+
+  /** Starts `cmd`, its stderr appended to `options.log`. */
+  async spawn(cmd: string, args: string[], options: SpawnOptions): Promise<Deno.ChildProcess> {
+    const file = await Deno.open(options.log, { create: true, append: true });
+    const child = new Deno.Command(cmd, {
+      args,
+      env: options.env ?? {},
+      stdin: "null",
+      stdout: "null",
+      stderr: "piped",
+    }).spawn();
+    this.#children.add(child);
+    // A server whose log is not drained blocks on its next write.
+    child.stderr.pipeTo(file.writable).catch(() => {});
+    return child;
+  }
+
+  /** True when `child` has exited. */
+  async exited(child: Deno.ChildProcess): Promise<boolean> {
+    return await Promise.race([child.status.then(() => true), Promise.resolve(false)]);
+  }
+
+  /** SIGTERM, then SIGKILL after a grace period; waits for the exit. */
+  async stop(child: Deno.ChildProcess): Promise<void> {
+    signal(child, "SIGTERM");
+    const timer = setTimeout(() => signal(child, "SIGKILL"), KILL_GRACE_MS);
+    await child.status;
+    clearTimeout(timer);
+    this.#children.delete(child);
+  }
+
+  /** Stops every child still running. */
+  async stopAll(): Promise<void> {
+    await Promise.all([...this.#children].map((child) => this.stop(child)));
+  }
+
+  /** Samples the RSS of `pid` (and of its process tree) every 100 ms until `stop`. */
+  sampleRss(pid: number): { stop: () => RssPeak } {
+    let serverKiB = 0;
+    let totalKiB = 0;
+    const timer = setInterval(async () => {
+      serverKiB = Math.max(serverKiB, await rssKiB(pid, false));
+      totalKiB = Math.max(totalKiB, await rssKiB(pid, true));
+    }, 100);
+    return {
+      stop: () => {
+        clearInterval(timer);
+        return { serverKiB, totalKiB };
+      },
+    };
+  }
+}
+
+function signal(child: Deno.ChildProcess, name: Deno.Signal): void {
+  try {
+    child.kill(name);
+  } catch {
+    // Already gone.
+  }
+}
+
+/** Resident memory of `pid` in KiB, with all its descendants when `tree`. */
+export async function rssKiB(pid: number, tree: boolean): Promise<number> {
+  let total = 0;
+  const pending = [pid];
+  for (let next = pending.pop(); next !== undefined; next = pending.pop()) {
+    try {
+      const status = await Deno.readTextFile(`/proc/${next}/status`);
+      total += Number(status.match(/VmRSS:\s+(\d+)/)?.[1] ?? 0);
+      if (!tree) break;
+      for await (const task of Deno.readDir(`/proc/${next}/task`)) {
+        const children = await Deno.readTextFile(`/proc/${next}/task/${task.name}/children`);
+        pending.push(...children.split(" ").filter((s) => s !== "").map(Number));
+      }
+    } catch {
+      // Exited while we looked.
+    }
+  }
+  return total;
+}

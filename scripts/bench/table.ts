@@ -1,0 +1,54 @@
+/** The benchmark's markdown table, with ratios of cortex-serve to the best peer. */
+import type { ServerKind } from "./cases.ts";
+
+/** One wrk run. */
+export interface Measurement {
+  readonly benchCase: string;
+  readonly server: ServerKind;
+  readonly concurrency: number;
+  readonly rps: number;
+  readonly p50Us: number;
+  readonly p99Us: number;
+  readonly errors: number;
+  readonly serverKiB: number;
+  readonly totalKiB: number;
+}
+
+const PEERS: readonly ServerKind[] = ["flask+waitress", "fastapi+uvicorn"];
+
+/** Renders `results` as one markdown table. */
+export function table(results: readonly Measurement[]): string {
+  const lines = [
+    "| case | server | c | req/s | p50 | p99 | errors | RSS MiB | req/s vs best peer | p50 vs best peer |",
+    "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|",
+  ];
+  for (const m of results) {
+    const peers = results.filter((p) =>
+      p.benchCase === m.benchCase && p.concurrency === m.concurrency && PEERS.includes(p.server)
+    );
+    const ours = m.server === "cortex-serve" && peers.length > 0;
+    const bestRps = Math.max(...peers.map((p) => p.rps));
+    const bestP50 = Math.min(...peers.map((p) => p.p50Us));
+    lines.push(
+      `| ${m.benchCase} | ${m.server} | ${m.concurrency} | ${Math.round(m.rps).toLocaleString("en")} | ${
+        duration(m.p50Us)
+      } | ${duration(m.p99Us)} | ${m.errors} | ${memory(m)} | ${ours ? ratio(m.rps / bestRps) : ""} | ${
+        ours ? ratio(m.p50Us / bestP50) : ""
+      } |`,
+    );
+  }
+  return lines.join("\n");
+}
+
+function duration(us: number): string {
+  return us < 1000 ? `${us} µs` : `${(us / 1000).toFixed(us < 10_000 ? 2 : 1)} ms`;
+}
+
+function memory(m: Measurement): string {
+  const mib = (kib: number) => (kib / 1024).toFixed(0);
+  return m.server === "cortex-serve" ? `${mib(m.serverKiB)} / ${mib(m.totalKiB)}` : mib(m.totalKiB);
+}
+
+function ratio(value: number): string {
+  return `${value.toFixed(2)}×`;
+}
