@@ -10,6 +10,7 @@ import { parsePredictArgs, predict, PREDICT_HELP } from "./src/cli/predict.ts";
 import { parseValidateArgs, validate, VALIDATE_HELP } from "./src/cli/validate.ts";
 import { UsageError } from "./src/cli/units.ts";
 import { versionText } from "./src/cli/version.ts";
+import { flushLogs } from "./src/log/logger.ts";
 import { InterpreterError } from "./src/python/interpreter.ts";
 import { PythonEnvError } from "./src/python/environment_error.ts";
 import { MountError } from "./src/project/mount.ts";
@@ -104,7 +105,9 @@ if (import.meta.main) {
   try {
     code = await main(Deno.args);
   } catch (error) {
+    flushLogs();
     code = report(error);
   }
+  flushLogs();
   Deno.exit(code);
 }

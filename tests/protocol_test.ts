@@ -1,6 +1,12 @@
 import assert from "node:assert/strict";
 import { decode, encode } from "@msgpack/msgpack";
-import { decodeMessage, encodeMessage, PROTOCOL_VERSION, ProtocolError } from "../src/python/protocol.ts";
+import {
+  decodeMessage,
+  encodeMessage,
+  encodeMessageFrame,
+  PROTOCOL_VERSION,
+  ProtocolError,
+} from "../src/python/protocol.ts";
 
 Deno.test("server messages encode as tagged msgpack maps", () => {
   const init = {
@@ -64,4 +70,21 @@ Deno.test("invalid worker messages give exact protocol errors", () => {
     });
   }
   assert.throws(() => decodeMessage(new Uint8Array([0xc1])), /not msgpack/);
+});
+
+Deno.test("predict frames decode to the same message as the generic encoding", () => {
+  const sample = new TextEncoder().encode('{"x": [1, 2, 3]}');
+  for (const [id, debug] of [[1, false], [4_294_967_297, true], [Number.MAX_SAFE_INTEGER, false]] as const) {
+    const message = { type: "predict", id, sample, debug } as const;
+    const frame = encodeMessageFrame(message, 1 << 20);
+    const length = new DataView(frame.buffer).getUint32(0);
+    assert.equal(length, frame.byteLength - 4);
+    assert.deepEqual(decode(frame.subarray(4)), decode(encodeMessage(message)));
+  }
+  assert.throws(
+    () => encodeMessageFrame({ type: "predict", id: 1, sample, debug: false }, 20),
+    /over the maximum of 20 bytes/,
+  );
+  const shutdown = encodeMessageFrame({ type: "shutdown" }, 100);
+  assert.deepEqual(decode(shutdown.subarray(4)), { type: "shutdown" });
 });

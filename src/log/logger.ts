@@ -32,8 +32,40 @@ export interface LoggerOptions {
 
 const encoder = new TextEncoder();
 
+/** Lines waiting for the next write to stderr. */
+const pending: string[] = [];
+let pendingChars = 0;
+let flushTimer: ReturnType<typeof setTimeout> | undefined;
+/** Above this many buffered characters, write at once. */
+const FLUSH_CHARS = 64 * 1024;
+
+/**
+ * Writes buffered log lines to stderr now. Lines are batched per event-loop
+ * turn (one write for many request lines under load); warnings and errors,
+ * and exit, flush at once.
+ */
+export function flushLogs(): void {
+  if (flushTimer !== undefined) {
+    clearTimeout(flushTimer);
+    flushTimer = undefined;
+  }
+  if (pending.length === 0) return;
+  let bytes = encoder.encode(pending.join(""));
+  pending.length = 0;
+  pendingChars = 0;
+  while (bytes.byteLength > 0) bytes = bytes.subarray(Deno.stderr.writeSync(bytes));
+}
+
+globalThis.addEventListener("unload", flushLogs);
+
 function stderrSink(line: string): void {
-  Deno.stderr.writeSync(encoder.encode(line + "\n"));
+  pending.push(line, "\n");
+  pendingChars += line.length + 1;
+  if (pendingChars >= FLUSH_CHARS) return flushLogs();
+  if (flushTimer === undefined) {
+    flushTimer = setTimeout(flushLogs, 0);
+    Deno.unrefTimer(flushTimer);
+  }
 }
 
 function defaultColour(): boolean {
@@ -94,6 +126,7 @@ export class Logger {
         ? jsonLine(time, level, message, all)
         : this.#textLine(time, level, message, all),
     );
+    if (LEVELS[level] >= LEVELS.warn && this.#sink === stderrSink) flushLogs();
   }
 
   #textLine(time: string, level: LogLevel, message: string, fields: LogFields): string {

@@ -5,7 +5,8 @@
  * has already parsed the request body once to validate it, and the bytes the
  * worker returns become the HTTP response body without being parsed again.
  */
-import { decode, encode } from "@msgpack/msgpack";
+import { Decoder, encode } from "@msgpack/msgpack";
+import { encodeFrame, HEADER_BYTES } from "./codec.ts";
 
 /** Bumped on any incompatible change; checked in the handshake. */
 export const PROTOCOL_VERSION = 1;
@@ -97,6 +98,65 @@ export function encodeMessage(message: ServerMessage): Uint8Array {
   return encode(message);
 }
 
+/** Encodes and frames a server message; `predict` takes the allocation-light path. */
+export function encodeMessageFrame(message: ServerMessage, maxFrameBytes: number): Uint8Array {
+  return message.type === "predict"
+    ? encodePredictFrame(message, maxFrameBytes)
+    : encodeFrame(encodeMessage(message), maxFrameBytes);
+}
+
+const textEncoder = new TextEncoder();
+/** msgpack of the constant part of a predict message: fixmap(4), "type": "predict", "id" key. */
+const PREDICT_HEAD = new Uint8Array([
+  0x84,
+  0xa4,
+  ...textEncoder.encode("type"),
+  0xa7,
+  ...textEncoder.encode("predict"),
+  0xa2,
+  ...textEncoder.encode("id"),
+]);
+const SAMPLE_KEY = new Uint8Array([0xa6, ...textEncoder.encode("sample")]);
+const DEBUG_KEY = new Uint8Array([0xa5, ...textEncoder.encode("debug")]);
+
+/**
+ * Frames `{type: "predict", id, sample, debug}` in one buffer, copying the
+ * sample once: the same msgpack map `encode` would give (`id` as uint64,
+ * `sample` as bin32), without an intermediate encoder buffer per request.
+ *
+ * @throws {import("./codec.ts").FrameError} when the frame is over `maxFrameBytes`
+ */
+export function encodePredictFrame(message: PredictMessage, maxFrameBytes: number): Uint8Array {
+  const { id, sample, debug } = message;
+  const length = PREDICT_HEAD.byteLength + 9 + SAMPLE_KEY.byteLength + 5 + sample.byteLength +
+    DEBUG_KEY.byteLength + 1;
+  if (length > maxFrameBytes) return encodeFrame(new Uint8Array(length), maxFrameBytes); // throws
+  const frame = new Uint8Array(HEADER_BYTES + length);
+  const view = new DataView(frame.buffer);
+  view.setUint32(0, length);
+  let at = HEADER_BYTES;
+  frame.set(PREDICT_HEAD, at);
+  at += PREDICT_HEAD.byteLength;
+  frame[at] = 0xcf;
+  view.setUint32(at + 1, Math.floor(id / 2 ** 32));
+  view.setUint32(at + 5, id >>> 0);
+  at += 9;
+  frame.set(SAMPLE_KEY, at);
+  at += SAMPLE_KEY.byteLength;
+  frame[at] = 0xc6;
+  view.setUint32(at + 1, sample.byteLength);
+  at += 5;
+  frame.set(sample, at);
+  at += sample.byteLength;
+  frame.set(DEBUG_KEY, at);
+  at += DEBUG_KEY.byteLength;
+  frame[at] = debug ? 0xc3 : 0xc2;
+  return frame;
+}
+
+/** One decoder for every worker message: decoding is synchronous, so it is never shared mid-call. */
+const DECODER = new Decoder();
+
 const INIT_PHASES: ReadonlySet<string> = new Set([
   "protocol",
   "import",
@@ -118,7 +178,7 @@ const ERROR_KINDS: ReadonlySet<string> = new Set([
 export function decodeMessage(payload: Uint8Array): WorkerMessage {
   let value: unknown;
   try {
-    value = decode(payload);
+    value = DECODER.decode(payload);
   } catch (error) {
     throw new ProtocolError(`Worker sent a frame that is not msgpack: ${String(error)}`);
   }

@@ -5,10 +5,9 @@
  */
 import { dirname, join } from "node:path";
 import { ChannelListener, readPayloads, writeAll } from "./channel.ts";
-import { encodeFrame } from "./codec.ts";
 import {
   decodeMessage,
-  encodeMessage,
+  encodeMessageFrame,
   type InitMessage,
   type InitPhase,
   type PredictErrorKind,
@@ -228,7 +227,7 @@ export class WorkerProcess {
   }
 
   async #send(message: ServerMessage): Promise<void> {
-    const frame = encodeFrame(encodeMessage(message), this.#maxFrame);
+    const frame = encodeMessageFrame(message, this.#maxFrame);
     const conn = await this.#conn;
     if (conn === undefined) throw new WorkerExitedError("Worker never connected", this.#exit);
     await writeAll(conn, frame);

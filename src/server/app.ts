@@ -41,7 +41,15 @@ export interface CortexApp {
 }
 
 /** Per-request variables. */
-export type AppEnv = { Variables: { requestId: string; api: string | undefined; keyId: string | undefined } };
+export type AppEnv = {
+  Variables: {
+    requestId: string;
+    api: string | undefined;
+    keyId: string | undefined;
+    /** Time the request waited for a replica, in milliseconds. */
+    queueMs: number | undefined;
+  };
+};
 
 const JSON_HEADERS = { "content-type": "application/json" } as const;
 
@@ -56,6 +64,7 @@ export function createApp(options: AppOptions): CortexApp {
     c.set("requestId", id);
     c.set("api", undefined);
     c.set("keyId", undefined);
+    c.set("queueMs", undefined);
     const started = performance.now();
     await next();
     c.res.headers.set("x-request-id", id);
@@ -63,8 +72,7 @@ export function createApp(options: AppOptions): CortexApp {
     if (api !== undefined) {
       const ms = performance.now() - started;
       stats.get(api)?.record(c.res.status, ms);
-      const queueHeader = c.res.headers.get("x-queue-ms");
-      const queueMs = queueHeader === null ? undefined : Number(queueHeader);
+      const queueMs = c.get("queueMs");
       options.metrics?.observeRequest(
         api,
         c.res.status,
@@ -98,10 +106,8 @@ export function createApp(options: AppOptions): CortexApp {
       const debug = c.req.query("debug") === "true";
       const prediction = await pool.submit(body, { debug, signal: c.req.raw.signal });
       if (api.tracker !== undefined) options.metrics?.track(api.name, api.tracker, prediction.body);
-      return c.body(prediction.body as Uint8Array<ArrayBuffer>, 200, {
-        ...JSON_HEADERS,
-        "x-queue-ms": String(round(prediction.queueMs)),
-      });
+      c.set("queueMs", round(prediction.queueMs));
+      return c.body(prediction.body as Uint8Array<ArrayBuffer>, 200, JSON_HEADERS);
     });
     app.get(api.endpoint, (c) => {
       const status = apiStatus(pool, api.endpoint);
