@@ -35,33 +35,11 @@ export async function serve(options: ServeOptions): Promise<number> {
     logger,
     host: options.host,
   });
-  const project = await loadProjectConfig(options.projectDir);
   const stateDir = await ensureStateDir(options.stateDir ?? defaultStateDir());
   const interpreter = await checkInterpreter(chooseInterpreter(options.python, Deno.env.toObject()));
   logger.info("python", { executable: interpreter.executable, version: interpreter.version });
-
-  const staged = await stageProject(project.root, { stateDir });
-  for (const entry of staged.skipped) {
-    logger.warn("not staged", { path: entry.path, reason: entry.reason });
-  }
-  logger.info("project staged", { dir: staged.dir, files: staged.files, reused: staged.reused });
   const workerPath = await writeWorker(stateDir);
-  const prepareEnv = (dir: string) =>
-    preparePythonEnvironment(dir, {
-      interpreter,
-      stateDir,
-      runDependenciesSh: options.runDependenciesSh,
-      serverEnv: Deno.env.toObject(),
-      logger,
-    });
-  const pythonEnv = await prepareEnv(staged.dir);
-  await using mount = options.projectMount === undefined
-    ? undefined
-    : await ProjectMount.create(options.projectMount, staged.dir, stateDir);
-  if (mount) logger.info("project mounted", { path: mount.path, target: mount.target });
-
-  const deployment = new Deployment(project, staged.dir, {
-    python: pythonEnv.python,
+  const runtime = {
     workerPath,
     maxFrameBytes: options.maxFrameBytes,
     queuePerReplica: options.queuePerReplica,
@@ -70,10 +48,33 @@ export async function serve(options: ServeOptions): Promise<number> {
     killGraceMs: KILL_GRACE_MS,
     backoff: DEFAULT_BACKOFF,
     maxLogLineChars: options.debug ? Number.MAX_SAFE_INTEGER : DEFAULT_MAX_LINE_CHARS,
-    serverEnv: pythonEnv.serverEnv,
     logger,
     scale: { windowMs: options.scaleWindowMs, cooldownMs: options.scaleCooldownMs },
-  });
+  };
+  /** Config → staging → Python environment → a deployment not yet started; at startup and on reload. */
+  const buildDeployment = async (): Promise<Deployment> => {
+    const project = await loadProjectConfig(options.projectDir);
+    const staged = await stageProject(project.root, { stateDir });
+    for (const entry of staged.skipped) {
+      logger.warn("not staged", { path: entry.path, reason: entry.reason });
+    }
+    logger.info("project staged", { dir: staged.dir, files: staged.files, reused: staged.reused });
+    const env = await preparePythonEnvironment(staged.dir, {
+      interpreter,
+      stateDir,
+      runDependenciesSh: options.runDependenciesSh,
+      serverEnv: Deno.env.toObject(),
+      logger,
+    });
+    return new Deployment(project, staged.dir, { ...runtime, python: env.python, serverEnv: env.serverEnv });
+  };
+  const deployment = await buildDeployment();
+  const project = deployment.project;
+  await using mount = options.projectMount === undefined
+    ? undefined
+    : await ProjectMount.create(options.projectMount, deployment.stagedDir, stateDir);
+  if (mount) logger.info("project mounted", { path: mount.path, target: mount.target });
+
   deployment.start();
 
   const metrics = new ServerMetrics({
@@ -96,22 +97,10 @@ export async function serve(options: ServeOptions): Promise<number> {
     fetch: buildApp(project, deployment.pools).app.fetch,
   }, {
     build: async () => {
-      const next = await loadProjectConfig(options.projectDir);
-      const nextStaged = await stageProject(next.root, { stateDir });
-      logger.info("project staged", {
-        dir: nextStaged.dir,
-        files: nextStaged.files,
-        reused: nextStaged.reused,
-      });
-      const env = await prepareEnv(nextStaged.dir);
-      await mount?.point(nextStaged.dir);
-      const nextDeployment = new Deployment(next, nextStaged.dir, {
-        ...deployment.runtime,
-        python: env.python,
-        serverEnv: env.serverEnv,
-      });
-      nextDeployment.start();
-      return { deployment: nextDeployment, fetch: buildApp(next, nextDeployment.pools).app.fetch };
+      const next = await buildDeployment();
+      await mount?.point(next.stagedDir);
+      next.start();
+      return { deployment: next, fetch: buildApp(next.project, next.pools).app.fetch };
     },
     restore: async (current) => await mount?.point(current.deployment.stagedDir),
     drainTimeoutMs: options.drainTimeoutMs,

@@ -43,11 +43,6 @@ export class Deployment {
   readonly #runtime: RuntimeOptions;
   readonly #autoscalers: Autoscaler[] = [];
 
-  /** How this deployment runs workers; a reload starts the next one alike. */
-  get runtime(): RuntimeOptions {
-    return this.#runtime;
-  }
-
   constructor(project: ResolvedProject, stagedDir: string, runtime: RuntimeOptions) {
     this.project = project;
     this.stagedDir = stagedDir;
