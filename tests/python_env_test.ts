@@ -15,6 +15,7 @@ import {
   tempDir,
 } from "./_helpers.ts";
 import { buildWheel, serveOnce } from "./_serve_once.ts";
+import { runCli } from "./_cli.ts";
 
 const INFERENCE = `import os, subprocess, sys
 import numpy  # from the interpreter's site-packages, not requirements.txt
@@ -164,4 +165,32 @@ Deno.test("requirements.txt: with --python inside a virtual environment, its pac
   await using server = await startServer(project.path, { args: [`--python=${python}`], env: pipEnv });
   const res = await post(`${server.url}/test/api`, {});
   assert.deepEqual(await res.json(), ["0.1.0", "1.2.3"]);
+});
+
+Deno.test("validate builds the requirements.txt environment serve then reuses", async () => {
+  await using wheels = await tempDir("cortex-serve-wheels-");
+  await buildWheel(wheels.path, "tinypkg", "3.1.4");
+  await using project = await makeProject({
+    "inference.py": "import tinypkg\n\ndef predict(sample, metadata):\n    return tinypkg.VERSION\n",
+    "requirements.txt": "tinypkg==3.1.4\n",
+  });
+  await using state = await tempDir("cortex-serve-state-");
+  const env = { PIP_NO_INDEX: "1", PIP_FIND_LINKS: wheels.path };
+
+  const checked = await runCli(
+    ["validate", project.path, `--python=${PYTHON}`, `--state-dir=${state.path}`],
+    {
+      env,
+    },
+  );
+  assert.equal(checked.code, 0, checked.stderr);
+  assert.match(checked.stdout, /^ok: deployment test/);
+
+  await using server = await startServer(project.path, { args: [`--state-dir=${state.path}`], env });
+  const res = await post(`${server.url}/test/api`, {});
+  assert.equal(await res.json(), "3.1.4");
+  assert.ok(
+    !server.lines.some((line) => line.includes("installing requirements")),
+    "serve rebuilt the environment validate had built",
+  );
 });

@@ -4,13 +4,21 @@
  * interpreter, and for each API an import + signature check + `init()` in a
  * throwaway worker. Lists every problem found; exits 1 if there is any.
  */
-import { join, relative, resolve } from "node:path";
+import { relative, resolve } from "node:path";
 import { loadProjectConfig } from "../config/load.ts";
 import { ConfigError } from "../config/errors.ts";
 import type { ResolvedApi, ResolvedProject } from "../config/types.ts";
-import { checkInterpreter, chooseInterpreter, InterpreterError } from "../python/interpreter.ts";
-import { PROTOCOL_VERSION } from "../python/protocol.ts";
-import { workerEnv } from "../python/worker_env.ts";
+import {
+  checkInterpreter,
+  chooseInterpreter,
+  type Interpreter,
+  InterpreterError,
+} from "../python/interpreter.ts";
+import { preparePythonEnvironment, type PythonEnvironment } from "../python/environment.ts";
+import { PythonEnvError } from "../python/environment_error.ts";
+import { Logger } from "../log/logger.ts";
+import { defaultStateDir, ensureStateDir } from "../project/state_dir.ts";
+import { apiInitMessage, apiWorkerEnv } from "../python/worker_launch.ts";
 import { InitFailedError, WorkerProcess } from "../python/worker_process.ts";
 import { writeWorker } from "../python/worker_source.ts";
 import { StagingError, walkProject } from "../project/walk.ts";
@@ -22,12 +30,15 @@ export const VALIDATE_HELP = `Usage: cortex-serve validate [DIR] [options]
 
 Checks the Cortex project in DIR (default: the current directory) without
 serving it: cortex.yaml, the files staging would copy (nothing is copied), the
-Python interpreter, and for each API that its inference file imports, has the
+Python interpreter (and the requirements.txt environment, built and cached as
+serve does), and for each API that its inference file imports, has the
 right init/predict signatures and that init(metadata) succeeds, in a
 throwaway worker. Lists every problem with its file and line; exits 1 if any.
 
 Options:
   --python PATH          Python interpreter (default: $CORTEX_PYTHON, else python3)
+  --state-dir DIR        where a requirements.txt environment is built and cached,
+                         shared with serve (default as for serve)
   --init-timeout DUR     deadline of import + init() per API (default 300s)
   -v, --verbose          also print the worker's output and full tracebacks
   -h, --help             this help
@@ -41,12 +52,14 @@ Examples:
 export interface ValidateOptions {
   readonly projectDir: string;
   readonly python: string | undefined;
+  readonly stateDir: string | undefined;
   readonly initTimeoutMs: number;
   readonly verbose: boolean;
 }
 
 const FLAGS = {
   python: { type: "string" },
+  "state-dir": { type: "string" },
   "init-timeout": { type: "string" },
   verbose: { type: "boolean", short: "v" },
   help: { type: "boolean", short: "h" },
@@ -67,6 +80,7 @@ export function parseValidateArgs(args: readonly string[]): ValidateOptions | "h
   return {
     projectDir: resolve(positionals[0] ?? "."),
     python: values.python,
+    stateDir: values["state-dir"] === undefined ? undefined : resolve(values["state-dir"]),
     initTimeoutMs: parseDuration("init-timeout", values["init-timeout"] ?? "300"),
     verbose: values.verbose ?? false,
   };
@@ -88,12 +102,24 @@ export async function validate(options: ValidateOptions): Promise<number> {
       return undefined;
     },
   );
-  if (project !== undefined && python !== undefined) {
+  const env = project === undefined || python === undefined
+    ? undefined
+    : await projectEnvironment(project.root, python, options.stateDir).catch((error) => {
+      if (!(error instanceof PythonEnvError)) throw error;
+      problems.push(error.message);
+      return undefined;
+    });
+  if (project !== undefined && env !== undefined) {
     const workDir = await Deno.makeTempDir({ prefix: "cortex-serve-validate-" });
     try {
       const workerPath = await writeWorker(workDir);
       for (const api of project.apis) {
-        const problem = await checkApi(project, api, { ...options, python: python.executable, workerPath });
+        const problem = await checkApi(project, api, {
+          ...options,
+          python: env.python,
+          serverEnv: env.serverEnv,
+          workerPath,
+        });
         if (problem !== undefined) problems.push(problem);
       }
     } finally {
@@ -102,7 +128,7 @@ export async function validate(options: ValidateOptions): Promise<number> {
   }
   for (const problem of problems) console.error(problem);
   if (problems.length > 0) {
-    if (project === undefined || python === undefined) {
+    if (env === undefined) {
       console.error("note: the Python checks of each api run once the problems above are fixed");
     }
     const count = problems.length;
@@ -116,6 +142,25 @@ export async function validate(options: ValidateOptions): Promise<number> {
     }`,
   );
   return 0;
+}
+
+/**
+ * The interpreter the project's workers would run: with a requirements.txt,
+ * the cached virtual environment `serve` uses (built now if missing, into
+ * the same state directory, so the next `serve` reuses it).
+ */
+async function projectEnvironment(
+  root: string,
+  interpreter: Interpreter,
+  stateDir: string | undefined,
+): Promise<PythonEnvironment> {
+  return await preparePythonEnvironment(root, {
+    interpreter,
+    stateDir: await ensureStateDir(stateDir ?? defaultStateDir()),
+    runDependenciesSh: false,
+    serverEnv: Deno.env.toObject(),
+    logger: new Logger({ level: "warn" }),
+  });
 }
 
 /** Walks the project as staging would; returns the file count, pushing problems and notes. */
@@ -135,6 +180,7 @@ async function stagingDryRun(dir: string, problems: string[]): Promise<number> {
 
 interface CheckOptions {
   readonly python: string;
+  readonly serverEnv: Readonly<Record<string, string>>;
   readonly workerPath: string;
   readonly initTimeoutMs: number;
   readonly verbose: boolean;
@@ -152,13 +198,7 @@ async function checkApi(
     python: options.python,
     workerPath: options.workerPath,
     cwd: root,
-    env: workerEnv(Deno.env.toObject(), {
-      ...api.env,
-      CORTEX_PROJECT_DIR: root,
-      CORTEX_API_NAME: api.name,
-      CORTEX_REPLICA: "0",
-      PYTHONDONTWRITEBYTECODE: "1",
-    }),
+    env: { ...apiWorkerEnv(options.serverEnv, api, { dir: root, index: 0 }), PYTHONDONTWRITEBYTECODE: "1" },
     maxFrameBytes: MAX_FRAME_BYTES,
     onLog: (line) => output.push(line),
   });
@@ -172,16 +212,7 @@ async function checkApi(
   });
   try {
     await Promise.race([
-      worker.init({
-        protocol: PROTOCOL_VERSION,
-        api: api.name,
-        inference: join(root, api.inference),
-        metadata: api.metadata,
-        python_root: project.deployment.pythonRoot === undefined
-          ? null
-          : join(root, project.deployment.pythonRoot),
-        project_dir: root,
-      }),
+      worker.init(apiInitMessage(project, api, root)),
       timeout,
     ]);
     if (options.verbose) output.forEach((line) => console.error(`${api.name}: ${line}`));

@@ -3,11 +3,9 @@
  * replicas, all pointing at one staged project tree. Started, drained and
  * stopped as a whole.
  */
-import { join } from "node:path";
 import type { ResolvedApi, ResolvedProject } from "../config/types.ts";
 import type { Logger } from "../log/logger.ts";
-import { PROTOCOL_VERSION } from "../python/protocol.ts";
-import { workerEnv } from "../python/worker_env.ts";
+import { apiInitMessage, apiWorkerEnv } from "../python/worker_launch.ts";
 import { WorkerProcess } from "../python/worker_process.ts";
 import { Autoscaler, DEFAULT_SCALE, type ScaleSettings } from "./autoscale.ts";
 import type { BackoffOptions } from "./backoff.ts";
@@ -120,13 +118,7 @@ export class Deployment {
   #replica(api: ResolvedApi, index: number, pool: ApiPool): Replica {
     const rt = this.#runtime;
     const dir = this.stagedDir;
-    const env = workerEnv(rt.serverEnv, {
-      ...api.env,
-      CORTEX_PROJECT_DIR: dir,
-      CORTEX_API_NAME: api.name,
-      CORTEX_REPLICA: String(index),
-      ...(api.compute.gpu > 0 ? { CUDA_VISIBLE_DEVICES: gpuDevices(api.compute.gpu, index) } : {}),
-    });
+    const env = apiWorkerEnv(rt.serverEnv, api, { dir, index });
     return new Replica({
       api: api.name,
       index,
@@ -140,16 +132,7 @@ export class Deployment {
           onLog,
           maxLogLineChars: rt.maxLogLineChars,
         }),
-      init: {
-        protocol: PROTOCOL_VERSION,
-        api: api.name,
-        inference: join(dir, api.inference),
-        metadata: api.metadata,
-        python_root: this.project.deployment.pythonRoot === undefined
-          ? null
-          : join(dir, this.project.deployment.pythonRoot),
-        project_dir: dir,
-      },
+      init: apiInitMessage(this.project, api, dir),
       initTimeoutMs: rt.initTimeoutMs,
       killGraceMs: rt.killGraceMs,
       backoff: rt.backoff,
@@ -159,9 +142,4 @@ export class Deployment {
       onChange: () => pool.dispatch(),
     });
   }
-}
-
-/** Devices for replica `index` when each replica takes `perReplica` GPUs. */
-export function gpuDevices(perReplica: number, index: number): string {
-  return Array.from({ length: perReplica }, (_, i) => String(index * perReplica + i)).join(",");
 }

@@ -1,0 +1,49 @@
+/**
+ * What one API's worker starts with: its environment and its `init`
+ * message, for a project tree at `dir` (the staged copy when serving, the
+ * project itself for `validate`).
+ */
+import { join } from "node:path";
+import type { ResolvedApi, ResolvedProject } from "../config/types.ts";
+import { type InitMessage, PROTOCOL_VERSION } from "./protocol.ts";
+import { workerEnv } from "./worker_env.ts";
+
+/** Devices for replica `index` when each replica takes `perReplica` GPUs. */
+export function gpuDevices(perReplica: number, index: number): string {
+  return Array.from({ length: perReplica }, (_, i) => String(index * perReplica + i)).join(",");
+}
+
+/**
+ * The environment of replica `index` of `api`: the server's allow-listed
+ * variables, the API's `python.env`, then the `CORTEX_*` settings.
+ */
+export function apiWorkerEnv(
+  serverEnv: Readonly<Record<string, string>>,
+  api: ResolvedApi,
+  options: { readonly dir: string; readonly index: number },
+): Record<string, string> {
+  return workerEnv(serverEnv, {
+    ...api.env,
+    CORTEX_PROJECT_DIR: options.dir,
+    CORTEX_API_NAME: api.name,
+    CORTEX_REPLICA: String(options.index),
+    ...(api.compute.gpu > 0 ? { CUDA_VISIBLE_DEVICES: gpuDevices(api.compute.gpu, options.index) } : {}),
+  });
+}
+
+/** The `init` message for `api` with the project tree at `dir`. */
+export function apiInitMessage(
+  project: ResolvedProject,
+  api: ResolvedApi,
+  dir: string,
+): Omit<InitMessage, "type"> {
+  const pythonRoot = project.deployment.pythonRoot;
+  return {
+    protocol: PROTOCOL_VERSION,
+    api: api.name,
+    inference: join(dir, api.inference),
+    metadata: api.metadata,
+    python_root: pythonRoot === undefined ? null : join(dir, pythonRoot),
+    project_dir: dir,
+  };
+}
