@@ -70,6 +70,11 @@ Deno.test("SIGHUP swaps in a new version without a failed request; the old worke
     const workers = await processesMatching(join(stateDir, "worker.py"));
     assert.equal(workers.length, 1);
     assert.notEqual(workers[0], oldWorker);
+
+    // GET / keeps counting across the reload: it saw every request sent.
+    const index = await (await fetch(`${server.url}/`)).json();
+    assert.equal(index.apis[0].requests, results.length);
+    assert.equal(index.apis[0].status_2xx, results.length);
   }
   await assertNoWorkersLeft(stateDir);
 });

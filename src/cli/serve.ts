@@ -20,6 +20,7 @@ import { Reloader } from "../server/reloader.ts";
 import { HttpListener } from "../server/listener.ts";
 import { Security } from "./security.ts";
 import { ServerMetrics } from "../server/metrics.ts";
+import { RequestStats } from "../server/stats.ts";
 import { ServiceNotifier } from "../server/sd_notify.ts";
 import { PROTOCOL_VERSION } from "../python/protocol.ts";
 import { VERSION } from "./version.ts";
@@ -81,9 +82,11 @@ export async function serve(options: ServeOptions): Promise<number> {
     pools: () => reloader.current.deployment.pools.values(),
     build: { version: VERSION, protocol: PROTOCOL_VERSION },
   });
+  const stats = new RequestStats();
   const buildApp = (project: ResolvedProject, pools: ReadonlyMap<string, ApiPool>): CortexApp =>
     createApp({
       metrics,
+      stats,
       project,
       pools,
       maxBodyBytes: options.maxBodyBytes,

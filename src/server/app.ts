@@ -13,7 +13,7 @@ import { corsMiddleware, type CorsPolicy } from "./cors.ts";
 import type { ServerMetrics } from "./metrics.ts";
 import type { ApiPool } from "./pool.ts";
 import { checkJson, readBody } from "./body.ts";
-import { ApiStats } from "./stats.ts";
+import { RequestStats } from "./stats.ts";
 import { apiStatus } from "./status.ts";
 import { requestId } from "./request_id.ts";
 
@@ -30,6 +30,8 @@ export interface AppOptions {
   readonly metrics?: ServerMetrics;
   /** Require one of these API keys on every route but `/livez` and `/healthz`; none when absent. */
   readonly keys?: KeyStore | undefined;
+  /** Counters shown by `GET /`; pass the server's own to keep them across reloads. */
+  readonly stats?: RequestStats;
   /** CORS of the prediction routes; default `*`, as Cortex 0.10. */
   readonly cors?: CorsPolicy;
 }
@@ -37,7 +39,7 @@ export interface AppOptions {
 /** The app and the counters it keeps. */
 export interface CortexApp {
   readonly app: Hono<AppEnv>;
-  readonly stats: ReadonlyMap<string, ApiStats>;
+  readonly stats: RequestStats;
 }
 
 /** Per-request variables. */
@@ -57,7 +59,7 @@ const JSON_HEADERS = { "content-type": "application/json" } as const;
 export function createApp(options: AppOptions): CortexApp {
   const { project, pools, logger } = options;
   const app = new Hono<AppEnv>();
-  const stats = new Map(project.apis.map((api) => [api.name, new ApiStats()]));
+  const stats = options.stats ?? new RequestStats();
 
   app.use(async (c, next) => {
     const id = requestId(c.req.header("x-request-id"));
@@ -71,7 +73,7 @@ export function createApp(options: AppOptions): CortexApp {
     const api = c.get("api");
     if (api !== undefined) {
       const ms = performance.now() - started;
-      stats.get(api)?.record(c.res.status, ms);
+      stats.of(api).record(c.res.status, ms);
       const queueMs = c.get("queueMs");
       options.metrics?.observeRequest(
         api,
@@ -155,7 +157,7 @@ export function createApp(options: AppOptions): CortexApp {
       apis: statuses().map((s) => ({
         ...s,
         last_error: s.last_error ?? null,
-        ...stats.get(s.name)!.snapshot(),
+        ...stats.of(s.name).snapshot(),
       })),
     }));
   const metrics = options.metrics;

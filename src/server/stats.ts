@@ -35,3 +35,21 @@ export class ApiStats {
     };
   }
 }
+
+/**
+ * Counters of every API by name, owned by the server rather than by one
+ * app, so they keep counting across a SIGHUP reload.
+ */
+export class RequestStats {
+  readonly #byApi = new Map<string, ApiStats>();
+
+  /** The counters of `api`, created on first use. */
+  of(api: string): ApiStats {
+    let stats = this.#byApi.get(api);
+    if (stats === undefined) {
+      stats = new ApiStats();
+      this.#byApi.set(api, stats);
+    }
+    return stats;
+  }
+}
