@@ -11,8 +11,11 @@ import {
   makeProject,
   post,
   processesMatching,
+  PYTHON,
+  ROOT,
   singleApiConfig,
   startServer,
+  tempDir,
 } from "./_helpers.ts";
 
 const SLOW = `import time
@@ -105,4 +108,59 @@ def predict(sample, metadata):
   await server.status;
   assert.deepEqual(await Promise.all(pending), ["connection lost", "connection lost"]);
   await assertNoWorkersLeft(server.stateDir, 3000);
+});
+
+Deno.test("SIGTERM during startup stops the setup step it interrupts and exits 0", async () => {
+  await using project = await makeProject({
+    "inference.py": "def predict(sample, metadata):\n    return 1\n",
+    "dependencies.sh": "echo setup-started\nexec sleep 61.2345\n",
+  });
+  await using state = await tempDir("cortex-serve-state-");
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--allow-all",
+      "--frozen",
+      `--config=${join(ROOT, "deno.json")}`,
+      join(ROOT, "main.ts"),
+      "serve",
+      project.path,
+      "--port=0",
+      `--state-dir=${state.path}`,
+      `--python=${PYTHON}`,
+      "--log-format=json",
+      "--run-dependencies-sh",
+    ],
+    stdin: "null",
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  const lines: string[] = [];
+  const reading = (async () => {
+    const decoder = new TextDecoder();
+    for await (const chunk of child.stderr) lines.push(...decoder.decode(chunk).split("\n"));
+  })();
+  await using _ = {
+    [Symbol.asyncDispose]: async () => {
+      try {
+        child.kill("SIGKILL");
+      } catch {
+        // Exited already: the usual case.
+      }
+      await child.status;
+    },
+  };
+  const deadline = Date.now() + 20_000;
+  while (!lines.some((l) => l.includes("setup-started")) && Date.now() < deadline) await delay(20);
+  assert.ok(lines.some((l) => l.includes("setup-started")), lines.join("\n"));
+  for (let i = 0; i < 100 && (await processesMatching("61.2345")).length === 0; i++) await delay(20);
+  assert.equal((await processesMatching("61.2345")).length, 1, "dependencies.sh is running");
+
+  child.kill("SIGTERM");
+  const status = await child.status;
+  await reading;
+  assert.equal(status.code, 0, lines.join("\n"));
+  assert.ok(lines.some((l) => l.includes("stopped during startup")), lines.join("\n"));
+  for (let i = 0; i < 50 && (await processesMatching("61.2345")).length > 0; i++) await delay(50);
+  assert.deepEqual(await processesMatching("61.2345"), []);
 });

@@ -31,6 +31,18 @@ const KILL_GRACE_MS = 2000;
 /** Runs the server until SIGTERM/SIGINT; resolves with the exit code. */
 export async function serve(options: ServeOptions): Promise<number> {
   const logger = new Logger({ format: options.logFormat, level: options.logLevel });
+  using stop = listenForStop();
+  try {
+    return await run(options, logger, stop);
+  } catch (error) {
+    if (!stop.signal.aborted) throw error;
+    // SIGTERM/SIGINT during startup (a long pip install, say): pip was stopped with it.
+    logger.info("stopped during startup", { signal: stop.signal.reason });
+    return 0;
+  }
+}
+
+async function run(options: ServeOptions, logger: Logger, stop: StopListener): Promise<number> {
   const security = await Security.load(options.security, {
     env: Deno.env.toObject(),
     logger,
@@ -66,6 +78,7 @@ export async function serve(options: ServeOptions): Promise<number> {
       runDependenciesSh: options.runDependenciesSh,
       serverEnv: Deno.env.toObject(),
       logger,
+      signal: stop.signal,
     });
     return new Deployment(project, staged.dir, { ...runtime, python: env.python, serverEnv: env.serverEnv });
   };
@@ -138,7 +151,7 @@ export async function serve(options: ServeOptions): Promise<number> {
   };
   Deno.addSignalListener("SIGHUP", onHangup);
 
-  const signal = await waitForStopSignal();
+  const signal = await stop.received;
   Deno.removeSignalListener("SIGHUP", onHangup);
   stopAnnouncing();
   const notifyingStop = notifier.stopping();
@@ -172,17 +185,26 @@ function announceReady(
   return () => clearInterval(timer);
 }
 
-/** Resolves with the name of the first SIGTERM or SIGINT. */
-function waitForStopSignal(): Promise<Deno.Signal> {
-  return new Promise((resolve) => {
-    const signals: Deno.Signal[] = ["SIGTERM", "SIGINT"];
-    const handlers = signals.map((name) => {
-      const handler = () => {
-        handlers.forEach(([n, h]) => Deno.removeSignalListener(n, h));
-        resolve(name);
-      };
-      Deno.addSignalListener(name, handler);
-      return [name, handler] as const;
-    });
-  });
+/** The first SIGTERM or SIGINT, as a promise and as an abort signal. */
+interface StopListener extends Disposable {
+  readonly received: Promise<Deno.Signal>;
+  /** Aborted, with the signal's name as reason, when one arrives. */
+  readonly signal: AbortSignal;
+}
+
+/** Listens for SIGTERM and SIGINT from now on; dispose to stop listening. */
+function listenForStop(): StopListener {
+  const signals: Deno.Signal[] = ["SIGTERM", "SIGINT"];
+  const controller = new AbortController();
+  const received = Promise.withResolvers<Deno.Signal>();
+  const handlers = signals.map((name) =>
+    [name, () => {
+      dispose();
+      controller.abort(name);
+      received.resolve(name);
+    }] as const
+  );
+  const dispose = () => handlers.forEach(([name, handler]) => Deno.removeSignalListener(name, handler));
+  handlers.forEach(([name, handler]) => Deno.addSignalListener(name, handler));
+  return { received: received.promise, signal: controller.signal, [Symbol.dispose]: dispose };
 }
