@@ -159,18 +159,21 @@ for (const fault of PREDICT_FAULTS) {
         assert.match(String(restart.reason), /./);
       }
       await assertServerAlive(server);
-      await killGrandchild(stateDir);
+      await assertGrandchildGone(stateDir);
     }
     await assertNoWorkersLeft(stateDir);
   });
 }
 
-/** Kills the `sleep` the grandchild fixture left behind, if any. */
-async function killGrandchild(stateDir: string): Promise<void> {
+/** Asserts the `sleep` the grandchild fixture started died with its worker. */
+async function assertGrandchildGone(stateDir: string): Promise<void> {
   for await (const entry of Deno.readDir(join(stateDir, "projects"))) {
     const text = await Deno.readTextFile(join(stateDir, "projects", entry.name, "grandchild.pid"))
       .catch(() => "");
-    if (text) Deno.kill(Number(text), "SIGKILL");
+    if (!text) continue;
+    const stat = await Deno.readTextFile(`/proc/${Number(text)}/stat`).catch(() => "");
+    const state = stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3);
+    assert.ok(stat === "" || state === "Z", `process ${text} started by predict outlived its worker`);
   }
 }
 

@@ -459,6 +459,12 @@ def parse_args(argv):
 
 def main(argv):
     max_frame, channel_path = parse_args(argv)
+    # Lead a process group of our own, so the server can stop whatever user
+    # code starts (subprocesses, pools) together with the worker.
+    try:
+        os.setpgid(0, 0)
+    except OSError:
+        pass
     # Ctrl-C in a terminal reaches the whole process group; the server decides
     # when workers stop (after draining), so the worker ignores SIGINT.
     signal.signal(signal.SIGINT, signal.SIG_IGN)

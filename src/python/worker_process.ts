@@ -91,6 +91,19 @@ async function settleWithin(promise: Promise<unknown>, ms: number): Promise<void
   clearTimeout(timer);
 }
 
+/**
+ * Signals the process group the worker leads (worker.py calls setpgid at
+ * start); false when there is none (yet), e.g. before the worker got there.
+ */
+function signalGroup(pid: number, signal: Deno.Signal): boolean {
+  try {
+    Deno.kill(-pid, signal);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 interface Pending {
   readonly id: number;
   readonly resolve: (value: WorkerMessage) => void;
@@ -123,6 +136,8 @@ export class WorkerProcess {
     const logging = readLines(child.stderr, options.onLog, options.maxLogLineChars)
       .catch(() => {});
     this.exited = child.status.then(async (status) => {
+      // Processes user code started die with the worker (it leads its own group).
+      signalGroup(child.pid, "SIGKILL");
       // Output still in the pipes arrives within moments; a grandchild that
       // inherited them may hold them open much longer, so stop waiting then.
       await settleWithin(Promise.all([reading, logging]), STREAM_DRAIN_MS);
@@ -202,9 +217,10 @@ export class WorkerProcess {
     }
   }
 
-  /** Sends a signal; ignores a process that is already gone. */
+  /** Sends a signal to the worker and what it started; ignores a process that is already gone. */
   kill(signal: Deno.Signal = "SIGKILL"): void {
     if (this.#exit) return;
+    if (signalGroup(this.pid, signal)) return;
     try {
       this.#child.kill(signal);
     } catch {
