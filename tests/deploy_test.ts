@@ -48,7 +48,7 @@ async function probeStatus(path: string): Promise<number> {
   const logger = new Logger({ sink: () => {} });
   const pools = new Map(project.apis.map((api) => [
     api.name,
-    new ApiPool({ api: api.name, queueCapacity: 1, predictTimeoutMs: 1000, logger }),
+    new ApiPool({ api: api.name, queuePerReplica: 1, maxReplicas: 1, predictTimeoutMs: 1000, logger }),
   ]));
   const { app } = createApp({ project, pools, maxBodyBytes: 1024, debug: false, logger });
   const res = await app.request(path);

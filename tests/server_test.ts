@@ -218,3 +218,17 @@ Deno.test("python errors at start are reported; --debug adds tracebacks to error
   assert.equal(body.error, "ZeroDivisionError: division by zero");
   assert.match(body.traceback, /Traceback \(most recent call last\)/);
 });
+
+Deno.test("the queue holds --queue requests per replica", async () => {
+  await using project = await makeProject({
+    "cortex.yaml": singleApiConfig("  compute:\n    min_replicas: 2\n"),
+    "inference.py": "import time\n\ndef predict(sample, metadata):\n    time.sleep(0.5)\n    return sample\n",
+  });
+  await using server = await startServer(project.path, { args: ["--queue=2"] });
+  const api = `${server.url}/test/api`;
+  const burst = await Promise.all(Array.from({ length: 10 }, (_, i) => post(api, { i })));
+  const statuses = burst.map((r) => r.status).sort();
+  // Two running and 2 × 2 waiting are accepted; the rest are refused at once.
+  assert.deepEqual(statuses, [200, 200, 200, 200, 200, 200, 503, 503, 503, 503]);
+  await Promise.all(burst.map((r) => r.body?.cancel()));
+});

@@ -93,7 +93,8 @@ export class Deployment {
     const count = api.compute.initReplicas;
     const pool = new ApiPool({
       api: api.name,
-      queueCapacity: rt.queuePerReplica * Math.max(count, 1),
+      queuePerReplica: rt.queuePerReplica,
+      maxReplicas: api.compute.maxReplicas,
       predictTimeoutMs: rt.predictTimeoutMs,
       logger: rt.logger,
     });

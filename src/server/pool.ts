@@ -24,8 +24,10 @@ export interface Prediction {
 /** Settings of a pool. */
 export interface PoolOptions {
   readonly api: string;
-  /** Requests allowed to wait, for the whole API. */
-  readonly queueCapacity: number;
+  /** Requests allowed to wait per replica in the pool (`--queue`). */
+  readonly queuePerReplica: number;
+  /** Most replicas the pool will have (`compute.max_replicas`): sizes the ring. */
+  readonly maxReplicas: number;
   /** Deadline of a request from its arrival, queue wait included. */
   readonly predictTimeoutMs: number;
   readonly logger: Logger;
@@ -64,7 +66,7 @@ export class ApiPool {
   constructor(options: PoolOptions) {
     this.api = options.api;
     this.#o = options;
-    this.#queue = new BoundedQueue(options.queueCapacity);
+    this.#queue = new BoundedQueue(options.queuePerReplica * Math.max(options.maxReplicas, 1));
   }
 
   /** Replicas currently behind this pool. */
@@ -148,11 +150,13 @@ export class ApiPool {
         reject,
         cleanup: () => {},
       };
-      if (!this.#queue.push(job)) {
+      // The queue grows and shrinks with the replicas: --queue places each.
+      const limit = this.#o.queuePerReplica * Math.max(this.#replicas.length, 1);
+      if (this.#queue.length >= limit || !this.#queue.push(job)) {
         reject(
           new ApiError(
             "QUEUE_FULL",
-            `Api ${this.api} is at capacity: ${this.#queue.capacity} requests are already waiting`,
+            `Api ${this.api} is at capacity: ${this.#queue.length} requests are already waiting`,
             { retryAfter: 1 },
           ),
         );
