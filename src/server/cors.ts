@@ -8,7 +8,6 @@
  * @module
  */
 import type { MiddlewareHandler } from "hono";
-import { cors } from "hono/cors";
 
 /** Which origins may call the prediction routes from a browser. */
 export type CorsPolicy =
@@ -25,17 +24,42 @@ const MAX_AGE_S = 600;
 
 /**
  * The CORS middleware for `policy`, or `undefined` when CORS is off.
- * Mount it on each prediction endpoint, before authentication.
+ * Mount it on each prediction endpoint, before authentication. It answers a
+ * preflight `OPTIONS` itself (204) and adds the headers to every other
+ * answer after it is made, error answers included, so browser code can read
+ * them. (Headers are set on the finished response rather than before the
+ * handler runs: on the prediction route that saves a placeholder response
+ * per request.)
  */
 export function corsMiddleware(policy: CorsPolicy): MiddlewareHandler | undefined {
   if (policy.kind === "none") return undefined;
-  return cors({
-    origin: policy.kind === "any" ? "*" : [...policy.origins],
-    allowMethods: ["GET", "POST", "OPTIONS"],
-    allowHeaders: CORS_ALLOW_HEADERS,
-    exposeHeaders: CORS_EXPOSE_HEADERS,
-    maxAge: MAX_AGE_S,
-  });
+  const allowOrigin = policy.kind === "any"
+    ? () => "*"
+    : (origin: string) => (policy.origins.includes(origin) ? origin : undefined);
+  const vary = policy.kind === "list";
+  const expose = CORS_EXPOSE_HEADERS.join(",");
+  const preflight: Record<string, string> = {
+    "access-control-max-age": String(MAX_AGE_S),
+    "access-control-allow-methods": "GET,POST,OPTIONS",
+    "access-control-allow-headers": CORS_ALLOW_HEADERS.join(","),
+    "access-control-expose-headers": expose,
+  };
+  return async (c, next) => {
+    const origin = allowOrigin(c.req.header("origin") ?? "");
+    if (c.req.method === "OPTIONS") {
+      const headers: Record<string, string> = { ...preflight };
+      if (origin !== undefined) headers["access-control-allow-origin"] = origin;
+      headers["vary"] = vary ? "Origin, Access-Control-Request-Headers" : "Access-Control-Request-Headers";
+      return c.body(null, 204, headers);
+    }
+    await next();
+    const headers = c.res.headers;
+    if (origin !== undefined) {
+      headers.set("access-control-allow-origin", origin);
+      headers.set("access-control-expose-headers", expose);
+    }
+    if (vary) headers.append("vary", "Origin");
+  };
 }
 
 /** A short description for the startup log. */
