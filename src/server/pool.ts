@@ -42,10 +42,12 @@ interface Job {
   readonly sample: Uint8Array;
   readonly debug: boolean;
   readonly arrived: number;
+  /** `performance.now()` value at which the request times out. */
+  readonly deadlineAt: number;
   readonly deadline: AbortController;
   readonly resolve: (value: Prediction) => void;
   readonly reject: (error: Error) => void;
-  /** Clears the deadline timer and the disconnect listener. */
+  /** Stops watching the deadline and the client. */
   cleanup: () => void;
 }
 
@@ -62,6 +64,9 @@ export class ApiPool {
   #scaledDown = 0;
   #closed = false;
   #idle: (() => void) | undefined;
+  /** Requests queued or running, watched for their deadline by one ticking timer. */
+  readonly #active = new Set<Job>();
+  #ticker: ReturnType<typeof setInterval> | undefined;
 
   constructor(options: PoolOptions) {
     this.api = options.api;
@@ -139,12 +144,14 @@ export class ApiPool {
     }
     if (!this.#accepting()) return Promise.reject(this.#notReady());
     return new Promise<Prediction>((resolve, reject) => {
+      const arrived = performance.now();
       const job: Job = {
         cancelled: false,
         queued: true,
         sample,
         debug: options.debug,
-        arrived: performance.now(),
+        arrived,
+        deadlineAt: arrived + this.#o.predictTimeoutMs,
         deadline: new AbortController(),
         resolve,
         reject,
@@ -228,13 +235,42 @@ export class ApiPool {
     });
   }
 
-  /** Deadline timer and client-disconnect handling for a queued job. */
+  /**
+   * Deadline and client-disconnect handling for a new job. Deadlines are
+   * checked by one timer per pool ticking while requests are active (every
+   * 100 ms, or a tenth of the timeout when that is shorter), not by a timer
+   * per request.
+   */
   #arm(job: Job, signal: AbortSignal | undefined): void {
-    const seconds = this.#o.predictTimeoutMs / 1000;
-    const timer = setTimeout(() => {
+    this.#active.add(job);
+    this.#ticker ??= setInterval(() => this.#expire(), this.#tickMs());
+    const onClientGone = () => {
+      if (!job.queued) return; // running: let it finish, the worker stays healthy
+      this.#queue.cancel(job);
+      this.#settle(job, new ApiError("BAD_REQUEST", "The client closed the connection"));
+      this.#o.logger.debug("client went away while queued", { api: this.api });
+    };
+    signal?.addEventListener("abort", onClientGone, { once: true });
+    job.cleanup = () => {
+      this.#active.delete(job);
+      signal?.removeEventListener("abort", onClientGone);
+      if (this.#active.size === 0) this.#stopTicker();
+    };
+  }
+
+  #tickMs(): number {
+    return Math.max(10, Math.min(100, this.#o.predictTimeoutMs / 10));
+  }
+
+  /** Times out every active job past its deadline: a queued one gets 504 here, a running one is stopped. */
+  #expire(): void {
+    const now = performance.now();
+    for (const job of this.#active) {
+      if (now < job.deadlineAt) continue;
+      this.#active.delete(job);
       if (job.queued) {
         this.#queue.cancel(job);
-        job.queued = false;
+        const seconds = this.#o.predictTimeoutMs / 1000;
         this.#settle(
           job,
           new ApiError(
@@ -242,21 +278,16 @@ export class ApiPool {
             `The request waited ${seconds} s (--predict-timeout) without a free replica`,
           ),
         );
+      } else {
+        job.deadline.abort(); // the replica answers 504 and stops the worker
       }
-      job.deadline.abort();
-    }, this.#o.predictTimeoutMs);
-    const onClientGone = () => {
-      if (!job.queued) return; // running: let it finish, the worker stays healthy
-      this.#queue.cancel(job);
-      job.queued = false;
-      this.#settle(job, new ApiError("BAD_REQUEST", "The client closed the connection"));
-      this.#o.logger.debug("client went away while queued", { api: this.api });
-    };
-    signal?.addEventListener("abort", onClientGone, { once: true });
-    job.cleanup = () => {
-      clearTimeout(timer);
-      signal?.removeEventListener("abort", onClientGone);
-    };
+    }
+    if (this.#active.size === 0) this.#stopTicker();
+  }
+
+  #stopTicker(): void {
+    clearInterval(this.#ticker);
+    this.#ticker = undefined;
   }
 
   #start(replica: Replica, job: Job): void {
