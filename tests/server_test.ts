@@ -232,3 +232,14 @@ Deno.test("the queue holds --queue requests per replica", async () => {
   assert.deepEqual(statuses, [200, 200, 200, 200, 200, 200, 503, 503, 503, 503]);
   await Promise.all(burst.map((r) => r.body?.cancel()));
 });
+
+Deno.test("compute.cpu is accepted and the log says it is not enforced", async () => {
+  await using project = await makeProject({
+    "cortex.yaml": singleApiConfig("  compute:\n    cpu: 500m\n"),
+    "inference.py": "def predict(sample, metadata):\n    return 1\n",
+  });
+  await using server = await startServer(project.path);
+  const line = await server.waitFor((r) => String(r.msg).startsWith("compute.cpu is not enforced"));
+  assert.equal(line.api, "api");
+  assert.equal(line.cpu, 0.5);
+});

@@ -90,6 +90,12 @@ export class Deployment {
 
   #pool(api: ResolvedApi): ApiPool {
     const rt = this.#runtime;
+    if (api.compute.cpu !== undefined) {
+      rt.logger.info("compute.cpu is not enforced: workers share the machine's cores", {
+        api: api.name,
+        cpu: api.compute.cpu,
+      });
+    }
     const count = api.compute.initReplicas;
     const pool = new ApiPool({
       api: api.name,
