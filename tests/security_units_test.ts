@@ -11,6 +11,7 @@ import { SecurityError } from "../src/server/security_error.ts";
 import { loadTls } from "../src/server/tls.ts";
 import { parseCorsOrigins, parseSecurityFlags } from "../src/cli/security_options.ts";
 import { UsageError } from "../src/cli/units.ts";
+import { pipEnv } from "../src/python/worker_env.ts";
 import { tempDir } from "./_helpers.ts";
 import { makeCert } from "./_tls.ts";
 
@@ -143,4 +144,30 @@ Deno.test("security flags: TLS needs both files, origins are checked, * and none
   assert.throws(() => parseCorsOrigins(["*", "https://a.example"]), UsageError);
   assert.throws(() => parseCorsOrigins(["https://a.example/path"]), /is not an origin: write scheme/);
   assert.throws(() => parseCorsOrigins(["app.example.com"]), /is not an origin/);
+});
+
+Deno.test("pipEnv: pip keeps its configuration, proxies and CA bundles, not the server's secrets", () => {
+  const env = pipEnv({
+    PATH: "/usr/bin",
+    HOME: "/home/svc",
+    PIP_INDEX_URL: "https://pypi.internal/simple",
+    PIP_NO_INDEX: "1",
+    HTTPS_PROXY: "http://proxy:3128",
+    no_proxy: "localhost",
+    SSL_CERT_FILE: "/etc/ssl/corp.pem",
+    XDG_CONFIG_HOME: "/home/svc/.config",
+    AWS_SECRET_ACCESS_KEY: "secret",
+    DATABASE_URL: "postgres://u:p@db/x",
+    CORTEX_API_KEYS_FILE: "/etc/cortex-serve/keys",
+  });
+  assert.deepEqual(Object.keys(env).sort(), [
+    "HOME",
+    "HTTPS_PROXY",
+    "PATH",
+    "PIP_INDEX_URL",
+    "PIP_NO_INDEX",
+    "SSL_CERT_FILE",
+    "XDG_CONFIG_HOME",
+    "no_proxy",
+  ]);
 });

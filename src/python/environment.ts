@@ -11,6 +11,7 @@ import type { Logger } from "../log/logger.ts";
 import { handleDependenciesSh } from "../project/dependencies_sh.ts";
 import type { Interpreter } from "./interpreter.ts";
 import { ensureVenv } from "./venv.ts";
+import { pipEnv } from "./worker_env.ts";
 
 /** The requirements file's name at the project root, as in Cortex. */
 export const REQUIREMENTS_TXT = "requirements.txt";
@@ -22,7 +23,7 @@ export interface PrepareEnvironmentOptions {
   readonly stateDir: string;
   /** `--run-dependencies-sh` was given. */
   readonly runDependenciesSh: boolean;
-  /** The server's environment: given to pip and dependencies.sh unchanged. */
+  /** The server's environment: given to dependencies.sh unchanged, to pip filtered (see `pipEnv`). */
   readonly serverEnv: Readonly<Record<string, string>>;
   readonly logger: Logger;
   readonly signal?: AbortSignal;
@@ -79,7 +80,7 @@ export async function preparePythonEnvironment(
     requirements,
     cwd: stagedDir,
     stateDir: options.stateDir,
-    env: serverEnv,
+    env: pipEnv(serverEnv),
     logger,
     ...signal,
   });

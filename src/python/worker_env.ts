@@ -56,3 +56,35 @@ export function workerEnv(
   env["PYTHONUNBUFFERED"] = "1";
   return Object.assign(env, extra);
 }
+
+/** What pip needs beyond the worker's allow-list: proxies, CA bundles, config and cache locations. */
+const PIP_NAMES: ReadonlySet<string> = new Set([
+  "http_proxy",
+  "https_proxy",
+  "no_proxy",
+  "all_proxy",
+  "HTTP_PROXY",
+  "HTTPS_PROXY",
+  "NO_PROXY",
+  "ALL_PROXY",
+  "SSL_CERT_FILE",
+  "SSL_CERT_DIR",
+  "REQUESTS_CA_BUNDLE",
+  "CURL_CA_BUNDLE",
+  "XDG_CONFIG_HOME",
+  "XDG_CACHE_HOME",
+]);
+
+/**
+ * The environment `pip install -r requirements.txt` runs with. A requirement
+ * may run its own build code (`setup.py`), so pip gets the worker's
+ * allow-list (which keeps `PIP_*` and `HOME`, hence pip.conf) plus proxies,
+ * CA bundles and XDG locations, and none of the server's other variables.
+ */
+export function pipEnv(serverEnv: Readonly<Record<string, string>>): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const [name, value] of Object.entries(serverEnv)) {
+    if (isPassedToWorker(name) || PIP_NAMES.has(name)) env[name] = value;
+  }
+  return env;
+}
