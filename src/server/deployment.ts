@@ -12,6 +12,8 @@ import type { BackoffOptions } from "./backoff.ts";
 import { ApiPool } from "./pool.ts";
 import { Replica } from "./replica.ts";
 
+const READY_POLL_MS = 25;
+
 /** How workers are run; the same for every API. */
 export interface RuntimeOptions {
   /** Interpreter command or path. */
@@ -56,24 +58,42 @@ export class Deployment {
     for (const autoscaler of this.#autoscalers) autoscaler.start();
   }
 
-  /** Resolves when every API has a ready replica, or rejects when `signal` aborts. */
-  whenReady(signal?: AbortSignal): Promise<void> {
+  /**
+   * Resolves when every API has a ready replica. Rejects when `signal`
+   * aborts, and with `failOnInitError` as soon as every replica of some API
+   * has failed to start (a reload candidate then is not worth waiting for;
+   * at startup replicas keep retrying instead).
+   */
+  whenReady(signal?: AbortSignal, options: { readonly failOnInitError?: boolean } = {}): Promise<void> {
     return new Promise((resolve, reject) => {
       const check = () => {
-        const ready = [...this.pools.values()].every((pool) =>
-          pool.replicas.some((r) => r.state === "ready" || r.state === "busy")
-        );
-        if (ready) {
-          clearInterval(timer);
-          resolve();
+        const pools = [...this.pools.values()];
+        const failed = options.failOnInitError
+          ? pools.find((pool) =>
+            pool.replicas.length > 0 &&
+            pool.replicas.every((r) => r.state === "init_failed" || r.state === "out_of_memory")
+          )
+          : undefined;
+        if (failed !== undefined) {
+          const why = failed.replicas.find((r) => r.lastError !== undefined)?.lastError ?? "init failed";
+          return finish(new Error(`api ${failed.api}: ${why}`));
         }
+        const ready = pools.every((pool) =>
+          pool.replicas.length === 0 || pool.replicas.some((r) => r.state === "ready" || r.state === "busy")
+        );
+        if (ready) finish(undefined);
       };
-      const timer = setInterval(check, 25);
-      signal?.addEventListener("abort", () => {
+      const onAbort = () => finish(signal?.reason instanceof Error ? signal.reason : new Error("Aborted"));
+      const timer = setInterval(check, READY_POLL_MS);
+      signal?.addEventListener("abort", onAbort, { once: true });
+      function finish(error: Error | undefined): void {
         clearInterval(timer);
-        reject(signal.reason);
-      }, { once: true });
-      check();
+        signal?.removeEventListener("abort", onAbort);
+        if (error === undefined) resolve();
+        else reject(error);
+      }
+      if (signal?.aborted) onAbort();
+      else check();
     });
   }
 

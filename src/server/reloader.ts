@@ -114,7 +114,7 @@ export class Reloader {
       return false;
     }
     try {
-      await settled(next.deployment, signal);
+      await next.deployment.whenReady(signal, { failOnInitError: true });
     } catch (error) {
       log.error("reload failed: the running version keeps serving", { error: message(error) });
       await next.deployment.stop(0);
@@ -143,43 +143,6 @@ export class Reloader {
     this.#retiring.add(retiring);
     retiring.finally(() => this.#retiring.delete(retiring));
   }
-}
-
-/**
- * Resolves when every API of `deployment` has a ready replica; rejects when
- * an API has no replica left that may become ready (init failed, out of
- * memory) or when `signal` aborts.
- */
-export function settled(deployment: Deployment, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const check = () => {
-      const pools = [...deployment.pools.values()];
-      const failed = pools.find((pool) =>
-        pool.replicas.length > 0 &&
-        pool.replicas.every((r) => r.state === "init_failed" || r.state === "out_of_memory")
-      );
-      if (failed !== undefined) {
-        const why = failed.replicas.find((r) => r.lastError !== undefined)?.lastError ?? "init failed";
-        return finish(new Error(`api ${failed.api}: ${why}`));
-      }
-      const ready = pools.every((pool) =>
-        pool.replicas.length === 0 || pool.replicas.some((r) => r.state === "ready" || r.state === "busy")
-      );
-      if (ready) finish(undefined);
-    };
-    const onAbort = () =>
-      finish(signal.reason instanceof Error ? signal.reason : new Error("Reload aborted"));
-    const timer = setInterval(check, POLL_MS);
-    signal.addEventListener("abort", onAbort, { once: true });
-    function finish(error: Error | undefined): void {
-      clearInterval(timer);
-      signal.removeEventListener("abort", onAbort);
-      if (error === undefined) resolve();
-      else reject(error);
-    }
-    if (signal.aborted) onAbort();
-    else check();
-  });
 }
 
 function sleep(ms: number): Promise<void> {
