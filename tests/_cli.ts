@@ -1,8 +1,7 @@
 /**
  * Test helper: runs the `cortex-serve` command line as a subprocess.
  */
-import { join } from "node:path";
-import { ROOT } from "./_helpers.ts";
+import { CLI, ROOT } from "./_helpers.ts";
 
 /** What a command printed and how it exited. */
 export interface CliResult {
@@ -23,11 +22,7 @@ export interface CliOptions {
 export async function runCli(args: readonly string[], options: CliOptions = {}): Promise<CliResult> {
   const child = new Deno.Command(Deno.execPath(), {
     args: [
-      "run",
-      "--allow-all",
-      "--frozen",
-      `--config=${join(ROOT, "deno.json")}`,
-      join(ROOT, "main.ts"),
+      ...CLI,
       ...args,
     ],
     cwd: options.cwd ?? ROOT,

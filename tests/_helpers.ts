@@ -84,6 +84,15 @@ export interface StartOptions {
 
 const DENO = Deno.execPath();
 
+/** `deno run` arguments that start `cortex-serve` from this checkout; append the subcommand. */
+export const CLI: readonly string[] = [
+  "run",
+  "--allow-all",
+  "--frozen",
+  `--config=${join(ROOT, "deno.json")}`,
+  join(ROOT, "main.ts"),
+];
+
 /**
  * Starts `cortex-serve serve DIR` on a free port with JSON logs and its own
  * state dir; resolves once it listens (and by default once APIs are ready).
@@ -94,12 +103,9 @@ export async function startServer(projectDir: string, options: StartOptions = {}
   const state = await tempDir("cortex-serve-state-");
   const child = new Deno.Command(DENO, {
     args: [
-      "run",
-      "--allow-all",
       ...(options.entry === undefined
-        ? ["--frozen", `--config=${join(ROOT, "deno.json")}`]
-        : ["--unstable-no-legacy-abort"]),
-      options.entry ?? join(ROOT, "main.ts"),
+        ? CLI
+        : ["run", "--allow-all", "--unstable-no-legacy-abort", options.entry]),
       "serve",
       projectDir,
       "--port=0",

@@ -3,7 +3,7 @@
  * serve` to its exit and collect its output; build a tiny wheel locally.
  */
 import { join } from "node:path";
-import { PYTHON, ROOT } from "./_helpers.ts";
+import { CLI, PYTHON, ROOT } from "./_helpers.ts";
 
 /** How a `serve` run ended. */
 export interface ServeOnceResult {
@@ -30,11 +30,7 @@ export async function serveOnce(
   const python = options.python === undefined ? PYTHON : options.python;
   const output = await new Deno.Command(Deno.execPath(), {
     args: [
-      "run",
-      "--allow-all",
-      "--frozen",
-      `--config=${join(ROOT, "deno.json")}`,
-      join(ROOT, "main.ts"),
+      ...CLI,
       "serve",
       projectDir,
       "--port=0",

@@ -124,6 +124,7 @@ for (const fault of PREDICT_FAULTS) {
     {
       await using project = await makeProject({
         "inference.py": await fixture(fault.fixture),
+        "control_channel.py": await fixture("control_channel"),
         ...(fault.config === undefined ? {} : { "cortex.yaml": fault.config }),
       });
       await using server = await startServer(project.path, { args: fault.args ?? [] });

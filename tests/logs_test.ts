@@ -4,8 +4,7 @@
  * huge `print`, and plain text without colour when stderr is not a terminal.
  */
 import assert from "node:assert/strict";
-import { join } from "node:path";
-import { type LogRecord, makeProject, post, PYTHON, ROOT, startServer } from "./_helpers.ts";
+import { CLI, type LogRecord, makeProject, post, PYTHON, startServer } from "./_helpers.ts";
 
 const BIG = 100_000;
 const INFERENCE = `import os, sys
@@ -116,11 +115,7 @@ Deno.test("text logs: one readable line per event, no colour when stderr is not 
   const state = await Deno.makeTempDir({ prefix: "cortex-serve-state-" });
   const child = new Deno.Command(Deno.execPath(), {
     args: [
-      "run",
-      "--allow-all",
-      "--frozen",
-      `--config=${join(ROOT, "deno.json")}`,
-      join(ROOT, "main.ts"),
+      ...CLI,
       "serve",
       project.path,
       "--port=0",

@@ -7,12 +7,12 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import {
   assertNoWorkersLeft,
+  CLI,
   delay,
   makeProject,
   post,
   processesMatching,
   PYTHON,
-  ROOT,
   singleApiConfig,
   startServer,
   tempDir,
@@ -118,11 +118,7 @@ Deno.test("SIGTERM during startup stops the setup step it interrupts and exits 0
   await using state = await tempDir("cortex-serve-state-");
   const child = new Deno.Command(Deno.execPath(), {
     args: [
-      "run",
-      "--allow-all",
-      "--frozen",
-      `--config=${join(ROOT, "deno.json")}`,
-      join(ROOT, "main.ts"),
+      ...CLI,
       "serve",
       project.path,
       "--port=0",
