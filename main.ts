@@ -2,20 +2,15 @@
  * cortex-serve command line: parses arguments and runs a subcommand. All
  * behaviour lives in src/.
  */
-import { ConfigError } from "./src/config/errors.ts";
 import { parseServeArgs, SERVE_HELP } from "./src/cli/serve_options.ts";
 import { serve } from "./src/cli/serve.ts";
 import { get, GET_HELP, parseGetArgs } from "./src/cli/get.ts";
 import { parsePredictArgs, predict, PREDICT_HELP } from "./src/cli/predict.ts";
 import { parseValidateArgs, validate, VALIDATE_HELP } from "./src/cli/validate.ts";
 import { UsageError } from "./src/cli/units.ts";
+import { UserError } from "./src/errors/user_error.ts";
 import { versionText } from "./src/cli/version.ts";
 import { flushLogs } from "./src/log/logger.ts";
-import { InterpreterError } from "./src/python/interpreter.ts";
-import { PythonEnvError } from "./src/python/environment_error.ts";
-import { MountError } from "./src/project/mount.ts";
-import { StagingError } from "./src/project/stage.ts";
-import { SecurityError } from "./src/server/security_error.ts";
 
 const HELP = `Usage: cortex-serve <command> [options]
 
@@ -88,13 +83,9 @@ export async function main(args: readonly string[]): Promise<number> {
 
 /** Errors a user can act on print as one message; anything else is a bug with a stack. */
 function report(error: unknown): number {
-  if (
-    error instanceof UsageError || error instanceof ConfigError || error instanceof InterpreterError ||
-    error instanceof StagingError || error instanceof PythonEnvError || error instanceof MountError ||
-    error instanceof SecurityError
-  ) {
+  if (error instanceof UserError) {
     console.error(`error: ${error.message}`);
-    return error instanceof UsageError ? 2 : 1;
+    return error.exitCode;
   }
   console.error(error);
   return 1;

@@ -9,8 +9,8 @@ import { parseAllDocuments } from "yaml";
 import { parseServeArgs, type ServeOptions } from "../src/cli/serve_options.ts";
 import { loadProjectConfig } from "../src/config/load.ts";
 import { Logger } from "../src/log/logger.ts";
-import { createApp } from "../src/server/app.ts";
-import { ApiPool } from "../src/server/pool.ts";
+import { createApp } from "../src/http/app.ts";
+import { ApiPool } from "../src/supervision/pool.ts";
 import { ROOT } from "./_helpers.ts";
 
 const DEPLOY = join(ROOT, "deploy");

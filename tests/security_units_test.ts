@@ -5,10 +5,10 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { keyId, KeyStore, parseKeyFile } from "../src/server/api_keys.ts";
-import { presentedKeys } from "../src/server/auth.ts";
-import { SecurityError } from "../src/server/security_error.ts";
-import { loadTls } from "../src/server/tls.ts";
+import { keyId, KeyStore, parseKeyFile } from "../src/security/api_keys.ts";
+import { presentedKeys } from "../src/http/auth.ts";
+import { SecurityError } from "../src/security/security_error.ts";
+import { loadTls } from "../src/security/tls.ts";
 import { parseCorsOrigins, parseSecurityFlags } from "../src/cli/security_options.ts";
 import { UsageError } from "../src/cli/units.ts";
 import { pipEnv } from "../src/python/worker_env.ts";

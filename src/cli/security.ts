@@ -7,10 +7,10 @@
  */
 import { resolve } from "node:path";
 import type { Logger } from "../log/logger.ts";
-import { keyFileIsShared, KeyStore } from "../server/api_keys.ts";
-import { type CorsPolicy, describeCors } from "../server/cors.ts";
-import type { HttpListener } from "../server/listener.ts";
-import { loadTls, type TlsFiles, type TlsMaterial } from "../server/tls.ts";
+import { keyFileIsShared, KeyStore } from "../security/api_keys.ts";
+import { type CorsPolicy, describeCors } from "../http/cors.ts";
+import type { HttpListener } from "../http/listener.ts";
+import { loadTls, type TlsFiles, type TlsMaterial } from "../security/tls.ts";
 import type { SecurityOptions } from "./security_options.ts";
 
 /** Context for {@link Security.load}. */

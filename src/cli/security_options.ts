@@ -6,8 +6,8 @@
  * @module
  */
 import { resolve } from "node:path";
-import type { CorsPolicy } from "../server/cors.ts";
-import type { TlsFiles } from "../server/tls.ts";
+import type { CorsPolicy } from "../http/cors.ts";
+import type { TlsFiles } from "../security/tls.ts";
 import { UsageError } from "./units.ts";
 
 /** The `parseArgs` definitions of the security flags. */

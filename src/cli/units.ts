@@ -1,9 +1,11 @@
 /** Parsing of flag values: durations and byte sizes. */
+import { UserError } from "../errors/user_error.ts";
 import { parseMemoryQuantity } from "../config/quantity.ts";
 
 /** A flag value the user must fix. */
-export class UsageError extends Error {
-  readonly code = "USAGE";
+export class UsageError extends UserError {
+  override readonly code = "USAGE";
+  override readonly exitCode = 2;
   constructor(message: string) {
     super(message);
     this.name = "UsageError";

@@ -5,6 +5,7 @@
  * resource, the key path, the YAML position and a fix. A
  * {@linkcode ConfigError} carries all issues found in one pass.
  */
+import { UserError } from "../errors/user_error.ts";
 
 /** One problem found in a config file. */
 export interface ConfigIssue {
@@ -59,9 +60,9 @@ export function formatIssue(issue: ConfigIssue): string {
 }
 
 /** Thrown by `loadProjectConfig`; `message` lists every issue, one per line. */
-export class ConfigError extends Error {
+export class ConfigError extends UserError {
   /** What kind of failure this is; callers branch on it. */
-  readonly code: ConfigErrorCode;
+  override readonly code: ConfigErrorCode;
   /** Every problem found, in source order. */
   readonly issues: readonly ConfigIssue[];
 

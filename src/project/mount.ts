@@ -9,14 +9,15 @@
  *
  * @module
  */
+import { UserError } from "../errors/user_error.ts";
 import * as path from "node:path";
 
 /** Stable codes of {@linkcode MountError}. */
 export type MountErrorCode = "MOUNT_PATH_TAKEN" | "MOUNT_FAILED";
 
 /** The project cannot be made visible at the `--project-mount` path. */
-export class MountError extends Error {
-  readonly code: MountErrorCode;
+export class MountError extends UserError {
+  override readonly code: MountErrorCode;
   /** The `--project-mount` path. */
   readonly path: string;
   constructor(code: MountErrorCode, message: string, mountPath: string, options?: ErrorOptions) {

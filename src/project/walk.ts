@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { UserError } from "../errors/user_error.ts";
 import * as path from "node:path";
 
 /** An entry of the project that was not staged, for the caller to log. */
@@ -22,9 +23,9 @@ export interface SkippedEntry {
 }
 
 /** Staging failed; `path` names the offending file or directory when there is one. */
-export class StagingError extends Error {
+export class StagingError extends UserError {
   /** `PROJECT_NOT_FOUND` when the project root is missing or not a directory. */
-  readonly code: "STAGING_FAILED" | "PROJECT_NOT_FOUND";
+  override readonly code: "STAGING_FAILED" | "PROJECT_NOT_FOUND";
   /** The path concerned, when the failure is about one path. */
   readonly path: string | undefined;
 

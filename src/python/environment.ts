@@ -8,7 +8,7 @@
  */
 import * as path from "node:path";
 import type { Logger } from "../log/logger.ts";
-import { handleDependenciesSh } from "../project/dependencies_sh.ts";
+import { handleDependenciesSh } from "./dependencies_sh.ts";
 import type { Interpreter } from "./interpreter.ts";
 import { ensureVenv } from "./venv.ts";
 import { pipEnv } from "./worker_env.ts";

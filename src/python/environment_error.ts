@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { UserError } from "../errors/user_error.ts";
 
 /** Stable codes of {@linkcode PythonEnvError}. */
 export type PythonEnvErrorCode =
@@ -17,8 +18,8 @@ export type PythonEnvErrorCode =
  * prepared. The message says what failed, shows the command's last output
  * lines and what to do.
  */
-export class PythonEnvError extends Error {
-  readonly code: PythonEnvErrorCode;
+export class PythonEnvError extends UserError {
+  override readonly code: PythonEnvErrorCode;
   constructor(code: PythonEnvErrorCode, message: string, options?: ErrorOptions) {
     super(message, options);
     this.name = "PythonEnvError";

@@ -2,10 +2,11 @@
  * Choosing and checking the Python interpreter (SPEC §3): `--python`, else
  * `CORTEX_PYTHON`, else `python3` on PATH; version ≥ 3.8 with `msgpack`.
  */
+import { UserError } from "../errors/user_error.ts";
 
 /** The interpreter is missing, too old, or lacks what the worker needs. */
-export class InterpreterError extends Error {
-  readonly code: "PYTHON_NOT_FOUND" | "PYTHON_TOO_OLD" | "PYTHON_MISSING_MSGPACK" | "PYTHON_BROKEN";
+export class InterpreterError extends UserError {
+  override readonly code: "PYTHON_NOT_FOUND" | "PYTHON_TOO_OLD" | "PYTHON_MISSING_MSGPACK" | "PYTHON_BROKEN";
   constructor(code: InterpreterError["code"], message: string) {
     super(message);
     this.name = "InterpreterError";

@@ -8,7 +8,7 @@
  *
  * @module
  */
-import type { TlsMaterial } from "./tls.ts";
+import type { TlsMaterial } from "../security/tls.ts";
 
 /** Options for {@link HttpListener.start}. */
 export interface ListenOptions {

@@ -8,9 +8,9 @@
  */
 import type { MiddlewareHandler } from "hono";
 import type { Logger } from "../log/logger.ts";
-import type { KeyStore } from "./api_keys.ts";
-import type { AppEnv } from "./app.ts";
-import { ApiError } from "./errors.ts";
+import type { KeyStore } from "../security/api_keys.ts";
+import type { AppEnv } from "./app_env.ts";
+import { ApiError } from "../errors/api_error.ts";
 
 /** Paths orchestrators probe; they stay open and reveal no error text when keys are on. */
 export const OPEN_PATHS: ReadonlySet<string> = new Set(["/livez", "/healthz"]);

@@ -4,7 +4,7 @@
  * own deadline, and a full queue answers 503 at once.
  */
 import type { Logger } from "../log/logger.ts";
-import { ApiError } from "./errors.ts";
+import { ApiError } from "../errors/api_error.ts";
 import { BoundedQueue } from "./queue.ts";
 import type { Replica, ReplicaState } from "./replica.ts";
 

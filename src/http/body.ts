@@ -1,5 +1,5 @@
 /** Reading and checking a prediction request's body. */
-import { ApiError } from "./errors.ts";
+import { ApiError } from "../errors/api_error.ts";
 
 const decoder = new TextDecoder("utf-8", { fatal: true });
 

@@ -6,16 +6,19 @@ import { Hono } from "hono";
 import type { Context } from "hono";
 import type { ResolvedProject } from "../config/types.ts";
 import type { Logger } from "../log/logger.ts";
-import { ApiError } from "./errors.ts";
-import type { KeyStore } from "./api_keys.ts";
+import { ApiError } from "../errors/api_error.ts";
+import type { KeyStore } from "../security/api_keys.ts";
 import { requireApiKey } from "./auth.ts";
 import { corsMiddleware, type CorsPolicy } from "./cors.ts";
 import type { ServerMetrics } from "./metrics.ts";
-import type { ApiPool } from "./pool.ts";
+import type { ApiPool } from "../supervision/pool.ts";
 import { checkJson, readBody } from "./body.ts";
 import { RequestStats } from "./stats.ts";
 import { apiStatus } from "./status.ts";
 import { requestId } from "./request_id.ts";
+import type { AppEnv } from "./app_env.ts";
+
+export type { AppEnv };
 
 /** Everything the app reads. */
 export interface AppOptions {
@@ -41,17 +44,6 @@ export interface CortexApp {
   readonly app: Hono<AppEnv>;
   readonly stats: RequestStats;
 }
-
-/** Per-request variables. */
-export type AppEnv = {
-  Variables: {
-    requestId: string;
-    api: string | undefined;
-    keyId: string | undefined;
-    /** Time the request waited for a replica, in milliseconds. */
-    queueMs: number | undefined;
-  };
-};
 
 const JSON_HEADERS = { "content-type": "application/json" } as const;
 

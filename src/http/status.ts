@@ -1,6 +1,6 @@
 /** What `GET /`, `GET /healthz` and `GET <endpoint>` say about an API. */
-import type { ApiPool, ReplicaCounts } from "./pool.ts";
-import type { ReplicaState } from "./replica.ts";
+import type { ApiPool, ReplicaCounts } from "../supervision/pool.ts";
+import type { ReplicaState } from "../supervision/replica.ts";
 
 /** Overall state of an API, from its replicas. */
 export type ApiState = "ready" | "starting" | "restarting" | "init_failed" | "out_of_memory" | "stopped";

@@ -8,8 +8,8 @@
  */
 import * as path from "node:path";
 import type { Logger } from "../log/logger.ts";
-import { outputTail, PythonEnvError } from "../python/environment_error.ts";
-import { runLogged } from "../python/run_logged.ts";
+import { outputTail, PythonEnvError } from "./environment_error.ts";
+import { runLogged } from "./run_logged.ts";
 
 /** The script's name at the project root. */
 export const DEPENDENCIES_SH = "dependencies.sh";

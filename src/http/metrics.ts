@@ -9,8 +9,8 @@
  */
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { ResolvedTracker } from "../config/types.ts";
-import type { ApiPool } from "./pool.ts";
-import type { Replica, ReplicaState } from "./replica.ts";
+import type { ApiPool } from "../supervision/pool.ts";
+import type { Replica, ReplicaState } from "../supervision/replica.ts";
 
 /** Where scrape-time values come from. */
 export interface MetricsSources {

@@ -13,7 +13,7 @@ import {
   type WorkerProcess,
 } from "../python/worker_process.ts";
 import type { Logger } from "../log/logger.ts";
-import { ApiError } from "./errors.ts";
+import { ApiError } from "../errors/api_error.ts";
 import { backoffDelay, type BackoffOptions } from "./backoff.ts";
 import { readRssBytes } from "./rss.ts";
 

@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { UserError } from "../errors/user_error.ts";
 
 /** Stable codes of {@link SecurityError}. */
 export type SecurityErrorCode =
@@ -22,8 +23,8 @@ export type SecurityErrorCode =
   | "TLS_MISMATCH";
 
 /** A security setting the operator must fix; the message says how. */
-export class SecurityError extends Error {
-  readonly code: SecurityErrorCode;
+export class SecurityError extends UserError {
+  override readonly code: SecurityErrorCode;
 
   /**
    * @param code What is wrong.
