@@ -167,6 +167,7 @@ Deno.test("a valid multi-API config resolves with defaults", async () => {
           mem: undefined,
           gpu: 0,
         },
+        batching: undefined,
       },
       {
         name: "regressor",
@@ -187,6 +188,7 @@ Deno.test("a valid multi-API config resolves with defaults", async () => {
           mem: "1.5Gi",
           gpu: 1,
         },
+        batching: undefined,
       },
     ],
   });

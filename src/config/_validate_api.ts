@@ -19,10 +19,20 @@ import {
 } from "./_fields.ts";
 import { normalizeProjectPath, type PathCheck } from "./_paths.ts";
 import { validateCompute } from "./_validate_compute.ts";
+import { validateBatching } from "./_validate_batching.ts";
 import { endpointProblem, normalizeEndpoint } from "./_endpoint.ts";
 import { type Position, toPlain, type YamlMap } from "./_yaml_nodes.ts";
 
-const _API_KEYS = ["kind", "name", "python", "metadata", "endpoint", "tracker", "compute"];
+const _API_KEYS = [
+  "kind",
+  "name",
+  "python",
+  "metadata",
+  "endpoint",
+  "tracker",
+  "compute",
+  "server_side_batching",
+];
 const _PYTHON_KEYS = ["inference", "env"];
 const _TRACKER_KEYS = ["key", "model_type"];
 const _MODEL_TYPES = ["classification", "regression"];
@@ -89,6 +99,7 @@ export function validateApi(scope: Scope, map: YamlMap): ApiDraft {
   const compute = computeEntry !== undefined && computeMap === undefined
     ? undefined
     : validateCompute(scope, computeMap, "compute");
+  const batching = validateBatching(scope, map, "");
   const endpoint = _endpoint(scope, map);
 
   const ok = scope.issues.length === before;
@@ -98,8 +109,8 @@ export function validateApi(scope: Scope, map: YamlMap): ApiDraft {
     namePos: nameEntry?.value.pos ?? map.pos,
     endpoint,
     rest: ok && python !== undefined && metadata !== undefined && tracker !== null &&
-        compute !== undefined
-      ? { ...python, metadata, tracker, compute }
+        compute !== undefined && batching !== null
+      ? { ...python, metadata, tracker, compute, batching }
       : undefined,
     pathChecks,
   };

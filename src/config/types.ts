@@ -28,6 +28,18 @@ export interface ResolvedCompute {
   readonly gpu: number;
 }
 
+/**
+ * `server_side_batching:` of an API: requests are grouped into one `predict`
+ * call of up to `maxBatchSize` samples, waiting at most `batchIntervalMs`
+ * after the first of them arrived.
+ */
+export interface ResolvedBatching {
+  /** 2–1024. */
+  readonly maxBatchSize: number;
+  /** Above 0, at most 10 000. */
+  readonly batchIntervalMs: number;
+}
+
 /** One `kind: api` resource. */
 export interface ResolvedApi {
   readonly name: string;
@@ -40,6 +52,8 @@ export interface ResolvedApi {
   readonly endpoint: string;
   readonly tracker: ResolvedTracker | undefined;
   readonly compute: ResolvedCompute;
+  /** Server-side batching; `undefined` when off (one request per `predict` call). */
+  readonly batching: ResolvedBatching | undefined;
 }
 
 /** The whole `cortex.yaml`: one deployment and its APIs. */
