@@ -42,6 +42,18 @@ export class BoundedQueue<T extends Queueable> {
     return true;
   }
 
+  /** The oldest live item, left in place (cancelled ones at the head are dropped). */
+  peek(): T | undefined {
+    while (this.#used > 0) {
+      const item = this.#slots[this.#head];
+      if (item && !item.cancelled) return item;
+      this.#slots[this.#head] = undefined;
+      this.#head = (this.#head + 1) % this.capacity;
+      this.#used--;
+    }
+    return undefined;
+  }
+
   /** Removes and returns the oldest live item. */
   shift(): T | undefined {
     while (this.#used > 0) {
