@@ -9,7 +9,7 @@ import { Decoder, encode } from "@msgpack/msgpack";
 import { encodeFrame, HEADER_BYTES } from "./codec.ts";
 
 /** Bumped on any incompatible change; checked in the handshake. */
-export const PROTOCOL_VERSION = 1;
+export const PROTOCOL_VERSION = 2;
 
 /** Server → worker: the first message; the worker answers `ready` or `init_error`. */
 export interface InitMessage {
@@ -33,12 +33,27 @@ export interface PredictMessage {
   readonly debug: boolean;
 }
 
+/**
+ * Server → worker: run one `predict(list_of_samples, metadata)` call for
+ * several requests (hooks run per sample); answered by one `result` or
+ * `error` per id, in order. A raise, a return that is not a list, or a list
+ * of the wrong length fails every id (`error`, kind `predict`); one
+ * unserialisable prediction fails its id only (kind `serialize`).
+ */
+export interface PredictBatchMessage {
+  readonly type: "predict_batch";
+  readonly ids: readonly number[];
+  /** One UTF-8 JSON request body per id. */
+  readonly samples: readonly Uint8Array[];
+  readonly debug: boolean;
+}
+
 /** Server → worker: exit cleanly. */
 export interface ShutdownMessage {
   readonly type: "shutdown";
 }
 
-export type ServerMessage = InitMessage | PredictMessage | ShutdownMessage;
+export type ServerMessage = InitMessage | PredictMessage | PredictBatchMessage | ShutdownMessage;
 
 /** Worker → server: `init` went well. */
 export interface ReadyMessage {

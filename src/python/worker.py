@@ -30,7 +30,7 @@ import threading
 import time
 import traceback
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 HEADER = struct.Struct(">I")
 LOG_SAMPLE_CHARS = 1000
 
@@ -87,14 +87,22 @@ class Channel:
             raise ProtocolViolation("frame is not a message map")
         return message
 
-    def send(self, message):
+    def frame(self, message):
+        """One message as a frame; OverflowError when over the maximum size."""
         payload = msgpack.packb(message, use_bin_type=True)
         if len(payload) > self.max_frame:
             raise OverflowError(
                 "message of %d bytes is over the maximum frame size of %d bytes"
                 % (len(payload), self.max_frame)
             )
-        data = memoryview(HEADER.pack(len(payload)) + payload)
+        return HEADER.pack(len(payload)) + payload
+
+    def send(self, message):
+        self.write(self.frame(message))
+
+    def write(self, frames):
+        """Writes already framed bytes (one or several frames)."""
+        data = memoryview(frames)
         while data:
             written = os.write(self.fd_out, data)
             data = data[written:]
@@ -429,6 +437,90 @@ class Worker:
         except OverflowError as exc:
             self.fail(request_id, "serialize", "the prediction is too large: %s (raise --max-frame)" % exc, "")
 
+    # ------------------------------------------------- server-side batching
+
+    def predict_batch(self, message):
+        try:
+            self._predict_batch(message)
+        finally:
+            flush_output()
+
+    def _predict_batch(self, message):
+        """One predict(list_of_samples, metadata) call; one answer per id, in order.
+
+        A raise (in predict or a hook), a return that is not a list, or a
+        list of the wrong length fails every id; one prediction that cannot
+        be serialized fails its id only. Every answer goes out in one write.
+        """
+        ids = list(message["ids"])
+        raws = message["samples"]
+        if len(raws) != len(ids):
+            raise ProtocolViolation("predict_batch with %d ids and %d samples" % (len(ids), len(raws)))
+        debug = bool(message.get("debug"))
+        answers = {}
+        live = []
+        samples = []
+        for request_id, raw in zip(ids, raws):
+            try:
+                samples.append(json.loads(raw))
+                live.append(request_id)
+            except ValueError as exc:
+                answers[request_id] = self.error_frame(
+                    request_id, "sample", "the sample is not valid JSON: %s" % exc, "")
+                continue
+            if debug:
+                log("api %s request %d sample: %s" % (self.api, request_id, truncate(bytes(raw).decode("utf-8", "replace"))))
+        size = len(live)
+        fns = self.functions
+        predictions = None
+        failure = None
+        if size > 0:
+            try:
+                if "pre_inference" in fns:
+                    samples = [fns["pre_inference"](sample, self.metadata) for sample in samples]
+                predictions = fns["predict"](samples, self.metadata)
+                if not isinstance(predictions, (list, tuple)):
+                    kind = type(predictions)
+                    failure = ("predict", "predict returned %s.%s, not a list, for a batch of %d: "
+                               "with server_side_batching, return one prediction per sample in a list"
+                               % (kind.__module__, kind.__qualname__, size), "")
+                elif len(predictions) != size:
+                    failure = ("predict", "predict returned %d items for a batch of %d: "
+                               "return one prediction per sample, in order" % (len(predictions), size), "")
+                elif "post_inference" in fns:
+                    predictions = [fns["post_inference"](p, self.metadata) for p in predictions]
+            except MemoryError:
+                failure = ("out_of_memory", "MemoryError: predict ran out of memory", traceback.format_exc())
+            except BaseException as exc:  # noqa: BLE001 - SystemExit too costs one batch only
+                if isinstance(exc, KeyboardInterrupt):
+                    raise
+                tb = traceback.format_exc()
+                sys.stderr.write(tb)
+                failure = ("predict", describe(exc), tb)
+        for index, request_id in enumerate(live):
+            if failure is not None:
+                answers[request_id] = self.error_frame(request_id, *failure)
+                continue
+            answers[request_id] = self.result_frame(request_id, predictions[index], debug)
+        self.channel.write(b"".join(answers[request_id] for request_id in ids))
+
+    def result_frame(self, request_id, prediction, debug):
+        try:
+            body = serialize(prediction)
+        except (TypeError, ValueError, RecursionError) as exc:
+            return self.error_frame(request_id, "serialize", "cannot serialize the prediction: %s" % exc, traceback.format_exc())
+        if debug:
+            log("api %s request %d prediction: %s" % (self.api, request_id, truncate(body.decode("utf-8", "replace"))))
+        try:
+            return self.channel.frame({"type": "result", "id": request_id, "prediction": body})
+        except OverflowError as exc:
+            return self.error_frame(request_id, "serialize", "the prediction is too large: %s (raise --max-frame)" % exc, "")
+
+    def error_frame(self, request_id, kind, error, tb):
+        return self.channel.frame({
+            "type": "error", "id": request_id, "kind": kind, "error": error, "traceback": tb,
+        })
+
     def fail(self, request_id, kind, error, tb):
         self.channel.send({
             "type": "error", "id": request_id, "kind": kind, "error": error, "traceback": tb,
@@ -439,9 +531,13 @@ class Worker:
             message = self.channel.receive()
             if message is None or message.get("type") == "shutdown":
                 return
-            if message.get("type") != "predict":
-                raise ProtocolViolation("unexpected message %r" % message.get("type"))
-            self.predict(message)
+            kind = message.get("type")
+            if kind == "predict":
+                self.predict(message)
+            elif kind == "predict_batch":
+                self.predict_batch(message)
+            else:
+                raise ProtocolViolation("unexpected message %r" % kind)
 
 
 def parse_args(argv):

@@ -104,9 +104,16 @@ function signalGroup(pid: number, signal: Deno.Signal): boolean {
   }
 }
 
+/** The answer to one request of a batch. */
+export type BatchOutcome =
+  | { readonly ok: true; readonly body: Uint8Array }
+  | { readonly ok: false; readonly error: PredictFailedError };
+
+/** The call waiting for the worker: the ids it expects answers for, in order. */
 interface Pending {
-  readonly id: number;
-  readonly resolve: (value: WorkerMessage) => void;
+  readonly ids: readonly number[];
+  readonly replies: WorkerMessage[];
+  readonly resolve: (value: WorkerMessage[]) => void;
   readonly reject: (error: Error) => void;
 }
 
@@ -182,7 +189,7 @@ export class WorkerProcess {
 
   /** Sends `init` and waits for `ready`; rejects with InitFailedError or WorkerExitedError. */
   async init(message: Omit<InitMessage, "type">): Promise<ReadyMessage> {
-    const reply = await this.#call(0, { type: "init", ...message });
+    const [reply] = await this.#call([0], { type: "init", ...message });
     if (reply.type === "ready") return reply;
     if (reply.type === "init_error") {
       throw new InitFailedError(reply.phase, reply.error, reply.traceback);
@@ -196,12 +203,32 @@ export class WorkerProcess {
    */
   async predict(sample: Uint8Array, debug: boolean): Promise<Uint8Array> {
     const id = this.#nextId++;
-    const reply = await this.#call(id, { type: "predict", id, sample, debug });
+    const [reply] = await this.#call([id], { type: "predict", id, sample, debug });
     if (reply.type === "result") return reply.prediction;
     if (reply.type === "error") {
       throw new PredictFailedError(reply.kind, reply.error, reply.traceback);
     }
     throw this.#violation(`Worker answered predict with "${reply.type}"`);
+  }
+
+  /**
+   * Runs one batch: the user's `predict` gets the samples as one list.
+   * Resolves with one outcome per sample, in order (a request's
+   * PredictFailedError is its outcome, not a rejection). Rejects with
+   * WorkerExitedError or ProtocolError when the worker died or broke the
+   * protocol before answering every sample.
+   */
+  async predictBatch(samples: readonly Uint8Array[], debug: boolean): Promise<BatchOutcome[]> {
+    if (samples.length === 0) throw new RangeError("A batch needs at least one sample");
+    const ids = samples.map(() => this.#nextId++);
+    const replies = await this.#call(ids, { type: "predict_batch", ids, samples, debug });
+    return replies.map((reply): BatchOutcome => {
+      if (reply.type === "result") return { ok: true, body: reply.prediction };
+      if (reply.type === "error") {
+        return { ok: false, error: new PredictFailedError(reply.kind, reply.error, reply.traceback) };
+      }
+      throw this.#violation(`Worker answered predict_batch with "${reply.type}"`);
+    });
   }
 
   /** Asks the worker to exit; kills it if it is still there after `graceMs`. */
@@ -228,18 +255,18 @@ export class WorkerProcess {
     }
   }
 
-  async #call(id: number, message: ServerMessage): Promise<WorkerMessage> {
+  async #call(ids: readonly number[], message: ServerMessage): Promise<[WorkerMessage, ...WorkerMessage[]]> {
     if (this.#pending) throw new Error("Worker is busy: one call at a time");
     if (this.#failure ?? this.#exit) {
       throw this.#failure ?? new WorkerExitedError("Worker is not running", this.#exit);
     }
-    const reply = new Promise<WorkerMessage>((resolve, reject) => {
-      this.#pending = { id, resolve, reject };
+    const replies = new Promise<WorkerMessage[]>((resolve, reject) => {
+      this.#pending = { ids, replies: [], resolve, reject };
     });
     await this.#send(message).catch(() => {
-      // A write to a dead worker: the exit handler rejects `reply`.
+      // A write to a dead worker: the exit handler rejects `replies`.
     });
-    return await reply;
+    return await replies as [WorkerMessage, ...WorkerMessage[]];
   }
 
   async #send(message: ServerMessage): Promise<void> {
@@ -270,13 +297,16 @@ export class WorkerProcess {
   #deliver(message: WorkerMessage): void {
     const pending = this.#pending;
     const id = message.type === "result" || message.type === "error" ? message.id : 0;
-    if (!pending || pending.id !== id) {
+    const expected = pending?.ids[pending.replies.length];
+    if (!pending || expected !== id) {
       throw new ProtocolError(
-        `Worker sent "${message.type}" for request ${id}, expected ${pending ? pending.id : "nothing"}`,
+        `Worker sent "${message.type}" for request ${id}, expected ${expected ?? "nothing"}`,
       );
     }
+    pending.replies.push(message);
+    if (pending.replies.length < pending.ids.length) return;
     this.#pending = undefined;
-    pending.resolve(message);
+    pending.resolve(pending.replies);
   }
 
   /** Records a protocol violation, kills the worker, fails the pending call. */
