@@ -4,7 +4,7 @@
  */
 import { Hono } from "hono";
 import type { Context } from "hono";
-import type { ResolvedProject } from "../config/types.ts";
+import type { ResolvedApi, ResolvedProject } from "../config/types.ts";
 import type { Logger } from "../log/logger.ts";
 import { ApiError } from "../errors/api_error.ts";
 import type { KeyStore } from "../security/api_keys.ts";
@@ -59,6 +59,7 @@ export function createApp(options: AppOptions): CortexApp {
     c.set("api", undefined);
     c.set("keyId", undefined);
     c.set("queueMs", undefined);
+    c.set("batchSize", undefined);
     const started = performance.now();
     await next();
     c.res.headers.set("x-request-id", id);
@@ -81,6 +82,7 @@ export function createApp(options: AppOptions): CortexApp {
         status: c.res.status,
         latency_ms: round(ms),
         queue_ms: queueMs,
+        batch_size: c.get("batchSize"),
         key_id: c.get("keyId"),
       });
     }
@@ -93,12 +95,21 @@ export function createApp(options: AppOptions): CortexApp {
   for (const api of project.apis) {
     const pool = pools.get(api.name);
     if (pool === undefined) throw new Error(`No pool for api ${api.name}`);
+    const metrics = options.metrics;
+    if (api.batching !== undefined && metrics !== undefined) {
+      pool.addBatchListener((size) => metrics.observeBatch(api.name, size));
+    }
+    const batched = api.batching !== undefined;
     app.post(api.endpoint, async (c) => {
       c.set("api", api.name);
       const body = await readBody(c.req.raw, options.maxBodyBytes);
       checkJson(body);
       const debug = c.req.query("debug") === "true";
-      const prediction = await pool.submit(body, { debug, signal: c.req.raw.signal });
+      const prediction = await pool.submit(body, {
+        debug,
+        signal: c.req.raw.signal,
+        onBatch: batched ? (size) => c.set("batchSize", size) : undefined,
+      });
       if (api.tracker !== undefined) options.metrics?.track(api.name, api.tracker, prediction.body);
       c.set("queueMs", round(prediction.queueMs));
       return c.body(prediction.body as Uint8Array<ArrayBuffer>, 200, JSON_HEADERS);
@@ -110,6 +121,7 @@ export function createApp(options: AppOptions): CortexApp {
         endpoint: api.endpoint,
         status: status.status,
         replicas: status.replicas,
+        batching: batchingOf(api),
         last_error: status.last_error ?? null,
         usage: `POST a JSON sample to ${api.endpoint}; the answer is predict's return value as JSON`,
         example:
@@ -148,6 +160,7 @@ export function createApp(options: AppOptions): CortexApp {
       deployment: project.deployment.name,
       apis: statuses().map((s) => ({
         ...s,
+        batching: batchingOf(project.apis.find((api) => api.name === s.name)!),
         last_error: s.last_error ?? null,
         ...stats.of(s.name).snapshot(),
       })),
@@ -199,6 +212,13 @@ function errorResponse(c: Context<AppEnv>, error: ApiError, options: AppOptions)
   const headers: Record<string, string> = { ...error.headers };
   if (error.retryAfter !== undefined) headers["retry-after"] = String(error.retryAfter);
   return c.json(body, error.status, headers);
+}
+
+/** An API's `server_side_batching` as `GET /` and `GET <endpoint>` show it; null when off. */
+function batchingOf(api: ResolvedApi): { max_batch_size: number; batch_interval_ms: number } | null {
+  const batching = api.batching;
+  if (batching === undefined) return null;
+  return { max_batch_size: batching.maxBatchSize, batch_interval_ms: batching.batchIntervalMs };
 }
 
 function round(ms: number): number {

@@ -13,5 +13,7 @@ export type AppEnv = {
     keyId: string | undefined;
     /** Time the request waited for a replica, in milliseconds. */
     queueMs: number | undefined;
+    /** Requests in the batch this request ran in (server-side batching only). */
+    batchSize: number | undefined;
   };
 };

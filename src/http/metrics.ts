@@ -27,6 +27,8 @@ const VALUE_BUCKETS = (() => {
   const positive = [0.01, 0.1, 0.5, 1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 1e4, 1e5, 1e6];
   return [...positive.map((v) => -v).reverse(), 0, ...positive];
 })();
+/** Requests per batch (server-side batching): powers of two up to the largest max_batch_size. */
+const BATCH_SIZE_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024];
 /** Distinct classes counted per API; later ones are counted as `__other__`. */
 export const MAX_CLASSES_PER_API = 500;
 const MAX_CLASS_CHARS = 128;
@@ -53,6 +55,8 @@ export class ServerMetrics {
   readonly #classes: Counter<"api" | "class">;
   readonly #values: Histogram<"api">;
   readonly #skipped: Counter<"api">;
+  readonly #batchSize: Histogram<"api">;
+  readonly #batchChildren = new Map<string, Observer>();
   readonly #requestChildren = new Map<string, Child>();
   readonly #latencyChildren = new Map<string, Observer>();
   readonly #queueChildren = new Map<string, Observer>();
@@ -103,7 +107,19 @@ export class ServerMetrics {
       labelNames: ["api"],
       registers,
     });
+    this.#batchSize = new Histogram({
+      name: "cortex_serve_batch_size",
+      help: "Requests per predict call of an API with server_side_batching",
+      labelNames: ["api"],
+      buckets: BATCH_SIZE_BUCKETS,
+      registers,
+    });
     this.#scrapeTimeMetrics(sources, registers);
+  }
+
+  /** Counts one batch of `size` requests sent to a worker (server-side batching). */
+  observeBatch(api: string, size: number): void {
+    this.#observer(this.#batchChildren, this.#batchSize, api).observe(size);
   }
 
   /** Counts one finished API request (`seconds` from arrival to response). */

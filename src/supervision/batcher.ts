@@ -103,6 +103,11 @@ export class Batcher<T extends Batchable> {
     return batch;
   }
 
+  /** Clears the timer (the queue is empty); the next `take` arms it again. */
+  clear(): void {
+    this.#disarm();
+  }
+
   /** Clears the timer; `take` arms none afterwards. */
   close(): void {
     this.#closed = true;

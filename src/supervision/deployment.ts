@@ -122,6 +122,7 @@ export class Deployment {
       queuePerReplica: rt.queuePerReplica,
       maxReplicas: api.compute.maxReplicas,
       predictTimeoutMs: rt.predictTimeoutMs,
+      batching: api.batching,
       logger: rt.logger,
     });
     const replicas = Array.from({ length: count }, (_, index) => this.#replica(api, index, pool));

@@ -6,6 +6,8 @@
 import type { Logger } from "../log/logger.ts";
 import { ApiError } from "../errors/api_error.ts";
 import { BoundedQueue } from "./queue.ts";
+import { Batcher, RunningBatch } from "./batcher.ts";
+import type { ResolvedBatching } from "../config/types.ts";
 import type { Replica, ReplicaState } from "./replica.ts";
 
 /** What {@link ApiPool.submit} needs besides the sample. */
@@ -13,6 +15,8 @@ export interface SubmitOptions {
   readonly debug: boolean;
   /** Aborts when the client went away; a queued request is then dropped. */
   readonly signal?: AbortSignal;
+  /** Told the size of the batch the request runs in (server-side batching only). */
+  readonly onBatch?: ((size: number) => void) | undefined;
 }
 
 /** A prediction and how long it waited for a replica. */
@@ -30,6 +34,8 @@ export interface PoolOptions {
   readonly maxReplicas: number;
   /** Deadline of a request from its arrival, queue wait included. */
   readonly predictTimeoutMs: number;
+  /** Server-side batching (`server_side_batching:`); one request per call when absent. */
+  readonly batching?: ResolvedBatching | undefined;
   readonly logger: Logger;
 }
 
@@ -47,6 +53,9 @@ interface Job {
   readonly deadline: AbortController;
   readonly resolve: (value: Prediction) => void;
   readonly reject: (error: Error) => void;
+  readonly onBatch: ((size: number) => void) | undefined;
+  /** The batch the request runs in, once it left the queue (server-side batching). */
+  batch: RunningBatch<Job> | undefined;
   /** Stops watching the deadline and the client. */
   cleanup: () => void;
 }
@@ -67,11 +76,26 @@ export class ApiPool {
   /** Requests queued or running, watched for their deadline by one ticking timer. */
   readonly #active = new Set<Job>();
   #ticker: ReturnType<typeof setInterval> | undefined;
+  readonly #batcher: Batcher<Job> | undefined;
+  readonly #batchListeners: ((size: number) => void)[] = [];
 
   constructor(options: PoolOptions) {
     this.api = options.api;
     this.#o = options;
     this.#queue = new BoundedQueue(options.queuePerReplica * Math.max(options.maxReplicas, 1));
+    if (options.batching !== undefined) {
+      this.#batcher = new Batcher({ settings: options.batching, onDue: () => this.dispatch() });
+    }
+  }
+
+  /** Server-side batching settings, `undefined` when off. */
+  get batching(): ResolvedBatching | undefined {
+    return this.#batcher?.settings;
+  }
+
+  /** Calls `listener` with the size of every batch sent to a worker. */
+  addBatchListener(listener: (size: number) => void): void {
+    this.#batchListeners.push(listener);
   }
 
   /** Replicas currently behind this pool. */
@@ -155,6 +179,8 @@ export class ApiPool {
         deadline: new AbortController(),
         resolve,
         reject,
+        onBatch: options.onBatch,
+        batch: undefined,
         cleanup: () => {},
       };
       // The queue grows and shrinks with the replicas: --queue places each.
@@ -187,10 +213,18 @@ export class ApiPool {
       const at = (first + i) % replicas.length;
       const replica = replicas[at]!;
       if (replica.state !== "ready") continue;
-      const job = this.#queue.shift();
-      if (job) this.#start(replica, job);
+      if (this.#batcher !== undefined) {
+        // Several waiting requests leave together, or none until the batch is due.
+        const batch = this.#batcher.take(this.#queue);
+        if (batch === undefined) break;
+        this.#startBatch(replica, batch);
+      } else {
+        const job = this.#queue.shift();
+        if (job) this.#start(replica, job);
+      }
       this.#nextReplica = at + 1;
     }
+    if (this.#queue.length === 0) this.#batcher?.clear();
     if (this.#queue.length === 0 && this.#inFlight === 0) this.#idle?.();
   }
 
@@ -208,6 +242,7 @@ export class ApiPool {
     ]);
     clearTimeout(timer);
     this.#idle = undefined;
+    this.#batcher?.close();
     if (!finished) {
       for (const job of this.#queue.drain()) {
         this.#settle(job, new ApiError("SHUTTING_DOWN", "The server shut down before this request ran"));
@@ -245,7 +280,9 @@ export class ApiPool {
     this.#active.add(job);
     this.#ticker ??= setInterval(() => this.#expire(), this.#tickMs());
     const onClientGone = () => {
-      if (!job.queued) return; // running: let it finish, the worker stays healthy
+      // Running: let it finish, the worker stays healthy. A batch is
+      // cancelled only once every request in it has gone.
+      if (!job.queued) return void job.batch?.leave(job);
       this.#queue.cancel(job);
       this.#settle(job, new ApiError("BAD_REQUEST", "The client closed the connection"));
       this.#o.logger.debug("client went away while queued", { api: this.api });
@@ -302,6 +339,44 @@ export class ApiPool {
       (error: Error) => this.#settle(job, error),
     ).finally(() => {
       this.#inFlight--;
+      this.dispatch();
+    });
+  }
+
+  /**
+   * Runs a batch on one replica. The batch's `predict` has its own deadline,
+   * `predictTimeoutMs` from now; each request gets its own answer.
+   */
+  #startBatch(replica: Replica, jobs: Job[]): void {
+    const batch = new RunningBatch(jobs);
+    const size = jobs.length;
+    const started = performance.now();
+    let debug = false;
+    for (const job of jobs) {
+      job.queued = false;
+      job.batch = batch;
+      this.#active.delete(job); // the batch's deadline applies from now on
+      debug ||= job.debug;
+      job.onBatch?.(size);
+    }
+    if (this.#active.size === 0) this.#stopTicker();
+    for (const listener of this.#batchListeners) listener(size);
+    this.#inFlight += size;
+    const deadline = new AbortController();
+    const timer = setTimeout(() => deadline.abort(), this.#o.predictTimeoutMs);
+    replica.runBatch(jobs.map((job) => job.sample), debug, deadline.signal).then(
+      (answers) => {
+        jobs.forEach((job, i) => {
+          const answer = answers[i]!;
+          if (answer instanceof ApiError) return this.#settle(job, answer);
+          job.cleanup();
+          job.resolve({ body: answer, queueMs: started - job.arrived });
+        });
+      },
+      (error: Error) => jobs.forEach((job) => this.#settle(job, error)),
+    ).finally(() => {
+      clearTimeout(timer);
+      this.#inFlight -= size;
       this.dispatch();
     });
   }

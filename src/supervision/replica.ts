@@ -113,7 +113,29 @@ export class Replica {
    * @param deadline aborts when the request's time is up: the worker is
    *   killed, the request gets 504 and the replica restarts
    */
-  async run(sample: Uint8Array, debug: boolean, deadline: AbortSignal): Promise<Uint8Array> {
+  run(sample: Uint8Array, debug: boolean, deadline: AbortSignal): Promise<Uint8Array> {
+    return this.#call(deadline, (worker) => worker.predict(sample, debug));
+  }
+
+  /**
+   * Runs one batch: the user's `predict` receives every sample in one list.
+   * Resolves with one answer per sample, in order: the prediction, or the
+   * ApiError of that sample (a raise, a wrong return or one unserialisable
+   * prediction). Rejects with an ApiError when the worker died (502) or the
+   * deadline passed (504): every request of the batch failed. Only call when
+   * `state` is `ready`.
+   */
+  async runBatch(
+    samples: readonly Uint8Array[],
+    debug: boolean,
+    deadline: AbortSignal,
+  ): Promise<(Uint8Array | ApiError)[]> {
+    const outcomes = await this.#call(deadline, (worker) => worker.predictBatch(samples, debug));
+    return outcomes.map((outcome) => outcome.ok ? outcome.body : this.#requestError(outcome.error));
+  }
+
+  /** Runs one call on the worker, with the deadline and the busy state around it. */
+  async #call<T>(deadline: AbortSignal, call: (worker: WorkerProcess) => Promise<T>): Promise<T> {
     const worker = this.#worker;
     if (this.#state !== "ready" || worker === undefined) {
       throw new Error(`Replica ${this.index} is ${this.#state}, not ready`);
@@ -128,7 +150,7 @@ export class Replica {
       timedOut.reject(this.#timeoutError());
     };
     deadline.addEventListener("abort", onDeadline, { once: true });
-    const predicting = worker.predict(sample, debug);
+    const predicting = call(worker);
     predicting.catch(() => {}); // after a timeout nobody waits for it
     try {
       const result = await Promise.race([predicting, timedOut.promise]);
