@@ -4,7 +4,18 @@
  * interval ends, and each way a batch can fail costs exactly that batch.
  */
 import assert from "node:assert/strict";
-import { delay, makeProject, post, type ServerProcess, singleApiConfig, startServer } from "./_helpers.ts";
+import { join } from "node:path";
+import { runCli } from "./_cli.ts";
+import {
+  delay,
+  makeProject,
+  post,
+  PYTHON,
+  ROOT,
+  type ServerProcess,
+  singleApiConfig,
+  startServer,
+} from "./_helpers.ts";
 
 /**
  * A batched predict. Each sample is {"id": ..., "mode": ...}; the first
@@ -47,7 +58,10 @@ function batchingConfig(maxBatchSize: number, interval: string): string {
   );
 }
 
-async function postAll(url: string, samples: unknown[]): Promise<{ status: number; body: any }[]> {
+/** A parsed JSON body, as loosely typed as `Response.json()` gives it. */
+type Body = Awaited<ReturnType<Response["json"]>>;
+
+async function postAll(url: string, samples: unknown[]): Promise<{ status: number; body: Body }[]> {
   return await Promise.all(samples.map(async (sample) => {
     const res = await post(url, sample);
     return { status: res.status, body: await res.json() };
@@ -204,4 +218,62 @@ Deno.test("without server_side_batching, predict still receives one sample", asy
   assert.equal(index.apis[0].batching, null);
   const logged = await requestLines(server, 2);
   assert.ok(logged.every((r) => !("batch_size" in r)));
+});
+
+Deno.test("examples/iris-batch classifies concurrent requests, each with its own answer", async () => {
+  await using server = await startServer(join(ROOT, "examples", "iris-batch"));
+  const flowers: [number[], string][] = [
+    [[5.1, 3.5, 1.4, 0.2], "iris-setosa"],
+    [[6.6, 2.9, 4.6, 1.3], "iris-versicolor"],
+    [[7.7, 2.6, 6.9, 2.3], "iris-virginica"],
+    [[4.9, 3.0, 1.4, 0.2], "iris-setosa"],
+    [[6.7, 3.1, 4.4, 1.4], "iris-versicolor"],
+    [[6.9, 3.2, 5.7, 2.3], "iris-virginica"],
+  ];
+  const samples = [...flowers, ...flowers.toReversed()].map(([[a, b, c, d]]) => ({
+    sepal_length: a,
+    sepal_width: b,
+    petal_length: c,
+    petal_width: d,
+  }));
+  const answers = await postAll(`${server.url}/iris-batch/classifier`, samples);
+  assert.deepEqual(
+    answers.map((a) => a.body),
+    [...flowers, ...flowers.toReversed()].map(([, label]) => label),
+  );
+  const sample = JSON.parse(await Deno.readTextFile(join(ROOT, "examples", "iris-batch", "sample.json")));
+  assert.deepEqual((await postAll(`${server.url}/iris-batch/classifier`, [sample]))[0], {
+    status: 200,
+    body: "iris-setosa",
+  });
+  const logged = await requestLines(server, 13);
+  assert.ok(logged.every((r) => typeof r.batch_size === "number" && r.batch_size >= 1));
+});
+
+Deno.test("validate passes examples/iris-batch and prints its batching", async () => {
+  const validated = await runCli(["validate", "examples/iris-batch", `--python=${PYTHON}`]);
+  assert.equal(validated.code, 0, validated.stderr);
+  assert.match(
+    validated.stdout,
+    /^ok: deployment iris-batch: classifier \(\/iris-batch\/classifier, batches of up to 32 within 5 ms\); /,
+  );
+});
+
+Deno.test("validate lists server_side_batching mistakes with their lines", async () => {
+  await using project = await makeProject({
+    "cortex.yaml": singleApiConfig(
+      "  server_side_batching:\n    max_batch_size: 1\n    batch_interval: 20\n",
+    ),
+    "inference.py": INFERENCE,
+  });
+  const validated = await runCli(["validate", project.path, `--python=${PYTHON}`]);
+  assert.equal(validated.code, 1);
+  assert.match(
+    validated.stderr,
+    /^cortex\.yaml:8:21: api "api": server_side_batching\.max_batch_size: must be a whole number from 2 to 1024, got 1 /m,
+  );
+  assert.match(
+    validated.stderr,
+    /^cortex\.yaml:9:21: api "api": server_side_batching\.batch_interval: must be a duration with its unit, got 20 \(fix: write the unit, such as "20s" or "20ms"\)$/m,
+  );
 });

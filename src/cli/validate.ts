@@ -135,13 +135,21 @@ export async function validate(options: ValidateOptions): Promise<number> {
     console.error(`error: ${count} problem${count === 1 ? "" : "s"} in ${options.projectDir}`);
     return 1;
   }
-  const apis = project!.apis.map((api) => `${api.name} (${api.endpoint})`).join(", ");
+  const apis = project!.apis.map(describeApi).join(", ");
   console.log(
     `ok: deployment ${project!.deployment.name}: ${apis}; ${files} files would be staged; Python ${
       python!.version
     }`,
   );
   return 0;
+}
+
+/** `classifier (/iris/classifier)`, with its batching when on: `…, batches of up to 8 within 5 ms)`. */
+function describeApi(api: ResolvedApi): string {
+  const batching = api.batching === undefined
+    ? ""
+    : `, batches of up to ${api.batching.maxBatchSize} within ${api.batching.batchIntervalMs} ms`;
+  return `${api.name} (${api.endpoint}${batching})`;
 }
 
 /**
