@@ -5,12 +5,12 @@
  * markdown table on stdout. Progress goes to stderr. Every process started
  * here is stopped before it returns, on Ctrl-C and SIGTERM too.
  *
- * Usage: deno run -A scripts/bench/bench.ts [--duration 5] [--cases noop,iris,1mb,cpu1,cpu2]
+ * Usage: deno run -A scripts/bench/bench.ts [--duration 5] [--cases noop,iris,1mb,cpu1,cpu2,batch,batch+on]
  */
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { type Case, CASES, type ServerKind } from "./cases.ts";
-import { type Measurement, table } from "./table.ts";
+import { BATCHING, type Case, CASES, type ServerKind } from "./cases.ts";
+import { batchingSummary, type Measurement, table } from "./table.ts";
 import { Processes, rssKiB } from "./processes.ts";
 
 const HERE = import.meta.dirname!;
@@ -48,7 +48,7 @@ try {
         if (kind === "cortex-serve" && benchCase.name === "noop") {
           idleServerKiB = await rssKiB(server.pid, false);
         }
-        for (const c of CONCURRENCY) {
+        for (const c of benchCase.concurrency ?? CONCURRENCY) {
           await wrk(url, body, c, 1); // warm-up
           const sampler = processes.sampleRss(server.pid);
           const run = await wrk(url, body, c, seconds);
@@ -66,7 +66,9 @@ try {
   await Deno.remove(work, { recursive: true }).catch(() => {});
 }
 console.log(await header());
-console.log(table(results));
+console.log(table(results, (name) => CASES.find((c) => c.name === name)?.baseline ?? name));
+const summary = batchingSummary(results, BATCHING.batchIntervalMs);
+if (summary !== undefined) console.log(`\n${summary}`);
 if (idleServerKiB !== undefined) {
   console.log(
     `\ncortex-serve server process at idle (no Python): ${(idleServerKiB / 1024).toFixed(0)} MiB RSS`,

@@ -26,6 +26,10 @@ export interface Case {
   readonly servers: readonly ServerKind[];
   /** The request body. */
   readonly body: () => string;
+  /** wrk connections of each run; default 1 and 16. */
+  readonly concurrency?: readonly number[];
+  /** Another case whose peers this case's cortex-serve is compared with (same model, other settings). */
+  readonly baseline?: string;
 }
 
 const PEERS: readonly ServerKind[] = ["cortex-serve", "flask+waitress", "fastapi+uvicorn"];
@@ -49,6 +53,21 @@ function cpuProject(work: string, replicas: number): string {
       `min_replicas: ${replicas}`,
     ),
   );
+  return dir;
+}
+
+/** The `batch` case's batching: up to 32 requests per call, waiting at most 2 ms. */
+export const BATCHING = { maxBatchSize: 32, batchIntervalMs: 2 } as const;
+
+/** The per-call-cost project, with `server_side_batching` or without, written into `work`. */
+function batchProject(work: string, batching: boolean): string {
+  const dir = join(work, batching ? "batch-on" : "batch-off");
+  Deno.mkdirSync(dir, { recursive: true });
+  Deno.copyFileSync(join(PROJECTS, "batch", "inference.py"), join(dir, "inference.py"));
+  const config = Deno.readTextFileSync(join(PROJECTS, "batch", "cortex.yaml"));
+  const settings = `  server_side_batching:\n    max_batch_size: ${BATCHING.maxBatchSize}\n` +
+    `    batch_interval: ${BATCHING.batchIntervalMs}ms\n`;
+  Deno.writeTextFileSync(join(dir, "cortex.yaml"), batching ? config + settings : config);
   return dir;
 }
 
@@ -104,5 +123,29 @@ export const CASES: readonly Case[] = [
     // waitress serves from one process: it has no two-replica setup.
     servers: ["cortex-serve", "fastapi+uvicorn"],
     body: () => JSON.stringify({ n: 150_000 }),
+  },
+  {
+    name: "batch",
+    project: (work) => batchProject(work, false),
+    inference: "inference.py",
+    metadata: {},
+    endpoint: "/bench/batch",
+    replicas: 1,
+    servers: PEERS,
+    body: () => JSON.stringify({ id: 1, ...SAMPLE }),
+    concurrency: [1, 32],
+  },
+  {
+    name: "batch+on",
+    project: (work) => batchProject(work, true),
+    inference: "inference.py",
+    metadata: {},
+    endpoint: "/bench/batch",
+    replicas: 1,
+    // The peers cannot batch: this case is compared with theirs in "batch".
+    servers: ["cortex-serve"],
+    body: () => JSON.stringify({ id: 1, ...SAMPLE }),
+    concurrency: [1, 32],
+    baseline: "batch",
   },
 ];

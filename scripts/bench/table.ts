@@ -16,15 +16,21 @@ export interface Measurement {
 
 const PEERS: readonly ServerKind[] = ["flask+waitress", "fastapi+uvicorn"];
 
-/** Renders `results` as one markdown table. */
-export function table(results: readonly Measurement[]): string {
+/**
+ * Renders `results` as one markdown table. `baseline` names, for a case,
+ * the case whose peers it is compared with (default: itself).
+ */
+export function table(
+  results: readonly Measurement[],
+  baseline: (benchCase: string) => string = (name) => name,
+): string {
   const lines = [
     "| case | server | c | req/s | p50 | p99 | errors | RSS MiB | req/s vs best peer | p50 vs best peer |",
     "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|",
   ];
   for (const m of results) {
     const peers = results.filter((p) =>
-      p.benchCase === m.benchCase && p.concurrency === m.concurrency && PEERS.includes(p.server)
+      p.benchCase === baseline(m.benchCase) && p.concurrency === m.concurrency && PEERS.includes(p.server)
     );
     const ours = m.server === "cortex-serve" && peers.length > 0;
     const bestRps = Math.max(...peers.map((p) => p.rps));
@@ -51,4 +57,35 @@ function memory(m: Measurement): string {
 
 function ratio(value: number): string {
   return `${value.toFixed(2)}×`;
+}
+
+/**
+ * The batching targets, from the `batch` (off) and `batch+on` runs of
+ * cortex-serve: req/s and p99 at the highest concurrency, p50 at c=1.
+ */
+export function batchingSummary(results: readonly Measurement[], intervalMs: number): string | undefined {
+  const ours = (name: string, c: number) =>
+    results.find((m) => m.benchCase === name && m.server === "cortex-serve" && m.concurrency === c);
+  const high = Math.max(...results.filter((m) => m.benchCase === "batch+on").map((m) => m.concurrency));
+  const [offHigh, onHigh, offOne, onOne] = [
+    ours("batch", high),
+    ours("batch+on", high),
+    ours("batch", 1),
+    ours("batch+on", 1),
+  ];
+  const lines: string[] = [];
+  if (offHigh !== undefined && onHigh !== undefined) {
+    lines.push(
+      `batching at c=${high}: ${ratio(onHigh.rps / offHigh.rps)} the req/s without it (target ≥ 5×); ` +
+        `p99 ${duration(onHigh.p99Us)} against ${duration(offHigh.p99Us)} (target: no worse)`,
+    );
+  }
+  if (offOne !== undefined && onOne !== undefined) {
+    const allowed = offOne.p50Us * 1.1 + intervalMs * 1000;
+    lines.push(
+      `batching at c=1: p50 ${duration(onOne.p50Us)} against ${duration(offOne.p50Us)} without it; ` +
+        `allowed ${duration(Math.round(allowed))} (batch_interval ${intervalMs} ms + 10 %)`,
+    );
+  }
+  return lines.length === 0 ? undefined : lines.join("\n");
 }
