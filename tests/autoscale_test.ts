@@ -28,7 +28,7 @@ Deno.test("requests rotate over ready replicas", async () => {
     "inference.py": CPU_BOUND,
     "cortex.yaml": singleApiConfig("  compute:\n    min_replicas: 2\n"),
   });
-  await using server = await startServer(project.path);
+  await using server = await startServer(project.path, { replicas: 2 });
   const url = `${server.url}/test/api`;
   const pids: number[] = [];
   for (let i = 0; i < 6; i++) pids.push(await pidOf(url, { ms: 0 }));

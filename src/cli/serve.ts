@@ -149,6 +149,10 @@ async function run(options: ServeOptions, logger: Logger, stop: StopListener): P
     socket: Deno.env.get("NOTIFY_SOCKET"),
     logger,
   });
+  reloader.whenReady(stop.signal).then(
+    () => logger.info("every api is ready", { url: base }),
+    () => {}, // stopped first
+  );
   notifier.readyWhen(
     (signal) => reloader.whenReady(signal),
     `Serving ${project.deployment.name} at ${base}`,
