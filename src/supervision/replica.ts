@@ -125,8 +125,9 @@ export class Replica {
       if (this.state !== "busy" || this.#worker !== worker) return;
       this.#log.warn("predict timed out: stopping the worker", { pid: worker.pid });
       this.#fire("timeout");
-      this.#terminate(worker);
+      // Settled before the kill: a worker that dies at once still makes this a 504.
       timedOut.reject(this.#timeoutError());
+      this.#terminate(worker);
     };
     deadline.addEventListener("abort", onDeadline, { once: true });
     const predicting = worker.predict(sample, debug);
