@@ -87,8 +87,10 @@ Deno.test("pool: waiting past --queue-timeout is 503 with Retry-After and never 
   // Overload: predict takes longer than the queue timeout; 6 requests on one replica.
   const { pool, spawners, stop } = await makePool({ queueTimeoutMs: 40, predictTimeoutMs: 10_000 });
   const worker = spawners[0]!.last;
-  const results = Array.from({ length: 6 }, (_, i) =>
-    pool.submit(sample(i), { debug: false }).then(text, (e: ApiError) => e));
+  const results = Array.from(
+    { length: 6 },
+    (_, i) => pool.submit(sample(i), { debug: false }).then(text, (e: ApiError) => e),
+  );
   const late = await results[5]!;
   assert.ok(typeof late !== "string");
   assert.equal(late.code, "QUEUE_TIMEOUT");
@@ -228,7 +230,13 @@ Deno.test("pool: work rotates over ready replicas; a busy one is skipped", async
 
 Deno.test("pool: not ready while no replica has started; 503 with the cause when init failed", async () => {
   const { logger } = recordingLogger();
-  const pool = new ApiPool({ api: "api", queuePerReplica: 1, maxReplicas: 1, predictTimeoutMs: 1000, logger });
+  const pool = new ApiPool({
+    api: "api",
+    queuePerReplica: 1,
+    maxReplicas: 1,
+    predictTimeoutMs: 1000,
+    logger,
+  });
   const spawner = new FakeSpawner({ fail: "ModuleNotFoundError: No module named 'torch'" });
   const replica = new Replica({
     api: "api",
@@ -248,7 +256,8 @@ Deno.test("pool: not ready while no replica has started; 503 with the cause when
   await waitUntil([pool.changes], () => replica.state === "init_failed" || undefined, { timeoutMs: 2000 });
   await assert.rejects(
     pool.submit(sample(1), { debug: false }),
-    (e: ApiError) => e.code === "NOT_READY" && /init failed: init failed: ModuleNotFoundError/.test(e.message),
+    (e: ApiError) =>
+      e.code === "NOT_READY" && /init failed: init failed: ModuleNotFoundError/.test(e.message),
   );
   await replica.stop();
 });

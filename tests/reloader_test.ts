@@ -44,9 +44,13 @@ function replicasOf(deployment: Deployment): Replica[] {
 
 function stopped(deployment: Deployment): Promise<true> {
   const replicas = replicasOf(deployment);
-  return waitUntil(replicas.map((r) => r.changes), () => replicas.every((r) => r.state === "stopped") || undefined, {
-    timeoutMs: 2000,
-  });
+  return waitUntil(
+    replicas.map((r) => r.changes),
+    () => replicas.every((r) => r.state === "stopped") || undefined,
+    {
+      timeoutMs: 2000,
+    },
+  );
 }
 
 function generation(deployment: Deployment, fetch?: Generation["fetch"]): Generation {
@@ -77,7 +81,10 @@ Deno.test("deployment: whenReady with failOnInitError rejects when every replica
   const { logger } = recordingLogger();
   const { deployment: d } = await deployment(logger, { fail: "ImportError: no torch" });
   d.start();
-  await assert.rejects(d.whenReady(undefined, { failOnInitError: true }), /api classifier: init failed: ImportError/);
+  await assert.rejects(
+    d.whenReady(undefined, { failOnInitError: true }),
+    /api classifier: init failed: ImportError/,
+  );
   const aborted = new AbortController();
   const pending = d.whenReady(aborted.signal);
   aborted.abort(new Error("stop"));
@@ -106,7 +113,10 @@ Deno.test("reload before the first version was ready: readiness follows the swit
   assert.equal(switched.length, 1);
   assert.equal(reloader.current, switched[0]);
   await stopped(first.deployment);
-  assert.ok(!records.some((r) => r.level === "error"), JSON.stringify(records.filter((r) => r.level === "error")));
+  assert.ok(
+    !records.some((r) => r.level === "error"),
+    JSON.stringify(records.filter((r) => r.level === "error")),
+  );
   await reloader.stop(100);
 });
 
@@ -180,6 +190,10 @@ Deno.test("reload: a build that throws is logged and reload resolves false", asy
     logger,
   });
   assert.equal(await reloader.reload(), false);
-  assert.ok(records.some((r) => r.msg === "reload failed: the running version keeps serving" && r.error === "cortex.yaml: bad"));
+  assert.ok(
+    records.some((r) =>
+      r.msg === "reload failed: the running version keeps serving" && r.error === "cortex.yaml: bad"
+    ),
+  );
   await reloader.stop(100);
 });

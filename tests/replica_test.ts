@@ -45,7 +45,10 @@ Deno.test("transition table: every state but stopped can stop; an illegal event 
     else assert.equal(events.stop?.to, "stopped", state);
   }
   assert.equal(nextState("ready", "dispatch").to, "busy");
-  assert.throws(() => nextState("starting", "dispatch"), /Illegal replica transition: event "dispatch" in state "starting"/);
+  assert.throws(
+    () => nextState("starting", "dispatch"),
+    /Illegal replica transition: event "dispatch" in state "starting"/,
+  );
   assert.throws(() => nextState("stopped", "spawn"), /Illegal/);
 });
 
@@ -62,7 +65,12 @@ Deno.test("replica: starting → ready → busy → ready, each transition logge
   await replica.stop();
   assert.deepEqual(states, ["ready", "busy", "ready", "stopped"]);
   const logged = records.filter((r) => r.msg === "replica state").map((r) => `${r.from}-${r.event}->${r.to}`);
-  assert.deepEqual(logged, ["starting-ready->ready", "ready-dispatch->busy", "busy-done->ready", "ready-stop->stopped"]);
+  assert.deepEqual(logged, [
+    "starting-ready->ready",
+    "ready-dispatch->busy",
+    "busy-done->ready",
+    "ready-stop->stopped",
+  ]);
   assert.ok(records.every((r) => r.msg !== "replica state" || r.level === "debug"));
 });
 
@@ -76,7 +84,10 @@ Deno.test("replica: a Python error costs one request; an unparsable sample is a 
   await assert.rejects(failing, (e: ApiError) => e.code === "PREDICT_FAILED" && e.status === 500);
   const bad = replica.run(sample(1), false, never());
   spawner.last.failPredict("sample", "it nests too deeply to parse");
-  await assert.rejects(bad, (e: ApiError) => e.status === 400 && /not valid JSON: it nests too deeply/.test(e.message));
+  await assert.rejects(
+    bad,
+    (e: ApiError) => e.status === 400 && /not valid JSON: it nests too deeply/.test(e.message),
+  );
   assert.equal(replica.state, "ready");
   assert.equal(spawner.workers.length, 1);
   await replica.stop();
@@ -163,7 +174,10 @@ Deno.test("replica: over compute.mem the worker is killed; the request gets 502 
   replica.start();
   await stateIs(replica, "ready");
   const running = replica.run(sample(1), false, never());
-  await assert.rejects(running, (e: ApiError) => e.code === "OUT_OF_MEMORY" && /over compute.mem/.test(e.message));
+  await assert.rejects(
+    running,
+    (e: ApiError) => e.code === "OUT_OF_MEMORY" && /over compute.mem/.test(e.message),
+  );
   await stateIs(replica, "ready");
   assert.deepEqual(states.slice(0, 4), ["ready", "busy", "out_of_memory", "starting"]);
   await replica.stop();

@@ -28,7 +28,11 @@ export class ChannelListener {
   readonly #fallback: boolean;
   #closed = false;
 
-  private constructor(path: string, listener: Deno.Listener<Deno.UnixConn, Deno.UnixAddr>, fallback: boolean) {
+  private constructor(
+    path: string,
+    listener: Deno.Listener<Deno.UnixConn, Deno.UnixAddr>,
+    fallback: boolean,
+  ) {
     this.path = path;
     this.#listener = listener;
     this.#fallback = fallback;

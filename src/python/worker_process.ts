@@ -282,7 +282,9 @@ export class WorkerProcess {
     // was told to); a worker still running a moment later is unusable.
     if (this.#shuttingDown || this.#failure !== undefined) return;
     await settleWithin(ended, CHANNEL_END_GRACE_MS);
-    if (!this.#ended && !this.#shuttingDown) this.#violation("it closed its control channel but kept running");
+    if (!this.#ended && !this.#shuttingDown) {
+      this.#violation("it closed its control channel but kept running");
+    }
   }
 
   #deliver(message: WorkerMessage): void {

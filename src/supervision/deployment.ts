@@ -14,7 +14,6 @@ import { Replica } from "./replica.ts";
 import { waitUntil } from "./events.ts";
 import type { SpawnWorker } from "./replica_worker.ts";
 
-
 /** How workers are run; the same for every API. */
 export interface RuntimeOptions {
   /** Interpreter command or path. */

@@ -10,7 +10,12 @@
  * {@link Replica.run}.
  */
 import type { InitMessage } from "../python/protocol.ts";
-import { describeExit, InitFailedError, PredictFailedError, type WorkerExit } from "../python/worker_process.ts";
+import {
+  describeExit,
+  InitFailedError,
+  PredictFailedError,
+  type WorkerExit,
+} from "../python/worker_process.ts";
 import type { Logger } from "../log/logger.ts";
 import { ApiError } from "../errors/api_error.ts";
 import { backoffDelay, type BackoffOptions } from "./backoff.ts";
@@ -254,7 +259,11 @@ export class Replica {
       this.#readyAt = Date.now();
       this.#serving = true;
       this.#lastError = undefined;
-      this.#log.info("worker ready", { pid: ready.pid, python: ready.python, init_ms: Math.round(this.#initMs) });
+      this.#log.info("worker ready", {
+        pid: ready.pid,
+        python: ready.python,
+        init_ms: Math.round(this.#initMs),
+      });
       this.#fire("ready");
     } catch (error) {
       this.#terminate(worker);
