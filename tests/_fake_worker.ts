@@ -41,6 +41,8 @@ export class FakeWorker implements ReplicaWorker {
   /** When set, `shutdown` rejects with this error instead of exiting. */
   shutdownError: Error | undefined;
   shutdowns = 0;
+  /** When set, every later predict is answered with this value at once. */
+  autoAnswer: unknown = undefined;
   #alive = true;
   #exit: WorkerExit | undefined;
   readonly #exited = Promise.withResolvers<WorkerExit>();
@@ -91,6 +93,9 @@ export class FakeWorker implements ReplicaWorker {
     if (!this.#alive) return Promise.reject(new Error("Worker is not running"));
     const text = decoder.decode(sample);
     this.samples.push(text);
+    if (this.autoAnswer !== undefined) {
+      return Promise.resolve(encoder.encode(JSON.stringify(this.autoAnswer)));
+    }
     const reply = new Promise<Uint8Array>((resolve, reject) => {
       this.#predict = { sample: text, resolve, reject };
     });
