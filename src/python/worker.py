@@ -404,11 +404,13 @@ class Worker:
     def _predict(self, message):
         request_id = message["id"]
         debug = bool(message.get("debug"))
+        raw = message["sample"]
         try:
-            raw = message["sample"]
             sample = json.loads(raw)
-        except ValueError as exc:
-            return self.fail(request_id, "sample", "the sample is not valid JSON: %s" % exc, "")
+        except RecursionError:
+            return self.fail(request_id, "sample", "it nests too deeply to parse", "")
+        except Exception as exc:  # noqa: BLE001 - any parse failure is the client's, never the worker's
+            return self.fail(request_id, "sample", str(exc) or type(exc).__name__, "")
         if debug:
             log("api %s request %d sample: %s" % (self.api, request_id, truncate(bytes(raw).decode("utf-8", "replace"))))
         fns = self.functions
