@@ -277,3 +277,17 @@ Deno.test("validate lists server_side_batching mistakes with their lines", async
     /^cortex\.yaml:9:21: api "api": server_side_batching\.batch_interval: must be a duration with its unit, got 20 \(fix: write the unit, such as "20s" or "20ms"\)$/m,
   );
 });
+
+Deno.test("a batch_interval not shorter than --queue-timeout is warned about at startup", async () => {
+  await using project = await makeProject({
+    "cortex.yaml": batchingConfig(8, "2s"),
+    "inference.py": INFERENCE,
+  });
+  await using server = await startServer(project.path, { args: ["--queue-timeout=1s"] });
+  const warning = await server.waitFor((r) =>
+    String(r.msg).startsWith("server_side_batching.batch_interval")
+  );
+  assert.equal(warning.level, "warn");
+  assert.equal(warning.batch_interval_ms, 2000);
+  assert.equal(warning.queue_timeout_ms, 1000);
+});

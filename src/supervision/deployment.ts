@@ -125,6 +125,14 @@ export class Deployment {
         cpu: api.compute.cpu,
       });
     }
+    const queueTimeoutMs = rt.queueTimeoutMs ?? rt.predictTimeoutMs;
+    if (api.batching !== undefined && api.batching.batchIntervalMs >= queueTimeoutMs) {
+      rt.logger.warn(
+        "server_side_batching.batch_interval is not shorter than --queue-timeout: " +
+          "requests of a batch that is not full time out before it leaves",
+        { api: api.name, batch_interval_ms: api.batching.batchIntervalMs, queue_timeout_ms: queueTimeoutMs },
+      );
+    }
     const count = api.compute.initReplicas;
     const pool = new ApiPool({
       api: api.name,
