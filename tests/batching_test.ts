@@ -49,6 +49,8 @@ def predict(samples, metadata):
 def post_inference(prediction, metadata):
     if not isinstance(prediction, dict):
         return prediction
+    if prediction["id"] == "post-raise":
+        raise KeyError("post_inference of one prediction")
     return dict(prediction, post=prediction.get("post", 0) + 1)
 `;
 
@@ -151,7 +153,10 @@ Deno.test("server-side batching through a real worker", async (t) => {
   await t.step("a return that is not a list fails the batch, saying so", async () => {
     for (const answer of await failing("dict")) {
       assert.equal(answer.status, 500);
-      assert.match(answer.body.error, /^predict returned builtins\.dict, not a list, for a batch of 4/);
+      assert.match(
+        answer.body.error,
+        /^predict returned builtins\.dict for a batch of 4: .*must return a list/,
+      );
     }
     await thenOk();
   });
@@ -161,6 +166,12 @@ Deno.test("server-side batching through a real worker", async (t) => {
     assert.deepEqual(answers.map((a) => a.status), [500, 200, 200, 200]);
     assert.match(answers[0]!.body.error, /cannot serialize the prediction: .*builtins\.object/);
     assert.deepEqual(answers.slice(1).map((a) => a.body.id), ["2", "3", "4"]);
+  });
+
+  await t.step("post_inference raising on one prediction fails that request only", async () => {
+    const answers = await postAll(api, [{ id: "1" }, { id: "post-raise" }, { id: "3" }, { id: "4" }]);
+    assert.deepEqual(answers.map((a) => a.status), [200, 500, 200, 200]);
+    assert.equal(answers[1]!.body.error, "KeyError: 'post_inference of one prediction'");
   });
 
   await t.step("a crash fails every request of the batch with 502; the next batch is served", async () => {
@@ -180,10 +191,10 @@ Deno.test("server-side batching through a real worker", async (t) => {
     const metrics = await (await fetch(`${server.url}/metrics`)).text();
     const count = /^cortex_serve_batch_size_count\{api="api"\} (\d+)$/m.exec(metrics);
     assert.ok(count !== null, metrics);
-    // 4 + 1 full batches, one partial (2), 5 failing batches and 4 that followed them.
-    assert.equal(Number(count[1]), 15);
+    // 4 + 1 full batches, one partial (2), 6 failing batches and 4 that followed them.
+    assert.equal(Number(count[1]), 16);
     assert.match(metrics, /^cortex_serve_batch_size_bucket\{le="2",api="api"\} 1$/m);
-    assert.match(metrics, /^cortex_serve_batch_size_sum\{api="api"\} 58$/m);
+    assert.match(metrics, /^cortex_serve_batch_size_sum\{api="api"\} 62$/m);
   });
 });
 

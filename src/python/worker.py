@@ -483,14 +483,13 @@ class Worker:
                 predictions = fns["predict"](samples, self.metadata)
                 if not isinstance(predictions, (list, tuple)):
                     kind = type(predictions)
-                    failure = ("predict", "predict returned %s.%s, not a list, for a batch of %d: "
-                               "with server_side_batching, return one prediction per sample in a list"
-                               % (kind.__module__, kind.__qualname__, size), "")
+                    hint = " (call .tolist() on it)" if hasattr(predictions, "tolist") else ""
+                    failure = ("predict", "predict returned %s.%s for a batch of %d: with server_side_batching "
+                               "it must return a list with one prediction per sample%s"
+                               % (kind.__module__, kind.__qualname__, size, hint), "")
                 elif len(predictions) != size:
                     failure = ("predict", "predict returned %d items for a batch of %d: "
                                "return one prediction per sample, in order" % (len(predictions), size), "")
-                elif "post_inference" in fns:
-                    predictions = [fns["post_inference"](p, self.metadata) for p in predictions]
             except MemoryError:
                 failure = ("out_of_memory", "MemoryError: predict ran out of memory", traceback.format_exc())
             except BaseException as exc:  # noqa: BLE001 - SystemExit too costs one batch only
@@ -507,6 +506,16 @@ class Worker:
         self.channel.write(b"".join(answers[request_id] for request_id in ids))
 
     def result_frame(self, request_id, prediction, debug):
+        post = self.functions.get("post_inference")
+        if post is not None:
+            try:
+                prediction = post(prediction, self.metadata)
+            except BaseException as exc:  # noqa: BLE001 - costs this request only
+                if isinstance(exc, KeyboardInterrupt):
+                    raise
+                tb = traceback.format_exc()
+                sys.stderr.write(tb)
+                return self.error_frame(request_id, "predict", describe(exc), tb)
         try:
             body = serialize(prediction)
         except (TypeError, ValueError, RecursionError) as exc:
