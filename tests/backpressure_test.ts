@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { delay, makeProject, post, startServer } from "./_helpers.ts";
+import { makeProject, post, startServer } from "./_helpers.ts";
 
 /** predict records each sample's `id` in a file next to the staged project, then sleeps. */
 const RECORDING = `import os, time
@@ -83,7 +83,7 @@ Deno.test("a client that disconnects while queued is dropped and its prediction 
     signal: gone.signal,
   })
     .catch((error: unknown) => error);
-  await delay(200);
+  await server.waitFor((r) => r.msg === "request queued");
   gone.abort();
   assert.ok((await abandoned) instanceof Error);
   await server.waitFor((r) => r.msg === "client went away while queued");
