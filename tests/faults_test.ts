@@ -64,7 +64,7 @@ const PREDICT_FAULTS: readonly PredictFault[] = [
     fixture: "hang",
     status: 504,
     error: /did not finish within --predict-timeout/,
-    args: ["--predict-timeout=1s"],
+    args: ["--predict-timeout=300ms"],
     logged: (r) => r.msg === "predict timed out: stopping the worker",
     restarts: true,
     waitRestart: true,

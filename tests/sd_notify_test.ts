@@ -79,7 +79,10 @@ async function startManager(socketPath: string) {
 Deno.test("a SIGHUP before the first version is ready: READY=1 and 'api ready' come with the reloaded one", async () => {
   await using dir = await tempDir("cortex-serve-notify-");
   const socketPath = join(dir.path, "notify.sock");
-  await using project = await makeProject({ "inference.py": SLOW_INIT });
+  // Init outlasts the time from "listening" to the SIGHUP below by far.
+  await using project = await makeProject({
+    "inference.py": SLOW_INIT.replace("time.sleep(1.5)", "time.sleep(0.6)"),
+  });
   await using manager = await startManager(socketPath);
   await using server = await startServer(project.path, {
     waitReady: false,
@@ -99,6 +102,8 @@ Deno.test("a SIGHUP before the first version is ready: READY=1 and 'api ready' c
   const announced = await server.waitFor((r) => r.msg === "api ready");
   assert.equal(announced.url, `${server.url}/test/api`);
   await server.waitFor((r) => r.msg === "every api is ready");
+  const at = (text: string) => server.lines.findIndex((line) => line.includes(text));
+  assert.ok(at('"reloading: ') < at('"worker ready"'), "the SIGHUP came before any worker was ready");
   const res = await fetch(`${server.url}/healthz`);
   assert.equal(res.status, 200);
   await res.body?.cancel();

@@ -89,6 +89,7 @@ export class ApiPool {
   #scaledDown = 0;
   #closed = false;
   #dispatching = false;
+  readonly #debug: boolean;
   readonly #queueTimeoutMs: number;
   /** Unsubscribe functions of the replicas' state events. */
   readonly #watching = new Map<Replica, () => void>();
@@ -107,6 +108,7 @@ export class ApiPool {
     this.api = options.api;
     this.#o = options;
     this.#queueTimeoutMs = options.queueTimeoutMs ?? options.predictTimeoutMs;
+    this.#debug = options.logger.enabled("debug");
     this.#queue = new BoundedQueue(options.queuePerReplica * Math.max(options.maxReplicas, 1));
     if (options.batching !== undefined) {
       this.#batcher = new Batcher({ settings: options.batching, onDue: () => this.dispatch() });
@@ -232,6 +234,9 @@ export class ApiPool {
       }
       this.#arm(job, options.signal);
       this.dispatch();
+      if (job.queued && this.#debug) {
+        this.#o.logger.debug("request queued", { api: this.api, queue: this.#queue.length });
+      }
     });
   }
 

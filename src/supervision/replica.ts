@@ -393,7 +393,10 @@ export class Replica {
       throw error;
     }
     this.#state = transition.to;
-    this.#log.debug("replica state", { from, event, to: transition.to, action: transition.action });
+    // Two transitions per request: build the record only when it is written.
+    if (this.#log.enabled("debug")) {
+      this.#log.debug("replica state", { from, event, to: transition.to, action: transition.action });
+    }
     this.changes.emit(this);
   }
 }
