@@ -107,7 +107,9 @@ Deno.test("systemd-analyze verify accepts the unit and each drop-in without a wa
     await Deno.remove(join(dir.path, `${UNIT}.d`), { recursive: true });
   }
   // The check can fail: a misspelt directive is reported.
-  const typo = await verify(await stageUnit(dir.path, [], (u) => u.replace("UMask=0077", "UMask=0077\nProtectSytem=strict")));
+  const typo = await verify(
+    await stageUnit(dir.path, [], (u) => u.replace("UMask=0077", "UMask=0077\nProtectSytem=strict")),
+  );
   assert.match(typo.stderr, /Unknown key 'ProtectSytem'/);
 });
 
@@ -129,4 +131,139 @@ Deno.test(`systemd-analyze security rates the unit ${MAX_EXPOSURE} or lower, wit
   const mount = await security(await stageUnit(dir.path, ["project-mount.conf"]));
   assert.equal(mount.stderr, "");
   assert.ok(mount.exposure <= MAX_EXPOSURE, `with project-mount.conf: exposure ${mount.exposure}`);
+});
+
+/** System calls in the unit's `SystemCallFilter=` groups, as this systemd defines them. */
+async function allowedSyscalls(filter: string): Promise<Set<string>> {
+  const listing = await run("systemd-analyze", ["syscall-filter", "--no-pager"]);
+  assert.equal(listing.code, 0, listing.stderr);
+  const groups = new Map<string, string[]>();
+  let current: string[] | undefined;
+  for (const raw of listing.stdout.split("\n")) {
+    const line = raw.trim();
+    if (line === "" || line.startsWith("#")) continue;
+    if (raw.startsWith("@")) groups.set(line, current = []);
+    else current?.push(line);
+  }
+  const expand = (name: string): string[] => {
+    if (!name.startsWith("@")) return [name];
+    const members = groups.get(name);
+    assert.ok(members, `systemd knows no system call group ${name}`);
+    return members.flatMap(expand);
+  };
+  return new Set(filter.trim().split(/\s+/).flatMap(expand));
+}
+
+/** Reads JSON log lines from `stream`, resolving `want` records by message as they arrive. */
+function logWatcher(stream: ReadableStream<Uint8Array>) {
+  const seen: Record<string, unknown>[] = [];
+  const waiters: { msg: string; resolve: (r: Record<string, unknown>) => void }[] = [];
+  const done = (async () => {
+    let rest = "";
+    for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
+      const lines = (rest + chunk).split("\n");
+      rest = lines.pop() ?? "";
+      for (const line of lines) {
+        let record: Record<string, unknown>;
+        try {
+          record = JSON.parse(line);
+        } catch {
+          record = { msg: line };
+        }
+        seen.push(record);
+        for (const w of waiters.filter((w) => w.msg === record["msg"])) w.resolve(record);
+      }
+    }
+  })();
+  const next = (msg: string, timeoutMs = 90_000): Promise<Record<string, unknown>> => {
+    const found = seen.find((r) => r["msg"] === msg);
+    if (found) return Promise.resolve(found);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(
+        () =>
+          reject(
+            new Error(
+              `no "${msg}" log line within ${timeoutMs} ms:\n${
+                seen.map((r) => JSON.stringify(r)).join("\n")
+              }`,
+            ),
+          ),
+        timeoutMs,
+      );
+      waiters.push({ msg, resolve: (r) => (clearTimeout(timer), resolve(r)) });
+    });
+  };
+  return { next, done };
+}
+
+Deno.test("every system call of the server and its workers is allowed by SystemCallFilter=", async () => {
+  const unit = directives(await Deno.readTextFile(join(SYSTEMD, UNIT)));
+  const filters = unit.filter((line) => line.startsWith("SystemCallFilter="));
+  assert.equal(filters.length, 1, "one allow list");
+  const allowed = await allowedSyscalls(filters[0]!.slice("SystemCallFilter=".length));
+  assert.ok(allowed.has("setpgid") && allowed.has("prctl") && !allowed.has("ptrace"));
+
+  await using work = await tempDir();
+  const trace = join(work.path, "strace.log");
+  // Start, answer a prediction, reload (new workers beside the old ones),
+  // answer again, stop: the paths a service takes in its life.
+  const tracer = new Deno.Command("strace", {
+    args: [
+      "-f",
+      "-qq",
+      "-e",
+      "signal=none",
+      "-o",
+      trace,
+      "--",
+      Deno.execPath(),
+      ...CLI,
+      "serve",
+      join(ROOT, "examples", "iris-classifier"),
+      "--port=0",
+      `--state-dir=${join(work.path, "state")}`,
+      `--python=${PYTHON}`,
+      "--log-format=json",
+    ],
+    cwd: ROOT,
+    stdin: "null",
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  const log = logWatcher(tracer.stderr);
+  try {
+    const url = String((await log.next("listening"))["url"]);
+    // strace's first line is the server's own execve.
+    const server = Number((await Deno.readTextFile(trace)).split(/\s/, 1)[0]);
+    assert.ok(server > 0, "the traced server's pid");
+    await log.next("api ready");
+    const sample = await Deno.readTextFile(join(ROOT, "examples", "iris-classifier", "sample.json"));
+    const predict = async () => {
+      const res = await fetch(`${url}/iris/classifier`, { method: "POST", body: sample });
+      assert.equal(res.status, 200, await res.text());
+    };
+    await predict();
+    Deno.kill(server, "SIGHUP");
+    await log.next("previous version stopped");
+    await predict();
+    Deno.kill(server, "SIGTERM");
+    await log.next("stopped");
+    assert.equal((await tracer.status).code, 0);
+    await log.done;
+
+    const used = new Set<string>();
+    for (const line of (await Deno.readTextFile(trace)).split("\n")) {
+      const call = /^\d+\s+([a-z0-9_]+)\(/.exec(line);
+      if (call) used.add(call[1]!);
+    }
+    assert.ok(used.has("setpgid") && used.has("prctl") && used.has("socket"), "the trace covers the worker");
+    const refused = [...used].filter((name) => !allowed.has(name)).sort();
+    assert.deepEqual(refused, [], `system calls outside ${filters[0]}`);
+  } finally {
+    try {
+      tracer.kill("SIGKILL");
+    } catch {
+      // Exited already.
+    }
+  }
 });
