@@ -100,7 +100,6 @@ export async function validate(options: ValidateOptions): Promise<number> {
     return undefined;
   });
   if (project !== undefined) {
-    console.log(`dialect: ${DIALECT_NAMES[project.dialect]}`);
     for (const field of project.ignored) {
       const where = `${relative(options.projectDir, project.configPath)}:${field.line}:${field.column}`;
       console.error(
@@ -145,6 +144,7 @@ export async function validate(options: ValidateOptions): Promise<number> {
   }
   for (const problem of problems) console.error(problem);
   if (problems.length > 0) {
+    if (project !== undefined) console.error(`note: cortex.yaml is read as ${DIALECT_NAMES[project.dialect]}`);
     if (env === undefined) {
       console.error("note: the Python checks of each api run once the problems above are fixed");
     }
@@ -154,9 +154,9 @@ export async function validate(options: ValidateOptions): Promise<number> {
   }
   const apis = project!.apis.map((api) => `${api.name} (${api.endpoint})`).join(", ");
   console.log(
-    `ok: deployment ${project!.deployment.name} (dialect ${project!.dialect}): ${apis}; ${files} files would be staged; Python ${
+    `ok: deployment ${project!.deployment.name}: ${apis}; ${files} files would be staged; Python ${
       python!.version
-    }`,
+    }; dialect: ${DIALECT_NAMES[project!.dialect]}`,
   );
   return 0;
 }
