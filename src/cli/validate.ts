@@ -144,7 +144,9 @@ export async function validate(options: ValidateOptions): Promise<number> {
   }
   for (const problem of problems) console.error(problem);
   if (problems.length > 0) {
-    if (project !== undefined) console.error(`note: cortex.yaml is read as ${DIALECT_NAMES[project.dialect]}`);
+    if (project !== undefined) {
+      console.error(`note: cortex.yaml is read as ${DIALECT_NAMES[project.dialect]}`);
+    }
     if (env === undefined) {
       console.error("note: the Python checks of each api run once the problems above are fixed");
     }

@@ -38,7 +38,8 @@ export type PredictorDialect = "0.11" | "0.12" | "0.13";
 
 const _SCALING = "replicas are added and retired by queue depth between min_replicas and max_replicas " +
   "(--scale-window, --scale-cooldown)";
-const _ONE_WORKER = "each replica is one worker that handles one request at a time: raise min_replicas instead";
+const _ONE_WORKER =
+  "each replica is one worker that handles one request at a time: raise min_replicas instead";
 const _RELOAD = "a reload (SIGHUP) starts the new version beside the old one and switches when it is ready";
 
 /** Accepted and ignored keys, with why, per map. */
@@ -65,7 +66,8 @@ const _REPLICA_KEYS = ["min_replicas", "max_replicas", "init_replicas"];
 const _REFUSED_011: Readonly<Record<string, RefusedKey>> = {
   config: {
     problem: "is Cortex 0.12 syntax, and this predictor has no type (Cortex 0.10/0.11)",
-    fix: 'use metadata with init(model_path, metadata), or add "type: python" and write class PythonPredictor',
+    fix:
+      'use metadata with init(model_path, metadata), or add "type: python" and write class PythonPredictor',
   },
   env: {
     problem: "is Cortex 0.12 syntax, and this predictor has no type (Cortex 0.10/0.11)",
@@ -154,10 +156,17 @@ function _predictor(
   if (!classic) _type(scope, predictor);
   const inference = readInferencePath(scope, predictor, "path", collect.checks);
   const pythonPath = _pythonPath(scope, predictor, collect.checks);
-  const metadata = readPlainMap(scope, predictor, classic ? "metadata" : "config", `predictor.${classic ? "metadata" : "config"}`);
+  const metadata = readPlainMap(
+    scope,
+    predictor,
+    classic ? "metadata" : "config",
+    `predictor.${classic ? "metadata" : "config"}`,
+  );
   const env = classic ? {} : readEnv(scope, predictor, "predictor.env");
   const model = classic ? _model(scope, predictor, collect.checks) : undefined;
-  if (scope.issues.length > before || inference === undefined || metadata === undefined || env === undefined) {
+  if (
+    scope.issues.length > before || inference === undefined || metadata === undefined || env === undefined
+  ) {
     return undefined;
   }
   return {
@@ -188,7 +197,9 @@ function _type(scope: Scope, predictor: YamlMap): void {
       ? `out of scope: only Python predictors are supported, not ${JSON.stringify(value)}`
       : `must be "python", got ${JSON.stringify(value)}`,
     framework
-      ? `load the model with ${value === "onnx" ? "onnxruntime" : "tensorflow"} in a PythonPredictor and write "type: python"`
+      ? `load the model with ${
+        value === "onnx" ? "onnxruntime" : "tensorflow"
+      } in a PythonPredictor and write "type: python"`
       : 'write "type: python"',
   );
 }

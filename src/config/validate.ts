@@ -135,13 +135,21 @@ export function validateConfig(
       pathChecks.push(...api.pathChecks);
       return;
     }
+    if (conflict !== undefined && detection.first !== undefined && item.kind === "map") {
+      const kindValue = get(item, "kind")?.value;
+      const label = kindValue?.kind === "scalar" && kindValue.value === "deployment" ? "deployment" : "api";
+      report(
+        _named(scope, item, label),
+        conflict.pos,
+        "",
+        mixingProblem(conflict, detection.first),
+        _MIXING_FIX,
+      );
+      return;
+    }
     const kind = _kind(scope, item);
     if (kind === undefined || item.kind !== "map") return;
     const named = _named(scope, item, kind);
-    if (conflict !== undefined && detection.first !== undefined) {
-      report(named, conflict.pos, "", mixingProblem(conflict, detection.first), _MIXING_FIX);
-      return;
-    }
     if (kind === "deployment") deployments.push(_deployment(named, item, pathChecks));
     else {
       const api = dialect === "python"
@@ -155,7 +163,7 @@ export function validateConfig(
   const defaultName = options.defaultDeployment ?? "cortex";
   if (dialect === "0.13") {
     if (apis.length === 0) report(top, root.pos, "", "No api in the list", _MAP_FIX_013);
-  } else _checkCounts(top, root, deployments, apis);
+  } else _checkCounts(top, root, deployments, apis, detection.conflicts.size > 0);
   const deploymentName = dialect === "0.13" ? defaultName : deployments[0]?.name;
   const defaultEndpoint = dialect === "0.13"
     ? (name: string) => `/${name}`
@@ -180,7 +188,8 @@ export function validateConfig(
   };
 }
 
-const _MIXING_FIX = "write every resource of one cortex.yaml in one dialect (see the README's configuration reference)";
+const _MIXING_FIX =
+  "write every resource of one cortex.yaml in one dialect (see the README's configuration reference)";
 const _MAP_FIX_013 = 'write "- name: <api>" with "predictor:" ("type: python", "path: <file>") below it';
 
 /** The scope of a resource, named by its `name` when it has one. */
@@ -265,6 +274,7 @@ function _checkCounts(
   root: YamlNode,
   deployments: readonly _Deployment[],
   apis: readonly ApiDraft[],
+  mixed: boolean,
 ): void {
   const first = deployments[0];
   if (first === undefined) {
@@ -285,7 +295,7 @@ function _checkCounts(
       "remove this deployment or move its APIs into its own cortex.yaml",
     );
   }
-  if (apis.length === 0) {
+  if (apis.length === 0 && !mixed) {
     report(top, root.pos, "", "No api resource", 'add "- kind: api" with a name and python.inference');
   }
 }

@@ -51,7 +51,12 @@ try:
 except ImportError:
     info["msgpack"] = False
 import importlib.util
-info["missing"] = [m for m in ("boto3", "numpy", "requests") if importlib.util.find_spec(m) is None]
+def found(name):
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+info["missing"] = [m for m in ("boto3", "numpy", "requests") if not found(m)]
 print(json.dumps(info))
 `;
 

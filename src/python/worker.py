@@ -456,17 +456,28 @@ def download_s3(url, cache_root):
         import boto3
         import botocore.config
         import botocore.exceptions
+        import botocore.session
     except ImportError:
         raise _model_failure(
             url, "downloading it needs boto3, which this Python lacks",
             "apt-get install python3-boto3 (Debian) or add boto3 to requirements.txt, " + local_fix,
         )
-    session = boto3.Session()
+    core = botocore.session.get_session()
+    if os.environ.get("CORTEX_AWS_INSTANCE_METADATA") != "1":
+        # Look for credentials without asking the network: the EC2 instance
+        # metadata and container endpoints are only asked when enabled.
+        resolver = core.get_component("credential_provider")
+        for provider in ("iam-role", "container-role"):
+            try:
+                resolver.remove(provider)
+            except (AttributeError, KeyError, ValueError):
+                pass
+    session = boto3.Session(botocore_session=core)
     if session.get_credentials() is None:
         raise _model_failure(
             url, "boto3 found no AWS credentials to download it",
-            "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY under predictor.env, or write "
-            "~/.aws/credentials for the user that runs cortex-serve, " + local_fix,
+            "write ~/.aws/credentials for the user that runs cortex-serve (on EC2 with an "
+            "instance role, set CORTEX_AWS_INSTANCE_METADATA=1 in the server's environment), " + local_fix,
         )
     bucket, _, key = url[len("s3://"):].partition("/")
     client = session.client("s3", config=botocore.config.Config(
