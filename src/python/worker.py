@@ -199,6 +199,23 @@ def describe(exc):
     return "%s: %s" % (type(exc).__name__, exc) if str(exc) else type(exc).__name__
 
 
+def accepts(fn, count):
+    try:
+        inspect.signature(fn).bind(*([None] * count))
+        return True
+    except TypeError:
+        return False
+    except ValueError:  # no signature available (builtins): assume it does
+        return True
+
+
+def signature_text(name, fn):
+    try:
+        return "%s%s" % (name, inspect.signature(fn))
+    except (TypeError, ValueError):
+        return name
+
+
 def load_user_module(message):
     inference = message["inference"]
     project_dir = message["project_dir"]
@@ -254,7 +271,7 @@ class Interface:
 
 
 class ModuleInterface(Interface):
-    """Module functions: `init(*init_args)`, `predict(sample, metadata)` and hooks."""
+    """Module functions: `init(metadata)` or `init(model_path, metadata)`, `predict(sample, metadata)`, hooks."""
 
     def __init__(self, functions, metadata, init_arity, hook_arity):
         self.functions = functions
@@ -302,23 +319,6 @@ class ClassInterface(Interface):
         return self.instance.predict(sample)
 
 
-def accepts(fn, count):
-    try:
-        inspect.signature(fn).bind(*([None] * count))
-        return True
-    except TypeError:
-        return False
-    except ValueError:  # no signature available (builtins): assume it does
-        return True
-
-
-def signature_text(name, fn):
-    try:
-        return "%s%s" % (name, inspect.signature(fn))
-    except (TypeError, ValueError):
-        return name
-
-
 def class_lines(path, name):
     """Lines where the module at `path` defines class `name` at top level."""
     try:
@@ -356,7 +356,7 @@ def module_interface(module, message, relative):
     metadata = message.get("metadata") or {}
     with_model = message.get("interface") == "init_model_path"
     hint = ""
-    lines = class_lines(message["inference"], "PythonPredictor")
+    lines = class_lines(message["inference"], "PythonPredictor") if not hasattr(module, "predict") else []
     if lines:
         hint = (
             " (%s:%d defines class PythonPredictor, the Cortex 0.12 interface, which this cortex.yaml "
