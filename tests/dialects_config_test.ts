@@ -146,7 +146,10 @@ Deno.test("mixing dialects is an error naming both lines", async () => {
   const issue = error.issues[0]!;
   assert.equal(issue.line, 9);
   assert.equal(issue.resource, 'api "new"');
-  assert.match(issue.problem, /Cortex 0\.12 .*line 9.*but line 5 uses the Cortex 0\.10\/0\.11/);
+  assert.match(
+    issue.problem,
+    /written in Cortex 0\.12 syntax \(predictor: with type, line 9\), but line 5 is Cortex 0\.10\/0\.11 syntax/,
+  );
 });
 
 Deno.test("mixing: a python.inference api beside a Cortex 0.13 list item, and python_root with predictor", async () => {
@@ -160,7 +163,7 @@ Deno.test("mixing: a python.inference api beside a Cortex 0.13 list item, and py
     "  predictor: {type: python, path: predictor.py}",
   ));
   assert.deepEqual(listed.issues.map((i) => i.line), [6]);
-  assert.match(listed.issues[0]!.problem, /Cortex 0\.13 .*but line 5 uses the Cortex python\.inference/);
+  assert.match(listed.issues[0]!.problem, /Cortex 0\.13 syntax .*but line 5 is python\.inference syntax/);
 
   const rooted = await fail(
     yaml(
@@ -174,7 +177,10 @@ Deno.test("mixing: a python.inference api beside a Cortex 0.13 list item, and py
     { "lib/x.py": "" },
   );
   assert.deepEqual(rooted.issues.map((i) => i.line), [6]);
-  assert.match(rooted.issues[0]!.problem, /but line 3 uses .*deployment python_root/);
+  assert.match(
+    rooted.issues[0]!.problem,
+    /but line 3 is python\.inference syntax \(deployment python_root\)/,
+  );
 });
 
 Deno.test("Cortex 0.13: a kind: deployment in the list is refused with both lines", async () => {

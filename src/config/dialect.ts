@@ -16,6 +16,14 @@ export const DIALECT_NAMES: Readonly<Record<Dialect, string>> = {
   "0.13": "Cortex 0.13 (a list of APIs without kind, class PythonPredictor)",
 };
 
+/** Short names, for messages. */
+export const DIALECT_SHORT: Readonly<Record<Dialect, string>> = {
+  python: "python.inference",
+  "0.11": "Cortex 0.10/0.11",
+  "0.12": "Cortex 0.12",
+  "0.13": "Cortex 0.13",
+};
+
 /** What marks one resource as written in one dialect. */
 export interface DialectMark {
   readonly dialect: Dialect;
@@ -83,7 +91,8 @@ export function detectDialect(items: readonly YamlNode[]): Detection {
 
 /** The problem text for a resource written in another dialect than `first`. */
 export function mixingProblem(mark: DialectMark, first: DialectMark): string {
-  return `this resource is written in the ${DIALECT_NAMES[mark.dialect]} dialect (${mark.shape}, ` +
-    `line ${mark.pos.line}), but line ${first.pos.line} uses the ${DIALECT_NAMES[first.dialect]} ` +
-    `dialect (${first.shape})`;
+  return `this resource is written in ${DIALECT_SHORT[mark.dialect]} syntax (${mark.shape}, line ` +
+    `${mark.pos.line}), but line ${first.pos.line} is ${
+      DIALECT_SHORT[first.dialect]
+    } syntax (${first.shape})`;
 }

@@ -7,7 +7,7 @@
 
 import type { ConfigIssue } from "./errors.ts";
 import type { Dialect, IgnoredField, ResolvedProject } from "./types.ts";
-import { detectDialect, DIALECT_NAMES, mixingProblem } from "./dialect.ts";
+import { detectDialect, mixingProblem } from "./dialect.ts";
 import { validatePredictorApi } from "./_validate_predictor.ts";
 import { resolveApis } from "./_resolve_apis.ts";
 import {
@@ -121,7 +121,7 @@ export function validateConfig(
           _named(scope, item, "resource"),
           keyPos(item, "kind"),
           "kind",
-          `is not part of the ${DIALECT_NAMES["0.13"]} dialect that line ${first} uses`,
+          `is not part of Cortex 0.13 syntax (a plain list of APIs), which line ${first} uses`,
           "remove this resource (a Cortex 0.13 file is a plain list of APIs), or write the whole file with kind:",
         );
         return;
