@@ -480,8 +480,11 @@ def download_s3(url, cache_root):
             "instance role, set CORTEX_AWS_INSTANCE_METADATA=1 in the server's environment), " + local_fix,
         )
     bucket, _, key = url[len("s3://"):].partition("/")
-    client = session.client("s3", config=botocore.config.Config(
+    # CORTEX_S3_ENDPOINT_URL points at S3-compatible storage (MinIO, a local gateway).
+    endpoint = os.environ.get("CORTEX_S3_ENDPOINT_URL") or None
+    client = session.client("s3", endpoint_url=endpoint, config=botocore.config.Config(
         connect_timeout=5, read_timeout=60, retries={"max_attempts": 2},
+        s3={"addressing_style": "path"} if endpoint else {},
     ))
     target = os.path.join(cache_root, hashlib.sha256(url.encode("utf-8")).hexdigest()[:16])
     os.makedirs(target, exist_ok=True)
