@@ -33,8 +33,9 @@ Checks the Cortex project in DIR (default: the current directory) without
 serving it: cortex.yaml, the files staging would copy (nothing is copied), the
 Python interpreter (and the requirements.txt environment, built and cached as
 serve does), and for each API that its inference file imports, has the
-right init/predict signatures and that init(metadata) succeeds, in a
-throwaway worker. Lists every problem with its file and line; exits 1 if any.
+signatures the config's dialect asks for (init/predict, or PythonPredictor)
+and that its init succeeds, in a throwaway worker. Names the dialect found;
+lists every problem with its file and line; exits 1 if any.
 
 Options:
   --python PATH          Python interpreter (default: $CORTEX_PYTHON, else python3)
