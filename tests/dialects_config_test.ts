@@ -269,3 +269,27 @@ Deno.test("predictor.model: absolute path, file:// URL and s3:// resolve; other 
   const gone = await fail(config(join(outside.path, "none.bin")));
   assert.match(gone.issues[0]!.problem, /does not exist on this machine/);
 });
+
+Deno.test("an api-level metadata in a predictor dialect points under predictor:", async () => {
+  const classic = await fail(yaml(
+    "- kind: deployment",
+    "  name: d",
+    "- kind: api",
+    "  name: a",
+    "  predictor: {path: predictor.py}",
+    "  metadata: {x: 1}", // 6
+  ));
+  assert.deepEqual(classic.issues.map((i) => [i.line, i.path, i.fix]), [[
+    6,
+    "metadata",
+    "move it to predictor.metadata",
+  ]]);
+  const list = await fail(
+    yaml("- name: a", "  predictor: {type: python, path: predictor.py}", "  metadata: {x: 1}"),
+  );
+  assert.deepEqual(list.issues.map((i) => [i.line, i.path, i.fix]), [[
+    3,
+    "metadata",
+    "move it to predictor.config",
+  ]]);
+});

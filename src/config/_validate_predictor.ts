@@ -96,7 +96,10 @@ export function validatePredictorApi(
   const apiKeys = ["name", "endpoint", "predictor", "tracker", "compute"];
   if (dialect !== "0.13") apiKeys.push("kind");
   if (dialect !== "0.11") apiKeys.push("autoscaling", "update_strategy");
-  checkKeys(scope, map, "", apiKeys, REFUSED_FRAMEWORKS);
+  const metadata: RefusedKey = dialect === "0.11"
+    ? { problem: "belongs under predictor: in Cortex 0.10/0.11", fix: "move it to predictor.metadata" }
+    : { problem: "is not read by a PythonPredictor", fix: "move it to predictor.config" };
+  checkKeys(scope, map, "", apiKeys, { ...REFUSED_FRAMEWORKS, metadata });
   const { name, pos: namePos } = readApiName(scope, map);
   const pathChecks: PathCheck[] = [];
   const predictor = _predictor(scope, map, dialect, { ignored, checks: pathChecks });
