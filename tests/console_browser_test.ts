@@ -18,6 +18,7 @@ const TIMEOUT_MS = 10_000;
 
 /** A fresh browser profile, closed and removed on dispose. */
 async function openBrowser(viewport = { width: 1280, height: 900 }) {
+  if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: run ./scripts/setup (installs Debian's chromium)`);
   const profile = await tempDir("cortex-serve-chromium-");
   const context: BrowserContext = await chromium.launchPersistentContext(profile.path, {
     executablePath: CHROMIUM,
@@ -60,7 +61,7 @@ async function screenshot(page: Page, name: string): Promise<void> {
 
 // Chromium and its pipes belong to playwright-core, which keeps a few handles
 // between calls; each test closes the browser itself.
-const browserTest = { sanitizeOps: false, sanitizeResources: false, ignore: !existsSync(CHROMIUM) };
+const browserTest = { sanitizeOps: false, sanitizeResources: false };
 
 Deno.test({
   name: "console: the iris API shows ready, the sample from the form predicts iris-setosa",

@@ -37,6 +37,9 @@ export function pathOf(values, max) {
     const x = (PAD + i * step).toFixed(1);
     const y = (HEIGHT - PAD - value * scale).toFixed(1);
     path += `${drawing ? "L" : "M"}${x} ${y} `;
+    // A point with no neighbour gets a short dash so that it shows.
+    const next = values[i + 1];
+    if (!drawing && (next === undefined || next === null)) path += "h2 ";
     drawing = true;
   });
   return path.trim();
