@@ -18,7 +18,9 @@ const TIMEOUT_MS = 10_000;
 
 /** A fresh browser profile, closed and removed on dispose. */
 async function openBrowser(viewport = { width: 1280, height: 900 }) {
-  if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: run ./scripts/setup (installs Debian's chromium)`);
+  if (!existsSync(CHROMIUM)) {
+    throw new Error(`${CHROMIUM} is missing: run ./scripts/setup (installs Debian's chromium)`);
+  }
   const profile = await tempDir("cortex-serve-chromium-");
   const context: BrowserContext = await chromium.launchPersistentContext(profile.path, {
     executablePath: CHROMIUM,
@@ -122,7 +124,8 @@ Deno.test({
 });
 
 Deno.test({
-  name: "console: asks for the API key, keeps it for the tab, and shows markup in predictions and logs as text",
+  name:
+    "console: asks for the API key, keeps it for the tab, and shows markup in predictions and logs as text",
   ...browserTest,
   async fn() {
     await using dir = await tempDir();
@@ -149,7 +152,10 @@ Deno.test({
     await page.getByRole("button", { name: "Predict" }).click();
     await page.locator("#try-status", { hasText: "200" }).waitFor();
     const output = JSON.parse(await page.locator("#try-output").innerText());
-    assert.equal(output.html, '<script>window.__injected = 1</script><img src=x onerror="window.__injected = 2">');
+    assert.equal(
+      output.html,
+      '<script>window.__injected = 1</script><img src=x onerror="window.__injected = 2">',
+    );
     await page.locator("#logs td.message", { hasText: "log line <script>" }).waitFor();
 
     // A request from another client shows in the table too.

@@ -14,6 +14,7 @@ import { prefersHtml, quality } from "../src/http/console/negotiate.ts";
 import { binOf, binValue, LatencyWindow } from "../src/http/console/latency_window.ts";
 import { LogRing, RequestRing } from "../src/http/console/recent.ts";
 import { ConsoleActivity } from "../src/http/console/activity.ts";
+import { consoleState } from "../src/http/console/data.ts";
 import { ROOT, tempDir } from "./_helpers.ts";
 
 const BROWSER_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,*/*;q=0.8";
@@ -63,12 +64,14 @@ Deno.test("GET / answers the page to a browser and JSON to everyone else, both w
   assert.equal(json.headers.get("vary"), "Accept");
   assert.equal((await json.json()).deployment, "iris");
 
-  for (const [path, type] of [
-    ["/_console/console.js", "text/javascript; charset=utf-8"],
-    ["/_console/chart.js", "text/javascript; charset=utf-8"],
-    ["/_console/console.css", "text/css; charset=utf-8"],
-    ["/_console/icon.svg", "image/svg+xml"],
-  ]) {
+  for (
+    const [path, type] of [
+      ["/_console/console.js", "text/javascript; charset=utf-8"],
+      ["/_console/chart.js", "text/javascript; charset=utf-8"],
+      ["/_console/console.css", "text/css; charset=utf-8"],
+      ["/_console/icon.svg", "image/svg+xml"],
+    ]
+  ) {
     const res = await app.request(path!);
     assert.equal(res.status, 200, path);
     assert.equal(res.headers.get("content-type"), type);
@@ -175,4 +178,10 @@ Deno.test("the latency window: p50 and p99 of the last minute within a bin, per-
   assert.equal(binOf(0), 0);
   assert.equal(binOf(1e9), binOf(1e12));
   assert.ok(binValue(binOf(5)) / 5 < 1.1 && binValue(binOf(5)) / 5 > 0.9);
+});
+
+Deno.test("an API whose every ready replica is predicting shows as busy", () => {
+  assert.equal(consoleState("ready", { ready: 0, busy: 2 }), "busy");
+  assert.equal(consoleState("ready", { ready: 1, busy: 1 }), "ready");
+  assert.equal(consoleState("restarting", { ready: 0, busy: 0 }), "restarting");
 });

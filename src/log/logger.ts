@@ -23,7 +23,12 @@ export type LogSink = (line: string) => void;
  * Sees every event of level info and above, whatever the logger's level:
  * the message, the logger's own fields and the event's fields (unmerged).
  */
-export type LogTap = (level: LogLevel, message: string, own: LogFields, fields: LogFields | undefined) => void;
+export type LogTap = (
+  level: LogLevel,
+  message: string,
+  own: LogFields,
+  fields: LogFields | undefined,
+) => void;
 
 /** Options for {@link Logger}. */
 export interface LoggerOptions {

@@ -23,7 +23,7 @@ export interface ConsoleSources {
 export const MAX_SAMPLE_BYTES = 256 * 1024;
 
 /** The state the console shows: the API's status, or `busy` when every ready replica is predicting. */
-function consoleState(status: string, states: { ready: number; busy: number }): string {
+export function consoleState(status: string, states: { ready: number; busy: number }): string {
   return status === "ready" && states.ready === 0 && states.busy > 0 ? "busy" : status;
 }
 
