@@ -149,7 +149,7 @@ Deno.test({
     assert.equal(await page.evaluate(() => sessionStorage.getItem("cortex-serve.api-key")), KEY);
 
     await page.waitForFunction(`document.getElementById("try-body").value.includes("bold?")`);
-    await page.getByRole("button", { name: "Predict" }).click();
+    await page.getByLabel("Request body (JSON)").press("Control+Enter");
     await page.locator("#try-status", { hasText: "200" }).waitFor();
     const output = JSON.parse(await page.locator("#try-output").innerText());
     assert.equal(
@@ -175,7 +175,7 @@ Deno.test({
     await page.locator(".api-card .badge", { hasText: "ready" }).waitFor();
     await screenshot(page, "console-escaping.png");
     await page.getByRole("button", { name: "Forget API key" }).click();
-    await keyInput.waitFor();
+    await page.locator("#key-message", { hasText: "The key was removed" }).waitFor();
     assert.equal(await page.evaluate(() => sessionStorage.getItem("cortex-serve.api-key")), null);
     assert.deepEqual(errors.filter((e) => !e.includes("401")), []);
   },

@@ -13,6 +13,7 @@ const byId = (id) => /** @type {HTMLElement} */ (document.getElementById(id));
 const els = {
   deployment: byId("deployment"),
   connection: byId("connection"),
+  updated: byId("updated"),
   forgetKey: /** @type {HTMLButtonElement} */ (byId("forget-key")),
   keySection: byId("key-section"),
   keyMessage: byId("key-message"),
@@ -55,6 +56,7 @@ const drafts = new Map();
 const endpoints = new Map();
 let apiNames = "";
 let timer = 0;
+let polling = false;
 
 /** @returns {string | null} */
 function storedKey() {
@@ -91,37 +93,51 @@ function clock(ms) {
 
 /** @param {string} message */
 function askForKey(message) {
+  clearTimeout(timer);
   els.content.hidden = true;
   els.keySection.hidden = false;
   els.forgetKey.hidden = true;
   els.keyMessage.textContent = message;
-  els.connection.textContent = "Waiting for an API key";
+  setConnection("Waiting for an API key", false);
+  els.updated.textContent = "";
   els.keyInput.focus();
 }
 
+/**
+ * Shows the connection state; only a change of state is announced.
+ * @param {string} state
+ * @param {boolean} offline
+ */
+function setConnection(state, offline) {
+  if (els.connection.textContent !== state) els.connection.textContent = state;
+  els.connection.parentElement?.classList.toggle("offline", offline);
+  els.updated.textContent = offline ? "" : `· updated ${clock(Date.now())}`;
+}
+
 async function poll() {
+  if (polling) return;
+  polling = true;
   clearTimeout(timer);
   try {
     const res = await fetch("/_console/data", { headers: authHeaders(), cache: "no-store" });
     if (res.status === 401) {
       const hadKey = storedKey() !== null;
       sessionStorage.removeItem(KEY_STORAGE);
-      askForKey(
-        hadKey ? "That key was not accepted. Enter another API key." : "This server asks for an API key.",
-      );
+      const message = hadKey
+        ? "That key was not accepted. Enter another API key."
+        : "This server asks for an API key.";
+      askForKey(message);
       return;
     }
     if (!res.ok) throw new Error(`HTTP ${res.status}`);
     render(await res.json());
-    els.connection.classList.remove("offline");
-    els.connection.textContent = `Live · updated ${clock(Date.now())}`;
+    setConnection("Live", false);
   } catch (error) {
-    els.connection.classList.add("offline");
-    els.connection.textContent = `Server unreachable (${
-      error instanceof Error ? error.message : error
-    }); retrying`;
+    setConnection(`Server unreachable (${error instanceof Error ? error.message : error}); retrying`, true);
+  } finally {
+    polling = false;
   }
-  if (!document.hidden) timer = setTimeout(poll, POLL_MS);
+  if (!document.hidden && els.keySection.hidden) timer = setTimeout(poll, POLL_MS);
 }
 
 /** @param {any} data */
@@ -337,6 +353,13 @@ els.tryForm.addEventListener("submit", (event) => {
 });
 
 els.tryApi.addEventListener("change", showDraft);
+
+els.tryBody.addEventListener("keydown", (event) => {
+  if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) {
+    event.preventDefault();
+    void predict();
+  }
+});
 
 els.tryBody.addEventListener("input", () => {
   drafts.set(els.tryApi.value, els.tryBody.value);
