@@ -729,12 +729,14 @@ Deno.test("api.endpoint must be a string", async () => {
 });
 
 Deno.test("api.endpoint may not be a reserved route", async () => {
-  for (const value of ["/", "/healthz", "/livez/", "/metrics", "/metrics/x"]) {
+  for (const value of ["/", "/healthz", "/livez/", "/metrics", "/metrics/x", "/_console", "/_console/data"]) {
     const error = await fail(yaml(...BASE, `  endpoint: ${value}`));
     only(error, { path: "endpoint", line: 7, column: 13, problem: /is reserved for the server/ });
   }
   const resolved = await load(yaml(...BASE, "  endpoint: /metricsx"));
   assert.equal(resolved.apis[0]!.endpoint, "/metricsx");
+  const near = await load(yaml(...BASE, "  endpoint: /_consoles"));
+  assert.equal(near.apis[0]!.endpoint, "/_consoles");
 });
 
 Deno.test("a default endpoint under /metrics is refused at the api name", async () => {

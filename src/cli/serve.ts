@@ -24,6 +24,7 @@ import { HttpListener } from "../http/listener.ts";
 import { Security } from "./security.ts";
 import { ServerMetrics } from "../http/metrics.ts";
 import { RequestStats } from "../http/stats.ts";
+import { ConsoleActivity } from "../http/console/activity.ts";
 import { ServiceNotifier } from "../supervision/sd_notify.ts";
 import { PROTOCOL_VERSION } from "../python/protocol.ts";
 import { VERSION } from "./version.ts";
@@ -33,10 +34,11 @@ const KILL_GRACE_MS = 2000;
 
 /** Runs the server until SIGTERM/SIGINT; resolves with the exit code. */
 export async function serve(options: ServeOptions): Promise<number> {
-  const logger = new Logger({ format: options.logFormat, level: options.logLevel });
+  const activity = new ConsoleActivity();
+  const logger = new Logger({ format: options.logFormat, level: options.logLevel, tap: activity.tap });
   using stop = listenForStop();
   try {
-    return await run(options, logger, stop);
+    return await run(options, logger, stop, activity);
   } catch (error) {
     if (!stop.signal.aborted) throw error;
     // SIGTERM/SIGINT during startup (a long pip install, say): pip was stopped with it.
@@ -45,7 +47,12 @@ export async function serve(options: ServeOptions): Promise<number> {
   }
 }
 
-async function run(options: ServeOptions, logger: Logger, stop: StopListener): Promise<number> {
+async function run(
+  options: ServeOptions,
+  logger: Logger,
+  stop: StopListener,
+  activity: ConsoleActivity,
+): Promise<number> {
   const security = await Security.load(options.security, {
     env: Deno.env.toObject(),
     logger,
@@ -118,6 +125,7 @@ async function run(options: ServeOptions, logger: Logger, stop: StopListener): P
     createApp({
       metrics,
       stats,
+      activity,
       project,
       pools,
       maxBodyBytes: options.maxBodyBytes,
