@@ -153,3 +153,37 @@ Deno.test("server_side_batching: both keys are required, unknown keys refused, a
     /^cortex\.yaml:7:25: api "classifier": server_side_batching: must be a map, got 8/,
   );
 });
+
+Deno.test("predictor.server_side_batching resolves in the predictor dialects, with line and column errors", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "cortex_batching_config_" });
+  try {
+    await Deno.writeTextFile(join(dir, "predictor.py"), "class PythonPredictor:\n    pass\n");
+    const write = (batching: string) =>
+      Deno.writeTextFile(
+        join(dir, "cortex.yaml"),
+        [
+          "- name: fare", // 1
+          "  predictor:", // 2
+          "    type: python", // 3
+          "    path: predictor.py", // 4
+          "    server_side_batching:", // 5
+          batching, // 6
+          "      batch_interval: 0.1s", // 7
+        ].join("\n") + "\n",
+      );
+    await write("      max_batch_size: 16");
+    const project = await loadProjectConfig(dir);
+    assert.equal(project.dialect, "0.13");
+    assert.deepEqual(project.apis[0]!.batching, { maxBatchSize: 16, batchIntervalMs: 100 });
+
+    await write("      max_batch_size: 2000");
+    const error = await loadProjectConfig(dir).then(() => undefined, (e: unknown) => e);
+    assert.ok(error instanceof ConfigError, String(error));
+    assert.match(
+      error.message,
+      /^cortex\.yaml:6:23: api "fare": predictor\.server_side_batching\.max_batch_size: must be a whole number from 2 to 1024, got 2000 /m,
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

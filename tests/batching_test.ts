@@ -302,3 +302,30 @@ Deno.test("a batch_interval not shorter than --queue-timeout is warned about at 
   assert.equal(warning.batch_interval_ms, 2000);
   assert.equal(warning.queue_timeout_ms, 1000);
 });
+
+Deno.test("a Cortex 0.13 PythonPredictor with predictor.server_side_batching gets a list", async () => {
+  await using project = await makeProject({
+    "cortex.yaml": [
+      "- name: fare",
+      "  predictor:",
+      "    type: python",
+      "    path: predictor.py",
+      "    server_side_batching: {max_batch_size: 3, batch_interval: 10s}",
+      "",
+    ].join("\n"),
+    "predictor.py": `class PythonPredictor:
+    def __init__(self, config):
+        pass
+
+    def predict(self, payload):
+        return [{"miles": p["miles"], "fare": p["miles"] * 2, "batch": len(payload)} for p in payload]
+`,
+  });
+  await using server = await startServer(project.path);
+  const answers = await postAll(`${server.url}/fare`, [{ miles: 1 }, { miles: 2 }, { miles: 3 }]);
+  assert.deepEqual(answers.map((a) => a.body), [
+    { miles: 1, fare: 2, batch: 3 },
+    { miles: 2, fare: 4, batch: 3 },
+    { miles: 3, fare: 6, batch: 3 },
+  ]);
+});
