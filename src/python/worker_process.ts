@@ -1,7 +1,8 @@
 /**
- * One Python worker child: spawning, the handshake, one prediction at a
- * time, and how it ended. Knows nothing about restarts or queues; see
- * src/server/replica.ts for supervision.
+ * One Python worker child: spawning, the handshake, requests routed by id
+ * (single, streamed or batched; see ./protocol.ts), cancellation, and how it
+ * ended. Knows nothing about restarts or queues; see
+ * src/supervision/replica.ts for supervision.
  */
 import { dirname, join } from "node:path";
 import { ChannelListener, readPayloads, writeAll } from "./channel.ts";
@@ -17,6 +18,9 @@ import {
   type WorkerMessage,
 } from "./protocol.ts";
 import { readLines } from "./log_lines.ts";
+import { PredictStream } from "./predict_stream.ts";
+
+export { PredictStream };
 
 /** How a worker process ended. */
 export interface WorkerExit {
@@ -104,15 +108,85 @@ function signalGroup(pid: number, signal: Deno.Signal): boolean {
   }
 }
 
-interface Pending {
+/** How the worker finished with a request: answered, cancelled, or lost with the worker. */
+export type CallEnd = "answered" | "cancelled" | "lost";
+
+/** The first answer to a request: one JSON body, or a stream of JSON items. */
+export type PredictAnswer =
+  | { readonly type: "body"; readonly body: Uint8Array }
+  | { readonly type: "stream"; readonly stream: PredictStream };
+
+/** A request sent to the worker. */
+export interface PredictCall {
   readonly id: number;
-  readonly resolve: (value: WorkerMessage) => void;
-  readonly reject: (error: Error) => void;
+  /**
+   * Settles with the first answer (a body, or a stream whose items follow);
+   * rejects with PredictFailedError (kind `cancelled` after a cancel),
+   * WorkerExitedError or ProtocolError.
+   */
+  readonly answer: Promise<PredictAnswer>;
+  /**
+   * Resolves when the worker is done with the request: the answer, the end
+   * of the stream, an error, or the worker's end (`lost`). Never rejects.
+   */
+  readonly finished: Promise<CallEnd>;
+  /** Sends `cancel` (once); nothing happens after the request finished. */
+  cancel(): void;
 }
 
+/** The answer to one request of a batch. */
+export type BatchOutcome =
+  | { readonly ok: true; readonly body: Uint8Array }
+  | { readonly ok: false; readonly error: PredictFailedError };
+
+/** A batch sent to the worker (one `predict_batch` frame). */
+export interface BatchCall {
+  /** The request ids, one per sample, in order. */
+  readonly ids: readonly number[];
+  /**
+   * One outcome per sample, in order, once every id is answered; rejects
+   * with WorkerExitedError or ProtocolError when the worker ended or broke
+   * the protocol before that (every request of the batch is lost).
+   */
+  readonly outcomes: Promise<BatchOutcome[]>;
+  /** Like {@link PredictCall.finished}: `cancelled` when every id was. */
+  readonly finished: Promise<CallEnd>;
+  /** Cancels the whole batch (sends `cancel` for its first id). */
+  cancel(): void;
+}
+
+/** Routing state of one outstanding request or batch, by id. */
+interface SingleRoute {
+  readonly kind: "single";
+  readonly id: number;
+  readonly answer: PromiseWithResolvers<PredictAnswer>;
+  readonly finished: PromiseWithResolvers<CallEnd>;
+  stream: PredictStream | undefined;
+  cancelled: boolean;
+}
+
+interface BatchRoute {
+  readonly kind: "batch";
+  readonly ids: readonly number[];
+  readonly outcomes: (BatchOutcome | undefined)[];
+  readonly done: PromiseWithResolvers<BatchOutcome[]>;
+  readonly finished: PromiseWithResolvers<CallEnd>;
+  left: number;
+  cancelled: boolean;
+}
+
+interface InitRoute {
+  readonly kind: "init";
+  readonly reply: PromiseWithResolvers<WorkerMessage>;
+}
+
+type Route = SingleRoute | BatchRoute | InitRoute;
+
 /**
- * A running worker. Calls are strictly one at a time: `init` once, then
- * `predict` repeatedly; the caller (a replica) guarantees that.
+ * A running worker: `init` once, then any number of requests, each routed
+ * by id. Requests may be sent before earlier ones are answered (the worker
+ * runs them one at a time, in order); a replica decides how many to have
+ * outstanding.
  */
 export class WorkerProcess {
   readonly pid: number;
@@ -122,7 +196,11 @@ export class WorkerProcess {
   /** The control channel once the worker connected; undefined if it never did. */
   readonly #conn: Promise<Deno.UnixConn | undefined>;
   readonly #maxFrame: number;
-  #pending: Pending | undefined;
+  /** Outstanding requests by id (0 is `init`); a batch is there under each of its ids. */
+  readonly #routes = new Map<number, Route>();
+  /** Writes go out one after another, so frames never interleave. */
+  #writing: Promise<void> = Promise.resolve();
+  #window = 1;
   #nextId = 1;
   #failure: Error | undefined;
   #exit: WorkerExit | undefined;
@@ -180,9 +258,22 @@ export class WorkerProcess {
     return this.#failure === undefined && this.#exit === undefined;
   }
 
+  /** Requests (batch members included) sent and not yet finished. */
+  get outstanding(): number {
+    let n = 0;
+    for (const route of this.#routes.values()) if (route.kind !== "init") n++;
+    return n;
+  }
+
   /** Sends `init` and waits for `ready`; rejects with InitFailedError or WorkerExitedError. */
   async init(message: Omit<InitMessage, "type">): Promise<ReadyMessage> {
-    const reply = await this.#call(0, { type: "init", ...message });
+    this.#checkRunning();
+    if (this.#routes.has(0)) throw new Error("Worker init is already running");
+    this.#window = message.stream_window;
+    const route: InitRoute = { kind: "init", reply: Promise.withResolvers() };
+    this.#routes.set(0, route);
+    this.#send({ type: "init", ...message });
+    const reply = await route.reply.promise;
     if (reply.type === "ready") return reply;
     if (reply.type === "init_error") {
       throw new InitFailedError(reply.phase, reply.error, reply.traceback);
@@ -191,23 +282,83 @@ export class WorkerProcess {
   }
 
   /**
-   * Runs one prediction; resolves with the prediction as UTF-8 JSON.
-   * Rejects with PredictFailedError, WorkerExitedError or ProtocolError.
+   * Sends one request. The answer is a body, or a {@link PredictStream} when
+   * the user's `predict` returned a generator or iterator.
+   */
+  run(sample: Uint8Array, debug: boolean): PredictCall {
+    const id = this.#nextId++;
+    const route: SingleRoute = {
+      kind: "single",
+      id,
+      answer: Promise.withResolvers(),
+      finished: Promise.withResolvers(),
+      stream: undefined,
+      cancelled: false,
+    };
+    route.answer.promise.catch(() => {}); // a caller may only watch `finished`
+    if (this.#admit(route, [id])) this.#sendRequest(route, [id], { type: "predict", id, sample, debug });
+    return {
+      id,
+      answer: route.answer.promise,
+      finished: route.finished.promise,
+      cancel: () => this.#cancel(route, id),
+    };
+  }
+
+  /**
+   * Runs one prediction and resolves with its JSON; a streamed answer is
+   * collected into a JSON array of its items. Rejects with
+   * PredictFailedError, WorkerExitedError or ProtocolError.
    */
   async predict(sample: Uint8Array, debug: boolean): Promise<Uint8Array> {
-    const id = this.#nextId++;
-    const reply = await this.#call(id, { type: "predict", id, sample, debug });
-    if (reply.type === "result") return reply.prediction;
-    if (reply.type === "error") {
-      throw new PredictFailedError(reply.kind, reply.error, reply.traceback);
-    }
-    throw this.#violation(`Worker answered predict with "${reply.type}"`);
+    const answer = await this.run(sample, debug).answer;
+    if (answer.type === "body") return answer.body;
+    const items: Uint8Array[] = [];
+    for await (const item of answer.stream) items.push(item);
+    return joinJsonArray(items);
+  }
+
+  /**
+   * Sends one `predict_batch`: the user's `predict` gets the samples as one
+   * list. Each sample gets its own outcome; see {@link BatchCall}.
+   */
+  runBatch(samples: readonly Uint8Array[], debug: boolean): BatchCall {
+    if (samples.length === 0) throw new RangeError("A batch needs at least one sample");
+    const ids = samples.map(() => this.#nextId++);
+    const route: BatchRoute = {
+      kind: "batch",
+      ids,
+      outcomes: ids.map(() => undefined),
+      done: Promise.withResolvers(),
+      finished: Promise.withResolvers(),
+      left: ids.length,
+      cancelled: false,
+    };
+    route.done.promise.catch(() => {});
+    if (this.#admit(route, ids)) this.#sendRequest(route, ids, { type: "predict_batch", ids, samples, debug });
+    return {
+      ids,
+      outcomes: route.done.promise,
+      finished: route.finished.promise,
+      cancel: () => this.#cancel(route, ids[0]!),
+    };
+  }
+
+  /**
+   * Runs one batch: resolves with one outcome per sample, in order (a
+   * request's PredictFailedError is its outcome, not a rejection). Rejects
+   * with WorkerExitedError or ProtocolError when the worker died or broke
+   * the protocol before answering every sample.
+   */
+  predictBatch(samples: readonly Uint8Array[], debug: boolean): Promise<BatchOutcome[]> {
+    return this.runBatch(samples, debug).outcomes;
   }
 
   /** Asks the worker to exit; kills it if it is still there after `graceMs`. */
   async shutdown(graceMs: number): Promise<WorkerExit> {
     if (this.#exit) return this.#exit;
-    await this.#send({ type: "shutdown" }).catch(() => {});
+    this.#send({ type: "shutdown" });
+    await this.#writing;
     await (await this.#conn)?.closeWrite().catch(() => {});
     const timer = setTimeout(() => this.kill("SIGKILL"), graceMs);
     try {
@@ -228,37 +379,57 @@ export class WorkerProcess {
     }
   }
 
-  async #call(id: number, message: ServerMessage): Promise<WorkerMessage> {
-    if (this.#pending) throw new Error("Worker is busy: one call at a time");
+  #checkRunning(): void {
     if (this.#failure ?? this.#exit) {
       throw this.#failure ?? new WorkerExitedError("Worker is not running", this.#exit);
     }
-    const reply = new Promise<WorkerMessage>((resolve, reject) => {
-      this.#pending = { id, resolve, reject };
-    });
-    await this.#send(message).catch(() => {
-      // A write to a dead worker: the exit handler rejects `reply`.
-    });
-    return await reply;
   }
 
-  async #send(message: ServerMessage): Promise<void> {
+  /** Registers a request's route; false (and the route failed) when the worker is gone. */
+  #admit(route: SingleRoute | BatchRoute, ids: readonly number[]): boolean {
+    if (this.#failure ?? this.#exit) {
+      this.#settleRoute(route, this.#failure ?? new WorkerExitedError("Worker is not running", this.#exit));
+      return false;
+    }
+    for (const id of ids) this.#routes.set(id, route);
+    return true;
+  }
+
+  /** Sends a request; one that cannot be framed (too large) fails alone. */
+  #sendRequest(route: SingleRoute | BatchRoute, ids: readonly number[], message: ServerMessage): void {
+    try {
+      this.#send(message);
+    } catch (error) {
+      for (const id of ids) this.#routes.delete(id);
+      this.#settleRoute(route, error instanceof Error ? error : new Error(String(error)));
+    }
+  }
+
+  #cancel(route: SingleRoute | BatchRoute, id: number): void {
+    if (route.cancelled || !this.#routes.has(id)) return;
+    route.cancelled = true;
+    this.#send({ type: "cancel", id });
+  }
+
+  /**
+   * Queues a frame for writing; a write to a dead worker is dropped (its exit
+   * fails the calls).
+   *
+   * @throws {import("./codec.ts").FrameError} when the frame is too large
+   */
+  #send(message: ServerMessage): void {
     const frame = encodeMessageFrame(message, this.#maxFrame);
-    const conn = await this.#conn;
-    if (conn === undefined) throw new WorkerExitedError("Worker never connected", this.#exit);
-    await writeAll(conn, frame);
+    this.#writing = this.#writing.then(async () => {
+      const conn = await this.#conn;
+      if (conn === undefined) return;
+      await writeAll(conn, frame);
+    }).catch(() => {});
   }
 
   async #readFrames(conn: Deno.UnixConn): Promise<void> {
     try {
       await readPayloads(conn, this.#maxFrame, (payload, transient) => {
-        const message = decodeMessage(payload);
-        // The prediction is a view of the read buffer, which the next read reuses.
-        if (message.type === "result" && transient) {
-          this.#deliver({ ...message, prediction: message.prediction.slice() });
-        } else {
-          this.#deliver(message);
-        }
+        this.#deliver(decodeMessage(payload), transient);
       });
     } catch (error) {
       this.#violation(error instanceof Error ? error.message : String(error));
@@ -267,19 +438,96 @@ export class WorkerProcess {
     }
   }
 
-  #deliver(message: WorkerMessage): void {
-    const pending = this.#pending;
-    const id = message.type === "result" || message.type === "error" ? message.id : 0;
-    if (!pending || pending.id !== id) {
-      throw new ProtocolError(
-        `Worker sent "${message.type}" for request ${id}, expected ${pending ? pending.id : "nothing"}`,
-      );
+  /** Routes one message; `transient` bytes are copied before they are kept. */
+  #deliver(message: WorkerMessage, transient: boolean): void {
+    const id = message.type === "ready" || message.type === "init_error" ? 0 : message.id;
+    const route = this.#routes.get(id);
+    if (route === undefined) {
+      const expected = [...this.#routes.keys()].join(" or ") || "nothing";
+      throw new ProtocolError(`Worker sent "${message.type}" for request ${id}, expected ${expected}`);
     }
-    this.#pending = undefined;
-    pending.resolve(message);
+    if (route.kind === "init") {
+      this.#routes.delete(0);
+      route.reply.resolve(message);
+    } else if (route.kind === "single") {
+      this.#deliverSingle(route, message, transient);
+    } else {
+      this.#deliverBatch(route, id, message, transient);
+    }
   }
 
-  /** Records a protocol violation, kills the worker, fails the pending call. */
+  #deliverSingle(route: SingleRoute, message: WorkerMessage, transient: boolean): void {
+    const copy = (bytes: Uint8Array) => transient ? bytes.slice() : bytes;
+    switch (message.type) {
+      case "result":
+        if (route.stream) throw new ProtocolError(`Worker sent "result" inside stream ${route.id}`);
+        this.#routes.delete(route.id);
+        route.answer.resolve({ type: "body", body: copy(message.prediction) });
+        route.finished.resolve("answered");
+        return;
+      case "item":
+      case "end": {
+        const stream = route.stream ?? this.#openStream(route);
+        if (message.type === "item") {
+          if (!stream.push(copy(message.value))) {
+            throw new ProtocolError(`Worker sent more than ${this.#window} unacknowledged items on stream ${route.id}`);
+          }
+          return;
+        }
+        if (message.items !== stream.received) {
+          throw new ProtocolError(`Worker ended stream ${route.id} at ${message.items} items, sent ${stream.received}`);
+        }
+        this.#routes.delete(route.id);
+        stream.end();
+        route.finished.resolve(route.cancelled ? "cancelled" : "answered");
+        return;
+      }
+      case "error": {
+        this.#routes.delete(route.id);
+        const error = new PredictFailedError(message.kind, message.error, message.traceback);
+        if (route.stream) route.stream.end(error);
+        else route.answer.reject(error);
+        route.finished.resolve(message.kind === "cancelled" ? "cancelled" : "answered");
+        return;
+      }
+      default:
+        throw new ProtocolError(`Worker sent "${message.type}" for request ${route.id}`);
+    }
+  }
+
+  #openStream(route: SingleRoute): PredictStream {
+    const stream = new PredictStream({
+      credit: (n) => {
+        if (this.#routes.get(route.id) === route) this.#send({ type: "credit", id: route.id, n });
+      },
+      cancel: () => this.#cancel(route, route.id),
+    }, this.#window);
+    route.stream = stream;
+    route.answer.resolve({ type: "stream", stream });
+    return stream;
+  }
+
+  #deliverBatch(route: BatchRoute, id: number, message: WorkerMessage, transient: boolean): void {
+    const at = route.ids.indexOf(id);
+    if (message.type === "result") {
+      route.outcomes[at] = { ok: true, body: transient ? message.prediction.slice() : message.prediction };
+    } else if (message.type === "error") {
+      route.outcomes[at] = {
+        ok: false,
+        error: new PredictFailedError(message.kind, message.error, message.traceback),
+      };
+    } else {
+      throw new ProtocolError(`Worker sent "${message.type}" for request ${id} of a batch`);
+    }
+    this.#routes.delete(id);
+    if (--route.left > 0) return;
+    const outcomes = route.outcomes as BatchOutcome[];
+    route.done.resolve(outcomes);
+    const allCancelled = outcomes.every((o) => !o.ok && o.error.kind === "cancelled");
+    route.finished.resolve(allCancelled ? "cancelled" : "answered");
+  }
+
+  /** Records a protocol violation, kills the worker, fails the outstanding calls. */
   #violation(detail: string): ProtocolError {
     const error = new ProtocolError(`Worker broke the protocol: ${detail}`);
     this.#failure ??= error;
@@ -288,9 +536,39 @@ export class WorkerProcess {
     return error;
   }
 
+  /** Fails every outstanding call with `error`. */
   #fail(error: Error): void {
-    const pending = this.#pending;
-    this.#pending = undefined;
-    pending?.reject(error);
+    const routes = new Set(this.#routes.values());
+    this.#routes.clear();
+    for (const route of routes) {
+      if (route.kind === "init") route.reply.reject(error);
+      else this.#settleRoute(route, error);
+    }
   }
+
+  #settleRoute(route: SingleRoute | BatchRoute, error: Error): void {
+    if (route.kind === "single") {
+      if (route.stream) route.stream.end(error);
+      else route.answer.reject(error);
+    } else {
+      route.done.reject(error);
+    }
+    route.finished.resolve("lost");
+  }
+}
+
+const COMMA = new Uint8Array([0x2c]);
+
+/** `[item,item,...]` from JSON items. */
+function joinJsonArray(items: readonly Uint8Array[]): Uint8Array {
+  const parts: Uint8Array[] = [new Uint8Array([0x5b])];
+  items.forEach((item, i) => parts.push(...(i === 0 ? [item] : [COMMA, item])));
+  parts.push(new Uint8Array([0x5d]));
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
+  let at = 0;
+  for (const part of parts) {
+    out.set(part, at);
+    at += part.byteLength;
+  }
+  return out;
 }
