@@ -65,7 +65,10 @@ export function parse(bytes: Uint8Array): unknown {
 export async function within<T>(promise: Promise<T>, ms: number): Promise<T | "timeout"> {
   let timer: ReturnType<typeof setTimeout> | undefined;
   try {
-    return await Promise.race([promise, new Promise<"timeout">((r) => timer = setTimeout(() => r("timeout"), ms))]);
+    return await Promise.race([
+      promise,
+      new Promise<"timeout">((r) => timer = setTimeout(() => r("timeout"), ms)),
+    ]);
   } finally {
     clearTimeout(timer);
   }

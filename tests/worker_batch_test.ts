@@ -64,7 +64,10 @@ Deno.test("a raise, a non-list and a wrong length fail every request of the batc
 
 Deno.test("one unserialisable prediction fails its request only", async () => {
   await using w = await startWorker(BATCHED);
-  const outcomes = await w.worker.predictBatch([json({ x: "object" }), json({ x: 7 }), json({ x: "object" })], false);
+  const outcomes = await w.worker.predictBatch(
+    [json({ x: "object" }), json({ x: 7 }), json({ x: "object" })],
+    false,
+  );
   const middle = outcomes[1]!;
   assert.ok(middle.ok);
   assert.deepEqual(parse(middle.body), { y: 7 });

@@ -120,7 +120,10 @@ def predict(sample, metadata):
   await delay(200);
   const started = performance.now();
   call.cancel();
-  await assert.rejects(call.answer, (error: unknown) => error instanceof PredictFailedError && error.kind === "cancelled");
+  await assert.rejects(
+    call.answer,
+    (error: unknown) => error instanceof PredictFailedError && error.kind === "cancelled",
+  );
   assert.equal(await call.finished, "cancelled");
   assert.ok(performance.now() - started < 1000);
   assert.equal(await Deno.readTextFile(join(w.dir, "finally")), "MainThread");

@@ -57,6 +57,7 @@ async function run(options: ServeOptions, logger: Logger, stop: StopListener): P
     maxFrameBytes: options.maxFrameBytes,
     queuePerReplica: options.queuePerReplica,
     predictTimeoutMs: options.predictTimeoutMs,
+    cancelGraceMs: options.cancelGraceMs,
     initTimeoutMs: options.initTimeoutMs,
     killGraceMs: KILL_GRACE_MS,
     backoff: DEFAULT_BACKOFF,

@@ -25,6 +25,8 @@ export interface ServeOptions {
   readonly maxBodyBytes: number;
   readonly maxFrameBytes: number;
   readonly predictTimeoutMs: number;
+  /** After `cancel`, how long the worker may take to stop the request before it is restarted. */
+  readonly cancelGraceMs: number;
   readonly initTimeoutMs: number | undefined;
   readonly drainTimeoutMs: number;
   /** Scale-up averaging window (`--scale-window`). */
@@ -58,7 +60,10 @@ Options:
   --queue N               requests that may wait per replica (default 64)
   --max-body SIZE         largest request body (default 32Mi)
   --max-frame SIZE        largest worker message (default: max-body + 32Mi)
-  --predict-timeout DUR   deadline of a request, queue wait included (default 60s)
+  --predict-timeout DUR   deadline of a request, queue wait included (default 60s);
+                          a running predict past it is cancelled
+  --cancel-grace DUR      after a cancel (client gone, timeout), how long predict
+                          may take to stop before its worker is restarted (default 5s)
   --init-timeout DUR      deadline of import + init() (default: none)
   --drain-timeout DUR     on SIGTERM, time to finish queued work (default 30s)
   --scale-window DUR      with max_replicas above min_replicas: add a replica when
@@ -88,6 +93,7 @@ const FLAGS = {
   "max-body": { type: "string" },
   "max-frame": { type: "string" },
   "predict-timeout": { type: "string" },
+  "cancel-grace": { type: "string" },
   "init-timeout": { type: "string" },
   "drain-timeout": { type: "string" },
   "scale-window": { type: "string" },
@@ -126,6 +132,7 @@ export function parseServeArgs(args: readonly string[]): ServeOptions | "help" {
       ? maxBodyBytes + 32 * 1024 * 1024
       : parseBytes("max-frame", values["max-frame"]),
     predictTimeoutMs: parseDuration("predict-timeout", values["predict-timeout"] ?? "60"),
+    cancelGraceMs: parseDuration("cancel-grace", values["cancel-grace"] ?? "5"),
     initTimeoutMs: values["init-timeout"] === undefined
       ? undefined
       : parseDuration("init-timeout", values["init-timeout"]),

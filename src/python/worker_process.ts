@@ -335,7 +335,9 @@ export class WorkerProcess {
       cancelled: false,
     };
     route.done.promise.catch(() => {});
-    if (this.#admit(route, ids)) this.#sendRequest(route, ids, { type: "predict_batch", ids, samples, debug });
+    if (this.#admit(route, ids)) {
+      this.#sendRequest(route, ids, { type: "predict_batch", ids, samples, debug });
+    }
     return {
       ids,
       outcomes: route.done.promise,
@@ -470,12 +472,16 @@ export class WorkerProcess {
         const stream = route.stream ?? this.#openStream(route);
         if (message.type === "item") {
           if (!stream.push(copy(message.value))) {
-            throw new ProtocolError(`Worker sent more than ${this.#window} unacknowledged items on stream ${route.id}`);
+            throw new ProtocolError(
+              `Worker sent more than ${this.#window} unacknowledged items on stream ${route.id}`,
+            );
           }
           return;
         }
         if (message.items !== stream.received) {
-          throw new ProtocolError(`Worker ended stream ${route.id} at ${message.items} items, sent ${stream.received}`);
+          throw new ProtocolError(
+            `Worker ended stream ${route.id} at ${message.items} items, sent ${stream.received}`,
+          );
         }
         this.#routes.delete(route.id);
         stream.end();

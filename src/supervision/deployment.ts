@@ -24,6 +24,8 @@ export interface RuntimeOptions {
   /** Queue places per replica (`--queue`). */
   readonly queuePerReplica: number;
   readonly predictTimeoutMs: number;
+  /** After a cancel, how long predict may take to stop before the worker is restarted. */
+  readonly cancelGraceMs: number;
   readonly initTimeoutMs: number | undefined;
   readonly killGraceMs: number;
   readonly backoff: BackoffOptions;
@@ -162,6 +164,7 @@ export class Deployment {
       init: apiInitMessage(this.project, api, dir),
       initTimeoutMs: rt.initTimeoutMs,
       killGraceMs: rt.killGraceMs,
+      cancelGraceMs: rt.cancelGraceMs,
       backoff: rt.backoff,
       memBytes: api.compute.memBytes,
       memText: api.compute.mem,

@@ -6,7 +6,7 @@
 import type { Logger } from "../log/logger.ts";
 import { ApiError } from "../errors/api_error.ts";
 import { BoundedQueue } from "./queue.ts";
-import type { Replica, ReplicaState } from "./replica.ts";
+import type { Replica, ReplicaRun, ReplicaState, RunAnswer } from "./replica.ts";
 
 /** What {@link ApiPool.submit} needs besides the sample. */
 export interface SubmitOptions {
@@ -15,9 +15,9 @@ export interface SubmitOptions {
   readonly signal?: AbortSignal;
 }
 
-/** A prediction and how long it waited for a replica. */
+/** A prediction (a body, or a stream of items) and how long it waited for a replica. */
 export interface Prediction {
-  readonly body: Uint8Array;
+  readonly answer: RunAnswer;
   readonly queueMs: number;
 }
 
@@ -49,6 +49,8 @@ interface Job {
   readonly reject: (error: Error) => void;
   /** Stops watching the deadline and the client. */
   cleanup: () => void;
+  /** Set once the job runs on a replica. */
+  run: ReplicaRun | undefined;
 }
 
 /** One API's replicas and queue. */
@@ -156,6 +158,7 @@ export class ApiPool {
         resolve,
         reject,
         cleanup: () => {},
+        run: undefined,
       };
       // The queue grows and shrinks with the replicas: --queue places each.
       const limit = this.#o.queuePerReplica * Math.max(this.#replicas.length, 1);
@@ -245,7 +248,7 @@ export class ApiPool {
     this.#active.add(job);
     this.#ticker ??= setInterval(() => this.#expire(), this.#tickMs());
     const onClientGone = () => {
-      if (!job.queued) return; // running: let it finish, the worker stays healthy
+      if (!job.queued) return job.run?.cancel(); // running: the worker is asked to stop it
       this.#queue.cancel(job);
       this.#settle(job, new ApiError("BAD_REQUEST", "The client closed the connection"));
       this.#o.logger.debug("client went away while queued", { api: this.api });
@@ -279,7 +282,7 @@ export class ApiPool {
           ),
         );
       } else {
-        job.deadline.abort(); // the replica answers 504 and stops the worker
+        job.deadline.abort(); // the replica answers 504 and cancels the request
       }
     }
     if (this.#active.size === 0) this.#stopTicker();
@@ -294,13 +297,16 @@ export class ApiPool {
     job.queued = false;
     this.#inFlight++;
     const queueMs = performance.now() - job.arrived;
-    replica.run(job.sample, job.debug, job.deadline.signal).then(
-      (body) => {
-        job.cleanup();
-        job.resolve({ body, queueMs });
-      },
-      (error: Error) => this.#settle(job, error),
-    ).finally(() => {
+    const run = replica.run(job.sample, job.debug, job.deadline.signal);
+    job.run = run;
+    run.answer.then(
+      (answer) => job.resolve({ answer, queueMs }),
+      (error: Error) => job.reject(error),
+    );
+    // The deadline and the client are watched until the replica is done:
+    // for a stream, until its last item.
+    run.finished.finally(() => {
+      job.cleanup();
       this.#inFlight--;
       this.dispatch();
     });

@@ -1,7 +1,9 @@
 /**
  * One replica of an API: a supervised worker process. Starts it, restarts it
  * with backoff when it exits, fails init or goes over its memory cap, and
- * runs one prediction at a time with a deadline. State transitions happen
+ * runs one prediction at a time with a deadline. A request whose client went
+ * away or whose deadline passed is cancelled in the worker; a worker that does
+ * not stop it within the cancel grace is restarted. State transitions happen
  * only in `#setState`.
  */
 import type { InitMessage } from "../python/protocol.ts";
@@ -37,6 +39,8 @@ export interface ReplicaOptions {
   readonly initTimeoutMs: number | undefined;
   /** Between SIGTERM and SIGKILL when a worker is stopped or timed out. */
   readonly killGraceMs: number;
+  /** After a cancel, how long predict may take to stop before the worker is restarted. */
+  readonly cancelGraceMs: number;
   readonly backoff: BackoffOptions;
   /** Memory cap (RSS) in bytes, from `compute.mem`. */
   readonly memBytes: number | undefined;
@@ -47,6 +51,28 @@ export interface ReplicaOptions {
 }
 
 const RSS_POLL_MS = 200;
+
+/** Why a running request was cancelled: its client went away, or its deadline passed. */
+export type CancelReason = "client" | "timeout";
+
+/** The first answer of a prediction: a body, or a stream of items (failures as ApiError). */
+export type RunAnswer =
+  | { readonly type: "body"; readonly body: Uint8Array }
+  | { readonly type: "stream"; readonly stream: AsyncIterable<Uint8Array> };
+
+/** A prediction running on a replica. */
+export interface ReplicaRun {
+  /** The first answer; rejects with an ApiError. */
+  readonly answer: Promise<RunAnswer>;
+  /** Resolves when the replica is done with the request (ready again, or restarting). */
+  readonly finished: Promise<void>;
+  /** The client went away: cancel the request (logged and counted; 499). */
+  cancel(): void;
+}
+
+function clientClosed(): ApiError {
+  return new ApiError("CLIENT_CLOSED", "The client closed the connection");
+}
 
 /** A supervised worker. */
 export class Replica {
@@ -69,6 +95,7 @@ export class Replica {
   #oom: string | undefined;
   #loop: Promise<void> | undefined;
   #initMs: number | undefined;
+  readonly #cancels: Record<CancelReason, number> = { client: 0, timeout: 0 };
 
   constructor(options: ReplicaOptions) {
     this.index = options.index;
@@ -108,42 +135,89 @@ export class Replica {
   }
 
   /**
-   * Runs one prediction. Only call when `state` is `ready`.
+   * Starts one prediction. Only call when `state` is `ready`; the replica is
+   * `busy` until the worker is done with the request (for a stream: its last
+   * item), see {@link ReplicaRun.finished}.
    *
-   * @param deadline aborts when the request's time is up: the worker is
-   *   killed, the request gets 504 and the replica restarts
+   * @param deadline aborts when the request's time is up: the request gets
+   *   504 and the worker is asked to cancel it (the cancel path below)
    */
-  async run(sample: Uint8Array, debug: boolean, deadline: AbortSignal): Promise<Uint8Array> {
+  run(sample: Uint8Array, debug: boolean, deadline: AbortSignal): ReplicaRun {
     const worker = this.#worker;
     if (this.#state !== "ready" || worker === undefined) {
       throw new Error(`Replica ${this.index} is ${this.#state}, not ready`);
     }
     this.#setState("busy");
-    // The request is answered 504 at its deadline; the worker is stopped meanwhile.
-    const timedOut = Promise.withResolvers<never>();
-    const onDeadline = () => {
-      this.#log.warn("predict timed out: stopping the worker", { pid: worker.pid });
-      this.#setState("restarting");
-      this.#terminate(worker);
-      timedOut.reject(this.#timeoutError());
+    const call = worker.run(sample, debug);
+    const stopped = Promise.withResolvers<never>();
+    stopped.promise.catch(() => {});
+    let cancelled: CancelReason | undefined;
+    const cancel = (reason: CancelReason) => {
+      if (cancelled !== undefined) return;
+      cancelled = reason;
+      this.#cancels[reason]++;
+      this.#log.info("request cancelled", {
+        reason: reason === "client" ? "client closed the connection" : "--predict-timeout passed",
+        pid: worker.pid,
+      });
+      stopped.reject(reason === "client" ? clientClosed() : this.#timeoutError());
+      call.cancel();
+      // Code stuck in C may never see the cancellation: the grace bounds it.
+      const timer = setTimeout(() => {
+        if (!worker.alive) return;
+        this.#log.warn("predict did not stop within --cancel-grace: restarting the worker", {
+          pid: worker.pid,
+          grace_ms: this.#o.cancelGraceMs,
+        });
+        if (this.#worker === worker) this.#setState("restarting");
+        this.#terminate(worker);
+      }, this.#o.cancelGraceMs);
+      call.finished.finally(() => clearTimeout(timer));
     };
+    const onDeadline = () => cancel("timeout");
     deadline.addEventListener("abort", onDeadline, { once: true });
-    const predicting = worker.predict(sample, debug);
-    predicting.catch(() => {}); // after a timeout nobody waits for it
-    try {
-      const result = await Promise.race([predicting, timedOut.promise]);
-      this.#answered++;
-      return result;
-    } catch (error) {
-      if (error instanceof PredictFailedError) this.#answered++;
-      throw error instanceof ApiError ? error : this.#requestError(error);
-    } finally {
+    const answer = Promise.race([call.answer, stopped.promise]).then(
+      (answer): RunAnswer => {
+        if (answer.type === "body") return answer;
+        return { type: "stream", stream: this.#mapErrors(answer.stream, () => cancelled) };
+      },
+      (error) => {
+        throw cancelled !== undefined
+          ? (cancelled === "client" ? clientClosed() : this.#timeoutError())
+          : error instanceof ApiError
+          ? error
+          : this.#requestError(error);
+      },
+    );
+    answer.catch(() => {}); // after a cancel nobody may wait for it
+    const finished = call.finished.then((end) => {
       deadline.removeEventListener("abort", onDeadline);
+      if (end !== "lost") this.#answered++;
       // A worker that died or broke the protocol takes no more work: queued
       // requests wait for its replacement.
       if (this.#worker === worker && this.state === "busy") {
         this.#setState(worker.alive ? "ready" : "restarting");
       }
+    });
+    return { answer, finished, cancel: () => cancel("client") };
+  }
+
+  /** Requests cancelled so far on this replica, by reason. */
+  get cancels(): Readonly<Record<CancelReason, number>> {
+    return this.#cancels;
+  }
+
+  /** The stream with its failures as ApiErrors (what the HTTP layer shows). */
+  async *#mapErrors(
+    stream: AsyncIterable<Uint8Array>,
+    cancelled: () => CancelReason | undefined,
+  ): AsyncGenerator<Uint8Array> {
+    try {
+      yield* stream;
+    } catch (error) {
+      const reason = cancelled();
+      if (reason !== undefined) throw reason === "client" ? clientClosed() : this.#timeoutError();
+      throw error instanceof ApiError ? error : this.#requestError(error);
     }
   }
 
@@ -160,7 +234,7 @@ export class Replica {
   #timeoutError(): ApiError {
     return new ApiError(
       "PREDICT_TIMEOUT",
-      `predict did not finish within --predict-timeout; the worker was stopped and is restarting`,
+      `predict did not finish within --predict-timeout; it was cancelled`,
     );
   }
 
