@@ -6,13 +6,19 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { delay, makeProject, post, startServer } from "./_helpers.ts";
 
-/** predict records each sample's `id` in a file next to the staged project, then sleeps. */
-const RECORDING = `import os, time
+/**
+ * predict records each sample's `id` in a file next to the staged project,
+ * then sleeps; with `mask` it blocks the cancellation signal first, like code
+ * stuck in C that a cancel cannot stop.
+ */
+const RECORDING = `import os, signal, time
 LOG = os.path.join(os.environ["CORTEX_PROJECT_DIR"], "..", "ran.log")
 
 def predict(sample, metadata):
     with open(LOG, "a") as f:
         f.write(sample["id"] + "\\n")
+    if sample.get("mask"):
+        signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGUSR1])
     time.sleep(sample.get("sleep", 0))
     return sample["id"]
 `;
@@ -31,7 +37,7 @@ Deno.test("queue wait counts against --predict-timeout: a request that never got
   await using server = await startServer(project.path, { args: ["--predict-timeout=1s"] });
   const api = `${server.url}/test/api`;
   const started = performance.now();
-  const running = post(api, { id: "slow", sleep: 3 });
+  const running = post(api, { id: "slow", sleep: 3, mask: true });
   await delay(100);
   const queued = await post(api, { id: "queued" });
   const waited = performance.now() - started;
