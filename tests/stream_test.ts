@@ -15,6 +15,7 @@ import {
   startServer,
 } from "./_helpers.ts";
 import { parsePrometheus } from "./_prometheus.ts";
+import { runCli } from "./_cli.ts";
 
 const FIXTURE = join(ROOT, "tests", "fixtures", "stream", "inference.py");
 
@@ -228,4 +229,30 @@ Deno.test("a slow reader holds the generator: what is produced ahead stays bound
   }
   assert.ok(bytes > (total - 2) * size, `read ${bytes} bytes`);
   await s.server.waitFor((r) => String(r.msg).includes(`produced ${total}`));
+});
+
+Deno.test("the text-generator example streams the same words for the same seed; predict --stream prints them", async () => {
+  await using server = await startServer(join(ROOT, "examples", "text-generator"));
+  const url = `${server.url}/text/generator`;
+  const sample = { prompt: "the lighthouse", max_tokens: 12, seed: 7, delay: 0 };
+  const first = await (await post(url, sample)).text();
+  const second = await (await post(url, sample)).text();
+  const tokens = first.trimEnd().split("\n").map((line) => JSON.parse(line));
+  assert.equal(tokens.length, 12);
+  assert.deepEqual(tokens.map((t) => t.index), [...Array(12).keys()]);
+  assert.ok(tokens.every((t) => typeof t.token === "string" && t.token.length > 0));
+  assert.equal(second, first);
+  const cli = await runCli(["predict", "generator", "examples/text-generator/sample.json", "--stream"], {
+    env: { CORTEX_SERVE_URL: server.url },
+  });
+  assert.equal(cli.code, 0, cli.stderr);
+  const printed = cli.stdout.trimEnd().split("\n").map((line) => JSON.parse(line));
+  assert.equal(printed.length, 24);
+  assert.deepEqual(printed[0], { index: 0, token: printed[0].token });
+  const failed = await runCli(["predict", "gen", "-", "--stream"], {
+    env: { CORTEX_SERVE_URL: server.url },
+    stdin: '{"max_tokens": 0}',
+  });
+  assert.equal(failed.code, 1);
+  assert.equal(failed.stderr, "error: ValueError: max_tokens must be between 1 and 500, got 0\n");
 });
