@@ -102,3 +102,18 @@ def predict(samples, metadata):
     (error: Error) => error.name === "WorkerExitedError" && /exited with code 9/.test(error.message),
   );
 });
+
+Deno.test("cancelling a running batch cancels every request in it", async () => {
+  await using w = await startWorker(`
+import time
+def predict(samples, metadata):
+    while True:
+        time.sleep(0.01)
+`);
+  const call = w.worker.runBatch([json(1), json(2), json(3)], false);
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  call.cancel();
+  const outcomes = await call.outcomes;
+  assert.deepEqual(outcomes.map((o) => !o.ok && o.error.kind), ["cancelled", "cancelled", "cancelled"]);
+  assert.equal(await call.finished, "cancelled");
+});
