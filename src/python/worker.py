@@ -28,6 +28,7 @@ import io
 import json
 import math
 import os
+import queue
 import signal
 import socket
 import struct
@@ -366,10 +367,11 @@ class Cancelled(BaseException):
 class Job:
     """One unit of work: a `predict` (one id) or a `predict_batch` (several)."""
 
-    __slots__ = ("message", "ids")
+    __slots__ = ("message", "ids", "dropped")
 
     def __init__(self, message):
         self.message = message
+        self.dropped = False
         if message["type"] == "predict":
             self.ids = (message["id"],)
         else:
@@ -395,8 +397,11 @@ class Control:
 
     def __init__(self, channel):
         self.channel = channel
-        self.cond = threading.Condition()
-        self.queue = collections.deque()
+        # Jobs in arrival order (None: the input ended); the main thread blocks on it.
+        self.jobs = queue.SimpleQueue()
+        self.cond = threading.Condition(threading.Lock())
+        # Jobs received and not started, by request id: what a cancel can drop.
+        self.waiting = {}
         self.closed = False
         self.running = None
         self.cancel_requested = False
@@ -417,8 +422,9 @@ class Control:
                 if kind in ("predict", "predict_batch"):
                     job = Job(message)
                     with self.cond:
-                        self.queue.append(job)
-                        self.cond.notify_all()
+                        for request_id in job.ids:
+                            self.waiting[request_id] = job
+                    self.jobs.put(job)
                 elif kind == "credit":
                     with self.cond:
                         request_id = message["id"]
@@ -435,12 +441,15 @@ class Control:
         with self.cond:
             self.closed = True
             self.cond.notify_all()
+        self.jobs.put(None)
 
     def _cancel(self, request_id):
         with self.cond:
-            dropped = next((job for job in self.queue if request_id in job.ids), None)
+            dropped = self.waiting.get(request_id)
             if dropped is not None:
-                self.queue.remove(dropped)
+                dropped.dropped = True
+                for dropped_id in dropped.ids:
+                    del self.waiting[dropped_id]
             elif self.running is not None and request_id in self.running.ids:
                 if not self.cancel_requested:
                     self.cancel_requested = True
@@ -460,15 +469,18 @@ class Control:
 
     def next_job(self):
         """The next job to run, or None once the input ended and the FIFO is empty."""
-        with self.cond:
-            while not self.queue and not self.closed:
-                self.cond.wait()
-            if not self.queue:
+        while True:
+            job = self.jobs.get()
+            if job is None:
                 return None
-            job = self.queue.popleft()
-            self.running = job
-            self.cancel_requested = False
-            return job
+            with self.cond:
+                if job.dropped:
+                    continue  # cancelled while it waited, and answered then
+                for request_id in job.ids:
+                    del self.waiting[request_id]
+                self.running = job
+                self.cancel_requested = False
+                return job
 
     def finished(self, job):
         with self.cond:
