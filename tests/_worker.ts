@@ -12,11 +12,14 @@ export interface TestWorker extends AsyncDisposable {
   readonly lines: string[];
 }
 
-/** Starts a worker on `inference` (Python source) with `stream_window` `window`; resolves once ready. */
-export async function startWorker(inference: string, window = 4): Promise<TestWorker> {
+/**
+ * Starts a worker on `inference` (Python source) with `stream_window`
+ * `window`; resolves once ready. `program` replaces worker.py (a rogue worker).
+ */
+export async function startWorker(inference: string, window = 4, program?: string): Promise<TestWorker> {
   const dir = await tempDir("cortex-serve-worker-");
   await Deno.writeTextFile(join(dir.path, "inference.py"), inference);
-  const workerPath = await writeWorker(dir.path);
+  const workerPath = program ?? await writeWorker(dir.path);
   const lines: string[] = [];
   const worker = WorkerProcess.spawn({
     python: PYTHON,

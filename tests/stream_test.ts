@@ -104,6 +104,12 @@ Deno.test("an exception mid-stream ends it with an error event or line and is lo
   assert.ok(text.endsWith("}\n\n") && !text.includes("event: done"));
   await s.server.waitFor((r) => r.msg === "request failed" && r.error === "ValueError: token 1 is unlucky");
   await s.server.waitFor((r) => r.msg === "request" && r.stream_error === "ValueError: token 2 is unlucky");
+  const cli = await runCli(["predict", "api", "-", "--stream", `--url=${s.server.url}`], {
+    stdin: JSON.stringify({ n: 5, fail_at: 2 }),
+  });
+  assert.equal(cli.code, 1);
+  assert.equal(cli.stdout, '{"i":0,"token":"t0"}\n{"i":1,"token":"t1"}\n');
+  assert.equal(cli.stderr, "error: ValueError: token 2 is unlucky\n");
   // The replica is fine: no restart.
   await workerPid(s.server);
   assert.ok(!s.server.lines.some((line) => line.includes("worker stopped; restarting")));

@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { PredictFailedError, type PredictStream, type WorkerProcess } from "../src/python/worker_process.ts";
-import { delay } from "./_helpers.ts";
+import { delay, ROOT } from "./_helpers.ts";
 import { json, parse, startWorker, within } from "./_worker.ts";
 
 const STREAMING = `
@@ -178,4 +178,19 @@ def predict(sample, metadata):
   assert.equal(await within(call.finished, 700), "timeout");
   w.worker.kill("SIGKILL");
   assert.equal(await call.finished, "lost");
+});
+
+Deno.test("a worker that sends past its window breaks the protocol and is stopped", async () => {
+  await using w = await startWorker("", 4, join(ROOT, "tests", "fixtures", "rogue_worker.py"));
+  const answer = await w.worker.run(json({}), false).answer;
+  assert.equal(answer.type, "stream");
+  await assert.rejects(
+    (async () => {
+      for await (const _ of answer.type === "stream" ? answer.stream : []) {
+        await delay(100); // a reader slower than the worker
+      }
+    })(),
+    /Worker broke the protocol: Worker sent more than 4 unacknowledged items on stream 1/,
+  );
+  assert.equal(w.worker.alive, false);
 });
