@@ -428,8 +428,10 @@ class Control:
                 elif kind == "credit":
                     with self.cond:
                         request_id = message["id"]
-                        self.credits[request_id] = self.credits.get(request_id, 0) + message["n"]
-                        self.cond.notify_all()
+                        # Credit for a stream that already ended is dropped.
+                        if self.running is not None and request_id in self.running.ids:
+                            self.credits[request_id] = self.credits.get(request_id, 0) + message["n"]
+                            self.cond.notify_all()
                 elif kind == "cancel":
                     self._cancel(message["id"])
                 else:
@@ -500,14 +502,18 @@ class Control:
             self.in_user = False
 
     def wait_for_window(self, request_id, sent, window):
-        """Blocks while `window` items of the stream are unacknowledged."""
+        """Blocks while `window` items of the stream are unacknowledged.
+
+        Raises Cancelled on a cancel, or when the window is full and the
+        input has ended (nobody will grant credit any more)."""
         with self.cond:
-            while sent - self.credits.get(request_id, 0) >= window:
-                if self.cancel_requested or self.closed:
+            while not self.cancel_requested:
+                if sent - self.credits.get(request_id, 0) < window:
+                    return
+                if self.closed:
                     break
                 self.cond.wait()
-            if self.cancel_requested or self.closed:
-                raise Cancelled()
+            raise Cancelled()
 
 
 def cancelled_error(request_id):
