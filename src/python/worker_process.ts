@@ -151,7 +151,10 @@ export interface BatchCall {
   readonly outcomes: Promise<BatchOutcome[]>;
   /** Like {@link PredictCall.finished}: `cancelled` when every id was. */
   readonly finished: Promise<CallEnd>;
-  /** Cancels the whole batch (sends `cancel` for its first id). */
+  /**
+   * Cancels the whole batch (sends `cancel` for its first id). A batch
+   * serves several clients: call it only once every one of them is gone.
+   */
   cancel(): void;
 }
 
