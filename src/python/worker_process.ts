@@ -201,8 +201,10 @@ export class WorkerProcess {
   readonly #maxFrame: number;
   /** Outstanding requests by id (0 is `init`); a batch is there under each of its ids. */
   readonly #routes = new Map<number, Route>();
-  /** Writes go out one after another, so frames never interleave. */
-  #writing: Promise<void> = Promise.resolve();
+  /** Frames waiting to be written, in order; one writer drains them so frames never interleave. */
+  readonly #outbox: Uint8Array[] = [];
+  /** The running drain of `#outbox`, if any. */
+  #writing: Promise<void> | undefined;
   #window = 1;
   #nextId = 1;
   #failure: Error | undefined;
@@ -363,7 +365,7 @@ export class WorkerProcess {
   async shutdown(graceMs: number): Promise<WorkerExit> {
     if (this.#exit) return this.#exit;
     this.#send({ type: "shutdown" });
-    await this.#writing;
+    await this.#writing?.catch(() => {});
     await (await this.#conn)?.closeWrite().catch(() => {});
     const timer = setTimeout(() => this.kill("SIGKILL"), graceMs);
     try {
@@ -423,12 +425,23 @@ export class WorkerProcess {
    * @throws {import("./codec.ts").FrameError} when the frame is too large
    */
   #send(message: ServerMessage): void {
-    const frame = encodeMessageFrame(message, this.#maxFrame);
-    this.#writing = this.#writing.then(async () => {
+    this.#outbox.push(encodeMessageFrame(message, this.#maxFrame));
+    this.#writing ??= this.#drain();
+  }
+
+  /** Writes queued frames until none is left; a dead worker's are dropped (its exit fails the calls). */
+  async #drain(): Promise<void> {
+    try {
       const conn = await this.#conn;
-      if (conn === undefined) return;
-      await writeAll(conn, frame);
-    }).catch(() => {});
+      while (this.#outbox.length > 0) {
+        const frame = this.#outbox.shift()!;
+        if (conn !== undefined) await writeAll(conn, frame);
+      }
+    } catch {
+      this.#outbox.length = 0;
+    } finally {
+      this.#writing = undefined;
+    }
   }
 
   async #readFrames(conn: Deno.UnixConn): Promise<void> {
