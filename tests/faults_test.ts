@@ -15,7 +15,7 @@ import {
   singleApiConfig,
   startServer,
 } from "./_helpers.ts";
-import { fixture, waitHealthy } from "./_faults.ts";
+import { fixture } from "./_faults.ts";
 
 interface PredictFault {
   readonly fixture: string;
@@ -29,10 +29,10 @@ interface PredictFault {
   /** The replica restarts (a crash), so the server logs a restart. */
   readonly restarts: boolean;
   /**
-   * Wait for /healthz before the next request (its short --predict-timeout,
-   * which counts queue wait, would not cover the restart).
+   * Wait for the restarted worker before the next request (its short
+   * --queue-timeout, the predict timeout, would not cover the restart).
    */
-  readonly waitHealthy?: boolean;
+  readonly waitRestart?: boolean;
 }
 
 const PREDICT_FAULTS: readonly PredictFault[] = [
@@ -67,7 +67,7 @@ const PREDICT_FAULTS: readonly PredictFault[] = [
     args: ["--predict-timeout=1s", "--cancel-grace=500ms"],
     logged: (r) => r.msg === "predict did not stop within --cancel-grace: restarting the worker",
     restarts: true,
-    waitHealthy: true,
+    waitRestart: true,
   },
   {
     fixture: "memory",
@@ -99,6 +99,12 @@ const PREDICT_FAULTS: readonly PredictFault[] = [
     fixture: "protocol_wrong_id",
     status: 502,
     error: /worker broke the protocol: worker sent "result" for request 999999, expected \d+/i,
+    restarts: true,
+  },
+  {
+    fixture: "protocol_close",
+    status: 502,
+    error: /worker broke the protocol: it closed its control channel but kept running/i,
     restarts: true,
   },
   {
@@ -144,7 +150,10 @@ for (const fault of PREDICT_FAULTS) {
         assert.equal(body, "ok");
       }
       if (fault.logged) await server.waitFor(fault.logged, 5000);
-      if (fault.waitHealthy) await waitHealthy(server.url);
+      if (fault.waitRestart) {
+        let ready = 0;
+        await server.waitFor((r) => r.msg === "worker ready" && ++ready === 2, 10_000);
+      }
 
       const started = Date.now();
       const next = await post(api, { fail: false });

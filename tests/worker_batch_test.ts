@@ -117,3 +117,15 @@ def predict(samples, metadata):
   assert.deepEqual(outcomes.map((o) => !o.ok && o.error.kind), ["cancelled", "cancelled", "cancelled"]);
   assert.equal(await call.finished, "cancelled");
 });
+
+Deno.test("a sample the worker cannot parse fails its own request; predict gets the others", async () => {
+  await using w = await startWorker(`
+def predict(samples, metadata):
+    return [len(samples)] * len(samples)
+`);
+  const outcomes = await w.worker.predictBatch(
+    [json(1), new TextEncoder().encode("{not json"), json(3)],
+    false,
+  );
+  assert.deepEqual(outcomes.map((o) => o.ok ? parse(o.body) : o.error.kind), [2, "sample", 2]);
+});

@@ -58,6 +58,7 @@ async function run(options: ServeOptions, logger: Logger, stop: StopListener): P
     queuePerReplica: options.queuePerReplica,
     predictTimeoutMs: options.predictTimeoutMs,
     cancelGraceMs: options.cancelGraceMs,
+    queueTimeoutMs: options.queueTimeoutMs,
     initTimeoutMs: options.initTimeoutMs,
     killGraceMs: KILL_GRACE_MS,
     backoff: DEFAULT_BACKOFF,
@@ -135,14 +136,26 @@ async function run(options: ServeOptions, logger: Logger, stop: StopListener): P
   if (addr.hostname === "127.0.0.1" || addr.hostname === "::1") {
     logger.info("only this machine can connect: pass --host 0.0.0.0 to accept other machines");
   }
-  const stopAnnouncing = announceReady(project, deployment, base, logger);
+  // "api ready" for every version: the first when each API has a replica,
+  // a reloaded one when requests switch to it (it is ready by then).
+  const announce = (next: Deployment) =>
+    next.onApiReady((api) => logger.info("api ready", { api: api.name, url: `${base}${api.endpoint}` }));
+  let stopAnnouncing = announce(deployment);
+  const offSwitched = reloader.switched.on((next) => {
+    stopAnnouncing();
+    stopAnnouncing = announce(next.deployment);
+  });
   const notifier = new ServiceNotifier({
     python: interpreter.executable,
     socket: Deno.env.get("NOTIFY_SOCKET"),
     logger,
   });
+  reloader.whenReady(stop.signal).then(
+    () => logger.info("every api is ready", { url: base }),
+    () => {}, // stopped first
+  );
   notifier.readyWhen(
-    (signal) => deployment.whenReady(signal),
+    (signal) => reloader.whenReady(signal),
     `Serving ${project.deployment.name} at ${base}`,
   );
 
@@ -154,6 +167,7 @@ async function run(options: ServeOptions, logger: Logger, stop: StopListener): P
 
   const signal = await stop.received;
   Deno.removeSignalListener("SIGHUP", onHangup);
+  offSwitched();
   stopAnnouncing();
   const notifyingStop = notifier.stopping();
   logger.info("shutting down", { signal, drain_timeout_s: options.drainTimeoutMs / 1000 });
@@ -161,29 +175,6 @@ async function run(options: ServeOptions, logger: Logger, stop: StopListener): P
   logger.info("stopped", { drained });
   await notifyingStop;
   return 0;
-}
-
-/** Logs each API's URL once it first has a ready replica. */
-function announceReady(
-  project: ResolvedProject,
-  deployment: Deployment,
-  base: string,
-  logger: Logger,
-): () => void {
-  const pending = new Set(project.apis.map((api) => api.name));
-  const timer = setInterval(() => {
-    for (const api of project.apis) {
-      if (!pending.has(api.name)) continue;
-      const ready = deployment.pools.get(api.name)?.replicas.some((r) =>
-        r.state === "ready" || r.state === "busy"
-      );
-      if (!ready) continue;
-      pending.delete(api.name);
-      logger.info("api ready", { api: api.name, url: `${base}${api.endpoint}` });
-    }
-    if (pending.size === 0) clearInterval(timer);
-  }, 50);
-  return () => clearInterval(timer);
 }
 
 /** The first SIGTERM or SIGINT, as a promise and as an abort signal. */

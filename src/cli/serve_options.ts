@@ -24,9 +24,12 @@ export interface ServeOptions {
   readonly queuePerReplica: number;
   readonly maxBodyBytes: number;
   readonly maxFrameBytes: number;
+  /** `--predict-timeout`: how long predict may run once a replica took the request. */
   readonly predictTimeoutMs: number;
   /** After `cancel`, how long the worker may take to stop the request before it is restarted. */
   readonly cancelGraceMs: number;
+  /** `--queue-timeout`: how long a request may wait for a replica; default the predict timeout. */
+  readonly queueTimeoutMs: number;
   readonly initTimeoutMs: number | undefined;
   readonly drainTimeoutMs: number;
   /** Scale-up averaging window (`--scale-window`). */
@@ -60,10 +63,13 @@ Options:
   --queue N               requests that may wait per replica (default 64)
   --max-body SIZE         largest request body (default 32Mi)
   --max-frame SIZE        largest worker message (default: max-body + 32Mi)
-  --predict-timeout DUR   deadline of a request, queue wait included (default 60s);
-                          a running predict past it is cancelled
+  --predict-timeout DUR   how long predict may run; past it the request gets 504
+                          and predict is cancelled (default 60s)
   --cancel-grace DUR      after a cancel (client gone, timeout), how long predict
                           may take to stop before its worker is restarted (default 5s)
+  --queue-timeout DUR     how long a request may wait for a free replica; past it
+                          503 with Retry-After, no worker affected (default: the
+                          predict timeout)
   --init-timeout DUR      deadline of import + init() (default: none)
   --drain-timeout DUR     on SIGTERM, time to finish queued work (default 30s)
   --scale-window DUR      with max_replicas above min_replicas: add a replica when
@@ -94,6 +100,7 @@ const FLAGS = {
   "max-frame": { type: "string" },
   "predict-timeout": { type: "string" },
   "cancel-grace": { type: "string" },
+  "queue-timeout": { type: "string" },
   "init-timeout": { type: "string" },
   "drain-timeout": { type: "string" },
   "scale-window": { type: "string" },
@@ -118,6 +125,7 @@ export function parseServeArgs(args: readonly string[]): ServeOptions | "help" {
     ? 32 * 1024 * 1024
     : parseBytes("max-body", values["max-body"]);
   const debug = values.debug ?? false;
+  const predictTimeoutMs = parseDuration("predict-timeout", values["predict-timeout"] ?? "60");
   return {
     projectDir: resolve(positionals[0] ?? "."),
     host: values.host ?? "127.0.0.1",
@@ -131,7 +139,10 @@ export function parseServeArgs(args: readonly string[]): ServeOptions | "help" {
     maxFrameBytes: values["max-frame"] === undefined
       ? maxBodyBytes + 32 * 1024 * 1024
       : parseBytes("max-frame", values["max-frame"]),
-    predictTimeoutMs: parseDuration("predict-timeout", values["predict-timeout"] ?? "60"),
+    predictTimeoutMs,
+    queueTimeoutMs: values["queue-timeout"] === undefined
+      ? predictTimeoutMs
+      : parseDuration("queue-timeout", values["queue-timeout"]),
     cancelGraceMs: parseDuration("cancel-grace", values["cancel-grace"] ?? "5"),
     initTimeoutMs: values["init-timeout"] === undefined
       ? undefined

@@ -12,7 +12,7 @@ import { requireApiKey } from "./auth.ts";
 import { corsMiddleware, type CorsPolicy } from "./cors.ts";
 import type { ServerMetrics } from "./metrics.ts";
 import type { ApiPool } from "../supervision/pool.ts";
-import { checkJson, readBody } from "./body.ts";
+import { checkNotEmpty, readBody } from "./body.ts";
 import { RequestStats } from "./stats.ts";
 import { apiStatus } from "./status.ts";
 import { requestId } from "./request_id.ts";
@@ -110,7 +110,7 @@ export function createApp(options: AppOptions): CortexApp {
     app.post(api.endpoint, async (c) => {
       c.set("api", api.name);
       const body = await readBody(c.req.raw, options.maxBodyBytes);
-      checkJson(body);
+      checkNotEmpty(body);
       const debug = c.req.query("debug") === "true";
       const prediction = await pool.submit(body, { debug, signal: c.req.raw.signal });
       c.set("queueMs", round(prediction.queueMs));

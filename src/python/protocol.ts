@@ -148,7 +148,13 @@ export interface EndMessage {
   readonly items: number;
 }
 
-/** What went wrong in a failed request. */
+/**
+ * What went wrong in a failed request: `predict` (user code raised; 500),
+ * `serialize` (the prediction cannot become JSON; 500), `sample` (the worker
+ * could not parse the sample: invalid JSON or UTF-8, nesting too deep; 400,
+ * the worker stays up), `out_of_memory` (MemoryError; 502), `cancelled` (the
+ * server cancelled the request: its client went away or its time was up).
+ */
 export type PredictErrorKind = "predict" | "serialize" | "sample" | "out_of_memory" | "cancelled";
 
 /** Worker → server: request `id` failed in user code or serialization. */

@@ -623,11 +623,13 @@ class Worker:
     def predict(self, message):
         request_id = message["id"]
         debug = bool(message.get("debug"))
+        raw = message["sample"]
         try:
-            raw = message["sample"]
             sample = json.loads(raw)
-        except ValueError as exc:
-            return self.fail(request_id, "sample", "the sample is not valid JSON: %s" % exc, "")
+        except RecursionError:
+            return self.fail(request_id, "sample", "it nests too deeply to parse", "")
+        except Exception as exc:  # noqa: BLE001 - any parse failure is the client's, never the worker's
+            return self.fail(request_id, "sample", str(exc) or type(exc).__name__, "")
         if debug:
             log("api %s request %d sample: %s" % (self.api, request_id, truncate(bytes(raw).decode("utf-8", "replace"))))
         fns = self.functions
@@ -706,19 +708,26 @@ class Worker:
             self.control.in_user = False
 
     def predict_batch(self, message):
-        ids = list(message["ids"])
         debug = bool(message.get("debug"))
         fns = self.functions
         call = self.control.call
-        try:
-            samples = [json.loads(raw) for raw in message["samples"]]
-        except ValueError as exc:
-            return self.channel.send_many([
-                error_frame(i, "sample", "a sample of the batch is not valid JSON: %s" % exc, "") for i in ids
-            ])
-        if debug:
-            for request_id, raw in zip(ids, message["samples"]):
+        # A sample that cannot be parsed fails its own request; the others go on.
+        answers = {}
+        ids = []
+        samples = []
+        for request_id, raw in zip(message["ids"], message["samples"]):
+            try:
+                samples.append(json.loads(raw))
+                ids.append(request_id)
+            except RecursionError:
+                answers[request_id] = error_frame(request_id, "sample", "it nests too deeply to parse", "")
+            except Exception as exc:  # noqa: BLE001 - any parse failure is the client's
+                answers[request_id] = error_frame(request_id, "sample", str(exc) or type(exc).__name__, "")
+            if debug:
                 log("api %s request %d sample: %s" % (self.api, request_id, truncate(bytes(raw).decode("utf-8", "replace"))))
+        in_order = lambda: [answers[i] for i in message["ids"]]  # noqa: E731
+        if not ids:
+            return self.channel.send_many(in_order())
         try:
             if "pre_inference" in fns:
                 samples = [call(fns["pre_inference"], sample, self.metadata) for sample in samples]
@@ -727,15 +736,16 @@ class Worker:
             if isinstance(exc, KeyboardInterrupt):
                 raise
             first = self.user_error(ids[0], exc)
-            return self.channel.send_many([dict(first, id=i) for i in ids])
+            answers.update((i, dict(first, id=i)) for i in ids)
+            return self.channel.send_many(in_order())
         wrong = batch_shape_error(predictions, len(ids))
         if wrong is not None:
             log("api %s: %s" % (self.api, wrong))
-            return self.channel.send_many([error_frame(i, "predict", wrong, "") for i in ids])
-        frames = []
+            answers.update((i, error_frame(i, "predict", wrong, "")) for i in ids)
+            return self.channel.send_many(in_order())
         for request_id, prediction in zip(ids, predictions):
-            frames.append(self.batch_item(request_id, prediction, debug))
-        self.channel.send_many(frames)
+            answers[request_id] = self.batch_item(request_id, prediction, debug)
+        self.channel.send_many(in_order())
 
     def batch_item(self, request_id, prediction, debug):
         """The answer of one request of a batch: a packed `result`, or an `error` message."""

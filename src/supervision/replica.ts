@@ -1,10 +1,15 @@
 /**
- * One replica of an API: a supervised worker process. Starts it, restarts it
- * with backoff when it exits, fails init or goes over its memory cap, and
- * runs one prediction at a time with a deadline. A request whose client went
- * away or whose deadline passed is cancelled in the worker; a worker that does
- * not stop it within the cancel grace is restarted. State transitions happen
- * only in `#setState`.
+ * One replica of an API: a supervised worker. Starts it, restarts it with
+ * backoff when it exits, fails init or goes over its memory cap, and runs
+ * one prediction at a time with a time limit; a request whose client went
+ * away or whose time is up is cancelled in the worker, and a worker that
+ * does not stop it within the cancel grace is restarted. Every state change goes
+ * through the transition table of ./replica_states.ts, is logged at debug
+ * and announced on {@link Replica.changes}.
+ *
+ * The replica owns its worker and its state; the pool (./pool.ts) owns the
+ * queue and hands one job at a time to a `ready` replica through
+ * {@link Replica.run}.
  */
 import type { InitMessage } from "../python/protocol.ts";
 import {
@@ -12,29 +17,23 @@ import {
   InitFailedError,
   PredictFailedError,
   type WorkerExit,
-  type WorkerProcess,
 } from "../python/worker_process.ts";
 import type { Logger } from "../log/logger.ts";
 import { ApiError } from "../errors/api_error.ts";
 import { backoffDelay, type BackoffOptions } from "./backoff.ts";
+import { Emitter } from "./events.ts";
 import { readRssBytes } from "./rss.ts";
+import { nextState, type ReplicaEvent, type ReplicaState } from "./replica_states.ts";
+import type { ReplicaWorker, SpawnWorker } from "./replica_worker.ts";
 
-/** Named replica states (see README, "What happens when your code fails"). */
-export type ReplicaState =
-  | "starting"
-  | "ready"
-  | "busy"
-  | "restarting"
-  | "init_failed"
-  | "out_of_memory"
-  | "stopped";
+export type { ReplicaState } from "./replica_states.ts";
 
 /** What a replica needs; the pool builds one per replica. */
 export interface ReplicaOptions {
   readonly api: string;
   readonly index: number;
-  /** Starts a worker process; `onLog` receives its output lines. */
-  readonly spawn: (onLog: (line: string) => void) => WorkerProcess;
+  /** Starts a worker; `onLog` receives its output lines. */
+  readonly spawn: SpawnWorker;
   readonly init: Omit<InitMessage, "type">;
   readonly initTimeoutMs: number | undefined;
   /** Between SIGTERM and SIGKILL when a worker is stopped or timed out. */
@@ -46,8 +45,8 @@ export interface ReplicaOptions {
   readonly memBytes: number | undefined;
   readonly memText: string | undefined;
   readonly logger: Logger;
-  /** Called after every state change. */
-  readonly onChange: (replica: Replica) => void;
+  /** Reads a process's RSS in bytes; default /proc (see ./rss.ts). */
+  readonly readRss?: (pid: number) => Promise<number | undefined>;
 }
 
 const RSS_POLL_MS = 200;
@@ -70,17 +69,15 @@ export interface ReplicaRun {
   cancel(): void;
 }
 
-function clientClosed(): ApiError {
-  return new ApiError("CLIENT_CLOSED", "The client closed the connection");
-}
-
 /** A supervised worker. */
 export class Replica {
   readonly index: number;
+  /** Emits this replica after every state change. */
+  readonly changes: Emitter<Replica> = new Emitter();
   readonly #o: ReplicaOptions;
   readonly #log: Logger;
   #state: ReplicaState = "starting";
-  #worker: WorkerProcess | undefined;
+  #worker: ReplicaWorker | undefined;
   #lastError: string | undefined;
   #restarts = 0;
   #attempt = 0;
@@ -135,71 +132,79 @@ export class Replica {
   }
 
   /**
-   * Starts one prediction. Only call when `state` is `ready`; the replica is
-   * `busy` until the worker is done with the request (for a stream: its last
-   * item), see {@link ReplicaRun.finished}.
+   * Runs one job: sends `sample` to the worker. Only call when `state` is
+   * `ready`; the replica is `busy` until the worker is done with the request
+   * (for a stream, its last item): see {@link ReplicaRun.finished}.
    *
-   * @param deadline aborts when the request's time is up: the request gets
-   *   504 and the worker is asked to cancel it (the cancel path below)
+   * A request whose client went away ({@link ReplicaRun.cancel}) or whose
+   * `deadline` aborted (`--predict-timeout`, counted from this call) is
+   * answered at once (499 or 504) and cancelled in the worker, which raises
+   * inside `predict`; if predict has not stopped within `--cancel-grace`, the
+   * worker is killed and restarted.
+   *
+   * The answer rejects with an ApiError: PREDICT_FAILED, BAD_REQUEST (the
+   * worker could not parse the sample), WORKER_DIED, OUT_OF_MEMORY,
+   * PREDICT_TIMEOUT or CLIENT_CLOSED.
    */
   run(sample: Uint8Array, debug: boolean, deadline: AbortSignal): ReplicaRun {
     const worker = this.#worker;
     if (this.#state !== "ready" || worker === undefined) {
       throw new Error(`Replica ${this.index} is ${this.#state}, not ready`);
     }
-    this.#setState("busy");
+    this.#fire("dispatch");
     const call = worker.run(sample, debug);
-    const stopped = Promise.withResolvers<never>();
-    stopped.promise.catch(() => {});
+    const answer = Promise.withResolvers<RunAnswer>();
+    answer.promise.catch(() => {}); // after a cancel nobody may wait for it
     let cancelled: CancelReason | undefined;
     const cancel = (reason: CancelReason) => {
-      if (cancelled !== undefined) return;
+      if (cancelled !== undefined || this.#worker !== worker || this.#state !== "busy") return;
       cancelled = reason;
       this.#cancels[reason]++;
       this.#log.info("request cancelled", {
         reason: reason === "client" ? "client closed the connection" : "--predict-timeout passed",
         pid: worker.pid,
       });
-      stopped.reject(reason === "client" ? clientClosed() : this.#timeoutError());
+      this.#fire("cancel");
+      // Settled before the worker hears of it: whatever it answers now is too late.
+      answer.reject(this.#cancelError(reason));
       call.cancel();
       // Code stuck in C may never see the cancellation: the grace bounds it.
       const timer = setTimeout(() => {
-        if (!worker.alive) return;
+        if (this.#worker !== worker || this.#state !== "busy") return;
         this.#log.warn("predict did not stop within --cancel-grace: restarting the worker", {
           pid: worker.pid,
           grace_ms: this.#o.cancelGraceMs,
         });
-        if (this.#worker === worker) this.#setState("restarting");
+        this.#fire("stuck");
         this.#terminate(worker);
       }, this.#o.cancelGraceMs);
-      call.finished.finally(() => clearTimeout(timer));
+      void call.finished.then(() => clearTimeout(timer));
     };
     const onDeadline = () => cancel("timeout");
     deadline.addEventListener("abort", onDeadline, { once: true });
-    const answer = Promise.race([call.answer, stopped.promise]).then(
-      (answer): RunAnswer => {
-        if (answer.type === "body") return answer;
-        return { type: "stream", stream: this.#mapErrors(answer.stream, () => cancelled) };
-      },
-      (error) => {
-        throw cancelled !== undefined
-          ? (cancelled === "client" ? clientClosed() : this.#timeoutError())
-          : error instanceof ApiError
-          ? error
-          : this.#requestError(error);
-      },
+    call.answer.then(
+      (first) =>
+        answer.resolve(
+          first.type === "body"
+            ? first
+            : { type: "stream", stream: this.#mapErrors(first.stream, () => cancelled) },
+        ),
+      (error) => answer.reject(error instanceof ApiError ? error : this.#requestError(error)),
     );
-    answer.catch(() => {}); // after a cancel nobody may wait for it
     const finished = call.finished.then((end) => {
       deadline.removeEventListener("abort", onDeadline);
       if (end !== "lost") this.#answered++;
-      // A worker that died or broke the protocol takes no more work: queued
-      // requests wait for its replacement.
-      if (this.#worker === worker && this.state === "busy") {
-        this.#setState(worker.alive ? "ready" : "restarting");
+      if (this.#worker !== worker || this.#state !== "busy") return;
+      if (worker.alive) {
+        this.#fire("done");
+      } else {
+        // Dead, or alive but unusable (protocol broken, channel closed):
+        // make sure it is gone; its replacement takes the queued work.
+        this.#terminate(worker);
+        this.#fire(this.#oom !== undefined ? "oom" : "lost");
       }
     });
-    return { answer, finished, cancel: () => cancel("client") };
+    return { answer: answer.promise, finished, cancel: () => cancel("client") };
   }
 
   /** Requests cancelled so far on this replica, by reason. */
@@ -216,7 +221,7 @@ export class Replica {
       yield* stream;
     } catch (error) {
       const reason = cancelled();
-      if (reason !== undefined) throw reason === "client" ? clientClosed() : this.#timeoutError();
+      if (reason !== undefined) throw this.#cancelError(reason);
       throw error instanceof ApiError ? error : this.#requestError(error);
     }
   }
@@ -228,13 +233,14 @@ export class Replica {
     const worker = this.#worker;
     if (worker) await worker.shutdown(this.#o.killGraceMs);
     await this.#loop;
-    this.#setState("stopped");
+    if (this.#state !== "stopped") this.#fire("stop");
   }
 
-  #timeoutError(): ApiError {
+  #cancelError(reason: CancelReason): ApiError {
+    if (reason === "client") return new ApiError("CLIENT_CLOSED", "The client closed the connection");
     return new ApiError(
       "PREDICT_TIMEOUT",
-      `predict did not finish within --predict-timeout; it was cancelled`,
+      "predict did not finish within --predict-timeout; it was cancelled",
     );
   }
 
@@ -243,6 +249,9 @@ export class Replica {
     if (error instanceof PredictFailedError) {
       if (error.kind === "out_of_memory") {
         return new ApiError("OUT_OF_MEMORY", error.message, { detail: error.traceback });
+      }
+      if (error.kind === "sample") {
+        return new ApiError("BAD_REQUEST", `The request body is not valid JSON: ${error.message}`);
       }
       return new ApiError("PREDICT_FAILED", error.message, { detail: error.traceback });
     }
@@ -263,10 +272,10 @@ export class Replica {
   }
 
   /** SIGTERM, then SIGKILL after the grace period. */
-  #terminate(worker: WorkerProcess): void {
+  #terminate(worker: ReplicaWorker): void {
     worker.kill("SIGTERM");
     const timer = setTimeout(() => worker.kill("SIGKILL"), this.#o.killGraceMs);
-    worker.exited.finally(() => clearTimeout(timer));
+    void worker.exited.then(() => clearTimeout(timer));
   }
 
   async #supervise(): Promise<void> {
@@ -284,11 +293,7 @@ export class Replica {
       this.#retryAt = Date.now() + delay;
       if (exit !== undefined) {
         this.#restarts++;
-        this.#log.warn("worker stopped; restarting", {
-          reason: this.#lastError,
-          restart_in_ms: delay,
-        });
-        if (this.#state !== "out_of_memory") this.#setState("restarting");
+        this.#log.warn("worker stopped; restarting", { reason: this.#lastError, restart_in_ms: delay });
       } else {
         this.#log.warn("init failed; retrying", { error: this.#lastError, retry_in_ms: delay });
       }
@@ -300,9 +305,9 @@ export class Replica {
   async #runOnce(): Promise<WorkerExit | undefined> {
     this.#oom = undefined;
     this.#answered = 0;
-    if (this.#state !== "starting") this.#setState("starting");
+    if (this.#state !== "starting") this.#fire("spawn");
     const started = performance.now();
-    let worker: WorkerProcess;
+    let worker: ReplicaWorker;
     try {
       worker = this.#o.spawn((line) => this.#log.info(line, { stream: "python" }));
     } catch (error) {
@@ -313,6 +318,11 @@ export class Replica {
     const stopWatch = this.#watchMemory(worker);
     try {
       const ready = await this.#initWithTimeout(worker);
+      if (this.#stopping) {
+        stopWatch();
+        await worker.exited;
+        return undefined;
+      }
       this.#initMs = performance.now() - started;
       this.#readyAt = Date.now();
       this.#serving = true;
@@ -322,11 +332,13 @@ export class Replica {
         python: ready.python,
         init_ms: Math.round(this.#initMs),
       });
-      this.#setState("ready");
+      this.#fire("ready");
     } catch (error) {
       this.#terminate(worker);
       const exit = await worker.exited;
       stopWatch();
+      // Stopped by the server while starting: not a failure of the user's code.
+      if (this.#stopping) return undefined;
       this.#initFailed(this.#initErrorText(error, exit));
       return undefined;
     }
@@ -334,11 +346,12 @@ export class Replica {
     stopWatch();
     if (this.#stopping) return exit;
     this.#lastError = this.#oom !== undefined ? `Worker ${this.#oom}` : `Worker ${describeExit(exit)}`;
-    if (this.#oom !== undefined) this.#setState("out_of_memory");
+    if (this.#oom !== undefined && this.#state !== "out_of_memory") this.#fire("oom");
+    else if (this.#state === "ready" || this.#state === "busy") this.#fire("lost");
     return exit;
   }
 
-  #initWithTimeout(worker: WorkerProcess) {
+  #initWithTimeout(worker: ReplicaWorker) {
     const init = worker.init(this.#o.init);
     const limit = this.#o.initTimeoutMs;
     if (limit === undefined) return init;
@@ -364,23 +377,34 @@ export class Replica {
     this.#serving = false;
     this.#worker = undefined;
     this.#log.error("init failed", { error: message });
-    this.#setState(this.#oom !== undefined ? "out_of_memory" : "init_failed");
+    this.#fire(this.#oom !== undefined ? "oom" : "init_failed");
   }
 
-  /** Polls the worker's RSS; kills it when over `compute.mem`. */
-  #watchMemory(worker: WorkerProcess): () => void {
+  /** Samples the worker's RSS; kills it when over `compute.mem`. One read at a time. */
+  #watchMemory(worker: ReplicaWorker): () => void {
     const cap = this.#o.memBytes;
     if (cap === undefined) return () => {};
-    const timer = setInterval(async () => {
-      const rss = await readRssBytes(worker.pid);
-      if (rss === undefined || rss <= cap || this.#oom !== undefined) return;
-      this.#oom = `used ${mib(rss)} MiB, over compute.mem ${
-        this.#o.memText ?? mib(cap) + " MiB"
-      }, and was killed (out of memory)`;
-      this.#log.error("worker over its memory cap: killing it", { rss_bytes: rss, cap_bytes: cap });
-      worker.kill("SIGKILL");
-    }, RSS_POLL_MS);
-    return () => clearInterval(timer);
+    const readRss = this.#o.readRss ?? readRssBytes;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    let stopped = false;
+    const sample = async () => {
+      const rss = await readRss(worker.pid).catch(() => undefined);
+      if (stopped) return;
+      if (rss !== undefined && rss > cap && this.#oom === undefined) {
+        this.#oom = `used ${mib(rss)} MiB, over compute.mem ${
+          this.#o.memText ?? mib(cap) + " MiB"
+        }, and was killed (out of memory)`;
+        this.#log.error("worker over its memory cap: killing it", { rss_bytes: rss, cap_bytes: cap });
+        worker.kill("SIGKILL");
+        return;
+      }
+      timer = setTimeout(sample, RSS_POLL_MS);
+    };
+    timer = setTimeout(sample, RSS_POLL_MS);
+    return () => {
+      stopped = true;
+      clearTimeout(timer);
+    };
   }
 
   #sleep(ms: number): Promise<void> {
@@ -396,11 +420,30 @@ export class Replica {
     });
   }
 
-  #setState(state: ReplicaState): void {
-    if (this.#state === state) return;
-    this.#log.debug("replica state", { from: this.#state, to: state });
-    this.#state = state;
-    this.#o.onChange(this);
+  /**
+   * Applies `event` through the transition table. While the replica is being
+   * stopped only `stop` moves it: the other events of a worker being shut
+   * down are expected and ignored.
+   */
+  #fire(event: ReplicaEvent): void {
+    if (this.#stopping && event !== "stop") {
+      this.#log.debug("replica event ignored while stopping", { state: this.#state, event });
+      return;
+    }
+    const from = this.#state;
+    let transition;
+    try {
+      transition = nextState(from, event);
+    } catch (error) {
+      this.#log.error("illegal replica transition", { state: from, event });
+      throw error;
+    }
+    this.#state = transition.to;
+    // Two transitions per request: build the record only when it is written.
+    if (this.#log.enabled("debug")) {
+      this.#log.debug("replica state", { from, event, to: transition.to, action: transition.action });
+    }
+    this.changes.emit(this);
   }
 }
 
