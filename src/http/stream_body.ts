@@ -87,8 +87,9 @@ export function streamResponse(
         const apiError = error instanceof ApiError
           ? error
           : new ApiError("INTERNAL", "Internal server error");
-        if (apiError.code === "CLIENT_CLOSED") {
-          controller.close();
+        // After the client went away (cancel below) the controller takes nothing more.
+        if (apiError.code === "CLIENT_CLOSED" || ended) {
+          if (!ended) controller.close();
           return end(499, undefined);
         }
         const payload: Record<string, unknown> = {
@@ -101,6 +102,7 @@ export function streamResponse(
         controller.close();
         return end(200, apiError);
       }
+      if (ended) return; // the client left while the item was on its way
       if (next.done) {
         if (format === "sse") controller.enqueue(frameEvent(format, "done", { items: count }));
         controller.close();
