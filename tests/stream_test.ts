@@ -110,6 +110,11 @@ Deno.test("an exception mid-stream ends it with an error event or line and is lo
   assert.equal(cli.code, 1);
   assert.equal(cli.stdout, '{"i":0,"token":"t0"}\n{"i":1,"token":"t1"}\n');
   assert.equal(cli.stderr, "error: ValueError: token 2 is unlucky\n");
+  // Before the first item nothing was sent yet: a plain 500, as for any raise.
+  const before = await post(`${s.server.url}/test/api`, { n: 5, fail_at: 0 });
+  assert.equal(before.status, 500);
+  assert.equal(before.headers.get("content-type"), "application/json");
+  assert.equal((await before.json()).error, "ValueError: token 0 is unlucky");
   // The replica is fine: no restart.
   await workerPid(s.server);
   assert.ok(!s.server.lines.some((line) => line.includes("worker stopped; restarting")));
