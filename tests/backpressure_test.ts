@@ -29,12 +29,13 @@ async function ran(stateDir: string): Promise<string[]> {
 }
 
 Deno.test("overload: waiting past --queue-timeout is 503 with Retry-After; no worker is restarted", async () => {
-  // predict 0.4 s, --predict-timeout 1s (so --queue-timeout 1s), 6 requests at once on one replica.
+  // predict 0.2 s, --predict-timeout 500ms (so --queue-timeout 500ms), 6 requests at once on one
+  // replica: the third starts at 0.4 s and runs past 0.5 s from its arrival, the rest wait too long.
   await using project = await makeProject({ "inference.py": RECORDING });
-  await using server = await startServer(project.path, { args: ["--predict-timeout=1s"] });
+  await using server = await startServer(project.path, { args: ["--predict-timeout=500ms"] });
   const api = `${server.url}/test/api`;
   const answers = await Promise.all(
-    Array.from({ length: 6 }, (_, i) => post(api, { id: `r${i}`, sleep: 0.4 })),
+    Array.from({ length: 6 }, (_, i) => post(api, { id: `r${i}`, sleep: 0.2 })),
   );
   const statuses = answers.map((r) => r.status);
   const bodies = await Promise.all(answers.map((r) => r.json()));
@@ -43,7 +44,7 @@ Deno.test("overload: waiting past --queue-timeout is 503 with Retry-After; no wo
   for (const [i, res] of answers.entries()) {
     if (res.status !== 503) continue;
     assert.equal(res.headers.get("retry-after"), "1");
-    assert.match(bodies[i].error, /waited 1 s \(--queue-timeout\) without a free replica/);
+    assert.match(bodies[i].error, /waited 0.5 s \(--queue-timeout\) without a free replica/);
   }
   const served = bodies.filter((_, i) => statuses[i] === 200);
   assert.deepEqual(await ran(server.stateDir), served, "only the answered requests reached predict");
@@ -53,17 +54,17 @@ Deno.test("overload: waiting past --queue-timeout is 503 with Retry-After; no wo
 Deno.test("--predict-timeout bounds predict only: 504, predict is cancelled; --queue-timeout answers the waiting one", async () => {
   await using project = await makeProject({ "inference.py": RECORDING });
   await using server = await startServer(project.path, {
-    args: ["--predict-timeout=1s", "--queue-timeout=300ms"],
+    args: ["--predict-timeout=500ms", "--queue-timeout=200ms"],
   });
   const api = `${server.url}/test/api`;
-  const running = post(api, { id: "slow", sleep: 3 });
+  const running = post(api, { id: "slow", sleep: 2 });
   await server.waitFor((r) => r.msg === "running slow");
   const started = performance.now();
   const queued = await post(api, { id: "queued" });
   const waited = performance.now() - started;
   assert.equal(queued.status, 503);
-  assert.match((await queued.json()).error, /waited 0.3 s \(--queue-timeout\)/);
-  assert.ok(waited >= 250 && waited < 1500, `answered after ${waited} ms`);
+  assert.match((await queued.json()).error, /waited 0.2 s \(--queue-timeout\)/);
+  assert.ok(waited >= 150 && waited < 1500, `answered after ${waited} ms`);
   const slow = await running;
   assert.equal(slow.status, 504);
   assert.match((await slow.json()).error, /did not finish within --predict-timeout/);

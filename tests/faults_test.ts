@@ -64,7 +64,7 @@ const PREDICT_FAULTS: readonly PredictFault[] = [
     fixture: "hang",
     status: 504,
     error: /did not finish within --predict-timeout/,
-    args: ["--predict-timeout=1s", "--cancel-grace=500ms"],
+    args: ["--predict-timeout=300ms", "--cancel-grace=300ms"],
     logged: (r) => r.msg === "predict did not stop within --cancel-grace: restarting the worker",
     restarts: true,
     waitRestart: true,
