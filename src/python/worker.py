@@ -415,7 +415,13 @@ class Control:
     def _read(self):
         try:
             while True:
-                message = self.channel.receive()
+                try:
+                    message = self.channel.receive()
+                except OSError as exc:
+                    # The channel is gone (closed under us): like its end, and the
+                    # server stops a worker that keeps running without it.
+                    log("control channel failed: %s" % exc)
+                    message = None
                 kind = None if message is None else message.get("type")
                 if kind is None or kind == "shutdown":
                     break

@@ -10,65 +10,23 @@ import {
   decodeMessage,
   encodeMessageFrame,
   type InitMessage,
-  type InitPhase,
-  type PredictErrorKind,
   ProtocolError,
   type ReadyMessage,
   type ServerMessage,
-  type WorkerMessage,
 } from "./protocol.ts";
 import { readLines } from "./log_lines.ts";
-import { PredictStream } from "./predict_stream.ts";
+import { type BatchCall, type BatchOutcome, CallRouter, type PredictCall } from "./call_router.ts";
+import { describeExit, InitFailedError, type WorkerExit, WorkerExitedError } from "./worker_errors.ts";
 
-export { PredictStream };
-
-/** How a worker process ended. */
-export interface WorkerExit {
-  readonly code: number;
-  readonly signal: Deno.Signal | null;
-}
-
-/** Describes an exit for people: `exit code 3` or `signal SIGKILL`. */
-export function describeExit(exit: WorkerExit): string {
-  return exit.signal !== null ? `killed by signal ${exit.signal}` : `exited with code ${exit.code}`;
-}
-
-/** The worker ended (or broke the protocol) while a call was waiting for it. */
-export class WorkerExitedError extends Error {
-  readonly code = "WORKER_EXITED";
-  readonly exit: WorkerExit | undefined;
-  constructor(message: string, exit: WorkerExit | undefined) {
-    super(message);
-    this.name = "WorkerExitedError";
-    this.exit = exit;
-  }
-}
-
-/** Importing, checking or initialising the user's code failed. */
-export class InitFailedError extends Error {
-  readonly code = "INIT_FAILED";
-  readonly phase: InitPhase;
-  readonly traceback: string;
-  constructor(phase: InitPhase, message: string, traceback: string) {
-    super(message);
-    this.name = "InitFailedError";
-    this.phase = phase;
-    this.traceback = traceback;
-  }
-}
-
-/** The user's `predict` (or a hook, or serialization) failed for one request. */
-export class PredictFailedError extends Error {
-  readonly code = "PREDICT_FAILED";
-  readonly kind: PredictErrorKind;
-  readonly traceback: string;
-  constructor(kind: PredictErrorKind, message: string, traceback: string) {
-    super(message);
-    this.name = "PredictFailedError";
-    this.kind = kind;
-    this.traceback = traceback;
-  }
-}
+export { PredictStream } from "./predict_stream.ts";
+export type { BatchCall, BatchOutcome, CallEnd, PredictAnswer, PredictCall } from "./call_router.ts";
+export {
+  describeExit,
+  InitFailedError,
+  PredictFailedError,
+  type WorkerExit,
+  WorkerExitedError,
+} from "./worker_errors.ts";
 
 /** What a worker needs to start. */
 export interface WorkerSpawnOptions {
@@ -114,83 +72,6 @@ function signalGroup(pid: number, signal: Deno.Signal): boolean {
   }
 }
 
-/** How the worker finished with a request: answered, cancelled, or lost with the worker. */
-export type CallEnd = "answered" | "cancelled" | "lost";
-
-/** The first answer to a request: one JSON body, or a stream of JSON items. */
-export type PredictAnswer =
-  | { readonly type: "body"; readonly body: Uint8Array }
-  | { readonly type: "stream"; readonly stream: PredictStream };
-
-/** A request sent to the worker. */
-export interface PredictCall {
-  readonly id: number;
-  /**
-   * Settles with the first answer (a body, or a stream whose items follow);
-   * rejects with PredictFailedError (kind `cancelled` after a cancel),
-   * WorkerExitedError or ProtocolError.
-   */
-  readonly answer: Promise<PredictAnswer>;
-  /**
-   * Resolves when the worker is done with the request: the answer, the end
-   * of the stream, an error, or the worker's end (`lost`). Never rejects.
-   */
-  readonly finished: Promise<CallEnd>;
-  /** Sends `cancel` (once); nothing happens after the request finished. */
-  cancel(): void;
-}
-
-/** The answer to one request of a batch. */
-export type BatchOutcome =
-  | { readonly ok: true; readonly body: Uint8Array }
-  | { readonly ok: false; readonly error: PredictFailedError };
-
-/** A batch sent to the worker (one `predict_batch` frame). */
-export interface BatchCall {
-  /** The request ids, one per sample, in order. */
-  readonly ids: readonly number[];
-  /**
-   * One outcome per sample, in order, once every id is answered; rejects
-   * with WorkerExitedError or ProtocolError when the worker ended or broke
-   * the protocol before that (every request of the batch is lost).
-   */
-  readonly outcomes: Promise<BatchOutcome[]>;
-  /** Like {@link PredictCall.finished}: `cancelled` when every id was. */
-  readonly finished: Promise<CallEnd>;
-  /**
-   * Cancels the whole batch (sends `cancel` for its first id). A batch
-   * serves several clients: call it only once every one of them is gone.
-   */
-  cancel(): void;
-}
-
-/** Routing state of one outstanding request or batch, by id. */
-interface SingleRoute {
-  readonly kind: "single";
-  readonly id: number;
-  readonly answer: PromiseWithResolvers<PredictAnswer>;
-  readonly finished: PromiseWithResolvers<CallEnd>;
-  stream: PredictStream | undefined;
-  cancelled: boolean;
-}
-
-interface BatchRoute {
-  readonly kind: "batch";
-  readonly ids: readonly number[];
-  readonly outcomes: (BatchOutcome | undefined)[];
-  readonly done: PromiseWithResolvers<BatchOutcome[]>;
-  readonly finished: PromiseWithResolvers<CallEnd>;
-  left: number;
-  cancelled: boolean;
-}
-
-interface InitRoute {
-  readonly kind: "init";
-  readonly reply: PromiseWithResolvers<WorkerMessage>;
-}
-
-type Route = SingleRoute | BatchRoute | InitRoute;
-
 /**
  * A running worker: `init` once, then any number of requests, each routed
  * by id. Requests may be sent before earlier ones are answered (the worker
@@ -205,14 +86,12 @@ export class WorkerProcess {
   /** The control channel once the worker connected; undefined if it never did. */
   readonly #conn: Promise<Deno.UnixConn | undefined>;
   readonly #maxFrame: number;
-  /** Outstanding requests by id (0 is `init`); a batch is there under each of its ids. */
-  readonly #routes = new Map<number, Route>();
+  /** Outstanding calls, by request id. */
+  readonly #calls = new CallRouter((message) => this.#send(message));
   /** Frames waiting to be written, in order; one writer drains them so frames never interleave. */
   readonly #outbox: Uint8Array[] = [];
   /** The running drain of `#outbox`, if any. */
   #writing: Promise<void> | undefined;
-  #window = 1;
-  #nextId = 1;
   #failure: Error | undefined;
   #exit: WorkerExit | undefined;
   /** Set once the process has ended (before its output is drained). */
@@ -276,20 +155,14 @@ export class WorkerProcess {
 
   /** Requests (batch members included) sent and not yet finished. */
   get outstanding(): number {
-    let n = 0;
-    for (const route of this.#routes.values()) if (route.kind !== "init") n++;
-    return n;
+    return this.#calls.outstanding;
   }
 
   /** Sends `init` and waits for `ready`; rejects with InitFailedError or WorkerExitedError. */
   async init(message: Omit<InitMessage, "type">): Promise<ReadyMessage> {
-    this.#checkRunning();
-    if (this.#routes.has(0)) throw new Error("Worker init is already running");
-    this.#window = message.stream_window;
-    const route: InitRoute = { kind: "init", reply: Promise.withResolvers() };
-    this.#routes.set(0, route);
-    this.#send({ type: "init", ...message });
-    const reply = await route.reply.promise;
+    const gone = this.#gone();
+    if (gone !== undefined) throw gone;
+    const reply = await this.#calls.init(message);
     if (reply.type === "ready") return reply;
     if (reply.type === "init_error") {
       throw new InitFailedError(reply.phase, reply.error, reply.traceback);
@@ -302,23 +175,7 @@ export class WorkerProcess {
    * the user's `predict` returned a generator or iterator.
    */
   run(sample: Uint8Array, debug: boolean): PredictCall {
-    const id = this.#nextId++;
-    const route: SingleRoute = {
-      kind: "single",
-      id,
-      answer: Promise.withResolvers(),
-      finished: Promise.withResolvers(),
-      stream: undefined,
-      cancelled: false,
-    };
-    route.answer.promise.catch(() => {}); // a caller may only watch `finished`
-    if (this.#admit(route, [id])) this.#sendRequest(route, [id], { type: "predict", id, sample, debug });
-    return {
-      id,
-      answer: route.answer.promise,
-      finished: route.finished.promise,
-      cancel: () => this.#cancel(route, id),
-    };
+    return this.#calls.single(sample, debug, this.#gone());
   }
 
   /**
@@ -339,27 +196,7 @@ export class WorkerProcess {
    * list. Each sample gets its own outcome; see {@link BatchCall}.
    */
   runBatch(samples: readonly Uint8Array[], debug: boolean): BatchCall {
-    if (samples.length === 0) throw new RangeError("A batch needs at least one sample");
-    const ids = samples.map(() => this.#nextId++);
-    const route: BatchRoute = {
-      kind: "batch",
-      ids,
-      outcomes: ids.map(() => undefined),
-      done: Promise.withResolvers(),
-      finished: Promise.withResolvers(),
-      left: ids.length,
-      cancelled: false,
-    };
-    route.done.promise.catch(() => {});
-    if (this.#admit(route, ids)) {
-      this.#sendRequest(route, ids, { type: "predict_batch", ids, samples, debug });
-    }
-    return {
-      ids,
-      outcomes: route.done.promise,
-      finished: route.finished.promise,
-      cancel: () => this.#cancel(route, ids[0]!),
-    };
+    return this.#calls.batch(samples, debug, this.#gone());
   }
 
   /**
@@ -398,36 +235,10 @@ export class WorkerProcess {
     }
   }
 
-  #checkRunning(): void {
-    if (this.#failure ?? this.#exit) {
-      throw this.#failure ?? new WorkerExitedError("Worker is not running", this.#exit);
-    }
-  }
-
-  /** Registers a request's route; false (and the route failed) when the worker is gone. */
-  #admit(route: SingleRoute | BatchRoute, ids: readonly number[]): boolean {
-    if (this.#failure ?? this.#exit) {
-      this.#settleRoute(route, this.#failure ?? new WorkerExitedError("Worker is not running", this.#exit));
-      return false;
-    }
-    for (const id of ids) this.#routes.set(id, route);
-    return true;
-  }
-
-  /** Sends a request; one that cannot be framed (too large) fails alone. */
-  #sendRequest(route: SingleRoute | BatchRoute, ids: readonly number[], message: ServerMessage): void {
-    try {
-      this.#send(message);
-    } catch (error) {
-      for (const id of ids) this.#routes.delete(id);
-      this.#settleRoute(route, error instanceof Error ? error : new Error(String(error)));
-    }
-  }
-
-  #cancel(route: SingleRoute | BatchRoute, id: number): void {
-    if (route.cancelled || !this.#routes.has(id)) return;
-    route.cancelled = true;
-    this.#send({ type: "cancel", id });
+  /** Why the worker cannot take calls, or undefined while it can. */
+  #gone(): Error | undefined {
+    if (this.#failure === undefined && this.#exit === undefined) return undefined;
+    return this.#failure ?? new WorkerExitedError("Worker is not running", this.#exit);
   }
 
   /**
@@ -459,7 +270,7 @@ export class WorkerProcess {
   async #readFrames(conn: Deno.UnixConn, ended: Promise<unknown>): Promise<void> {
     try {
       await readPayloads(conn, this.#maxFrame, (payload, transient) => {
-        this.#deliver(decodeMessage(payload), transient);
+        this.#calls.deliver(decodeMessage(payload), transient);
       });
     } catch (error) {
       this.#violation(error instanceof Error ? error.message : String(error));
@@ -476,99 +287,6 @@ export class WorkerProcess {
     }
   }
 
-  /** Routes one message; `transient` bytes are copied before they are kept. */
-  #deliver(message: WorkerMessage, transient: boolean): void {
-    const id = message.type === "ready" || message.type === "init_error" ? 0 : message.id;
-    const route = this.#routes.get(id);
-    if (route === undefined) {
-      const expected = [...this.#routes.keys()].join(" or ") || "nothing";
-      throw new ProtocolError(`Worker sent "${message.type}" for request ${id}, expected ${expected}`);
-    }
-    if (route.kind === "init") {
-      this.#routes.delete(0);
-      route.reply.resolve(message);
-    } else if (route.kind === "single") {
-      this.#deliverSingle(route, message, transient);
-    } else {
-      this.#deliverBatch(route, id, message, transient);
-    }
-  }
-
-  #deliverSingle(route: SingleRoute, message: WorkerMessage, transient: boolean): void {
-    const copy = (bytes: Uint8Array) => transient ? bytes.slice() : bytes;
-    switch (message.type) {
-      case "result":
-        if (route.stream) throw new ProtocolError(`Worker sent "result" inside stream ${route.id}`);
-        this.#routes.delete(route.id);
-        route.answer.resolve({ type: "body", body: copy(message.prediction) });
-        route.finished.resolve("answered");
-        return;
-      case "item":
-      case "end": {
-        const stream = route.stream ?? this.#openStream(route);
-        if (message.type === "item") {
-          if (!stream.push(copy(message.value))) {
-            throw new ProtocolError(
-              `Worker sent more than ${this.#window} unacknowledged items on stream ${route.id}`,
-            );
-          }
-          return;
-        }
-        if (message.items !== stream.received) {
-          throw new ProtocolError(
-            `Worker ended stream ${route.id} at ${message.items} items, sent ${stream.received}`,
-          );
-        }
-        this.#routes.delete(route.id);
-        stream.end();
-        route.finished.resolve(route.cancelled ? "cancelled" : "answered");
-        return;
-      }
-      case "error": {
-        this.#routes.delete(route.id);
-        const error = new PredictFailedError(message.kind, message.error, message.traceback);
-        if (route.stream) route.stream.end(error);
-        else route.answer.reject(error);
-        route.finished.resolve(message.kind === "cancelled" ? "cancelled" : "answered");
-        return;
-      }
-      default:
-        throw new ProtocolError(`Worker sent "${message.type}" for request ${route.id}`);
-    }
-  }
-
-  #openStream(route: SingleRoute): PredictStream {
-    const stream = new PredictStream({
-      credit: (n) => {
-        if (this.#routes.get(route.id) === route) this.#send({ type: "credit", id: route.id, n });
-      },
-      cancel: () => this.#cancel(route, route.id),
-    }, this.#window);
-    route.stream = stream;
-    route.answer.resolve({ type: "stream", stream });
-    return stream;
-  }
-
-  #deliverBatch(route: BatchRoute, id: number, message: WorkerMessage, transient: boolean): void {
-    const at = route.ids.indexOf(id);
-    if (message.type === "result") {
-      route.outcomes[at] = { ok: true, body: transient ? message.prediction.slice() : message.prediction };
-    } else if (message.type === "error") {
-      route.outcomes[at] = {
-        ok: false,
-        error: new PredictFailedError(message.kind, message.error, message.traceback),
-      };
-    } else {
-      throw new ProtocolError(`Worker sent "${message.type}" for request ${id} of a batch`);
-    }
-    this.#routes.delete(id);
-    if (--route.left > 0) return;
-    const outcomes = route.outcomes as BatchOutcome[];
-    route.done.resolve(outcomes);
-    const allCancelled = outcomes.every((o) => !o.ok && o.error.kind === "cancelled");
-    route.finished.resolve(allCancelled ? "cancelled" : "answered");
-  }
-
   /** Records a protocol violation, kills the worker, fails the outstanding calls. */
   #violation(detail: string): ProtocolError {
     const error = new ProtocolError(`Worker broke the protocol: ${detail}`);
@@ -580,22 +298,7 @@ export class WorkerProcess {
 
   /** Fails every outstanding call with `error`. */
   #fail(error: Error): void {
-    const routes = new Set(this.#routes.values());
-    this.#routes.clear();
-    for (const route of routes) {
-      if (route.kind === "init") route.reply.reject(error);
-      else this.#settleRoute(route, error);
-    }
-  }
-
-  #settleRoute(route: SingleRoute | BatchRoute, error: Error): void {
-    if (route.kind === "single") {
-      if (route.stream) route.stream.end(error);
-      else route.answer.reject(error);
-    } else {
-      route.done.reject(error);
-    }
-    route.finished.resolve("lost");
+    this.#calls.failAll(error);
   }
 }
 
