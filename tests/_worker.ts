@@ -42,6 +42,9 @@ export async function startWorker(inference: string, window = 4, program?: strin
       metadata: {},
       python_root: null,
       project_dir: dir.path,
+      interface: "init_metadata",
+      model: null,
+      model_dir: null,
       stream_window: window,
     });
   } catch (error) {

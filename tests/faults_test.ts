@@ -74,6 +74,7 @@ const PREDICT_FAULTS: readonly PredictFault[] = [
     status: 502,
     error: /over compute\.mem 100Mi, and was killed \(out of memory\)/,
     config: singleApiConfig("  compute:\n    mem: 100Mi\n"),
+    args: ["--enforce-mem"],
     logged: (r) => r.msg === "worker over its memory cap: killing it",
     restarts: true,
   },

@@ -17,6 +17,9 @@ Deno.test("server messages encode as tagged msgpack maps", () => {
     metadata: { model: "m.npz" },
     python_root: null,
     project_dir: "/s",
+    interface: "init_metadata",
+    model: null,
+    model_dir: null,
     stream_window: 8,
   } as const;
   assert.deepEqual(decode(encodeMessage(init)), init);

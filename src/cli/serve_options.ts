@@ -21,6 +21,10 @@ export interface ServeOptions {
   readonly projectMount: string | undefined;
   /** `--run-dependencies-sh`: run the project's dependencies.sh at startup. */
   readonly runDependenciesSh: boolean;
+  /** `--no-requirements`: skip requirements.txt, serve with the interpreter's packages. */
+  readonly noRequirements: boolean;
+  /** `--enforce-mem`: kill a worker whose memory goes over `compute.mem`. */
+  readonly enforceMem: boolean;
   readonly queuePerReplica: number;
   readonly maxBodyBytes: number;
   readonly maxFrameBytes: number;
@@ -60,6 +64,10 @@ Options:
                           link), for code that reads /mnt/project/... literally
   --run-dependencies-sh   run the project's dependencies.sh (system packages) at
                           startup, as this user; without it, it is only reported
+  --no-requirements       skip requirements.txt (logged): serve with the packages
+                          the interpreter has
+  --enforce-mem           kill and restart a worker whose memory goes over its
+                          compute.mem (beyond Cortex, where mem is only a request)
   --queue N               requests that may wait per replica (default 64)
   --max-body SIZE         largest request body (default 32Mi)
   --max-frame SIZE        largest worker message (default: max-body + 32Mi)
@@ -95,6 +103,8 @@ const FLAGS = {
   "state-dir": { type: "string" },
   "project-mount": { type: "string" },
   "run-dependencies-sh": { type: "boolean" },
+  "no-requirements": { type: "boolean" },
+  "enforce-mem": { type: "boolean" },
   queue: { type: "string" },
   "max-body": { type: "string" },
   "max-frame": { type: "string" },
@@ -134,6 +144,8 @@ export function parseServeArgs(args: readonly string[]): ServeOptions | "help" {
     stateDir: values["state-dir"] === undefined ? undefined : resolve(values["state-dir"]),
     projectMount: values["project-mount"] === undefined ? undefined : resolve(values["project-mount"]),
     runDependenciesSh: values["run-dependencies-sh"] ?? false,
+    noRequirements: values["no-requirements"] ?? false,
+    enforceMem: values["enforce-mem"] ?? false,
     queuePerReplica: values.queue === undefined ? 64 : parsePositiveInt("queue", values.queue),
     maxBodyBytes,
     maxFrameBytes: values["max-frame"] === undefined

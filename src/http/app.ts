@@ -18,6 +18,8 @@ import { apiStatus } from "./status.ts";
 import { requestId } from "./request_id.ts";
 import type { AppEnv } from "./app_env.ts";
 import { type StreamEnd, streamFormat, streamResponse } from "./stream_body.ts";
+import { ConsoleActivity } from "./console/activity.ts";
+import { addConsoleRoutes, consolePage, wantsConsolePage } from "./console/routes.ts";
 
 export type { AppEnv };
 
@@ -38,12 +40,15 @@ export interface AppOptions {
   readonly stats?: RequestStats;
   /** CORS of the prediction routes; default `*`, as Cortex 0.10. */
   readonly cors?: CorsPolicy;
+  /** Recent requests and log lines shown by the console; pass the server's own to keep them across reloads. */
+  readonly activity?: ConsoleActivity;
 }
 
 /** The app and the counters it keeps. */
 export interface CortexApp {
   readonly app: Hono<AppEnv>;
   readonly stats: RequestStats;
+  readonly activity: ConsoleActivity;
 }
 
 const JSON_HEADERS = { "content-type": "application/json" } as const;
@@ -53,6 +58,7 @@ export function createApp(options: AppOptions): CortexApp {
   const { project, pools, logger } = options;
   const app = new Hono<AppEnv>();
   const stats = options.stats ?? new RequestStats();
+  const activity = options.activity ?? new ConsoleActivity();
 
   app.use(async (c, next) => {
     const id = requestId(c.req.header("x-request-id"));
@@ -69,6 +75,7 @@ export function createApp(options: AppOptions): CortexApp {
     const record = (status: number, extra: Record<string, unknown>) => {
       const ms = performance.now() - started;
       stats.of(api).record(status, ms);
+      activity.record(api, status, ms, id);
       const queueMs = c.get("queueMs");
       options.metrics?.observeRequest(
         api,
@@ -164,15 +171,19 @@ export function createApp(options: AppOptions): CortexApp {
       { "retry-after": "1" },
     );
   });
-  app.get("/", (c) =>
-    c.json({
+  addConsoleRoutes(app, { project, pools, stats, activity });
+  app.get("/", (c) => {
+    if (wantsConsolePage(c)) return consolePage(c);
+    c.header("vary", "Accept");
+    return c.json({
       deployment: project.deployment.name,
       apis: statuses().map((s) => ({
         ...s,
         last_error: s.last_error ?? null,
         ...stats.of(s.name).snapshot(),
       })),
-    }));
+    });
+  });
   const metrics = options.metrics;
   if (metrics !== undefined) {
     app.get("/metrics", async (c) => {
@@ -198,7 +209,7 @@ export function createApp(options: AppOptions): CortexApp {
     return errorResponse(c, new ApiError("INTERNAL", "Internal server error"), options);
   });
 
-  return { app, stats };
+  return { app, stats, activity };
 }
 
 function logFailure(c: Context<AppEnv>, error: ApiError, options: AppOptions): void {

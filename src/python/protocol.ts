@@ -43,6 +43,7 @@
  *
  * Every request gets exactly one final frame: `result`, `end` or `error`.
  */
+import type { PythonInterface } from "../config/types.ts";
 import { Decoder, encode } from "@msgpack/msgpack";
 import { encodeFrame, HEADER_BYTES } from "./codec.ts";
 
@@ -60,6 +61,12 @@ export interface InitMessage {
   /** Absolute path added to `sys.path`, or null. */
   readonly python_root: string | null;
   readonly project_dir: string;
+  /** How to call the file: module functions with or without the model's path, or `PythonPredictor`. */
+  readonly interface: PythonInterface;
+  /** `predictor.model`: an absolute local path or an `s3://` URL, or null. */
+  readonly model: string | null;
+  /** Where the worker downloads an `s3://` model (reused while unchanged), or null. */
+  readonly model_dir: string | null;
   /** Items of one stream the worker may send ahead of the server's `credit`. */
   readonly stream_window: number;
 }

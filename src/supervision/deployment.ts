@@ -39,6 +39,10 @@ export interface RuntimeOptions {
   readonly scale?: ScaleSettings;
   /** Starts workers another way than a Python child (in-process tests). */
   readonly spawnWorker?: SpawnWorker;
+  /** `--enforce-mem`: kill a worker over its `compute.mem` (a request only, as in Cortex, otherwise). */
+  readonly enforceMem?: boolean;
+  /** Where workers download `s3://` models. */
+  readonly modelDir?: string;
 }
 
 /** Pools of every API of one project version. */
@@ -171,12 +175,12 @@ export class Deployment {
           onLog,
           maxLogLineChars: rt.maxLogLineChars,
         })),
-      init: apiInitMessage(this.project, api, dir),
+      init: apiInitMessage(this.project, api, dir, rt.modelDir),
       initTimeoutMs: rt.initTimeoutMs,
       killGraceMs: rt.killGraceMs,
       cancelGraceMs: rt.cancelGraceMs,
       backoff: rt.backoff,
-      memBytes: api.compute.memBytes,
+      memBytes: rt.enforceMem ? api.compute.memBytes : undefined,
       memText: api.compute.mem,
       logger: rt.logger,
     });
