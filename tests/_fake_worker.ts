@@ -6,8 +6,12 @@
  * the test answers them, and every call and signal is recorded.
  */
 import {
+  type BatchCall,
   type BatchOutcome,
+  type CallEnd,
   InitFailedError,
+  type PredictAnswer,
+  type PredictCall,
   PredictFailedError,
   type WorkerExit,
 } from "../src/python/worker_process.ts";
@@ -26,7 +30,7 @@ export interface PendingPredict {
   readonly reject: (error: Error) => void;
 }
 
-/** One `predictBatch` call waiting for the test's answer. */
+/** One `runBatch` call waiting for the test's answer. */
 export interface PendingBatch {
   readonly samples: readonly string[];
   readonly resolve: (value: BatchOutcome[]) => void;
@@ -55,13 +59,16 @@ export class FakeWorker implements ReplicaWorker {
   shutdowns = 0;
   /** When set, every later predict is answered with this value at once. */
   autoAnswer: unknown = undefined;
+  /** `cancel` calls received. */
+  cancels = 0;
+  #nextId = 1;
   #alive = true;
   #exit: WorkerExit | undefined;
   readonly #exited = Promise.withResolvers<WorkerExit>();
   #init: { resolve: (m: ReadyMessage) => void; reject: (e: Error) => void } | undefined;
   #predict: PendingPredict | undefined;
   #batch: PendingBatch | undefined;
-  /** Samples of every predictBatch call, one list per call, in order. */
+  /** Samples of every runBatch call, one list per call, in order. */
   readonly batches: string[][] = [];
 
   constructor(readonly initScript: InitScript = "ready") {
@@ -77,10 +84,6 @@ export class FakeWorker implements ReplicaWorker {
   /** The predict call waiting for an answer, if any. */
   get pending(): PendingPredict | undefined {
     return this.#predict;
-  }
-  /** The predictBatch call waiting for an answer, if any. */
-  get pendingBatch(): PendingBatch | undefined {
-    return this.#batch;
   }
   get initPending(): boolean {
     return this.#init !== undefined;
@@ -122,32 +125,99 @@ export class FakeWorker implements ReplicaWorker {
     return reply;
   }
 
-  predictBatch(samples: readonly Uint8Array[], _debug: boolean): Promise<BatchOutcome[]> {
+  /**
+   * A request as the replica sends it: answered through the pending predict
+   * ({@link FakeWorker.answer}, {@link FakeWorker.failPredict},
+   * {@link FakeWorker.cancelled}); `cancel` is only recorded.
+   */
+  run(sample: Uint8Array, debug: boolean): PredictCall {
+    const finished = Promise.withResolvers<CallEnd>();
+    const answer = this.predict(sample, debug).then((body): PredictAnswer => ({ type: "body", body }));
+    answer.then(
+      () => finished.resolve("answered"),
+      (error) =>
+        finished.resolve(
+          !(error instanceof PredictFailedError)
+            ? "lost"
+            : error.kind === "cancelled"
+            ? "cancelled"
+            : "answered",
+        ),
+    );
+    return {
+      id: this.#nextId++,
+      answer,
+      finished: finished.promise,
+      cancel: () => {
+        this.cancels++;
+        this.changes.emit(this);
+      },
+    };
+  }
+
+  /** The runBatch call waiting for an answer, if any. */
+  get pendingBatch(): PendingBatch | undefined {
+    return this.#batch;
+  }
+
+  /**
+   * A batch as the replica sends it (server-side batching): answered with
+   * {@link FakeWorker.answerBatch}; `cancel` is only recorded.
+   */
+  runBatch(samples: readonly Uint8Array[], _debug: boolean): BatchCall {
     if (this.#predict ?? this.#batch) throw new Error("Worker is busy: one call at a time");
-    if (!this.#alive) return Promise.reject(new Error("Worker is not running"));
-    const texts = samples.map((s) => decoder.decode(s));
-    this.batches.push(texts);
-    const reply = new Promise<BatchOutcome[]>((resolve, reject) => {
-      this.#batch = { samples: texts, resolve, reject };
-    });
+    const ids = samples.map(() => this.#nextId++);
+    const finished = Promise.withResolvers<CallEnd>();
+    let outcomes: Promise<BatchOutcome[]>;
+    if (!this.#alive) {
+      outcomes = Promise.reject(new Error("Worker is not running"));
+    } else {
+      const texts = samples.map((s) => decoder.decode(s));
+      this.batches.push(texts);
+      outcomes = new Promise<BatchOutcome[]>((resolve, reject) => {
+        this.#batch = { samples: texts, resolve, reject };
+      });
+    }
+    outcomes.then(
+      (all) =>
+        finished.resolve(all.every((o) => !o.ok && o.error.kind === "cancelled") ? "cancelled" : "answered"),
+      () => finished.resolve("lost"),
+    );
     this.changes.emit(this);
-    return reply;
+    return {
+      ids,
+      outcomes,
+      finished: finished.promise,
+      cancel: () => {
+        this.cancels++;
+        this.changes.emit(this);
+      },
+    };
   }
 
   /**
    * Answers the pending batch: element i of `values` as request i's JSON, or
-   * a `predict` error for the indexes in `failed` (index → message).
+   * an error of `kind` (default `predict`) for the indexes in `failed`.
    */
-  answerBatch(values: readonly unknown[], failed: Readonly<Record<number, string>> = {}): void {
+  answerBatch(
+    values: readonly unknown[],
+    failed: Readonly<Record<number, string>> = {},
+    kind: PredictErrorKind = "predict",
+  ): void {
     const call = this.#batch;
-    if (call === undefined) throw new Error("No predictBatch call is pending");
+    if (call === undefined) throw new Error("No runBatch call is pending");
     this.#batch = undefined;
     call.resolve(values.map((value, i): BatchOutcome => {
       const error = failed[i];
-      if (error !== undefined) return { ok: false, error: new PredictFailedError("predict", error, "") };
+      if (error !== undefined) return { ok: false, error: new PredictFailedError(kind, error, "") };
       return { ok: true, body: encoder.encode(JSON.stringify(value)) };
     }));
     this.changes.emit(this);
+  }
+
+  /** Answers the pending predict the way a worker answers `cancel`. */
+  cancelled(): void {
+    this.failPredict("cancelled", "the request was cancelled");
   }
 
   /** Answers the pending predict with `value` as JSON. */

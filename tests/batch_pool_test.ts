@@ -44,6 +44,7 @@ async function makePool(setup: Setup) {
       init: {} as never,
       initTimeoutMs: undefined,
       killGraceMs: 50,
+      cancelGraceMs: 50,
       backoff: { initialMs: 1, maxMs: 5, resetAfterMs: 60_000 },
       memBytes: undefined,
       memText: undefined,
@@ -60,12 +61,18 @@ async function makePool(setup: Setup) {
   const submit = (...ids: number[]) =>
     ids.map((id) =>
       pool.submit(sample(id), { debug: false }).then(
-        (p: Prediction) => new TextDecoder().decode(p.body),
+        (p: Prediction) => text(p),
         (e: ApiError) => e,
       )
     );
   const stop = () => Promise.all(replicas.map((r) => r.stop()));
   return { pool, replicas, workers, sizes, submit, stop };
+}
+
+/** A prediction's body as text. */
+function text(p: Prediction): string {
+  if (p.answer.type !== "body") throw new Error("a stream, not a body");
+  return new TextDecoder().decode(p.answer.body);
 }
 
 /** Waits until `worker` has a pending batch; returns its samples as numbers. */
@@ -184,7 +191,9 @@ Deno.test("batching pool: --predict-timeout bounds the batch's call: every reque
   for (const answer of await Promise.all(answers)) {
     assert.ok(answer instanceof ApiError && answer.code === "PREDICT_TIMEOUT", String(answer));
   }
-  assert.deepEqual(worker!.signals, ["SIGTERM"]);
+  assert.equal(worker!.cancels, 1, "the batch is cancelled in the worker");
+  // The fake never answers the cancel: past --cancel-grace the worker is stopped.
+  await worker!.until(() => worker!.signals.includes("SIGTERM"));
   await stop();
 });
 
@@ -239,7 +248,27 @@ Deno.test("batching pool: a running batch keeps serving the requests whose clien
   await batchOf(worker!);
   gone.abort();
   answerTimesTen(worker!);
-  assert.equal(new TextDecoder().decode((await staying).body), "20");
-  assert.equal(new TextDecoder().decode((await leaving).body), "10", "answered, if nobody reads it");
+  assert.equal(text(await staying), "20");
+  assert.equal(text(await leaving), "10", "answered, if nobody reads it");
+  assert.equal(worker!.cancels, 0, "the batch was not cancelled");
+  await stop();
+});
+
+Deno.test("batching pool: a running batch is cancelled once every one of its clients has gone", async () => {
+  const { pool, workers, stop } = await makePool({ maxBatchSize: 2, batchIntervalMs: 60_000 });
+  const clients = [new AbortController(), new AbortController()];
+  const answers = clients.map((client, i) =>
+    pool.submit(sample(i), { debug: false, signal: client.signal }).catch((e: ApiError) => e)
+  );
+  const [worker] = workers();
+  await batchOf(worker!);
+  clients[0]!.abort();
+  assert.equal(worker!.cancels, 0);
+  clients[1]!.abort();
+  await worker!.until(() => worker!.cancels === 1);
+  for (const answer of await Promise.all(answers)) {
+    assert.ok(answer instanceof ApiError && answer.code === "CLIENT_CLOSED", String(answer));
+  }
+  worker!.answerBatch([0, 0], { 0: "cancelled", 1: "cancelled" }, "cancelled");
   await stop();
 });

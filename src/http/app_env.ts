@@ -5,6 +5,8 @@
  * @module
  */
 
+import type { StreamEnd } from "./stream_body.ts";
+
 /** Per-request variables. */
 export type AppEnv = {
   Variables: {
@@ -15,5 +17,7 @@ export type AppEnv = {
     queueMs: number | undefined;
     /** Requests in the batch this request ran in (server-side batching only). */
     batchSize: number | undefined;
+    /** Set for a streamed answer: resolves when the stream ended (logged then). */
+    streamEnd: Promise<StreamEnd> | undefined;
   };
 };

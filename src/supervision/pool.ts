@@ -7,7 +7,8 @@
  * `queueTimeoutMs` for a replica — past it, it is answered 503 from the
  * queue and never dispatched, so waiting never costs a worker; once handed
  * to a replica, `predictTimeoutMs` bounds how long predict runs (504, the
- * worker is killed and restarted).
+ * request is cancelled in the worker). A client that leaves cancels its
+ * running request the same way.
  *
  * The job is the unit the pool hands to a replica ({@link Replica.run}):
  * the pool owns the queue, the deadlines and the client's signal; the
@@ -19,7 +20,7 @@ import { Emitter, waitUntil } from "./events.ts";
 import { BoundedQueue } from "./queue.ts";
 import { Batcher, RunningBatch } from "./batcher.ts";
 import type { ResolvedBatching } from "../config/types.ts";
-import type { Replica, ReplicaState } from "./replica.ts";
+import type { Replica, ReplicaRun, ReplicaState, RunAnswer } from "./replica.ts";
 
 /** What {@link ApiPool.submit} needs besides the sample. */
 export interface SubmitOptions {
@@ -30,9 +31,9 @@ export interface SubmitOptions {
   readonly onBatch?: ((size: number) => void) | undefined;
 }
 
-/** A prediction and how long it waited for a replica. */
+/** A prediction (a body, or a stream of items) and how long it waited for a replica. */
 export interface Prediction {
-  readonly body: Uint8Array;
+  readonly answer: RunAnswer;
   readonly queueMs: number;
 }
 
@@ -74,6 +75,8 @@ interface Job {
   batch: RunningBatch<Job> | undefined;
   /** Stops watching the deadline and the client. */
   cleanup: () => void;
+  /** Set once the job runs on a replica. */
+  run: ReplicaRun | undefined;
 }
 
 /** One API's replicas and queue. */
@@ -219,6 +222,7 @@ export class ApiPool {
         onBatch: options.onBatch,
         batch: undefined,
         cleanup: () => {},
+        run: undefined,
       };
       // The queue grows and shrinks with the replicas: --queue places each.
       const limit = this.#o.queuePerReplica * Math.max(this.#replicas.length, 1);
@@ -329,9 +333,9 @@ export class ApiPool {
     this.#active.add(job);
     this.#ticker ??= setInterval(() => this.#expire(), this.#tickMs());
     const onClientGone = () => {
-      // Running: let it finish, the worker stays healthy. A batch is
-      // cancelled only once every request in it has gone.
-      if (!job.queued) return void job.batch?.leave(job);
+      // Running: the worker is asked to stop it; a batch only once every
+      // request in it has gone (./batcher.ts).
+      if (!job.queued) return job.batch !== undefined ? void job.batch.leave(job) : job.run?.cancel();
       this.#queue.cancel(job);
       this.#settle(job, new ApiError("BAD_REQUEST", "The client closed the connection"));
       this.#o.logger.debug("client went away while queued", { api: this.api });
@@ -361,7 +365,7 @@ export class ApiPool {
         this.#settle(job, this.#queueTimeout());
       } else {
         this.#active.delete(job);
-        job.deadline.abort(); // the replica answers 504 and stops the worker
+        job.deadline.abort(); // the replica answers 504 and cancels the request
       }
     }
     if (this.#active.size === 0) this.#stopTicker();
@@ -417,13 +421,15 @@ export class ApiPool {
     const now = performance.now();
     const queueMs = now - job.arrived;
     job.deadlineAt = now + this.#o.predictTimeoutMs;
-    replica.run(job.sample, job.debug, job.deadline.signal).then(
-      (body) => {
-        job.cleanup();
-        job.resolve({ body, queueMs });
-      },
-      (error: Error) => this.#settle(job, error),
-    ).finally(() => {
+    const run = replica.run(job.sample, job.debug, job.deadline.signal);
+    job.run = run;
+    run.answer.then(
+      (answer) => job.resolve({ answer, queueMs }),
+      (error: Error) => job.reject(error),
+    );
+    // The client is watched until the replica is done: for a stream, until its last item.
+    void run.finished.then(() => {
+      job.cleanup();
       this.#inFlight--;
       this.dispatch();
       this.changes.emit(this);
@@ -467,17 +473,20 @@ export class ApiPool {
     for (const listener of this.#batchListeners) listener(size);
     this.#inFlight += size;
     const deadline = AbortSignal.any(jobs.map((job) => job.deadline.signal));
-    replica.runBatch(jobs.map((job) => job.sample), debug, deadline).then(
-      (answers) => {
+    const run = replica.runBatch(jobs.map((job) => job.sample), debug, deadline);
+    batch.signal.addEventListener("abort", () => run.cancel(), { once: true });
+    run.answers.then(
+      (answers) =>
         jobs.forEach((job, i) => {
           const answer = answers[i]!;
-          if (answer instanceof ApiError) return this.#settle(job, answer);
-          job.cleanup();
-          job.resolve({ body: answer, queueMs: now - job.arrived });
-        });
-      },
-      (error: Error) => jobs.forEach((job) => this.#settle(job, error)),
-    ).finally(() => {
+          if (answer instanceof ApiError) job.reject(answer);
+          else job.resolve({ answer: { type: "body", body: answer }, queueMs: now - job.arrived });
+        }),
+      (error: Error) => jobs.forEach((job) => job.reject(error)),
+    );
+    // The clients are watched until the replica is done with the batch.
+    void run.finished.then(() => {
+      for (const job of jobs) job.cleanup();
       this.#inFlight -= size;
       this.dispatch();
       this.changes.emit(this);
