@@ -16,6 +16,7 @@ import { checkJson, readBody } from "./body.ts";
 import { RequestStats } from "./stats.ts";
 import { apiStatus } from "./status.ts";
 import { requestId } from "./request_id.ts";
+import { RejectionLog, ShedPacer } from "./shedding.ts";
 import type { AppEnv } from "./app_env.ts";
 
 export type { AppEnv };
@@ -47,11 +48,26 @@ export interface CortexApp {
 
 const JSON_HEADERS = { "content-type": "application/json" } as const;
 
+/** Load shedding answers (see ./shedding.ts): paced, and summarised in the log. */
+const SHED_REASONS: Readonly<Partial<Record<string, string>>> = {
+  QUEUE_FULL: "queue full",
+  NOT_READY: "not ready",
+  SHUTTING_DOWN: "shutting down",
+  UNAUTHORIZED: "unauthorized",
+};
+
+/** The reason of a rejection that sheds load, or undefined for any other outcome. */
+function shedReason(error: Error | undefined): string | undefined {
+  return error instanceof ApiError ? SHED_REASONS[error.code] : undefined;
+}
+
 /** Builds the Hono app for a deployment. */
 export function createApp(options: AppOptions): CortexApp {
   const { project, pools, logger } = options;
   const app = new Hono<AppEnv>();
   const stats = options.stats ?? new RequestStats();
+  const pacer = new ShedPacer();
+  const rejections = new RejectionLog(logger);
 
   app.use(async (c, next) => {
     const id = requestId(c.req.header("x-request-id"));
@@ -73,6 +89,11 @@ export function createApp(options: AppOptions): CortexApp {
         ms / 1000,
         queueMs === undefined ? undefined : queueMs / 1000,
       );
+      const shed = rejections.perRequest ? undefined : shedReason(c.error);
+      if (shed !== undefined) {
+        rejections.count("requests rejected", { api, status: c.res.status, reason: shed });
+        return;
+      }
       logger.info("request", {
         request_id: id,
         api,
@@ -88,7 +109,7 @@ export function createApp(options: AppOptions): CortexApp {
 
   const cors = corsMiddleware(options.cors ?? { kind: "any" });
   if (cors !== undefined) project.apis.forEach((api) => app.use(api.endpoint, cors));
-  if (options.keys !== undefined) app.use(requireApiKey(options.keys, logger));
+  if (options.keys !== undefined) app.use(requireApiKey(options.keys, logger, rejections));
 
   for (const api of project.apis) {
     const pool = pools.get(api.name);
@@ -169,6 +190,9 @@ export function createApp(options: AppOptions): CortexApp {
     errorResponse(c, new ApiError("NOT_FOUND", `No route for ${c.req.method} ${c.req.path}`), options)
   );
   app.onError((error, c) => {
+    if (shedReason(error) !== undefined) {
+      return pacer.answer(() => errorResponse(c, error as ApiError, options));
+    }
     if (error instanceof ApiError) return errorResponse(c, error, options);
     logger.error("unhandled error", {
       request_id: c.get("requestId"),
