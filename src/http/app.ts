@@ -116,6 +116,9 @@ export function createApp(options: AppOptions): CortexApp {
     if (pool === undefined) throw new Error(`No pool for api ${api.name}`);
     app.post(api.endpoint, async (c) => {
       c.set("api", api.name);
+      // Shed before reading and checking the body: a refusal must cost little.
+      const refused = pool.refusal();
+      if (refused !== undefined) throw refused;
       const body = await readBody(c.req.raw, options.maxBodyBytes);
       checkJson(body);
       const debug = c.req.query("debug") === "true";

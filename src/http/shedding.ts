@@ -18,7 +18,7 @@
 import type { LogFields, Logger } from "../log/logger.ts";
 
 /** Rejections answered per event-loop turn. */
-export const SHED_PER_TURN = 2;
+export const SHED_PER_TURN = 1;
 /** Above this many waiting rejections, answer at once (bounds memory under a flood of new connections). */
 const MAX_WAITING = 4096;
 /** Period of the rejection summary lines. */
@@ -50,7 +50,9 @@ export class ShedPacer {
 
   readonly #release = (): void => {
     this.#timer = undefined;
-    const batch = this.#waiting.length <= this.#perTurn ? this.#waiting : this.#waiting.splice(0, this.#perTurn);
+    const batch = this.#waiting.length <= this.#perTurn
+      ? this.#waiting
+      : this.#waiting.splice(0, this.#perTurn);
     if (batch === this.#waiting) this.#waiting = [];
     for (const answer of batch) answer();
     if (this.#waiting.length > 0) this.#timer = setTimeout(this.#release, 0);

@@ -137,12 +137,8 @@ export class ApiPool {
    *   WORKER_DIED, OUT_OF_MEMORY or PREDICT_TIMEOUT
    */
   submit(sample: Uint8Array, options: SubmitOptions): Promise<Prediction> {
-    if (this.#closed) {
-      return Promise.reject(
-        new ApiError("SHUTTING_DOWN", "The server is shutting down", { retryAfter: 5 }),
-      );
-    }
-    if (!this.#accepting()) return Promise.reject(this.#notReady());
+    const refused = this.refusal();
+    if (refused !== undefined) return Promise.reject(refused);
     return new Promise<Prediction>((resolve, reject) => {
       const arrived = performance.now();
       const job: Job = {
@@ -157,21 +153,35 @@ export class ApiPool {
         reject,
         cleanup: () => {},
       };
-      // The queue grows and shrinks with the replicas: --queue places each.
-      const limit = this.#o.queuePerReplica * Math.max(this.#replicas.length, 1);
-      if (this.#queue.length >= limit || !this.#queue.push(job)) {
-        reject(
-          new ApiError(
-            "QUEUE_FULL",
-            `Api ${this.api} is at capacity: ${this.#queue.length} requests are already waiting`,
-            { retryAfter: 1 },
-          ),
-        );
+      if (!this.#queue.push(job)) {
+        reject(this.#queueFull());
         return;
       }
       this.#arm(job, options.signal);
       this.dispatch();
     });
+  }
+
+  /**
+   * Why a request arriving now would be refused (shutting down, not ready,
+   * queue full), or undefined when it would be queued. Cheap: the app asks
+   * before reading the body, so shedding load costs little.
+   */
+  refusal(): ApiError | undefined {
+    if (this.#closed) return new ApiError("SHUTTING_DOWN", "The server is shutting down", { retryAfter: 5 });
+    if (!this.#accepting()) return this.#notReady();
+    // The queue grows and shrinks with the replicas: --queue places each.
+    const limit = this.#o.queuePerReplica * Math.max(this.#replicas.length, 1);
+    if (this.#queue.length >= limit || this.#queue.length >= this.#queue.capacity) return this.#queueFull();
+    return undefined;
+  }
+
+  #queueFull(): ApiError {
+    return new ApiError(
+      "QUEUE_FULL",
+      `Api ${this.api} is at capacity: ${this.#queue.length} requests are already waiting`,
+      { retryAfter: 1 },
+    );
   }
 
   /** Starts queued work on free replicas; called whenever a replica changes state. */
