@@ -12,6 +12,14 @@ export interface Measurement {
   readonly errors: number;
   readonly serverKiB: number;
   readonly totalKiB: number;
+  /** 200 answers per second. */
+  readonly okPerS: number;
+  /** 503 answers per second (counted in overload cases only). */
+  readonly refusedPerS: number;
+  /** 503s that came without Retry-After. */
+  readonly refusedWithoutRetryAfter: number;
+  /** Worker restarts seen in the server's log (overload cases only). */
+  readonly restarts: number;
 }
 
 const PEERS: readonly ServerKind[] = ["flask+waitress", "fastapi+uvicorn"];
@@ -51,4 +59,28 @@ function memory(m: Measurement): string {
 
 function ratio(value: number): string {
   return `${value.toFixed(2)}×`;
+}
+
+/**
+ * The overload table: predictions (200s) and 503s per second at each
+ * concurrency, and the predictions as a ratio of the case's lowest
+ * concurrency (clients that fit the queue).
+ */
+export function overloadTable(results: readonly Measurement[]): string {
+  const lines = [
+    "| case | server | c | req/s | 200/s | 503/s | 503 without Retry-After | p50 | p99 | worker restarts | RSS MiB | 200/s vs c=32 |",
+    "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+  ];
+  for (const m of results) {
+    const base = results.find((b) => b.benchCase === m.benchCase && b.server === m.server);
+    const n = (v: number) => Math.round(v).toLocaleString("en");
+    lines.push(
+      `| ${m.benchCase} | ${m.server} | ${m.concurrency} | ${n(m.rps)} | ${n(m.okPerS)} | ${
+        n(m.refusedPerS)
+      } | ${m.refusedWithoutRetryAfter} | ${duration(m.p50Us)} | ${duration(m.p99Us)} | ${m.restarts} | ${
+        memory(m)
+      } | ${base ? ratio(m.okPerS / base.okPerS) : ""} |`,
+    );
+  }
+  return lines.join("\n");
 }
