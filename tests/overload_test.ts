@@ -65,7 +65,9 @@ Deno.test("overload: clients retrying at once past the queue do not starve the r
   assert.equal(rejected.level, "warn");
   assert.equal(rejected.api, "api");
   assert.ok(typeof rejected.count === "number" && rejected.count > 0);
-  const lines = server.lines.filter((line) => line.includes('"msg":"request"') && line.includes('"status":503'));
+  const lines = server.lines.filter((line) =>
+    line.includes('"msg":"request"') && line.includes('"status":503')
+  );
   assert.deepEqual(lines, [], "a refusal was logged on its own line");
   assert.equal(
     await Promise.race([server.status.then(() => "exited"), Promise.resolve("running")]),

@@ -97,6 +97,8 @@ function start(kind: ServerKind, benchCase: Case, port: number): Promise<Deno.Ch
         "run",
         "-A",
         "--frozen",
+        // As the compile task, the bundle's command and scripts/serve-example run it.
+        "--v8-flags=--max-semi-space-size=2",
         `--config=${join(ROOT, "deno.json")}`,
         join(ROOT, "main.ts"),
         "serve",
