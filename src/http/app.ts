@@ -68,6 +68,11 @@ export function createApp(options: AppOptions): CortexApp {
   const stats = options.stats ?? new RequestStats();
   const pacer = new ShedPacer();
   const rejections = new RejectionLog(logger);
+  // Per-API counters and metric label children, bound once, not looked up per request.
+  const perApi = new Map(project.apis.map((api) => [api.name, {
+    stats: stats.of(api.name),
+    metrics: options.metrics?.forApi(api.name),
+  }]));
 
   app.use(async (c, next) => {
     const id = requestId(c.req.header("x-request-id"));
@@ -81,14 +86,10 @@ export function createApp(options: AppOptions): CortexApp {
     const api = c.get("api");
     if (api !== undefined) {
       const ms = performance.now() - started;
-      stats.of(api).record(c.res.status, ms);
+      const bound = perApi.get(api)!;
+      bound.stats.record(c.res.status, ms);
       const queueMs = c.get("queueMs");
-      options.metrics?.observeRequest(
-        api,
-        c.res.status,
-        ms / 1000,
-        queueMs === undefined ? undefined : queueMs / 1000,
-      );
+      bound.metrics?.observe(c.res.status, ms / 1000, queueMs === undefined ? undefined : queueMs / 1000);
       const shed = rejections.perRequest ? undefined : shedReason(c.error);
       if (shed !== undefined) {
         rejections.count("requests rejected", { api, status: c.res.status, reason: shed });

@@ -94,10 +94,13 @@ class Channel:
                 "message of %d bytes is over the maximum frame size of %d bytes"
                 % (len(payload), self.max_frame)
             )
-        data = memoryview(HEADER.pack(len(payload)) + payload)
-        while data:
-            written = os.write(self.fd_out, data)
-            data = data[written:]
+        header = HEADER.pack(len(payload))
+        # Header and payload in one syscall, without copying the payload behind the header.
+        written = os.writev(self.fd_out, (header, payload))
+        if written < len(header) + len(payload):  # a short write: finish from where it stopped
+            data = memoryview(header + payload)[written:]
+            while data:
+                data = data[os.write(self.fd_out, data):]
 
 
 def connect_channel(path):

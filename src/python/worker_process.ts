@@ -121,6 +121,8 @@ export class WorkerProcess {
   readonly #child: Deno.ChildProcess;
   /** The control channel once the worker connected; undefined if it never did. */
   readonly #conn: Promise<Deno.UnixConn | undefined>;
+  /** The channel once connected, so a request writes without awaiting `#conn`. */
+  #connected: Deno.UnixConn | undefined;
   readonly #maxFrame: number;
   #pending: Pending | undefined;
   #nextId = 1;
@@ -132,7 +134,10 @@ export class WorkerProcess {
     this.pid = child.pid;
     this.#maxFrame = options.maxFrameBytes;
     this.#conn = channel.accept(child.status);
-    const reading = this.#conn.then((conn) => conn && this.#readFrames(conn));
+    const reading = this.#conn.then((conn) => {
+      this.#connected = conn;
+      return conn && this.#readFrames(conn);
+    });
     const logging = readLines(child.stderr, options.onLog, options.maxLogLineChars)
       .catch(() => {});
     this.exited = child.status.then(async (status) => {
@@ -194,15 +199,18 @@ export class WorkerProcess {
    * Runs one prediction; resolves with the prediction as UTF-8 JSON.
    * Rejects with PredictFailedError, WorkerExitedError or ProtocolError.
    */
-  async predict(sample: Uint8Array, debug: boolean): Promise<Uint8Array> {
+  predict(sample: Uint8Array, debug: boolean): Promise<Uint8Array> {
     const id = this.#nextId++;
-    const reply = await this.#call(id, { type: "predict", id, sample, debug });
+    return this.#call(id, { type: "predict", id, sample, debug }).then(this.#predicted);
+  }
+
+  readonly #predicted = (reply: WorkerMessage): Uint8Array => {
     if (reply.type === "result") return reply.prediction;
     if (reply.type === "error") {
       throw new PredictFailedError(reply.kind, reply.error, reply.traceback);
     }
     throw this.#violation(`Worker answered predict with "${reply.type}"`);
-  }
+  };
 
   /** Asks the worker to exit; kills it if it is still there after `graceMs`. */
   async shutdown(graceMs: number): Promise<WorkerExit> {
@@ -228,25 +236,33 @@ export class WorkerProcess {
     }
   }
 
-  async #call(id: number, message: ServerMessage): Promise<WorkerMessage> {
-    if (this.#pending) throw new Error("Worker is busy: one call at a time");
+  #call(id: number, message: ServerMessage): Promise<WorkerMessage> {
+    if (this.#pending) return Promise.reject(new Error("Worker is busy: one call at a time"));
     if (this.#failure ?? this.#exit) {
-      throw this.#failure ?? new WorkerExitedError("Worker is not running", this.#exit);
+      return Promise.reject(this.#failure ?? new WorkerExitedError("Worker is not running", this.#exit));
     }
     const reply = new Promise<WorkerMessage>((resolve, reject) => {
       this.#pending = { id, resolve, reject };
     });
-    await this.#send(message).catch(() => {
+    this.#send(message).catch(() => {
       // A write to a dead worker: the exit handler rejects `reply`.
     });
-    return await reply;
+    return reply;
   }
 
-  async #send(message: ServerMessage): Promise<void> {
-    const frame = encodeMessageFrame(message, this.#maxFrame);
-    const conn = await this.#conn;
-    if (conn === undefined) throw new WorkerExitedError("Worker never connected", this.#exit);
-    await writeAll(conn, frame);
+  #send(message: ServerMessage): Promise<void> {
+    let frame: Uint8Array;
+    try {
+      frame = encodeMessageFrame(message, this.#maxFrame);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    const conn = this.#connected;
+    if (conn !== undefined) return writeAll(conn, frame);
+    return this.#conn.then((conn) => {
+      if (conn === undefined) throw new WorkerExitedError("Worker never connected", this.#exit);
+      return writeAll(conn, frame);
+    });
   }
 
   async #readFrames(conn: Deno.UnixConn): Promise<void> {
