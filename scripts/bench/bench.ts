@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { type Case, CASES, type ServerKind } from "./cases.ts";
 import { type Measurement, overloadTable, table } from "./table.ts";
-import { Processes, rssKiB } from "./processes.ts";
+import { cpuSeconds, Processes, rssKiB } from "./processes.ts";
 
 const HERE = import.meta.dirname!;
 const ROOT = join(HERE, "..", "..");
@@ -36,6 +36,7 @@ Deno.addSignalListener("SIGTERM", stop);
 const results: Measurement[] = [];
 const OVERLOAD = new Set(CASES.filter((c) => c.overload === true).map((c) => c.name));
 let idleServerKiB: number | undefined;
+let idleFloorKiB: number | undefined;
 try {
   for (const benchCase of cases) {
     const body = join(work, `${benchCase.name}.json`);
@@ -50,14 +51,30 @@ try {
         if (kind === "cortex-serve" && benchCase.name === "noop") {
           idleServerKiB = await rssKiB(server.pid, false);
         }
+        if (kind === "deno-floor") idleFloorKiB = await rssKiB(server.pid, false);
         for (const c of benchCase.concurrency ?? CONCURRENCY) {
           const options = { headers, status: benchCase.overload === true };
           await wrk(url, body, c, 1, options); // warm-up
           const sampler = processes.sampleRss(server.pid);
+          const cpuBefore = await cpuSeconds(server.pid);
           const run = await wrk(url, body, c, seconds, options);
+          const cpuAfter = await cpuSeconds(server.pid);
           const rss = sampler.stop();
+          const requests = run.rps * seconds;
+          const cpu = {
+            serverCpuUs: ((cpuAfter.own - cpuBefore.own) / requests) * 1e6,
+            workerCpuUs: ((cpuAfter.children - cpuBefore.children) / requests) * 1e6,
+          };
           const restarts = benchCase.overload === true ? await workerRestarts(benchCase, kind) : 0;
-          results.push({ benchCase: benchCase.name, server: kind, concurrency: c, ...run, ...rss, restarts });
+          results.push({
+            benchCase: benchCase.name,
+            server: kind,
+            concurrency: c,
+            ...run,
+            ...rss,
+            ...cpu,
+            restarts,
+          });
           log(
             `${benchCase.name} ${kind} c=${c}: ${Math.round(run.rps)} req/s, ${Math.round(run.okPerS)} 200/s`,
           );
@@ -78,8 +95,11 @@ if (results.some((m) => OVERLOAD.has(m.benchCase))) {
   console.log(`\n${overloadTable(results.filter((m) => OVERLOAD.has(m.benchCase)))}`);
 }
 if (idleServerKiB !== undefined) {
+  const floor = idleFloorKiB === undefined
+    ? ""
+    : `; the floor at idle: ${(idleFloorKiB / 1024).toFixed(0)} MiB`;
   console.log(
-    `\ncortex-serve server process at idle (no Python): ${(idleServerKiB / 1024).toFixed(0)} MiB RSS`,
+    `\ncortex-serve server process at idle (no Python): ${(idleServerKiB / 1024).toFixed(0)} MiB RSS${floor}`,
   );
 }
 

@@ -18,6 +18,10 @@ export interface Measurement {
   readonly refusedPerS: number;
   /** 503s that came without Retry-After. */
   readonly refusedWithoutRetryAfter: number;
+  /** CPU time per request of the server process (for peers: the whole process), in µs. */
+  readonly serverCpuUs: number;
+  /** CPU time per request of the server's children (cortex-serve's Python workers), in µs. */
+  readonly workerCpuUs: number;
   /** Worker restarts seen in the server's log (overload cases only). */
   readonly restarts: number;
 }
@@ -27,8 +31,8 @@ const PEERS: readonly ServerKind[] = ["flask+waitress", "fastapi+uvicorn"];
 /** Renders `results` as one markdown table. */
 export function table(results: readonly Measurement[]): string {
   const lines = [
-    "| case | server | c | req/s | p50 | p99 | errors | RSS MiB | req/s vs best peer | p50 vs best peer |",
-    "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|",
+    "| case | server | c | req/s | p50 | p99 | errors | RSS MiB | CPU µs/req | req/s vs best peer | p50 vs best peer |",
+    "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
   ];
   for (const m of results) {
     const peers = results.filter((p) =>
@@ -40,9 +44,9 @@ export function table(results: readonly Measurement[]): string {
     lines.push(
       `| ${m.benchCase} | ${m.server} | ${m.concurrency} | ${Math.round(m.rps).toLocaleString("en")} | ${
         duration(m.p50Us)
-      } | ${duration(m.p99Us)} | ${m.errors} | ${memory(m)} | ${ours ? ratio(m.rps / bestRps) : ""} | ${
-        ours ? ratio(m.p50Us / bestP50) : ""
-      } |`,
+      } | ${duration(m.p99Us)} | ${m.errors} | ${memory(m)} | ${cpu(m)} | ${
+        ours ? ratio(m.rps / bestRps) : ""
+      } | ${ours ? ratio(m.p50Us / bestP50) : ""} |`,
     );
   }
   return lines.join("\n");
@@ -55,6 +59,12 @@ function duration(us: number): string {
 function memory(m: Measurement): string {
   const mib = (kib: number) => (kib / 1024).toFixed(0);
   return m.server === "cortex-serve" ? `${mib(m.serverKiB)} / ${mib(m.totalKiB)}` : mib(m.totalKiB);
+}
+
+/** Server CPU per request; for cortex-serve, `server / worker`. */
+function cpu(m: Measurement): string {
+  const server = Math.round(m.serverCpuUs);
+  return m.server === "cortex-serve" ? `${server} / ${Math.round(m.workerCpuUs)}` : `${server}`;
 }
 
 function ratio(value: number): string {
