@@ -159,10 +159,19 @@ function now(): string {
   return clockText;
 }
 
+/** `,"key":` of each field name seen, so a name is quoted once, not once per line. */
+const quotedKeys = new Map<string, string>();
+
 function jsonField(key: string, value: unknown): string {
   if (value === undefined) return "";
+  let quoted = quotedKeys.get(key);
+  if (quoted === undefined) {
+    quoted = `,${JSON.stringify(key)}:`;
+    if (quotedKeys.size < 1000) quotedKeys.set(key, quoted);
+  }
+  if (typeof value === "number" && Number.isFinite(value)) return quoted + value;
   const text = JSON.stringify(value);
-  return text === undefined ? "" : `,${JSON.stringify(key)}:${text}`;
+  return text === undefined ? "" : quoted + text;
 }
 
 function textField(key: string, value: unknown): string {

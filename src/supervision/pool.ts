@@ -264,7 +264,8 @@ export class ApiPool {
     job.cleanup = () => {
       this.#active.delete(job);
       signal?.removeEventListener("abort", onClientGone);
-      if (this.#active.size === 0) this.#stopTicker();
+      // The ticker stops itself at its next tick with nothing active: not
+      // here, or every request of a lone client would start and stop one.
     };
   }
 
