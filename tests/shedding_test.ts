@@ -3,7 +3,7 @@
  * event-loop turn, and logged as counts per reason.
  */
 import assert from "node:assert/strict";
-import { RejectionLog, ShedPacer } from "../src/http/shedding.ts";
+import { MAX_HOLD_TURNS, RejectionLog, ShedPacer } from "../src/http/shedding.ts";
 import { Logger } from "../src/log/logger.ts";
 
 /** Resolves after the current macrotask and the timers already due. */
@@ -58,4 +58,15 @@ Deno.test("rejection log: one warn line per reason with its count, not one per r
 Deno.test("rejection log: at debug level each rejection is logged by the caller", () => {
   const log = new RejectionLog(new Logger({ level: "debug", sink: () => {} }));
   assert.equal(log.perRequest, true);
+});
+
+Deno.test("shed pacer: answers more per turn when many wait, so none waits much over MAX_HOLD_TURNS turns", async () => {
+  const pacer = new ShedPacer(1);
+  let answered = 0;
+  const count = MAX_HOLD_TURNS * 2 + 1;
+  const all = Array.from({ length: count }, () => pacer.answer(() => answered++));
+  await nextTurn();
+  assert.equal(answered, 3, "ceil(501 / 250) in the first turn");
+  await Promise.all(all);
+  assert.equal(answered, count);
 });

@@ -1,24 +1,28 @@
 /**
  * Load shedding that does not starve the work: rejected requests (a full
- * queue, an API not ready, a refused API key) are answered a few per
- * event-loop turn, and logged as a count per second per reason.
+ * queue, an API not ready, a refused API key) are answered one or a few
+ * per timer turn, and logged as a count per second per reason.
  *
  * Why paced: Deno's HTTP server hands the app every request that arrived
  * since the last event-loop turn in one go, and a worker's result is read
  * only between turns. Clients that retry a 503 at once keep hundreds of
  * requests in every turn; answered on the spot, each turn lasts as long as
  * all their 503s and a replica finishes about one prediction per turn (98 %
- * of the work lost at 256 clients against a queue of 64). Answering at most
- * {@link SHED_PER_TURN} rejections per turn keeps turns short, so results
- * are picked up as soon as workers write them; the excess clients wait a
- * little longer for their 503 and so retry less often.
+ * of the work lost at 256 clients against a queue of 64). Answering
+ * {@link SHED_PER_TURN} rejection per timer turn (timers fire at most once a
+ * millisecond) keeps turns short, so results are picked up as soon as
+ * workers write them; the excess clients wait a little for their 503 and so
+ * retry less often. When many wait, more are answered per turn, so that no
+ * 503 waits much longer than {@link MAX_HOLD_TURNS} turns (about 250 ms).
  *
  * @module
  */
 import type { LogFields, Logger } from "../log/logger.ts";
 
-/** Rejections answered per event-loop turn. */
+/** Rejections answered per timer turn, at least. */
 export const SHED_PER_TURN = 1;
+/** Turns a rejection may wait: more are answered per turn when more are waiting. */
+export const MAX_HOLD_TURNS = 250;
 /** Above this many waiting rejections, answer at once (bounds memory under a flood of new connections). */
 const MAX_WAITING = 4096;
 /** Period of the rejection summary lines. */
@@ -50,9 +54,8 @@ export class ShedPacer {
 
   readonly #release = (): void => {
     this.#timer = undefined;
-    const batch = this.#waiting.length <= this.#perTurn
-      ? this.#waiting
-      : this.#waiting.splice(0, this.#perTurn);
+    const count = Math.max(this.#perTurn, Math.ceil(this.#waiting.length / MAX_HOLD_TURNS));
+    const batch = this.#waiting.length <= count ? this.#waiting : this.#waiting.splice(0, count);
     if (batch === this.#waiting) this.#waiting = [];
     for (const answer of batch) answer();
     if (this.#waiting.length > 0) this.#timer = setTimeout(this.#release, 0);
