@@ -66,6 +66,7 @@ export class ApiPool {
   #idle: (() => void) | undefined;
   /** Requests queued or running, watched for their deadline by one ticking timer. */
   readonly #active = new Set<Job>();
+  #fullError: { readonly waiting: number; readonly error: ApiError } | undefined;
   #ticker: ReturnType<typeof setInterval> | undefined;
 
   constructor(options: PoolOptions) {
@@ -176,12 +177,20 @@ export class ApiPool {
     return undefined;
   }
 
+  /** One error object while the queue stays full: a refusal under overload allocates no error of its own. */
   #queueFull(): ApiError {
-    return new ApiError(
-      "QUEUE_FULL",
-      `Api ${this.api} is at capacity: ${this.#queue.length} requests are already waiting`,
-      { retryAfter: 1 },
-    );
+    const waiting = this.#queue.length;
+    if (this.#fullError?.waiting !== waiting) {
+      this.#fullError = {
+        waiting,
+        error: new ApiError(
+          "QUEUE_FULL",
+          `Api ${this.api} is at capacity: ${waiting} requests are already waiting`,
+          { retryAfter: 1 },
+        ),
+      };
+    }
+    return this.#fullError.error;
   }
 
   /** Starts queued work on free replicas; called whenever a replica changes state. */
