@@ -76,6 +76,8 @@ export interface StartOptions {
   readonly args?: readonly string[];
   /** Wait for every API to be ready (default true). */
   readonly waitReady?: boolean;
+  /** With `waitReady`, also wait until this many workers are ready (multi-replica tests). */
+  readonly replicas?: number;
   /** Program to run instead of main.ts (e.g. a bundle). */
   readonly entry?: string;
   readonly cwd?: string;
@@ -191,7 +193,7 @@ export async function startServer(projectDir: string, options: StartOptions = {}
   try {
     const listening = await waitFor((r) => r.msg === "listening");
     (server as { url: string }).url = String(listening.url);
-    if (options.waitReady ?? true) await waitUntilReady(server);
+    if (options.waitReady ?? true) await waitUntilReady(server, options.replicas);
   } catch (error) {
     await server[Symbol.asyncDispose]();
     throw error;
@@ -199,15 +201,11 @@ export async function startServer(projectDir: string, options: StartOptions = {}
   return server;
 }
 
-async function waitUntilReady(server: ServerProcess, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    const res = await fetch(`${server.url}/healthz`);
-    await res.body?.cancel();
-    if (res.status === 200) return;
-    await delay(50);
-  }
-  throw new Error(`Server not healthy within ${timeoutMs} ms:\n${server.lines.join("\n")}`);
+/** Waits for the server's "every api is ready" line, and for `replicas` "worker ready" lines. */
+async function waitUntilReady(server: ServerProcess, replicas = 1, timeoutMs = 30_000): Promise<void> {
+  await server.waitFor((r) => r.msg === "every api is ready", timeoutMs);
+  let ready = 0;
+  await server.waitFor((r) => r.msg === "worker ready" && ++ready >= replicas, timeoutMs);
 }
 
 async function pump(stream: ReadableStream<Uint8Array>, onLine: (line: string) => void): Promise<void> {

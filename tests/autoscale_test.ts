@@ -28,7 +28,7 @@ Deno.test("requests rotate over ready replicas", async () => {
     "inference.py": CPU_BOUND,
     "cortex.yaml": singleApiConfig("  compute:\n    min_replicas: 2\n"),
   });
-  await using server = await startServer(project.path);
+  await using server = await startServer(project.path, { replicas: 2 });
   const url = `${server.url}/test/api`;
   const pids: number[] = [];
   for (let i = 0; i < 6; i++) pids.push(await pidOf(url, { ms: 0 }));
@@ -55,9 +55,13 @@ Deno.test("a deep queue adds a replica up to max_replicas; an idle one is retire
 
     // Four clients against one replica keep three requests waiting.
     const pids = new Set<number>();
+    const bothServed = Promise.withResolvers<void>();
     let loading = true;
     const client = async () => {
-      while (loading) pids.add(await pidOf(url, { ms: 30 }));
+      while (loading) {
+        pids.add(await pidOf(url, { ms: 30 }));
+        if (pids.size === 2) bothServed.resolve();
+      }
     };
     const clients = Array.from({ length: 4 }, client);
     try {
@@ -66,8 +70,11 @@ Deno.test("a deep queue adds a replica up to max_replicas; an idle one is retire
       assert.equal(up.replicas, 2);
       assert.match(String(up.reason), /^average concurrency \d+\.\d over 0\.3 s$/);
       // The new replica takes work once it is ready.
-      const deadline = Date.now() + 10_000;
-      while (pids.size < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([
+        bothServed.promise,
+        new Promise((_, reject) => timer = setTimeout(() => reject(new Error("one replica only")), 10_000)),
+      ]).finally(() => clearTimeout(timer));
       assert.equal(pids.size, 2);
       assert.equal((await index()).replicas.total, 2);
     } finally {

@@ -1,10 +1,11 @@
 /**
- * Backpressure through a real server: queue wait counts against the
- * request's deadline, and a client that leaves while queued costs nothing.
+ * Backpressure through a real server: waiting for a replica is bounded by
+ * --queue-timeout and never costs a worker, and a client that leaves while
+ * queued costs nothing.
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { delay, makeProject, post, startServer } from "./_helpers.ts";
+import { makeProject, post, startServer } from "./_helpers.ts";
 
 /** predict records each sample's `id` in a file next to the staged project, then sleeps. */
 const RECORDING = `import os, time
@@ -13,6 +14,7 @@ LOG = os.path.join(os.environ["CORTEX_PROJECT_DIR"], "..", "ran.log")
 def predict(sample, metadata):
     with open(LOG, "a") as f:
         f.write(sample["id"] + "\\n")
+    print("running", sample["id"], flush=True)
     time.sleep(sample.get("sleep", 0))
     return sample["id"]
 `;
@@ -26,18 +28,43 @@ async function ran(stateDir: string): Promise<string[]> {
   return ids;
 }
 
-Deno.test("queue wait counts against --predict-timeout: a request that never got a replica gets 504", async () => {
+Deno.test("overload: waiting past --queue-timeout is 503 with Retry-After; no worker is restarted", async () => {
+  // predict 0.2 s, --predict-timeout 500ms (so --queue-timeout 500ms), 6 requests at once on one
+  // replica: the third starts at 0.4 s and runs past 0.5 s from its arrival, the rest wait too long.
   await using project = await makeProject({ "inference.py": RECORDING });
-  await using server = await startServer(project.path, { args: ["--predict-timeout=1s"] });
+  await using server = await startServer(project.path, { args: ["--predict-timeout=500ms"] });
   const api = `${server.url}/test/api`;
+  const answers = await Promise.all(
+    Array.from({ length: 6 }, (_, i) => post(api, { id: `r${i}`, sleep: 0.2 })),
+  );
+  const statuses = answers.map((r) => r.status);
+  const bodies = await Promise.all(answers.map((r) => r.json()));
+  assert.ok(statuses.filter((s) => s === 200).length >= 2, JSON.stringify(statuses));
+  assert.ok(statuses.every((s) => s === 200 || s === 503), JSON.stringify(bodies));
+  for (const [i, res] of answers.entries()) {
+    if (res.status !== 503) continue;
+    assert.equal(res.headers.get("retry-after"), "1");
+    assert.match(bodies[i].error, /waited 0.5 s \(--queue-timeout\) without a free replica/);
+  }
+  const served = bodies.filter((_, i) => statuses[i] === 200);
+  assert.deepEqual(await ran(server.stateDir), served, "only the answered requests reached predict");
+  assert.ok(!server.lines.some((l) => l.includes("worker stopped; restarting")), "a worker was restarted");
+});
+
+Deno.test("--predict-timeout bounds predict only: 504 and a restart; --queue-timeout answers the waiting one", async () => {
+  await using project = await makeProject({ "inference.py": RECORDING });
+  await using server = await startServer(project.path, {
+    args: ["--predict-timeout=500ms", "--queue-timeout=200ms"],
+  });
+  const api = `${server.url}/test/api`;
+  const running = post(api, { id: "slow", sleep: 2 });
+  await server.waitFor((r) => r.msg === "running slow");
   const started = performance.now();
-  const running = post(api, { id: "slow", sleep: 3 });
-  await delay(100);
   const queued = await post(api, { id: "queued" });
   const waited = performance.now() - started;
-  assert.equal(queued.status, 504);
-  assert.match((await queued.json()).error, /waited 1 s \(--predict-timeout\) without a free replica/);
-  assert.ok(waited >= 900 && waited < 2500, `answered after ${waited} ms`);
+  assert.equal(queued.status, 503);
+  assert.match((await queued.json()).error, /waited 0.2 s \(--queue-timeout\)/);
+  assert.ok(waited >= 150 && waited < 1500, `answered after ${waited} ms`);
   const slow = await running;
   assert.equal(slow.status, 504);
   assert.match((await slow.json()).error, /did not finish within --predict-timeout/);
@@ -49,7 +76,7 @@ Deno.test("a client that disconnects while queued is dropped and its prediction 
   await using server = await startServer(project.path, { args: ["--log-level=debug"] });
   const api = `${server.url}/test/api`;
   const first = post(api, { id: "first", sleep: 1 });
-  await delay(100);
+  await server.waitFor((r) => r.msg === "running first");
   const gone = new AbortController();
   const abandoned = fetch(api, {
     method: "POST",
@@ -57,7 +84,7 @@ Deno.test("a client that disconnects while queued is dropped and its prediction 
     signal: gone.signal,
   })
     .catch((error: unknown) => error);
-  await delay(200);
+  await server.waitFor((r) => r.msg === "request queued");
   gone.abort();
   assert.ok((await abandoned) instanceof Error);
   await server.waitFor((r) => r.msg === "client went away while queued");

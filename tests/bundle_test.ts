@@ -31,5 +31,13 @@ Deno.test("the bundle serves the example from an empty directory", async () => {
   });
   assert.equal(res.status, 200);
   assert.equal(await res.json(), "iris-setosa");
+  // The console's page and assets are inside the bundle.
+  const page = await fetch(`${server.url}/`, { headers: { accept: "text/html" } });
+  assert.match(await page.text(), /<title>cortex-serve console<\/title>/);
+  for (const asset of ["console.js", "chart.js", "console.css", "icon.svg"]) {
+    const res = await fetch(`${server.url}/_console/${asset}`);
+    assert.equal(res.status, 200, asset);
+    assert.ok((await res.text()).length > 100, asset);
+  }
   assert.deepEqual([...Deno.readDirSync(empty.path)].map((e) => e.name), ["cortex-serve.js"]);
 });

@@ -146,12 +146,16 @@ Deno.test("a valid multi-API config resolves with defaults", async () => {
     "regress.py": INFERENCE,
   });
   const resolved = await loadProjectConfig(p.dir);
+  const common = { pythonInterface: "init_metadata", model: undefined, pythonPath: undefined } as const;
   assert.deepEqual(resolved, {
+    dialect: "python",
+    ignored: [],
     root: p.dir,
     configPath: join(p.dir, "cortex.yaml"),
     deployment: { name: "iris", pythonRoot: "src" },
     apis: [
       {
+        ...common,
         name: "classifier",
         endpoint: "/iris/classifier",
         inference: "src/inference.py",
@@ -169,6 +173,7 @@ Deno.test("a valid multi-API config resolves with defaults", async () => {
         },
       },
       {
+        ...common,
         name: "regressor",
         endpoint: "/predict/v1",
         inference: "regress.py",
@@ -585,15 +590,13 @@ Deno.test("tensorflow and onnx apis are out of scope", async () => {
   });
 });
 
-Deno.test("the older predictor key points to python.inference", async () => {
+Deno.test("predictor: beside python: in one api asks to keep one", async () => {
   const error = await fail(yaml(
-    ...BASE.slice(0, 4),
+    ...BASE,
     "  predictor:",
-    "    type: python",
     "    path: src/inference.py",
   ));
-  issue(error, { path: "predictor", line: 5, column: 3, fix: /use python\.inference/ });
-  issue(error, { path: "python", line: 3, problem: /is required/ });
+  only(error, { path: "predictor", line: 7, column: 3, fix: /keep one/ });
 });
 
 // ---------------------------------------------------------------- api: python
@@ -726,12 +729,14 @@ Deno.test("api.endpoint must be a string", async () => {
 });
 
 Deno.test("api.endpoint may not be a reserved route", async () => {
-  for (const value of ["/", "/healthz", "/livez/", "/metrics", "/metrics/x"]) {
+  for (const value of ["/", "/healthz", "/livez/", "/metrics", "/metrics/x", "/_console", "/_console/data"]) {
     const error = await fail(yaml(...BASE, `  endpoint: ${value}`));
     only(error, { path: "endpoint", line: 7, column: 13, problem: /is reserved for the server/ });
   }
   const resolved = await load(yaml(...BASE, "  endpoint: /metricsx"));
   assert.equal(resolved.apis[0]!.endpoint, "/metricsx");
+  const near = await load(yaml(...BASE, "  endpoint: /_consoles"));
+  assert.equal(near.apis[0]!.endpoint, "/_consoles");
 });
 
 Deno.test("a default endpoint under /metrics is refused at the api name", async () => {

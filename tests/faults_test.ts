@@ -15,7 +15,7 @@ import {
   singleApiConfig,
   startServer,
 } from "./_helpers.ts";
-import { fixture, waitHealthy } from "./_faults.ts";
+import { fixture } from "./_faults.ts";
 
 interface PredictFault {
   readonly fixture: string;
@@ -29,10 +29,10 @@ interface PredictFault {
   /** The replica restarts (a crash), so the server logs a restart. */
   readonly restarts: boolean;
   /**
-   * Wait for /healthz before the next request (its short --predict-timeout,
-   * which counts queue wait, would not cover the restart).
+   * Wait for the restarted worker before the next request (its short
+   * --queue-timeout, the predict timeout, would not cover the restart).
    */
-  readonly waitHealthy?: boolean;
+  readonly waitRestart?: boolean;
 }
 
 const PREDICT_FAULTS: readonly PredictFault[] = [
@@ -64,16 +64,17 @@ const PREDICT_FAULTS: readonly PredictFault[] = [
     fixture: "hang",
     status: 504,
     error: /did not finish within --predict-timeout/,
-    args: ["--predict-timeout=1s"],
+    args: ["--predict-timeout=300ms"],
     logged: (r) => r.msg === "predict timed out: stopping the worker",
     restarts: true,
-    waitHealthy: true,
+    waitRestart: true,
   },
   {
     fixture: "memory",
     status: 502,
     error: /over compute\.mem 100Mi, and was killed \(out of memory\)/,
     config: singleApiConfig("  compute:\n    mem: 100Mi\n"),
+    args: ["--enforce-mem"],
     logged: (r) => r.msg === "worker over its memory cap: killing it",
     restarts: true,
   },
@@ -99,6 +100,12 @@ const PREDICT_FAULTS: readonly PredictFault[] = [
     fixture: "protocol_wrong_id",
     status: 502,
     error: /worker broke the protocol: worker sent "result" for request 999999, expected \d+/i,
+    restarts: true,
+  },
+  {
+    fixture: "protocol_close",
+    status: 502,
+    error: /worker broke the protocol: it closed its control channel but kept running/i,
     restarts: true,
   },
   {
@@ -144,7 +151,10 @@ for (const fault of PREDICT_FAULTS) {
         assert.equal(body, "ok");
       }
       if (fault.logged) await server.waitFor(fault.logged, 5000);
-      if (fault.waitHealthy) await waitHealthy(server.url);
+      if (fault.waitRestart) {
+        let ready = 0;
+        await server.waitFor((r) => r.msg === "worker ready" && ++ready === 2, 10_000);
+      }
 
       const started = Date.now();
       const next = await post(api, { fail: false });

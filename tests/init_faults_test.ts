@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { assertNoWorkersLeft, makeProject, post, type ServerProcess, startServer } from "./_helpers.ts";
-import { fixture, waitHealthy } from "./_faults.ts";
+import { fixture } from "./_faults.ts";
 
 const GOOD = "def predict(sample, metadata):\n    return 'ok'\n";
 
@@ -82,7 +82,8 @@ for (const fault of INIT_FAULTS) {
         await Deno.writeTextFile(join(project.path, "inference.py"), GOOD);
         server.kill("SIGHUP");
       }
-      await waitHealthy(server.url, 15_000);
+      // "api ready" is logged for the first version that serves, reloads included.
+      await server.waitFor((r) => r.msg === "api ready", 15_000);
       const ok = await post(`${server.url}/test/api`, {});
       assert.equal(ok.status, 200);
       assert.equal(await ok.json(), "ok");

@@ -132,11 +132,14 @@ Deno.test("text logs: one readable line per event, no colour when stderr is not 
     const decoder = new TextDecoderStream();
     const reader = child.stderr.pipeThrough(decoder).getReader();
     let text = "";
+    // Deadline: a server that never logs "api ready" is killed, ending the read.
+    const deadline = setTimeout(() => child.kill("SIGKILL"), 20_000);
     while (!/ INFO {2}api ready /.test(text)) {
       const { value, done } = await reader.read();
       if (done) break;
       text += value;
     }
+    clearTimeout(deadline);
     child.kill("SIGTERM");
     for (;;) {
       const { value, done } = await reader.read();

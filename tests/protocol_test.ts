@@ -17,6 +17,9 @@ Deno.test("server messages encode as tagged msgpack maps", () => {
     metadata: { model: "m.npz" },
     python_root: null,
     project_dir: "/s",
+    interface: "init_metadata",
+    model: null,
+    model_dir: null,
   } as const;
   assert.deepEqual(decode(encodeMessage(init)), init);
   const predict = { type: "predict", id: 7, sample: new TextEncoder().encode("{}"), debug: false } as const;

@@ -6,13 +6,13 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import {
   assertNoWorkersLeft,
-  delay,
   makeProject,
   post,
   processesMatching,
   singleApiConfig,
   startServer,
 } from "./_helpers.ts";
+import { Emitter, waitUntil } from "../src/supervision/events.ts";
 
 const versioned = (version: string) =>
   `import time
@@ -26,14 +26,26 @@ def predict(sample, metadata):
 function steadyTraffic(url: string, clients: number) {
   let running = true;
   const results: { status: number; body: unknown }[] = [];
+  const answered = new Emitter<void>();
   const loops = Array.from({ length: clients }, async () => {
     while (running) {
       const res = await post(url, {});
       results.push({ status: res.status, body: await res.json() });
+      answered.emit();
     }
   });
   return {
     results,
+    /** Resolves once `count` answers had body `body`; rejects after 10 s. */
+    until(body: string, count: number) {
+      return waitUntil(
+        [answered],
+        () => results.filter((r) => r.body === body).length >= count || undefined,
+        {
+          timeoutMs: 10_000,
+        },
+      );
+    },
     async stop() {
       running = false;
       await Promise.all(loops);
@@ -52,12 +64,12 @@ Deno.test("SIGHUP swaps in a new version without a failed request; the old worke
     const [oldWorker] = await processesMatching(join(stateDir, "worker.py"));
 
     const traffic = steadyTraffic(api, 4);
-    await delay(200);
+    await traffic.until("v1", 10);
     await Deno.writeTextFile(join(project.path, "inference.py"), versioned("v2"));
     server.kill("SIGHUP");
     await server.waitFor((r) => String(r.msg).startsWith("reloaded"), 15_000);
     await server.waitFor((r) => r.msg === "previous version stopped", 15_000);
-    await delay(200);
+    await traffic.until("v2", 10);
     const results = await traffic.stop();
 
     const failed = results.filter((r) => r.status !== 200);
@@ -86,7 +98,6 @@ Deno.test("a reload whose new version fails leaves the running one serving and l
     await using server = await startServer(project.path, { args: ["--init-timeout=2s"] });
     stateDir = server.stateDir;
     const api = `${server.url}/test/api`;
-    const failures = () => server.lines.filter((l) => l.includes("reload failed")).length;
 
     // 1. The new code does not import.
     await Deno.writeTextFile(join(project.path, "inference.py"), "def predict(sample, metadata)\n");
@@ -99,7 +110,8 @@ Deno.test("a reload whose new version fails leaves the running one serving and l
     await Deno.writeTextFile(join(project.path, "inference.py"), versioned("v2"));
     await Deno.writeTextFile(join(project.path, "cortex.yaml"), singleApiConfig("  colour: blue\n"));
     server.kill("SIGHUP");
-    while (failures() < 2) await delay(20);
+    let failed = 0;
+    await server.waitFor((r) => String(r.msg).startsWith("reload failed") && ++failed === 2);
     assert.match(server.lines.filter((l) => l.includes("reload failed"))[1]!, /colour/);
     const still = await post(api, {});
     assert.equal(still.status, 200);

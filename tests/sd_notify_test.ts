@@ -44,17 +44,14 @@ interface Datagram {
   healthy?: boolean;
 }
 
-Deno.test("READY=1 only after init, STOPPING=1 on SIGTERM, barrier answered", async () => {
-  await using dir = await tempDir("cortex-serve-notify-");
-  const socketPath = join(dir.path, "notify.sock");
-  await using project = await makeProject({ "inference.py": SLOW_INIT });
+/** The fake service manager: bound to `socketPath`, yields each datagram it receives. */
+async function startManager(socketPath: string) {
   const manager = new Deno.Command(PYTHON, {
     args: ["-c", MANAGER, socketPath],
     stdin: "null",
     stdout: "piped",
     stderr: "inherit",
   }).spawn();
-  const received: Datagram[] = [];
   const lines = manager.stdout.pipeThrough(new TextDecoderStream()).getReader();
   let buffered = "";
   const nextRecord = async (): Promise<Record<string, unknown>> => {
@@ -68,8 +65,58 @@ Deno.test("READY=1 only after init, STOPPING=1 on SIGTERM, barrier answered", as
     buffered = buffered.slice(at + 1);
     return JSON.parse(line);
   };
-  try {
-    assert.deepEqual(await nextRecord(), { listening: true });
+  assert.deepEqual(await nextRecord(), { listening: true });
+  return {
+    nextRecord,
+    async [Symbol.asyncDispose]() {
+      manager.kill("SIGTERM");
+      await lines.cancel().catch(() => {});
+      await manager.status;
+    },
+  };
+}
+
+Deno.test("a SIGHUP before the first version is ready: READY=1 and 'api ready' come with the reloaded one", async () => {
+  await using dir = await tempDir("cortex-serve-notify-");
+  const socketPath = join(dir.path, "notify.sock");
+  // Init outlasts the time from "listening" to the SIGHUP below by far.
+  await using project = await makeProject({
+    "inference.py": SLOW_INIT.replace("time.sleep(1.5)", "time.sleep(0.6)"),
+  });
+  await using manager = await startManager(socketPath);
+  await using server = await startServer(project.path, {
+    waitReady: false,
+    env: { NOTIFY_SOCKET: socketPath },
+  });
+  server.kill("SIGHUP");
+  await server.waitFor((r) => r.msg === "reloading: starting the new version beside the running one");
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const record = await Promise.race([
+    manager.nextRecord(),
+    new Promise<never>((_, reject) =>
+      timer = setTimeout(() => reject(new Error("no READY=1 within 15 s")), 15_000)
+    ),
+  ]).finally(() => clearTimeout(timer));
+  assert.match(String(record.message), /^READY=1\n/);
+  await server.waitFor((r) => r.msg === "reloaded: new requests go to the new version");
+  const announced = await server.waitFor((r) => r.msg === "api ready");
+  assert.equal(announced.url, `${server.url}/test/api`);
+  await server.waitFor((r) => r.msg === "every api is ready");
+  const at = (text: string) => server.lines.findIndex((line) => line.includes(text));
+  assert.ok(at('"reloading: ') < at('"worker ready"'), "the SIGHUP came before any worker was ready");
+  const res = await fetch(`${server.url}/healthz`);
+  assert.equal(res.status, 200);
+  await res.body?.cancel();
+});
+
+Deno.test("READY=1 only after init, STOPPING=1 on SIGTERM, barrier answered", async () => {
+  await using dir = await tempDir("cortex-serve-notify-");
+  const socketPath = join(dir.path, "notify.sock");
+  await using project = await makeProject({ "inference.py": SLOW_INIT });
+  await using manager = await startManager(socketPath);
+  const nextRecord = manager.nextRecord;
+  const received: Datagram[] = [];
+  {
     await using server = await startServer(project.path, {
       waitReady: false,
       env: { NOTIFY_SOCKET: socketPath },
@@ -115,9 +162,5 @@ Deno.test("READY=1 only after init, STOPPING=1 on SIGTERM, barrier answered", as
       !server.lines.some((line) => line.includes("systemd notification failed")),
       server.lines.join("\n"),
     );
-  } finally {
-    manager.kill("SIGTERM");
-    await lines.cancel().catch(() => {});
-    await manager.status;
   }
 });

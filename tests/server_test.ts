@@ -58,7 +58,7 @@ Deno.test("bad requests: 400 malformed or empty, 404, 405, 413", async () => {
   const malformed = await post(api, '{"sepal_length": 5.2,');
   assert.equal(malformed.status, 400);
   const body = await malformed.json();
-  assert.match(body.error, /not valid JSON: .*JSON/);
+  assert.match(body.error, /not valid JSON: Expecting .*line 1 column/);
   assert.equal(body.api, "classifier");
   assert.equal(body.request_id, malformed.headers.get("x-request-id"));
 
@@ -224,7 +224,7 @@ Deno.test("the queue holds --queue requests per replica", async () => {
     "cortex.yaml": singleApiConfig("  compute:\n    min_replicas: 2\n"),
     "inference.py": "import time\n\ndef predict(sample, metadata):\n    time.sleep(0.5)\n    return sample\n",
   });
-  await using server = await startServer(project.path, { args: ["--queue=2"] });
+  await using server = await startServer(project.path, { args: ["--queue=2"], replicas: 2 });
   const api = `${server.url}/test/api`;
   const burst = await Promise.all(Array.from({ length: 10 }, (_, i) => post(api, { i })));
   const statuses = burst.map((r) => r.status).sort();
@@ -242,4 +242,30 @@ Deno.test("compute.cpu is accepted and the log says it is not enforced", async (
   const line = await server.waitFor((r) => String(r.msg).startsWith("compute.cpu is not enforced"));
   assert.equal(line.api, "api");
   assert.equal(line.cpu, 0.5);
+});
+
+Deno.test("a body the worker cannot parse is a 400 and costs no worker: deep nesting, bad UTF-8", async () => {
+  await using project = await makeProject({
+    "inference.py": "import os\n\ndef predict(sample, metadata):\n    return os.getpid()\n",
+    "cortex.yaml": singleApiConfig(),
+  });
+  await using server = await startServer(project.path);
+  const api = `${server.url}/test/api`;
+  const pid = await (await post(api, "{}")).json();
+
+  const deep = await post(api, "[".repeat(200_000));
+  assert.equal(deep.status, 400);
+  assert.match((await deep.json()).error, /not valid JSON: it nests too deeply to parse/);
+  const unterminated = await post(api, "[".repeat(500));
+  assert.equal(unterminated.status, 400);
+  assert.match((await unterminated.json()).error, /not valid JSON: Expecting value/);
+  const latin1 = await fetch(api, { method: "POST", body: new Uint8Array([0x22, 0xe9, 0x22]) });
+  assert.equal(latin1.status, 400);
+  assert.match((await latin1.json()).error, /not valid JSON: .*utf-8/i);
+  const blank = await post(api, " \n\t");
+  assert.equal(blank.status, 400);
+  assert.match((await blank.json()).error, /empty/);
+
+  assert.equal(await (await post(api, "{}")).json(), pid);
+  assert.ok(!server.lines.some((line) => line.includes("worker stopped; restarting")));
 });

@@ -95,7 +95,7 @@ def predict(sample, metadata):
     ctypes.PyDLL(None).sleep(3600)
 `,
   });
-  await using server = await startServer(project.path);
+  await using server = await startServer(project.path, { replicas: 3 });
   const workers = await processesMatching(join(server.stateDir, "worker.py"));
   assert.equal(workers.length, 3);
   const api = `${server.url}/test/api`;

@@ -12,6 +12,9 @@ import { preparePythonEnvironment } from "../python/environment.ts";
 import { checkInterpreter, chooseInterpreter } from "../python/interpreter.ts";
 import { DEFAULT_MAX_LINE_CHARS } from "../python/log_lines.ts";
 import { writeWorker } from "../python/worker_source.ts";
+import { modelDir } from "../python/worker_launch.ts";
+import { DIALECT_NAMES } from "../config/dialect.ts";
+import { memoryShortfall, readMemAvailable } from "./memory_check.ts";
 import { type CortexApp, createApp } from "../http/app.ts";
 import { DEFAULT_BACKOFF } from "../supervision/backoff.ts";
 import { Deployment } from "../supervision/deployment.ts";
@@ -21,6 +24,7 @@ import { HttpListener } from "../http/listener.ts";
 import { Security } from "./security.ts";
 import { ServerMetrics } from "../http/metrics.ts";
 import { RequestStats } from "../http/stats.ts";
+import { ConsoleActivity } from "../http/console/activity.ts";
 import { ServiceNotifier } from "../supervision/sd_notify.ts";
 import { PROTOCOL_VERSION } from "../python/protocol.ts";
 import { VERSION } from "./version.ts";
@@ -30,10 +34,11 @@ const KILL_GRACE_MS = 2000;
 
 /** Runs the server until SIGTERM/SIGINT; resolves with the exit code. */
 export async function serve(options: ServeOptions): Promise<number> {
-  const logger = new Logger({ format: options.logFormat, level: options.logLevel });
+  const activity = new ConsoleActivity();
+  const logger = new Logger({ format: options.logFormat, level: options.logLevel, tap: activity.tap });
   using stop = listenForStop();
   try {
-    return await run(options, logger, stop);
+    return await run(options, logger, stop, activity);
   } catch (error) {
     if (!stop.signal.aborted) throw error;
     // SIGTERM/SIGINT during startup (a long pip install, say): pip was stopped with it.
@@ -42,7 +47,12 @@ export async function serve(options: ServeOptions): Promise<number> {
   }
 }
 
-async function run(options: ServeOptions, logger: Logger, stop: StopListener): Promise<number> {
+async function run(
+  options: ServeOptions,
+  logger: Logger,
+  stop: StopListener,
+  activity: ConsoleActivity,
+): Promise<number> {
   const security = await Security.load(options.security, {
     env: Deno.env.toObject(),
     logger,
@@ -51,22 +61,36 @@ async function run(options: ServeOptions, logger: Logger, stop: StopListener): P
   const stateDir = await ensureStateDir(options.stateDir ?? defaultStateDir());
   const interpreter = await checkInterpreter(chooseInterpreter(options.python, Deno.env.toObject()));
   logger.info("python", { executable: interpreter.executable, version: interpreter.version });
+  for (const warning of interpreter.warnings) logger.warn(warning, { python: interpreter.executable });
   const workerPath = await writeWorker(stateDir);
   const runtime = {
     workerPath,
     maxFrameBytes: options.maxFrameBytes,
     queuePerReplica: options.queuePerReplica,
     predictTimeoutMs: options.predictTimeoutMs,
+    queueTimeoutMs: options.queueTimeoutMs,
     initTimeoutMs: options.initTimeoutMs,
     killGraceMs: KILL_GRACE_MS,
     backoff: DEFAULT_BACKOFF,
     maxLogLineChars: options.debug ? Number.MAX_SAFE_INTEGER : DEFAULT_MAX_LINE_CHARS,
     logger,
     scale: { windowMs: options.scaleWindowMs, cooldownMs: options.scaleCooldownMs },
+    enforceMem: options.enforceMem,
+    modelDir: modelDir(stateDir),
   };
   /** Config → staging → Python environment → a deployment not yet started; at startup and on reload. */
   const buildDeployment = async (): Promise<Deployment> => {
     const project = await loadProjectConfig(options.projectDir);
+    logger.info("config", { dialect: project.dialect, dialect_name: DIALECT_NAMES[project.dialect] });
+    for (const field of project.ignored) {
+      logger.info("config field accepted and ignored", {
+        field: field.path,
+        resource: field.resource,
+        line: field.line,
+        reason: field.reason,
+      });
+    }
+    await warnMemory(project, options.enforceMem, logger);
     const staged = await stageProject(project.root, { stateDir });
     for (const entry of staged.skipped) {
       logger.warn("not staged", { path: entry.path, reason: entry.reason });
@@ -76,6 +100,7 @@ async function run(options: ServeOptions, logger: Logger, stop: StopListener): P
       interpreter,
       stateDir,
       runDependenciesSh: options.runDependenciesSh,
+      skipRequirements: options.noRequirements,
       serverEnv: Deno.env.toObject(),
       logger,
       signal: stop.signal,
@@ -100,6 +125,7 @@ async function run(options: ServeOptions, logger: Logger, stop: StopListener): P
     createApp({
       metrics,
       stats,
+      activity,
       project,
       pools,
       maxBodyBytes: options.maxBodyBytes,
@@ -134,14 +160,26 @@ async function run(options: ServeOptions, logger: Logger, stop: StopListener): P
   if (addr.hostname === "127.0.0.1" || addr.hostname === "::1") {
     logger.info("only this machine can connect: pass --host 0.0.0.0 to accept other machines");
   }
-  const stopAnnouncing = announceReady(project, deployment, base, logger);
+  // "api ready" for every version: the first when each API has a replica,
+  // a reloaded one when requests switch to it (it is ready by then).
+  const announce = (next: Deployment) =>
+    next.onApiReady((api) => logger.info("api ready", { api: api.name, url: `${base}${api.endpoint}` }));
+  let stopAnnouncing = announce(deployment);
+  const offSwitched = reloader.switched.on((next) => {
+    stopAnnouncing();
+    stopAnnouncing = announce(next.deployment);
+  });
   const notifier = new ServiceNotifier({
     python: interpreter.executable,
     socket: Deno.env.get("NOTIFY_SOCKET"),
     logger,
   });
+  reloader.whenReady(stop.signal).then(
+    () => logger.info("every api is ready", { url: base }),
+    () => {}, // stopped first
+  );
   notifier.readyWhen(
-    (signal) => deployment.whenReady(signal),
+    (signal) => reloader.whenReady(signal),
     `Serving ${project.deployment.name} at ${base}`,
   );
 
@@ -153,6 +191,7 @@ async function run(options: ServeOptions, logger: Logger, stop: StopListener): P
 
   const signal = await stop.received;
   Deno.removeSignalListener("SIGHUP", onHangup);
+  offSwitched();
   stopAnnouncing();
   const notifyingStop = notifier.stopping();
   logger.info("shutting down", { signal, drain_timeout_s: options.drainTimeoutMs / 1000 });
@@ -162,27 +201,26 @@ async function run(options: ServeOptions, logger: Logger, stop: StopListener): P
   return 0;
 }
 
-/** Logs each API's URL once it first has a ready replica. */
-function announceReady(
-  project: ResolvedProject,
-  deployment: Deployment,
-  base: string,
-  logger: Logger,
-): () => void {
-  const pending = new Set(project.apis.map((api) => api.name));
-  const timer = setInterval(() => {
-    for (const api of project.apis) {
-      if (!pending.has(api.name)) continue;
-      const ready = deployment.pools.get(api.name)?.replicas.some((r) =>
-        r.state === "ready" || r.state === "busy"
-      );
-      if (!ready) continue;
-      pending.delete(api.name);
-      logger.info("api ready", { api: api.name, url: `${base}${api.endpoint}` });
-    }
-    if (pending.size === 0) clearInterval(timer);
-  }, 50);
-  return () => clearInterval(timer);
+/**
+ * Warns when the replicas started ask, through `compute.mem`, for more
+ * memory than the machine has available.
+ */
+async function warnMemory(project: ResolvedProject, enforce: boolean, logger: Logger): Promise<void> {
+  const available = await readMemAvailable();
+  const shortfall = available === undefined ? undefined : memoryShortfall(project, available);
+  if (shortfall === undefined) return;
+  const mib = (bytes: number) => Math.round(bytes / 2 ** 20);
+  logger.warn(
+    "min_replicas × compute.mem is over the memory this machine has available: " +
+      (enforce
+        ? "workers may be killed at their cap (--enforce-mem) or by the kernel"
+        : "compute.mem is a request, as in Cortex; the kernel may stop workers when memory runs out"),
+    {
+      requested_mib: mib(shortfall.requestedBytes),
+      available_mib: mib(shortfall.availableBytes),
+      requests: shortfall.requests.join(", "),
+    },
+  );
 }
 
 /** The first SIGTERM or SIGINT, as a promise and as an abort signal. */

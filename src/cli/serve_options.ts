@@ -21,10 +21,17 @@ export interface ServeOptions {
   readonly projectMount: string | undefined;
   /** `--run-dependencies-sh`: run the project's dependencies.sh at startup. */
   readonly runDependenciesSh: boolean;
+  /** `--no-requirements`: skip requirements.txt, serve with the interpreter's packages. */
+  readonly noRequirements: boolean;
+  /** `--enforce-mem`: kill a worker whose memory goes over `compute.mem`. */
+  readonly enforceMem: boolean;
   readonly queuePerReplica: number;
   readonly maxBodyBytes: number;
   readonly maxFrameBytes: number;
+  /** `--predict-timeout`: how long predict may run once a replica took the request. */
   readonly predictTimeoutMs: number;
+  /** `--queue-timeout`: how long a request may wait for a replica; default the predict timeout. */
+  readonly queueTimeoutMs: number;
   readonly initTimeoutMs: number | undefined;
   readonly drainTimeoutMs: number;
   /** Scale-up averaging window (`--scale-window`). */
@@ -55,10 +62,18 @@ Options:
                           link), for code that reads /mnt/project/... literally
   --run-dependencies-sh   run the project's dependencies.sh (system packages) at
                           startup, as this user; without it, it is only reported
+  --no-requirements       skip requirements.txt (logged): serve with the packages
+                          the interpreter has
+  --enforce-mem           kill and restart a worker whose memory goes over its
+                          compute.mem (beyond Cortex, where mem is only a request)
   --queue N               requests that may wait per replica (default 64)
   --max-body SIZE         largest request body (default 32Mi)
   --max-frame SIZE        largest worker message (default: max-body + 32Mi)
-  --predict-timeout DUR   deadline of a request, queue wait included (default 60s)
+  --predict-timeout DUR   how long predict may run; past it the request gets 504
+                          and the worker is restarted (default 60s)
+  --queue-timeout DUR     how long a request may wait for a free replica; past it
+                          503 with Retry-After, no worker affected (default: the
+                          predict timeout)
   --init-timeout DUR      deadline of import + init() (default: none)
   --drain-timeout DUR     on SIGTERM, time to finish queued work (default 30s)
   --scale-window DUR      with max_replicas above min_replicas: add a replica when
@@ -84,10 +99,13 @@ const FLAGS = {
   "state-dir": { type: "string" },
   "project-mount": { type: "string" },
   "run-dependencies-sh": { type: "boolean" },
+  "no-requirements": { type: "boolean" },
+  "enforce-mem": { type: "boolean" },
   queue: { type: "string" },
   "max-body": { type: "string" },
   "max-frame": { type: "string" },
   "predict-timeout": { type: "string" },
+  "queue-timeout": { type: "string" },
   "init-timeout": { type: "string" },
   "drain-timeout": { type: "string" },
   "scale-window": { type: "string" },
@@ -112,6 +130,7 @@ export function parseServeArgs(args: readonly string[]): ServeOptions | "help" {
     ? 32 * 1024 * 1024
     : parseBytes("max-body", values["max-body"]);
   const debug = values.debug ?? false;
+  const predictTimeoutMs = parseDuration("predict-timeout", values["predict-timeout"] ?? "60");
   return {
     projectDir: resolve(positionals[0] ?? "."),
     host: values.host ?? "127.0.0.1",
@@ -120,12 +139,17 @@ export function parseServeArgs(args: readonly string[]): ServeOptions | "help" {
     stateDir: values["state-dir"] === undefined ? undefined : resolve(values["state-dir"]),
     projectMount: values["project-mount"] === undefined ? undefined : resolve(values["project-mount"]),
     runDependenciesSh: values["run-dependencies-sh"] ?? false,
+    noRequirements: values["no-requirements"] ?? false,
+    enforceMem: values["enforce-mem"] ?? false,
     queuePerReplica: values.queue === undefined ? 64 : parsePositiveInt("queue", values.queue),
     maxBodyBytes,
     maxFrameBytes: values["max-frame"] === undefined
       ? maxBodyBytes + 32 * 1024 * 1024
       : parseBytes("max-frame", values["max-frame"]),
-    predictTimeoutMs: parseDuration("predict-timeout", values["predict-timeout"] ?? "60"),
+    predictTimeoutMs,
+    queueTimeoutMs: values["queue-timeout"] === undefined
+      ? predictTimeoutMs
+      : parseDuration("queue-timeout", values["queue-timeout"]),
     initTimeoutMs: values["init-timeout"] === undefined
       ? undefined
       : parseDuration("init-timeout", values["init-timeout"]),

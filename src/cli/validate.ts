@@ -18,7 +18,8 @@ import { preparePythonEnvironment, type PythonEnvironment } from "../python/envi
 import { PythonEnvError } from "../python/environment_error.ts";
 import { Logger } from "../log/logger.ts";
 import { defaultStateDir, ensureStateDir } from "../project/state_dir.ts";
-import { apiInitMessage, apiWorkerEnv } from "../python/worker_launch.ts";
+import { apiInitMessage, apiWorkerEnv, modelDir } from "../python/worker_launch.ts";
+import { DIALECT_NAMES } from "../config/dialect.ts";
 import { InitFailedError, WorkerProcess } from "../python/worker_process.ts";
 import { writeWorker } from "../python/worker_source.ts";
 import { StagingError, walkProject } from "../project/walk.ts";
@@ -32,14 +33,16 @@ Checks the Cortex project in DIR (default: the current directory) without
 serving it: cortex.yaml, the files staging would copy (nothing is copied), the
 Python interpreter (and the requirements.txt environment, built and cached as
 serve does), and for each API that its inference file imports, has the
-right init/predict signatures and that init(metadata) succeeds, in a
-throwaway worker. Lists every problem with its file and line; exits 1 if any.
+signatures the config's dialect asks for (init/predict, or PythonPredictor)
+and that its init succeeds, in a throwaway worker. Names the dialect found;
+lists every problem with its file and line; exits 1 if any.
 
 Options:
   --python PATH          Python interpreter (default: $CORTEX_PYTHON, else python3)
   --state-dir DIR        where a requirements.txt environment is built and cached,
                          shared with serve (default as for serve)
   --init-timeout DUR     deadline of import + init() per API (default 300s)
+  --no-requirements      skip requirements.txt: check with the interpreter's packages
   -v, --verbose          also print the worker's output and full tracebacks
   -h, --help             this help
 
@@ -55,9 +58,11 @@ export interface ValidateOptions {
   readonly stateDir: string | undefined;
   readonly initTimeoutMs: number;
   readonly verbose: boolean;
+  readonly noRequirements: boolean;
 }
 
 const FLAGS = {
+  "no-requirements": { type: "boolean" },
   python: { type: "string" },
   "state-dir": { type: "string" },
   "init-timeout": { type: "string" },
@@ -83,6 +88,7 @@ export function parseValidateArgs(args: readonly string[]): ValidateOptions | "h
     stateDir: values["state-dir"] === undefined ? undefined : resolve(values["state-dir"]),
     initTimeoutMs: parseDuration("init-timeout", values["init-timeout"] ?? "300"),
     verbose: values.verbose ?? false,
+    noRequirements: values["no-requirements"] ?? false,
   };
 }
 
@@ -94,6 +100,14 @@ export async function validate(options: ValidateOptions): Promise<number> {
     problems.push(...error.message.split("\n"));
     return undefined;
   });
+  if (project !== undefined) {
+    for (const field of project.ignored) {
+      const where = `${relative(options.projectDir, project.configPath)}:${field.line}:${field.column}`;
+      console.error(
+        `note: ${where}: ${field.resource ?? ""}: ${field.path}: accepted and ignored: ${field.reason}`,
+      );
+    }
+  }
   const files = await stagingDryRun(options.projectDir, problems);
   const python = await checkInterpreter(chooseInterpreter(options.python, Deno.env.toObject())).catch(
     (error) => {
@@ -102,9 +116,11 @@ export async function validate(options: ValidateOptions): Promise<number> {
       return undefined;
     },
   );
+  for (const warning of python?.warnings ?? []) console.error(`warning: ${warning}`);
+  const stateDir = await ensureStateDir(options.stateDir ?? defaultStateDir());
   const env = project === undefined || python === undefined
     ? undefined
-    : await projectEnvironment(project.root, python, options.stateDir).catch((error) => {
+    : await projectEnvironment(project.root, python, stateDir, options.noRequirements).catch((error) => {
       if (!(error instanceof PythonEnvError)) throw error;
       problems.push(error.message);
       return undefined;
@@ -119,6 +135,7 @@ export async function validate(options: ValidateOptions): Promise<number> {
           python: env.python,
           serverEnv: env.serverEnv,
           workerPath,
+          modelDir: modelDir(stateDir),
         });
         if (problem !== undefined) problems.push(problem);
       }
@@ -128,6 +145,9 @@ export async function validate(options: ValidateOptions): Promise<number> {
   }
   for (const problem of problems) console.error(problem);
   if (problems.length > 0) {
+    if (project !== undefined) {
+      console.error(`note: cortex.yaml is read as ${DIALECT_NAMES[project.dialect]}`);
+    }
     if (env === undefined) {
       console.error("note: the Python checks of each api run once the problems above are fixed");
     }
@@ -139,7 +159,7 @@ export async function validate(options: ValidateOptions): Promise<number> {
   console.log(
     `ok: deployment ${project!.deployment.name}: ${apis}; ${files} files would be staged; Python ${
       python!.version
-    }`,
+    }; dialect: ${DIALECT_NAMES[project!.dialect]}`,
   );
   return 0;
 }
@@ -152,11 +172,13 @@ export async function validate(options: ValidateOptions): Promise<number> {
 async function projectEnvironment(
   root: string,
   interpreter: Interpreter,
-  stateDir: string | undefined,
+  stateDir: string,
+  skipRequirements: boolean,
 ): Promise<PythonEnvironment> {
   return await preparePythonEnvironment(root, {
     interpreter,
-    stateDir: await ensureStateDir(stateDir ?? defaultStateDir()),
+    stateDir,
+    skipRequirements,
     runDependenciesSh: false,
     serverEnv: Deno.env.toObject(),
     logger: new Logger({ level: "warn" }),
@@ -182,6 +204,7 @@ interface CheckOptions {
   readonly python: string;
   readonly serverEnv: Readonly<Record<string, string>>;
   readonly workerPath: string;
+  readonly modelDir: string;
   readonly initTimeoutMs: number;
   readonly verbose: boolean;
 }
@@ -212,7 +235,7 @@ async function checkApi(
   });
   try {
     await Promise.race([
-      worker.init(apiInitMessage(project, api, root)),
+      worker.init(apiInitMessage(project, api, root, options.modelDir)),
       timeout,
     ]);
     if (options.verbose) output.forEach((line) => console.error(`${api.name}: ${line}`));

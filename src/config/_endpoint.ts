@@ -3,7 +3,7 @@
  * itself.
  */
 
-/** Routes answered by the server itself; `/metrics/...` is reserved too. */
+/** Routes answered by the server itself; `/metrics/...` and `/_console...` are reserved too. */
 export const RESERVED_ROUTES: readonly string[] = ["/", "/healthz", "/livez", "/metrics"];
 
 const _ENDPOINT_CHARS = /^[A-Za-z0-9._~/-]+$/;
@@ -34,8 +34,8 @@ export function normalizeEndpoint(raw: string): string {
  */
 export function reservedProblem(endpoint: string, explicit: boolean): string | undefined {
   const reserved = RESERVED_ROUTES.includes(endpoint) ||
-    endpoint.startsWith("/metrics/");
+    endpoint.startsWith("/metrics/") || endpoint === "/_console" || endpoint.startsWith("/_console/");
   if (!reserved) return undefined;
   const what = explicit ? JSON.stringify(endpoint) : `the default endpoint ${JSON.stringify(endpoint)}`;
-  return `${what} is reserved for the server (/, /healthz, /livez and /metrics are)`;
+  return `${what} is reserved for the server (/, /healthz, /livez, /metrics and /_console are)`;
 }

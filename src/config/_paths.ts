@@ -20,9 +20,11 @@ export interface PathCheck {
   /** Key path, e.g. `python.inference`. */
   readonly key: string;
   readonly pos: Position;
-  /** Normalized, relative to the project root. */
+  /** Normalized, relative to the project root; absolute when `absolute` is set. */
   readonly path: string;
-  readonly want: "file" | "directory";
+  readonly want: "file" | "directory" | "any";
+  /** An absolute path that may lie outside the project (`predictor.model`). */
+  readonly absolute?: boolean;
 }
 
 /**
@@ -120,13 +122,14 @@ async function _checkOne(
   check: PathCheck,
 ): Promise<{ problem: string; fix: string; missing: boolean } | undefined> {
   const shown = `"${check.path}"`;
+  if (check.absolute) return await _checkAbsolute(check);
   let real: string;
   try {
     real = await Deno.realPath(path.join(realRoot, check.path));
   } catch (e) {
     if (e instanceof Deno.errors.NotFound || e instanceof Deno.errors.NotADirectory) {
       return {
-        problem: `${check.want} ${shown} does not exist in the project`,
+        problem: `${check.want === "any" ? "path" : check.want} ${shown} does not exist in the project`,
         fix: `create it or correct the path; it is relative to the directory holding cortex.yaml`,
         missing: true,
       };
@@ -153,6 +156,24 @@ async function _checkOne(
     return { problem: `${shown} is not a directory`, fix: "give the path of a directory", missing: false };
   }
   return undefined;
+}
+
+async function _checkAbsolute(
+  check: PathCheck,
+): Promise<{ problem: string; fix: string; missing: boolean } | undefined> {
+  try {
+    await Deno.stat(check.path);
+    return undefined;
+  } catch (e) {
+    const missing = e instanceof Deno.errors.NotFound || e instanceof Deno.errors.NotADirectory;
+    return {
+      problem: missing
+        ? `"${check.path}" does not exist on this machine`
+        : `"${check.path}" cannot be read: ${e instanceof Error ? e.message : String(e)}`,
+      fix: missing ? "correct the path, or copy the model into the project" : "check the file permissions",
+      missing: false,
+    };
+  }
 }
 
 /**

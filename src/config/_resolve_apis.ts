@@ -12,12 +12,12 @@ import type { ApiDraft } from "./_validate_api.ts";
  * Checks names and endpoints across APIs and builds the resolved list.
  *
  * @param drafts the APIs in source order
- * @param deployment the deployment name, for default endpoints; `undefined` when invalid
+ * @param defaultEndpoint the endpoint of an api without one; `undefined` when it cannot be known
  * @returns the resolved APIs, or `undefined` when any has an issue
  */
 export function resolveApis(
   drafts: readonly ApiDraft[],
-  deployment: string | undefined,
+  defaultEndpoint: ((name: string) => string) | undefined,
 ): ResolvedApi[] | undefined {
   const names = new Map<string, ApiDraft>();
   const endpoints = new Map<string, ApiDraft>();
@@ -40,8 +40,8 @@ export function resolveApis(
     // reported through a duplicate api name.
     const explicit = typeof draft.endpoint === "object";
     if (draft.endpoint === "invalid") continue;
-    if (!explicit && (deployment === undefined || twin !== undefined)) continue;
-    const endpoint = typeof draft.endpoint === "object" ? draft.endpoint.path : `/${deployment}/${name}`;
+    if (!explicit && (defaultEndpoint === undefined || twin !== undefined)) continue;
+    const endpoint = typeof draft.endpoint === "object" ? draft.endpoint.path : defaultEndpoint!(name);
     const pos = typeof draft.endpoint === "object" ? draft.endpoint.pos : draft.namePos;
     const reserved = reservedProblem(endpoint, explicit);
     if (reserved !== undefined) {

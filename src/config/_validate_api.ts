@@ -33,12 +33,17 @@ const _OUT_OF_SCOPE = (framework: string, runtime: string): RefusedKey => ({
   fix: `load the model with ${runtime} in init() of a Python file and set python.inference to it`,
 });
 
-const _REFUSED: Readonly<Record<string, RefusedKey>> = {
+/** Framework keys of an api that are out of scope, in every dialect. */
+export const REFUSED_FRAMEWORKS: Readonly<Record<string, RefusedKey>> = {
   tensorflow: _OUT_OF_SCOPE("TensorFlow", "tensorflow"),
   onnx: _OUT_OF_SCOPE("ONNX", "onnxruntime"),
+};
+
+const _REFUSED: Readonly<Record<string, RefusedKey>> = {
+  ...REFUSED_FRAMEWORKS,
   predictor: {
-    problem: "is the older Cortex syntax",
-    fix: "use python.inference for the file (predictor.path) and metadata for predictor.config",
+    problem: "is the Cortex 0.10+ way to name the inference file, and this api has python: too",
+    fix: "keep one: python.inference for the file, or predictor.path (then remove python:)",
   },
 };
 
@@ -68,6 +73,44 @@ export function validateApi(scope: Scope, map: YamlMap): ApiDraft {
   const before = scope.issues.length;
   checkKeys(scope, map, "", _API_KEYS, _REFUSED);
 
+  const { name, pos: namePos } = readApiName(scope, map);
+
+  const pathChecks: PathCheck[] = [];
+  const python = _python(scope, map, pathChecks);
+  const metadata = readPlainMap(scope, map, "metadata", "metadata");
+  const tracker = readTracker(scope, map);
+  const computeEntry = get(map, "compute");
+  const computeMap = computeEntry &&
+    readMap(scope, computeEntry, "compute", 'write "compute:" followed by indented keys');
+  const compute = computeEntry !== undefined && computeMap === undefined
+    ? undefined
+    : validateCompute(scope, computeMap, "compute");
+  const endpoint = readEndpoint(scope, map);
+
+  const ok = scope.issues.length === before;
+  return {
+    scope,
+    name,
+    namePos,
+    endpoint,
+    rest: ok && python !== undefined && metadata !== undefined && tracker !== null &&
+        compute !== undefined
+      ? {
+        ...python,
+        metadata,
+        tracker,
+        compute,
+        pythonInterface: "init_metadata",
+        model: undefined,
+        pythonPath: undefined,
+      }
+      : undefined,
+    pathChecks,
+  };
+}
+
+/** Reads `name` of an api resource and checks it; `undefined` after an issue or when absent. */
+export function readApiName(scope: Scope, map: YamlMap): { name: string | undefined; pos: Position } {
   const nameEntry = get(map, "name");
   const name = nameEntry && readString(scope, nameEntry, "name", '"classifier"');
   if (nameEntry === undefined) {
@@ -78,31 +121,7 @@ export function validateApi(scope: Scope, map: YamlMap): ApiDraft {
       report(scope, nameEntry.value.pos, "name", problem, `use e.g. "${sanitizeName(name)}"`);
     }
   }
-
-  const pathChecks: PathCheck[] = [];
-  const python = _python(scope, map, pathChecks);
-  const metadata = _metadata(scope, map);
-  const tracker = _tracker(scope, map);
-  const computeEntry = get(map, "compute");
-  const computeMap = computeEntry &&
-    readMap(scope, computeEntry, "compute", 'write "compute:" followed by indented keys');
-  const compute = computeEntry !== undefined && computeMap === undefined
-    ? undefined
-    : validateCompute(scope, computeMap, "compute");
-  const endpoint = _endpoint(scope, map);
-
-  const ok = scope.issues.length === before;
-  return {
-    scope,
-    name,
-    namePos: nameEntry?.value.pos ?? map.pos,
-    endpoint,
-    rest: ok && python !== undefined && metadata !== undefined && tracker !== null &&
-        compute !== undefined
-      ? { ...python, metadata, tracker, compute }
-      : undefined,
-    pathChecks,
-  };
+  return { name, pos: nameEntry?.value.pos ?? map.pos };
 }
 
 /** Turns any text into a plausible API name, for a fix suggestion. */
@@ -131,16 +150,25 @@ function _python(
   const python = readMap(scope, entry, "python", 'write "python:" with "inference: <path>" below it');
   if (python === undefined) return undefined;
   checkKeys(scope, python, "python", _PYTHON_KEYS);
-  const inference = _inference(scope, python, checks);
-  const env = _env(scope, python);
+  const inference = readInferencePath(scope, python, "inference", checks);
+  const env = readEnv(scope, python, "python.env");
   return inference === undefined || env === undefined ? undefined : { inference, env };
 }
 
-function _inference(scope: Scope, python: YamlMap, checks: PathCheck[]): string | undefined {
-  const entry = get(python, "inference");
-  const path = "python.inference";
+/**
+ * Reads the inference file path at `key` of `parent` (`python.inference`,
+ * `predictor.path`): required, inside the project, ending in `.py`.
+ */
+export function readInferencePath(
+  scope: Scope,
+  parent: YamlMap,
+  key: "inference" | "path",
+  checks: PathCheck[],
+): string | undefined {
+  const entry = get(parent, key);
+  const path = key === "inference" ? "python.inference" : "predictor.path";
   if (entry === undefined) {
-    report(scope, keyPos(python, "inference"), path, "is required", 'add "inference: src/inference.py"');
+    report(scope, keyPos(parent, key), path, "is required", `add "${key}: src/inference.py"`);
     return undefined;
   }
   const raw = readString(scope, entry, path, '"src/inference.py"');
@@ -156,7 +184,9 @@ function _inference(scope: Scope, python: YamlMap, checks: PathCheck[]): string 
       entry.value.pos,
       path,
       `must be a Python file ending in ".py", got "${normalized.path}"`,
-      "give the path of the file that defines predict(sample, metadata)",
+      key === "inference"
+        ? "give the path of the file that defines predict(sample, metadata)"
+        : "give the path of the file that defines predict() or class PythonPredictor",
     );
     return undefined;
   }
@@ -170,15 +200,16 @@ function _inference(scope: Scope, python: YamlMap, checks: PathCheck[]): string 
   return normalized.path;
 }
 
-function _env(scope: Scope, python: YamlMap): Record<string, string> | undefined {
-  const entry = get(python, "env");
+/** Reads `env` of `parent` (`python.env`, `predictor.env`): names to strings; `{}` when absent. */
+export function readEnv(scope: Scope, parent: YamlMap, prefix: string): Record<string, string> | undefined {
+  const entry = get(parent, "env");
   if (entry === undefined) return {};
-  const env = readMap(scope, entry, "python.env", 'write "env:" with "NAME: value" lines below it');
+  const env = readMap(scope, entry, prefix, 'write "env:" with "NAME: value" lines below it');
   if (env === undefined) return undefined;
   const before = scope.issues.length;
   const result: [string, string][] = [];
   for (const { key, keyPos, value } of env.entries) {
-    const path = `python.env.${key}`;
+    const path = `${prefix}.${key}`;
     if (!_ENV_NAME.test(key)) {
       report(
         scope,
@@ -201,15 +232,21 @@ function _env(scope: Scope, python: YamlMap): Record<string, string> | undefined
   return scope.issues.length === before ? Object.fromEntries(result) : undefined;
 }
 
-function _metadata(scope: Scope, map: YamlMap): Record<string, unknown> | undefined {
-  const entry = get(map, "metadata");
+/** Reads the map at `key` of `parent` as plain data (`metadata`, `config`); `{}` when absent. */
+export function readPlainMap(
+  scope: Scope,
+  parent: YamlMap,
+  key: string,
+  path: string,
+): Record<string, unknown> | undefined {
+  const entry = get(parent, key);
   if (entry === undefined) return {};
-  const metadata = readMap(scope, entry, "metadata", 'write "metadata:" with "key: value" lines below it');
-  return metadata === undefined ? undefined : toPlain(metadata) as Record<string, unknown>;
+  const value = readMap(scope, entry, path, `write "${key}:" with "key: value" lines below it`);
+  return value === undefined ? undefined : toPlain(value) as Record<string, unknown>;
 }
 
 /** The tracker; `undefined` when absent, `null` after an issue. */
-function _tracker(scope: Scope, map: YamlMap): ResolvedTracker | undefined | null {
+export function readTracker(scope: Scope, map: YamlMap): ResolvedTracker | undefined | null {
   const entry = get(map, "tracker");
   if (entry === undefined) return undefined;
   const tracker = readMap(scope, entry, "tracker", 'write "tracker:" with "model_type: classification"');
@@ -246,7 +283,8 @@ function _tracker(scope: Scope, map: YamlMap): ResolvedTracker | undefined | nul
   return { key, modelType };
 }
 
-function _endpoint(scope: Scope, map: YamlMap): ApiDraft["endpoint"] {
+/** Reads `endpoint`: `"default"` when absent, `"invalid"` after an issue. */
+export function readEndpoint(scope: Scope, map: YamlMap): ApiDraft["endpoint"] {
   const entry = get(map, "endpoint");
   if (entry === undefined) return "default";
   const raw = readString(scope, entry, "endpoint", '"/iris/classifier"');

@@ -25,8 +25,9 @@ interface _Quantity {
 export function validateCompute(
   scope: Scope,
   compute: YamlMap | undefined,
-  prefix: string,
+  prefix: string | ((key: string) => string),
 ): ResolvedCompute | undefined {
+  const at = (key: string) => typeof prefix === "string" ? join(prefix, key) : prefix(key);
   if (compute === undefined) {
     return {
       minReplicas: 1,
@@ -39,28 +40,28 @@ export function validateCompute(
     };
   }
   const before = scope.issues.length;
-  checkKeys(scope, compute, prefix, _KEYS);
+  if (typeof prefix === "string") checkKeys(scope, compute, prefix, _KEYS);
   const read = (key: string, min: number): number | undefined | null => {
     const entry = get(compute, key);
     if (entry === undefined) return undefined;
-    return readInteger(scope, entry, join(prefix, key), min) ?? null;
+    return readInteger(scope, entry, at(key), min) ?? null;
   };
   const min = read("min_replicas", 1);
   const max = read("max_replicas", 1);
   const init = read("init_replicas", 1);
   const gpu = read("gpu", 0);
-  const cpu = _quantity(scope, get(compute, "cpu"), join(prefix, "cpu"), "cpu");
-  const mem = _quantity(scope, get(compute, "mem"), join(prefix, "mem"), "mem");
+  const cpu = _quantity(scope, get(compute, "cpu"), at("cpu"), "cpu");
+  const mem = _quantity(scope, get(compute, "mem"), at("mem"), "mem");
 
   const minReplicas = min ?? 1;
   const maxReplicas = max ?? minReplicas;
   const initReplicas = init ?? minReplicas;
   if (min !== null && max !== null && minReplicas > maxReplicas) {
-    const at = max === undefined ? "min_replicas" : "max_replicas";
+    const which = max === undefined ? "min_replicas" : "max_replicas";
     report(
       scope,
-      _valuePos(compute, at),
-      join(prefix, at),
+      _valuePos(compute, which),
+      at(which),
       max === undefined
         ? `is ${minReplicas}, more than max_replicas (which defaults to min_replicas)`
         : `must be at least min_replicas (${minReplicas}), got ${maxReplicas}`,
@@ -73,7 +74,7 @@ export function validateCompute(
     report(
       scope,
       _valuePos(compute, "init_replicas"),
-      join(prefix, "init_replicas"),
+      at("init_replicas"),
       `must lie between min_replicas (${minReplicas}) and max_replicas (${maxReplicas}), got ${initReplicas}`,
       `set init_replicas to a number from ${minReplicas} to ${maxReplicas}, or raise max_replicas`,
     );
@@ -89,6 +90,9 @@ export function validateCompute(
     gpu: gpu ?? 0,
   };
 }
+
+/** Keys of `compute:` (`min_replicas` … `gpu`), for dialects that split them over several maps. */
+export const COMPUTE_KEYS: readonly string[] = _KEYS;
 
 /** Reads `cpu` or `mem`: a string or number, parsed, more than 0. */
 function _quantity(

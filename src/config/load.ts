@@ -64,13 +64,23 @@ export async function loadProjectConfig(
       parsed.problems.map((p) => _issue(file, p.problem, p.fix, p.pos?.line, p.pos?.column)),
     );
   }
-  const result = validateConfig(parsed.root, file);
+  const result = validateConfig(parsed.root, file, { defaultDeployment: defaultDeploymentName(root) });
   const diskIssues = await checkProjectPaths(root, file, result.pathChecks);
   const issues = [...result.issues, ...diskIssues].sort(bySource);
   if (issues.length > 0 || result.config === undefined) {
     throw new ConfigError("CONFIG_INVALID", issues);
   }
   return { root, configPath, ...result.config };
+}
+
+/**
+ * The deployment name of a file without deployment (Cortex 0.13): the
+ * project directory's name as a DNS label, else `"cortex"`.
+ */
+export function defaultDeploymentName(root: string): string {
+  const name = path.basename(root).toLowerCase().replace(/[^a-z0-9-]+/g, "-").replace(/^-+|-+$/g, "")
+    .slice(0, 63).replace(/-+$/, "");
+  return name === "" ? "cortex" : name;
 }
 
 async function _checkProjectDir(root: string, file: string): Promise<void> {

@@ -6,7 +6,9 @@
  */
 
 import type { ConfigIssue } from "./errors.ts";
-import type { ResolvedProject } from "./types.ts";
+import type { Dialect, IgnoredField, ResolvedProject } from "./types.ts";
+import { detectDialect, mixingProblem } from "./dialect.ts";
+import { validatePredictorApi } from "./_validate_predictor.ts";
 import { resolveApis } from "./_resolve_apis.ts";
 import {
   bySource,
@@ -33,7 +35,9 @@ const _DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 /** What {@linkcode validateConfig} found. */
 export interface ValidationResult {
   /** The resolved config; `undefined` when there are issues. */
-  readonly config: Pick<ResolvedProject, "deployment" | "apis"> | undefined;
+  readonly config: Pick<ResolvedProject, "deployment" | "apis" | "dialect" | "ignored"> | undefined;
+  /** The detected dialect (also when there are issues). */
+  readonly dialect: Dialect;
   /** Every problem found, in source order. */
   readonly issues: readonly ConfigIssue[];
   /** Paths to check on disk (also returned when there are issues). */
@@ -47,14 +51,26 @@ interface _Deployment {
   readonly pos: Position;
 }
 
+/** Options of {@linkcode validateConfig}. */
+export interface ValidateOptions {
+  /** The deployment name of a Cortex 0.13 file, which has no deployment (default `"cortex"`). */
+  readonly defaultDeployment?: string;
+}
+
 /**
- * Validates the resources of a config file.
+ * Validates the resources of a config file, in the dialect its shape shows.
  *
  * @param root the parsed document (`undefined` when empty)
  * @param file the config file name, for issues
+ * @param options the deployment name for Cortex 0.13 files
  */
-export function validateConfig(root: YamlNode | undefined, file: string): ValidationResult {
+export function validateConfig(
+  root: YamlNode | undefined,
+  file: string,
+  options: ValidateOptions = {},
+): ValidationResult {
   const issues: ConfigIssue[] = [];
+  const dialect: Dialect = root?.kind === "seq" ? detectDialect(root.items).dialect : "python";
   const top: Scope = { file, resource: undefined, issues };
   if (root === undefined) {
     report(
@@ -64,7 +80,7 @@ export function validateConfig(root: YamlNode | undefined, file: string): Valida
       "The file is empty",
       'add a "- kind: deployment" resource with a name and one "- kind: api" resource per API',
     );
-    return { config: undefined, issues, pathChecks: [] };
+    return { config: undefined, dialect, issues, pathChecks: [] };
   }
   if (root.kind !== "seq") {
     const hasKind = root.kind === "map" && root.entries.some((e) => e.key === "kind");
@@ -77,7 +93,7 @@ export function validateConfig(root: YamlNode | undefined, file: string): Valida
         ? 'start each resource with "- ", as in "- kind: deployment"'
         : 'write a list: "- kind: deployment" with a name, then "- kind: api" per API',
     );
-    return { config: undefined, issues, pathChecks: [] };
+    return { config: undefined, dialect, issues, pathChecks: [] };
   }
   if (root.items.length > MAX_RESOURCES) {
     report(
@@ -87,41 +103,102 @@ export function validateConfig(root: YamlNode | undefined, file: string): Valida
       `Too many resources: ${root.items.length}, at most ${MAX_RESOURCES} are allowed`,
       "split the APIs over several deployments",
     );
-    return { config: undefined, issues, pathChecks: [] };
+    return { config: undefined, dialect, issues, pathChecks: [] };
   }
 
+  const detection = detectDialect(root.items);
   const deployments: _Deployment[] = [];
   const apis: ApiDraft[] = [];
   const pathChecks: PathCheck[] = [];
+  const ignored: IgnoredField[] = [];
   root.items.forEach((item, index) => {
     const scope: Scope = { file, resource: `resource #${index + 1}`, issues };
+    const conflict = detection.conflicts.get(index);
+    if (dialect === "0.13" && conflict === undefined) {
+      if (item.kind === "map" && get(item, "kind") !== undefined) {
+        const first = detection.first?.pos.line;
+        report(
+          _named(scope, item, "resource"),
+          keyPos(item, "kind"),
+          "kind",
+          `is not part of Cortex 0.13 syntax (a plain list of APIs), which line ${first} uses`,
+          "remove this resource (a Cortex 0.13 file is a plain list of APIs), or write the whole file with kind:",
+        );
+        return;
+      }
+      if (item.kind !== "map") {
+        report(scope, item.pos, "", `Each api must be a map, got ${describe(item)}`, _MAP_FIX_013);
+        return;
+      }
+      const api = validatePredictorApi(_named(scope, item, "api"), item, "0.13", ignored);
+      apis.push(api);
+      pathChecks.push(...api.pathChecks);
+      return;
+    }
+    if (conflict !== undefined && detection.first !== undefined && item.kind === "map") {
+      const kindValue = get(item, "kind")?.value;
+      const label = kindValue?.kind === "scalar" && kindValue.value === "deployment" ? "deployment" : "api";
+      report(
+        _named(scope, item, label),
+        conflict.pos,
+        "",
+        mixingProblem(conflict, detection.first),
+        _MIXING_FIX,
+      );
+      return;
+    }
     const kind = _kind(scope, item);
     if (kind === undefined || item.kind !== "map") return;
-    const name = get(item, "name")?.value;
-    const label = name?.kind === "scalar" && typeof name.value === "string"
-      ? `${kind} ${JSON.stringify(name.value)}`
-      : scope.resource;
-    const named: Scope = { file, resource: label, issues };
+    const named = _named(scope, item, kind);
     if (kind === "deployment") deployments.push(_deployment(named, item, pathChecks));
     else {
-      const api = validateApi(named, item);
+      const api = dialect === "python"
+        ? validateApi(named, item)
+        : validatePredictorApi(named, item, dialect, ignored);
       apis.push(api);
       pathChecks.push(...api.pathChecks);
     }
   });
 
-  _checkCounts(top, root, deployments, apis);
-  const deployment = deployments[0];
-  const resolved = resolveApis(apis, deployment?.name);
+  const defaultName = options.defaultDeployment ?? "cortex";
+  if (dialect === "0.13") {
+    if (apis.length === 0) report(top, root.pos, "", "No api in the list", _MAP_FIX_013);
+  } else _checkCounts(top, root, deployments, apis, detection.conflicts.size > 0);
+  const deploymentName = dialect === "0.13" ? defaultName : deployments[0]?.name;
+  const defaultEndpoint = dialect === "0.13"
+    ? (name: string) => `/${name}`
+    : deploymentName === undefined
+    ? undefined
+    : (name: string) => `/${deploymentName}/${name}`;
+  const resolved = resolveApis(apis, defaultEndpoint);
   issues.sort(bySource);
-  if (issues.length > 0 || deployment?.name === undefined || resolved === undefined) {
-    return { config: undefined, issues, pathChecks };
+  if (issues.length > 0 || deploymentName === undefined || resolved === undefined) {
+    return { config: undefined, dialect, issues, pathChecks };
   }
   return {
-    config: { deployment: { name: deployment.name, pythonRoot: deployment.pythonRoot }, apis: resolved },
+    config: {
+      dialect,
+      ignored,
+      deployment: { name: deploymentName, pythonRoot: deployments[0]?.pythonRoot },
+      apis: resolved,
+    },
+    dialect,
     issues,
     pathChecks,
   };
+}
+
+const _MIXING_FIX =
+  "write every resource of one cortex.yaml in one dialect (see the README's configuration reference)";
+const _MAP_FIX_013 = 'write "- name: <api>" with "predictor:" ("type: python", "path: <file>") below it';
+
+/** The scope of a resource, named by its `name` when it has one. */
+function _named(scope: Scope, item: YamlMap, kind: string): Scope {
+  const name = get(item, "name")?.value;
+  const label = name?.kind === "scalar" && typeof name.value === "string"
+    ? `${kind} ${JSON.stringify(name.value)}`
+    : scope.resource;
+  return { ...scope, resource: label };
 }
 
 /** Reads `kind`; `undefined` after an issue. */
@@ -197,6 +274,7 @@ function _checkCounts(
   root: YamlNode,
   deployments: readonly _Deployment[],
   apis: readonly ApiDraft[],
+  mixed: boolean,
 ): void {
   const first = deployments[0];
   if (first === undefined) {
@@ -217,7 +295,7 @@ function _checkCounts(
       "remove this deployment or move its APIs into its own cortex.yaml",
     );
   }
-  if (apis.length === 0) {
+  if (apis.length === 0 && !mixed) {
     report(top, root.pos, "", "No api resource", 'add "- kind: api" with a name and python.inference');
   }
 }

@@ -12,12 +12,14 @@ import { requireApiKey } from "./auth.ts";
 import { corsMiddleware, type CorsPolicy } from "./cors.ts";
 import type { ServerMetrics } from "./metrics.ts";
 import type { ApiPool } from "../supervision/pool.ts";
-import { checkJson, readBody } from "./body.ts";
+import { checkNotEmpty, readBody } from "./body.ts";
 import { RequestStats } from "./stats.ts";
 import { apiStatus } from "./status.ts";
 import { requestId } from "./request_id.ts";
 import { RejectionLog, ShedPacer } from "./shedding.ts";
 import type { AppEnv } from "./app_env.ts";
+import { ConsoleActivity } from "./console/activity.ts";
+import { addConsoleRoutes, consolePage, wantsConsolePage } from "./console/routes.ts";
 
 export type { AppEnv };
 
@@ -38,12 +40,15 @@ export interface AppOptions {
   readonly stats?: RequestStats;
   /** CORS of the prediction routes; default `*`, as Cortex 0.10. */
   readonly cors?: CorsPolicy;
+  /** Recent requests and log lines shown by the console; pass the server's own to keep them across reloads. */
+  readonly activity?: ConsoleActivity;
 }
 
 /** The app and the counters it keeps. */
 export interface CortexApp {
   readonly app: Hono<AppEnv>;
   readonly stats: RequestStats;
+  readonly activity: ConsoleActivity;
 }
 
 const JSON_HEADERS = { "content-type": "application/json" } as const;
@@ -66,6 +71,7 @@ export function createApp(options: AppOptions): CortexApp {
   const { project, pools, logger } = options;
   const app = new Hono<AppEnv>();
   const stats = options.stats ?? new RequestStats();
+  const activity = options.activity ?? new ConsoleActivity();
   const pacer = new ShedPacer();
   const rejections = new RejectionLog(logger);
   // Per-API counters and metric label children, bound once, not looked up per request.
@@ -88,6 +94,7 @@ export function createApp(options: AppOptions): CortexApp {
       const ms = performance.now() - started;
       const bound = perApi.get(api)!;
       bound.stats.record(c.res.status, ms);
+      activity.record(api, c.res.status, ms, id);
       const queueMs = c.get("queueMs");
       bound.metrics?.observe(c.res.status, ms / 1000, queueMs === undefined ? undefined : queueMs / 1000);
       const shed = rejections.perRequest ? undefined : shedReason(c.error);
@@ -121,7 +128,7 @@ export function createApp(options: AppOptions): CortexApp {
       const refused = pool.refusal();
       if (refused !== undefined) throw refused;
       const body = await readBody(c.req.raw, options.maxBodyBytes);
-      checkJson(body);
+      checkNotEmpty(body);
       const debug = c.req.query("debug") === "true";
       const prediction = await pool.submit(body, { debug, signal: c.req.raw.signal });
       if (api.tracker !== undefined) options.metrics?.track(api.name, api.tracker, prediction.body);
@@ -168,15 +175,19 @@ export function createApp(options: AppOptions): CortexApp {
       { "retry-after": "1" },
     );
   });
-  app.get("/", (c) =>
-    c.json({
+  addConsoleRoutes(app, { project, pools, stats, activity });
+  app.get("/", (c) => {
+    if (wantsConsolePage(c)) return consolePage(c);
+    c.header("vary", "Accept");
+    return c.json({
       deployment: project.deployment.name,
       apis: statuses().map((s) => ({
         ...s,
         last_error: s.last_error ?? null,
         ...stats.of(s.name).snapshot(),
       })),
-    }));
+    });
+  });
   const metrics = options.metrics;
   if (metrics !== undefined) {
     app.get("/metrics", async (c) => {
@@ -205,7 +216,7 @@ export function createApp(options: AppOptions): CortexApp {
     return errorResponse(c, new ApiError("INTERNAL", "Internal server error"), options);
   });
 
-  return { app, stats };
+  return { app, stats, activity };
 }
 
 function errorResponse(c: Context<AppEnv>, error: ApiError, options: AppOptions): Response {

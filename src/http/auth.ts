@@ -1,6 +1,6 @@
 /**
  * API key authentication as Hono middleware: every route except the probes
- * (`/livez`, `/healthz`) requires `Authorization: Bearer <key>` or
+ * (`/livez`, `/healthz`) and the console page and its assets requires `Authorization: Bearer <key>` or
  * `X-Api-Key: <key>`. The rule is by path, so routes added later (such as
  * `/metrics`) are protected without being listed.
  *
@@ -12,6 +12,7 @@ import type { KeyStore } from "../security/api_keys.ts";
 import type { AppEnv } from "./app_env.ts";
 import { ApiError } from "../errors/api_error.ts";
 import type { RejectionLog } from "./shedding.ts";
+import { isOpenConsoleRequest } from "./console/routes.ts";
 
 /** Paths orchestrators probe; they stay open and reveal no error text when keys are on. */
 export const OPEN_PATHS: ReadonlySet<string> = new Set(["/livez", "/healthz"]);
@@ -48,6 +49,7 @@ export function requireApiKey(
 ): MiddlewareHandler<AppEnv> {
   return async (c, next) => {
     if (OPEN_PATHS.has(c.req.path)) return await next();
+    if (isOpenConsoleRequest(c.req.method, c.req.path, c.req.header("accept"))) return await next();
     const presented = presentedKeys(c.req.raw.headers);
     const id = keys.match(presented);
     if (id === undefined) {

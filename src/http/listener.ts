@@ -28,7 +28,8 @@ export class HttpListener {
   readonly #options: ListenOptions;
   #server: Deno.HttpServer<Deno.NetAddr>;
   #tls: TlsMaterial | undefined;
-  readonly #retired: Promise<void>[] = [];
+  /** Shutdowns of listeners replaced by a new certificate, until they finish. */
+  readonly #retired = new Set<Promise<void>>();
 
   private constructor(options: ListenOptions, server: Deno.HttpServer<Deno.NetAddr>) {
     this.#options = options;
@@ -71,7 +72,10 @@ export class HttpListener {
   async useTls(tls: TlsMaterial): Promise<void> {
     const port = this.addr.port;
     const previous = this.#tls;
-    this.#retired.push(this.#server.shutdown());
+    const retired: Promise<void> = this.#server.shutdown()
+      .catch(() => {}) // a failed shutdown of a replaced listener leaves nothing to do
+      .finally(() => this.#retired.delete(retired));
+    this.#retired.add(retired);
     try {
       this.#server = await _rebind(this.#options, port, tls);
       this.#tls = tls;

@@ -19,6 +19,17 @@ const COLOURS: Readonly<Record<LogLevel, string>> = {
 /** Where formatted lines go; defaults to stderr. */
 export type LogSink = (line: string) => void;
 
+/**
+ * Sees every event of level info and above, whatever the logger's level:
+ * the message, the logger's own fields and the event's fields (unmerged).
+ */
+export type LogTap = (
+  level: LogLevel,
+  message: string,
+  own: LogFields,
+  fields: LogFields | undefined,
+) => void;
+
 /** Options for {@link Logger}. */
 export interface LoggerOptions {
   readonly format?: LogFormat;
@@ -28,6 +39,8 @@ export interface LoggerOptions {
   readonly sink?: LogSink;
   /** Fields added to every line (e.g. `{ api: "classifier" }`). */
   readonly fields?: LogFields;
+  /** Also hand events to this function (children inherit it). */
+  readonly tap?: LogTap | undefined;
 }
 
 const encoder = new TextEncoder();
@@ -79,6 +92,7 @@ export class Logger {
   readonly #colour: boolean;
   readonly #sink: LogSink;
   readonly #fields: LogFields;
+  readonly #tap: LogTap | undefined;
   readonly #threshold: number;
   /** The level column of text lines, coloured when asked. */
   readonly #tags: Readonly<Record<LogLevel, string>>;
@@ -89,6 +103,7 @@ export class Logger {
     this.#colour = options.colour ?? (this.format === "text" && defaultColour());
     this.#sink = options.sink ?? stderrSink;
     this.#fields = options.fields ?? {};
+    this.#tap = options.tap;
     this.#threshold = LEVELS[this.level];
     const tag = (level: LogLevel) => {
       const text = level.toUpperCase().padEnd(5);
@@ -105,6 +120,7 @@ export class Logger {
       colour: this.#colour,
       sink: this.#sink,
       fields: { ...this.#fields, ...fields },
+      tap: this.#tap,
     });
   }
 
@@ -127,6 +143,7 @@ export class Logger {
   }
 
   log(level: LogLevel, message: string, fields?: LogFields): void {
+    if (this.#tap !== undefined && level !== "debug") this.#tap(level, message, this.#fields, fields);
     if (LEVELS[level] < this.#threshold) return;
     // Formatted straight into one string: no merged field object per line.
     const json = this.format === "json";

@@ -17,17 +17,30 @@ const READ_BUFFER_BYTES = 64 * 1024;
 let counter = 0;
 const madeDirs = new Set<string>();
 let fallbackDir: string | undefined;
+/** Listeners whose socket is in `fallbackDir`; the directory goes when the last one closes. */
+let inFallback = 0;
 
 /** The listening end of one worker's channel, before the worker connected. */
 export class ChannelListener {
   /** Socket path, passed to the worker as `--channel PATH`. */
   readonly path: string;
   readonly #listener: Deno.Listener<Deno.UnixConn, Deno.UnixAddr>;
+  readonly #fallback: boolean;
   #closed = false;
 
-  private constructor(path: string, listener: Deno.Listener<Deno.UnixConn, Deno.UnixAddr>) {
+  private constructor(
+    path: string,
+    listener: Deno.Listener<Deno.UnixConn, Deno.UnixAddr>,
+    fallback: boolean,
+  ) {
     this.path = path;
     this.#listener = listener;
+    this.#fallback = fallback;
+  }
+
+  /** The private temporary directory in use when socket paths are too long, if any (tests). */
+  static get fallbackDir(): string | undefined {
+    return fallbackDir;
   }
 
   /**
@@ -50,7 +63,16 @@ export class ChannelListener {
     } catch {
       // Not there: the usual case.
     }
-    return new ChannelListener(path, Deno.listen({ transport: "unix", path }));
+    const fallback = fallbackDir !== undefined && path.startsWith(fallbackDir);
+    let listener: Deno.Listener<Deno.UnixConn, Deno.UnixAddr>;
+    try {
+      listener = Deno.listen({ transport: "unix", path });
+    } catch (error) {
+      if (fallback && inFallback === 0) removeFallbackDir();
+      throw error;
+    }
+    if (fallback) inFallback++;
+    return new ChannelListener(path, listener, fallback);
   }
 
   /**
@@ -84,7 +106,18 @@ export class ChannelListener {
     } catch {
       // Already removed.
     }
+    if (this.#fallback && --inFallback === 0) removeFallbackDir();
   }
+}
+
+function removeFallbackDir(): void {
+  if (fallbackDir === undefined) return;
+  try {
+    Deno.removeSync(fallbackDir, { recursive: true });
+  } catch {
+    // Already gone.
+  }
+  fallbackDir = undefined;
 }
 
 /** Writes all of `data`, one frame at a time; `write` may take it in parts. */

@@ -27,6 +27,8 @@ export interface PrepareEnvironmentOptions {
   readonly serverEnv: Readonly<Record<string, string>>;
   readonly logger: Logger;
   readonly signal?: AbortSignal;
+  /** `--no-requirements`: skip requirements.txt and run with the interpreter's packages (logged). */
+  readonly skipRequirements?: boolean;
 }
 
 /** What workers of one project version run with. */
@@ -65,7 +67,13 @@ export async function preparePythonEnvironment(
   });
 
   const requirements = path.join(stagedDir, REQUIREMENTS_TXT);
-  if (!(await _isFile(requirements))) {
+  const present = await _isFile(requirements);
+  if (present && options.skipRequirements) {
+    logger.info("requirements.txt skipped (--no-requirements): workers use the interpreter's packages", {
+      python: interpreter.executable,
+    });
+  }
+  if (!present || options.skipRequirements) {
     return {
       python: interpreter.executable,
       version: interpreter.version,

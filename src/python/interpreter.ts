@@ -1,6 +1,8 @@
 /**
  * Choosing and checking the Python interpreter (SPEC §3): `--python`, else
  * `CORTEX_PYTHON`, else `python3` on PATH; version ≥ 3.8 with `msgpack`.
+ * Cortex's image had `boto3`, `numpy` and `requests` pre-installed, and user
+ * code imports them without listing them: each one missing is a warning.
  */
 import { UserError } from "../errors/user_error.ts";
 
@@ -21,7 +23,16 @@ export interface Interpreter {
   /** `sys.executable`: the resolved path. */
   readonly executable: string;
   readonly version: string;
+  /** One line per package of Cortex's pre-installed set the interpreter lacks. */
+  readonly warnings: readonly string[];
 }
+
+/** Cortex's pre-installed packages besides msgpack, with their Debian package. */
+const PREINSTALLED: readonly (readonly [string, string])[] = [
+  ["boto3", "python3-boto3"],
+  ["numpy", "python3-numpy"],
+  ["requests", "python3-requests"],
+];
 
 /** `--python`, else `CORTEX_PYTHON`, else `python3`. */
 export function chooseInterpreter(
@@ -39,6 +50,13 @@ try:
     info["msgpack"] = True
 except ImportError:
     info["msgpack"] = False
+import importlib.util
+def found(name):
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+info["missing"] = [m for m in ("boto3", "numpy", "requests") if not found(m)]
 print(json.dumps(info))
 `;
 
@@ -69,7 +87,7 @@ export async function checkInterpreter(command: string): Promise<Interpreter> {
     throw error;
   }
   const text = new TextDecoder().decode(output.stdout).trim();
-  let info: { executable: string; version: number[]; msgpack: boolean };
+  let info: { executable: string; version: number[]; msgpack: boolean; missing?: string[] };
   try {
     info = JSON.parse(text.split("\n").at(-1) ?? "");
   } catch {
@@ -90,5 +108,9 @@ export async function checkInterpreter(command: string): Promise<Interpreter> {
       `Python ${version} at ${info.executable} lacks the msgpack package the worker needs: ${INSTALL_HINT}`,
     );
   }
-  return { command, executable: info.executable, version };
+  const warnings = PREINSTALLED.filter(([name]) => info.missing?.includes(name)).map(([name, deb]) =>
+    `Python ${version} at ${info.executable} lacks ${name}, which Cortex had pre-installed: ` +
+    `code that imports it will fail; apt-get install ${deb} (Debian/Ubuntu) or add ${name} to requirements.txt`
+  );
+  return { command, executable: info.executable, version, warnings };
 }

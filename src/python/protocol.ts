@@ -5,6 +5,7 @@
  * has already parsed the request body once to validate it, and the bytes the
  * worker returns become the HTTP response body without being parsed again.
  */
+import type { PythonInterface } from "../config/types.ts";
 import { Decoder, encode } from "@msgpack/msgpack";
 import { encodeFrame, HEADER_BYTES } from "./codec.ts";
 
@@ -22,6 +23,12 @@ export interface InitMessage {
   /** Absolute path added to `sys.path`, or null. */
   readonly python_root: string | null;
   readonly project_dir: string;
+  /** How to call the file: module functions with or without the model's path, or `PythonPredictor`. */
+  readonly interface: PythonInterface;
+  /** `predictor.model`: an absolute local path or an `s3://` URL, or null. */
+  readonly model: string | null;
+  /** Where the worker downloads an `s3://` model (reused while unchanged), or null. */
+  readonly model_dir: string | null;
 }
 
 /** Server → worker: run one prediction. */
@@ -66,7 +73,12 @@ export interface ResultMessage {
   readonly prediction: Uint8Array;
 }
 
-/** What went wrong in a failed request. */
+/**
+ * What went wrong in a failed request: `predict` (user code raised; 500),
+ * `serialize` (the prediction cannot become JSON; 500), `sample` (the worker
+ * could not parse the sample: invalid JSON or UTF-8, nesting too deep; 400,
+ * the worker stays up), `out_of_memory` (MemoryError; 502).
+ */
 export type PredictErrorKind = "predict" | "serialize" | "sample" | "out_of_memory";
 
 /** Worker → server: request `id` failed in user code or serialization. */

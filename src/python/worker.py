@@ -9,13 +9,17 @@ points at stderr (the log stream) so `print()` and C libraries writing to
 fd 1 can never corrupt the protocol, and fd 0 reads from /dev/null.
 
 Lifecycle: `init` message -> import the inference file (its global scope
-runs) -> check signatures -> `init(metadata)` -> `ready`; then `predict`
-messages until `shutdown` or end of input.
+runs) -> check signatures against the interface cortex.yaml's dialect asks
+for -> download an s3:// model -> `init(metadata)`, `init(model_path,
+metadata)` or `PythonPredictor(config)` -> `ready`; then `predict` messages
+until `shutdown` or end of input.
 """
 
+import ast
 import base64
 import datetime
 import decimal
+import hashlib
 import importlib.util
 import inspect
 import io
@@ -26,6 +30,7 @@ import signal
 import socket
 import struct
 import sys
+import tempfile
 import threading
 import time
 import traceback
@@ -214,14 +219,6 @@ def signature_text(name, fn):
         return name
 
 
-HOOKS = (
-    ("init", 1, False, "init(metadata)"),
-    ("predict", 2, True, "predict(sample, metadata)"),
-    ("pre_inference", 2, False, "pre_inference(sample, metadata)"),
-    ("post_inference", 2, False, "post_inference(prediction, metadata)"),
-)
-
-
 def load_user_module(message):
     inference = message["inference"]
     project_dir = message["project_dir"]
@@ -247,30 +244,308 @@ def load_user_module(message):
     return module
 
 
-def check_signatures(module, relative):
-    functions = {}
-    for name, arity, required, shape in HOOKS:
-        fn = getattr(module, name, None)
+# --------------------------------------------------------------- interfaces
+#
+# How the worker calls one inference file, by the dialect of cortex.yaml:
+# module functions init(metadata) / init(model_path, metadata) and
+# predict(sample, metadata) with optional pre_inference/post_inference
+# hooks, or Cortex 0.12's class PythonPredictor(config).predict(payload).
+# The predict path only calls Interface.init() once and then
+# Interface.predict(sample) (or pre/run/post one by one).
+
+
+class Interface:
+    """One loaded inference file: `init()` once, then `predict(sample)`."""
+
+    def init(self, model_path=None):
+        pass
+
+    def pre(self, sample):
+        return sample
+
+    def run(self, sample):
+        raise NotImplementedError
+
+    def post(self, prediction):
+        return prediction
+
+    def predict(self, sample):
+        return self.post(self.run(self.pre(sample)))
+
+
+class ModuleInterface(Interface):
+    """Module functions: `init(metadata)` or `init(model_path, metadata)`, `predict(sample, metadata)`, hooks."""
+
+    def __init__(self, functions, metadata, init_arity, hook_arity):
+        self.functions = functions
+        self.metadata = metadata
+        self.init_arity = init_arity
+        self.hook_arity = hook_arity
+
+    def init(self, model_path=None):
+        if "init" in self.functions:
+            if self.init_arity == 2:
+                self.functions["init"](model_path, self.metadata)
+            else:
+                self.functions["init"](self.metadata)
+
+    def _hook(self, name, value):
+        fn = self.functions.get(name)
         if fn is None:
-            if required:
-                hint = ""
-                if hasattr(module, "PythonPredictor"):
-                    hint = " (Cortex's class-based PythonPredictor is not supported: move its __init__ body into init(metadata) and its predict method into a module-level predict(sample, metadata))"
-                raise InitFailure(
-                    "signature",
-                    "%s defines no %s function: add `def %s:`%s" % (relative, name, shape, hint),
-                )
-            continue
-        if not callable(fn):
-            raise InitFailure("signature", "%s: %s is not a function" % (relative, name))
-        if not accepts(fn, arity):
+            return value
+        if self.hook_arity[name] == 3:  # the TensorFlow/ONNX handler form: signature is None
+            return fn(value, None, self.metadata)
+        return fn(value, self.metadata)
+
+    def pre(self, sample):
+        return self._hook("pre_inference", sample)
+
+    def run(self, sample):
+        return self.functions["predict"](sample, self.metadata)
+
+    def post(self, prediction):
+        return self._hook("post_inference", prediction)
+
+
+class ClassInterface(Interface):
+    """Cortex 0.12: `PythonPredictor(config)` once, then `predict(payload)`."""
+
+    def __init__(self, cls, config):
+        self.cls = cls
+        self.config = config
+        self.instance = None
+
+    def init(self, model_path=None):
+        self.instance = self.cls(self.config)
+
+    def run(self, sample):
+        return self.instance.predict(sample)
+
+
+def class_lines(path, name):
+    """Lines where the module at `path` defines class `name` at top level."""
+    try:
+        with open(path, "rb") as source:
+            tree = ast.parse(source.read(), path)
+    except (OSError, SyntaxError, ValueError):
+        return []
+    return [node.lineno for node in tree.body if isinstance(node, ast.ClassDef) and node.name == name]
+
+
+def _function(module, relative, name, shapes, required, hint=""):
+    """The module's function `name` and the first arity of `shapes` it accepts."""
+    fn = getattr(module, name, None)
+    if fn is None:
+        if required:
             raise InitFailure(
                 "signature",
-                "%s: %s must accept %s; yours is %s"
-                % (relative, name, shape, signature_text(name, fn)),
+                "%s defines no %s function: add `def %s:`%s" % (relative, name, shapes[0][1], hint),
             )
-        functions[name] = fn
-    return functions
+        return None, 0
+    if not callable(fn):
+        raise InitFailure("signature", "%s: %s is not a function" % (relative, name))
+    for arity, _ in shapes:
+        if accepts(fn, arity):
+            return fn, arity
+    wanted = " or ".join(shape for _, shape in shapes)
+    raise InitFailure(
+        "signature",
+        "%s: %s must accept %s; yours is %s" % (relative, name, wanted, signature_text(name, fn)),
+    )
+
+
+def module_interface(module, message, relative):
+    """Module functions; with `init_model_path` (Cortex 0.10/0.11) init also gets the model's path."""
+    metadata = message.get("metadata") or {}
+    with_model = message.get("interface") == "init_model_path"
+    hint = ""
+    lines = class_lines(message["inference"], "PythonPredictor") if not hasattr(module, "predict") else []
+    if lines:
+        hint = (
+            " (%s:%d defines class PythonPredictor, the Cortex 0.12 interface, which this cortex.yaml "
+            "does not use: declare the api with \"predictor: {type: python, path: %s}\", or move "
+            "its __init__ body into init() and its predict method into predict(sample, metadata))"
+            % (relative, lines[-1], relative)
+        )
+    predict, _ = _function(module, relative, "predict", [(2, "predict(sample, metadata)")], True, hint)
+    init_shapes = [(2, "init(model_path, metadata)"), (1, "init(metadata)")] if with_model else [(1, "init(metadata)")]
+    init, init_arity = _function(module, relative, "init", init_shapes, False)
+    functions = {"predict": predict}
+    hook_arity = {}
+    if init is not None:
+        functions["init"] = init
+    for name, value in (("pre_inference", "sample"), ("post_inference", "prediction")):
+        shapes = [(2, "%s(%s, metadata)" % (name, value)), (3, "%s(%s, signature, metadata)" % (name, value))]
+        fn, arity = _function(module, relative, name, shapes, False)
+        if fn is not None:
+            functions[name] = fn
+            hook_arity[name] = arity
+    return ModuleInterface(functions, metadata, init_arity, hook_arity)
+
+
+def class_interface(module, message, relative):
+    """Cortex 0.12/0.13: one class PythonPredictor with __init__(self, config) and predict(self, payload)."""
+    lines = class_lines(message["inference"], "PythonPredictor")
+    if len(lines) > 1:
+        raise InitFailure(
+            "signature",
+            "%s defines class PythonPredictor %d times, at lines %s: keep one (the last replaces the others)"
+            % (relative, len(lines), ", ".join(str(n) for n in lines)),
+        )
+    cls = getattr(module, "PythonPredictor", None)
+    if cls is None:
+        hint = ""
+        if callable(getattr(module, "predict", None)):
+            hint = (
+                " (it defines a module-level predict(): that is the interface of cortex.yaml's "
+                "python.inference or of a predictor without type (Cortex 0.10/0.11); with "
+                "\"type: python\" Cortex 0.12 calls PythonPredictor(config).predict(payload))"
+            )
+        raise InitFailure(
+            "signature",
+            "%s defines no class PythonPredictor: add `class PythonPredictor:` with "
+            "`def __init__(self, config):` and `def predict(self, payload):`%s" % (relative, hint),
+        )
+    where = "%s:%d" % (relative, lines[0]) if lines else relative
+    if not inspect.isclass(cls):
+        raise InitFailure("signature", "%s: PythonPredictor is not a class" % where)
+    if not accepts(cls, 1):
+        raise InitFailure(
+            "signature",
+            "%s: PythonPredictor.__init__ must accept (self, config); yours is %s"
+            % (where, signature_text("__init__", cls.__init__)),
+        )
+    predict = getattr(cls, "predict", None)
+    if predict is None or not callable(predict):
+        raise InitFailure(
+            "signature", "%s: class PythonPredictor has no predict method: add `def predict(self, payload):`" % where
+        )
+    if not accepts(predict, 2):
+        raise InitFailure(
+            "signature",
+            "%s: PythonPredictor.predict must accept (self, payload); yours is %s"
+            % (where, signature_text("predict", predict)),
+        )
+    return ClassInterface(cls, message.get("metadata") or {})
+
+
+def build_interface(module, message, relative):
+    """Checks the file's signatures against the interface cortex.yaml asks for."""
+    if message.get("interface") == "python_predictor":
+        return class_interface(module, message, relative)
+    return module_interface(module, message, relative)
+
+
+# -------------------------------------------------------------------- model
+
+
+def resolve_model(message):
+    """The local path of predictor.model: as given, or downloaded first when it is s3://."""
+    model = message.get("model")
+    if not model or not model.startswith("s3://"):
+        return model or None
+    cache = message.get("model_dir") or os.path.join(tempfile.gettempdir(), "cortex-serve-models")
+    return download_s3(model, cache)
+
+
+def _model_failure(url, problem, fix):
+    return InitFailure("init", "predictor.model %s: %s: %s" % (url, problem, fix))
+
+
+def download_s3(url, cache_root):
+    """Downloads an S3 object or prefix into `cache_root`; reused while its ETags are unchanged."""
+    local_fix = "or download the model yourself and set predictor.model to its path"
+    try:
+        import boto3
+        import botocore.config
+        import botocore.exceptions
+        import botocore.session
+    except ImportError:
+        raise _model_failure(
+            url, "downloading it needs boto3, which this Python lacks",
+            "apt-get install python3-boto3 (Debian) or add boto3 to requirements.txt, " + local_fix,
+        )
+    core = botocore.session.get_session()
+    if os.environ.get("CORTEX_AWS_INSTANCE_METADATA") != "1":
+        # Look for credentials without asking the network: the EC2 instance
+        # metadata and container endpoints are only asked when enabled.
+        resolver = core.get_component("credential_provider")
+        for provider in ("iam-role", "container-role"):
+            try:
+                resolver.remove(provider)
+            except (AttributeError, KeyError, ValueError):
+                pass
+    session = boto3.Session(botocore_session=core)
+    if session.get_credentials() is None:
+        raise _model_failure(
+            url, "boto3 found no AWS credentials to download it",
+            "write ~/.aws/credentials for the user that runs cortex-serve (on EC2 with an "
+            "instance role, set CORTEX_AWS_INSTANCE_METADATA=1 in the server's environment), " + local_fix,
+        )
+    bucket, _, key = url[len("s3://"):].partition("/")
+    # CORTEX_S3_ENDPOINT_URL points at S3-compatible storage (MinIO, a local gateway).
+    endpoint = os.environ.get("CORTEX_S3_ENDPOINT_URL") or None
+    client = session.client("s3", endpoint_url=endpoint, config=botocore.config.Config(
+        connect_timeout=5, read_timeout=60, retries={"max_attempts": 2},
+        s3={"addressing_style": "path"} if endpoint else {},
+    ))
+    target = os.path.join(cache_root, hashlib.sha256(url.encode("utf-8")).hexdigest()[:16])
+    os.makedirs(target, exist_ok=True)
+    try:
+        objects = _s3_objects(client, bucket, key, botocore.exceptions.ClientError)
+        if not objects:
+            raise _model_failure(url, "no object or prefix of that name exists", "correct the URL")
+        manifest_path = os.path.join(target, ".etags.json")
+        try:
+            with open(manifest_path) as f:
+                manifest = json.load(f)
+        except (OSError, ValueError):
+            manifest = {}
+        fetched = 0
+        for name, object_key, etag in objects:
+            path = os.path.join(target, name)
+            if manifest.get(name) == etag and os.path.exists(path):
+                continue
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            partial = "%s.part-%d" % (path, os.getpid())
+            client.download_file(bucket, object_key, partial)
+            os.replace(partial, path)
+            manifest[name] = etag
+            fetched += 1
+        partial = "%s.part-%d" % (manifest_path, os.getpid())
+        with open(partial, "w") as f:
+            json.dump(manifest, f)
+        os.replace(partial, manifest_path)
+    except InitFailure:
+        raise
+    except Exception as exc:  # noqa: BLE001 - botocore raises many kinds
+        raise _model_failure(url, "download failed: %s" % describe(exc), "check the URL, the credentials and the network")
+    log("model %s: %d file(s) downloaded, %d reused, in %s" % (url, fetched, len(objects) - fetched, target))
+    single = len(objects) == 1 and objects[0][1] == key
+    return os.path.join(target, objects[0][0]) if single else os.path.join(target, _prefix_name(key))
+
+
+def _prefix_name(key):
+    return key.rstrip("/").rsplit("/", 1)[-1] or "model"
+
+
+def _s3_objects(client, bucket, key, client_error):
+    """(local name, key, etag) of the object `key`, or of every object under the prefix `key/`."""
+    if key and not key.endswith("/"):
+        try:
+            head = client.head_object(Bucket=bucket, Key=key)
+            return [(key.rsplit("/", 1)[-1], key, head.get("ETag", ""))]
+        except client_error as exc:
+            if exc.response.get("Error", {}).get("Code") not in ("404", "NoSuchKey", "NotFound"):
+                raise
+    prefix = key.rstrip("/") + "/" if key else ""
+    found = []
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for item in page.get("Contents", []):
+            rel = item["Key"][len(prefix):]
+            if rel and not rel.endswith("/"):
+                found.append((os.path.join(_prefix_name(key), rel), item["Key"], item.get("ETag", "")))
+    return found
 
 
 # ------------------------------------------------------------ serialization
@@ -342,7 +617,7 @@ def serialize(prediction):
 class Worker:
     def __init__(self, channel):
         self.channel = channel
-        self.functions = {}
+        self.interface = Interface()
         self.metadata = {}
         self.api = "?"
 
@@ -365,14 +640,14 @@ class Worker:
         relative = os.path.relpath(message["inference"], message["project_dir"])
         try:
             module = load_user_module(message)
-            self.functions = check_signatures(module, relative)
-            if "init" in self.functions:
-                try:
-                    self.functions["init"](self.metadata)
-                except BaseException as exc:  # noqa: BLE001
-                    if isinstance(exc, KeyboardInterrupt):
-                        raise
-                    raise InitFailure("init", describe(exc), traceback.format_exc())
+            self.interface = build_interface(module, message, relative)
+            model_path = resolve_model(message)
+            try:
+                self.interface.init(model_path)
+            except BaseException as exc:  # noqa: BLE001
+                if isinstance(exc, KeyboardInterrupt):
+                    raise
+                raise InitFailure("init", describe(exc), traceback.format_exc())
         except InitFailure as failure:
             if failure.tb:
                 sys.stderr.write(failure.tb)
@@ -399,20 +674,17 @@ class Worker:
     def _predict(self, message):
         request_id = message["id"]
         debug = bool(message.get("debug"))
+        raw = message["sample"]
         try:
-            raw = message["sample"]
             sample = json.loads(raw)
-        except ValueError as exc:
-            return self.fail(request_id, "sample", "the sample is not valid JSON: %s" % exc, "")
+        except RecursionError:
+            return self.fail(request_id, "sample", "it nests too deeply to parse", "")
+        except Exception as exc:  # noqa: BLE001 - any parse failure is the client's, never the worker's
+            return self.fail(request_id, "sample", str(exc) or type(exc).__name__, "")
         if debug:
             log("api %s request %d sample: %s" % (self.api, request_id, truncate(bytes(raw).decode("utf-8", "replace"))))
-        fns = self.functions
         try:
-            if "pre_inference" in fns:
-                sample = fns["pre_inference"](sample, self.metadata)
-            prediction = fns["predict"](sample, self.metadata)
-            if "post_inference" in fns:
-                prediction = fns["post_inference"](prediction, self.metadata)
+            prediction = self.interface.predict(sample)
         except MemoryError:
             return self.fail(request_id, "out_of_memory", "MemoryError: predict ran out of memory", traceback.format_exc())
         except BaseException as exc:  # noqa: BLE001 - SystemExit too costs one request only

@@ -31,13 +31,23 @@ export function apiWorkerEnv(
   });
 }
 
-/** The `init` message for `api` with the project tree at `dir`. */
+/** Where workers download `s3://` models: `<state dir>/models`. */
+export function modelDir(stateDir: string): string {
+  return join(stateDir, "models");
+}
+
+/**
+ * The `init` message for `api` with the project tree at `dir`.
+ *
+ * @param modelDownloads where an `s3://` model is downloaded (see {@linkcode modelDir})
+ */
 export function apiInitMessage(
   project: ResolvedProject,
   api: ResolvedApi,
   dir: string,
+  modelDownloads?: string,
 ): Omit<InitMessage, "type"> {
-  const pythonRoot = project.deployment.pythonRoot;
+  const pythonRoot = api.pythonPath ?? project.deployment.pythonRoot;
   return {
     protocol: PROTOCOL_VERSION,
     api: api.name,
@@ -45,5 +55,21 @@ export function apiInitMessage(
     metadata: api.metadata,
     python_root: pythonRoot === undefined ? null : join(dir, pythonRoot),
     project_dir: dir,
+    interface: api.pythonInterface,
+    model: _modelLocation(api.model, dir),
+    model_dir: api.model?.kind === "s3" && modelDownloads !== undefined ? modelDownloads : null,
   };
+}
+
+function _modelLocation(model: ResolvedApi["model"], dir: string): string | null {
+  switch (model?.kind) {
+    case undefined:
+      return null;
+    case "project":
+      return join(dir, model.path);
+    case "local":
+      return model.path;
+    case "s3":
+      return model.url;
+  }
 }

@@ -83,6 +83,12 @@ export interface WorkerSpawnOptions {
 
 /** After the process ended, how long its output pipes may take to close. */
 const STREAM_DRAIN_MS = 1000;
+/**
+ * After the control channel ended, how long the process may take to exit
+ * before the end of the channel counts as a protocol violation (a worker
+ * that closed its channel but kept running).
+ */
+const CHANNEL_END_GRACE_MS = 500;
 
 /** Waits for `promise`, at most `ms` milliseconds. */
 async function settleWithin(promise: Promise<unknown>, ms: number): Promise<void> {
@@ -128,15 +134,20 @@ export class WorkerProcess {
   #nextId = 1;
   #failure: Error | undefined;
   #exit: WorkerExit | undefined;
+  /** Set once the process has ended (before its output is drained). */
+  #ended = false;
+  /** Set once `shutdown` was sent: the channel is expected to end. */
+  #shuttingDown = false;
 
   private constructor(child: Deno.ChildProcess, channel: ChannelListener, options: WorkerSpawnOptions) {
     this.#child = child;
     this.pid = child.pid;
     this.#maxFrame = options.maxFrameBytes;
     this.#conn = channel.accept(child.status);
+    void child.status.then(() => this.#ended = true);
     const reading = this.#conn.then((conn) => {
       this.#connected = conn;
-      return conn && this.#readFrames(conn);
+      return conn && this.#readFrames(conn, child.status);
     });
     const logging = readLines(child.stderr, options.onLog, options.maxLogLineChars)
       .catch(() => {});
@@ -215,6 +226,7 @@ export class WorkerProcess {
   /** Asks the worker to exit; kills it if it is still there after `graceMs`. */
   async shutdown(graceMs: number): Promise<WorkerExit> {
     if (this.#exit) return this.#exit;
+    this.#shuttingDown = true;
     await this.#send({ type: "shutdown" }).catch(() => {});
     await (await this.#conn)?.closeWrite().catch(() => {});
     const timer = setTimeout(() => this.kill("SIGKILL"), graceMs);
@@ -265,7 +277,7 @@ export class WorkerProcess {
     });
   }
 
-  async #readFrames(conn: Deno.UnixConn): Promise<void> {
+  async #readFrames(conn: Deno.UnixConn, ended: Promise<unknown>): Promise<void> {
     try {
       await readPayloads(conn, this.#maxFrame, (payload, transient) => {
         const message = decodeMessage(payload);
@@ -278,8 +290,16 @@ export class WorkerProcess {
       });
     } catch (error) {
       this.#violation(error instanceof Error ? error.message : String(error));
+      return;
     } finally {
       conn.close();
+    }
+    // End of the channel: normal when the worker exits (it is about to, or
+    // was told to); a worker still running a moment later is unusable.
+    if (this.#shuttingDown || this.#failure !== undefined) return;
+    await settleWithin(ended, CHANNEL_END_GRACE_MS);
+    if (!this.#ended && !this.#shuttingDown) {
+      this.#violation("it closed its control channel but kept running");
     }
   }
 

@@ -115,7 +115,15 @@ export class Autoscaler {
       replica: replica.index,
       reason,
     });
-    const stopping = replica.stop().finally(() => this.#retiring.delete(stopping));
+    const stopping: Promise<void> = replica.stop()
+      .catch((error) => {
+        this.#o.logger.error("stopping a retired replica failed", {
+          api: this.#o.pool.api,
+          replica: replica.index,
+          error: error instanceof Error ? error.message : String(error),
+        });
+      })
+      .finally(() => this.#retiring.delete(stopping));
     this.#retiring.add(stopping);
   }
 

@@ -11,8 +11,8 @@ import { Autoscaler, DEFAULT_SCALE, type ScaleSettings } from "./autoscale.ts";
 import type { BackoffOptions } from "./backoff.ts";
 import { ApiPool } from "./pool.ts";
 import { Replica } from "./replica.ts";
-
-const READY_POLL_MS = 25;
+import { waitUntil } from "./events.ts";
+import type { SpawnWorker } from "./replica_worker.ts";
 
 /** How workers are run; the same for every API. */
 export interface RuntimeOptions {
@@ -24,6 +24,8 @@ export interface RuntimeOptions {
   /** Queue places per replica (`--queue`). */
   readonly queuePerReplica: number;
   readonly predictTimeoutMs: number;
+  /** How long a request may wait for a replica (`--queue-timeout`); default `predictTimeoutMs`. */
+  readonly queueTimeoutMs?: number;
   readonly initTimeoutMs: number | undefined;
   readonly killGraceMs: number;
   readonly backoff: BackoffOptions;
@@ -33,6 +35,12 @@ export interface RuntimeOptions {
   readonly logger: Logger;
   /** Autoscaling of APIs whose max_replicas is above min_replicas; default DEFAULT_SCALE. */
   readonly scale?: ScaleSettings;
+  /** Starts workers another way than a Python child (in-process tests). */
+  readonly spawnWorker?: SpawnWorker;
+  /** `--enforce-mem`: kill a worker over its `compute.mem` (a request only, as in Cortex, otherwise). */
+  readonly enforceMem?: boolean;
+  /** Where workers download `s3://` models. */
+  readonly modelDir?: string;
 }
 
 /** Pools of every API of one project version. */
@@ -65,36 +73,41 @@ export class Deployment {
    * at startup replicas keep retrying instead).
    */
   whenReady(signal?: AbortSignal, options: { readonly failOnInitError?: boolean } = {}): Promise<void> {
-    return new Promise((resolve, reject) => {
-      const check = () => {
-        const pools = [...this.pools.values()];
-        const failed = options.failOnInitError
-          ? pools.find((pool) =>
-            pool.replicas.length > 0 &&
-            pool.replicas.every((r) => r.state === "init_failed" || r.state === "out_of_memory")
-          )
-          : undefined;
+    const pools = [...this.pools.values()];
+    return waitUntil(pools.map((pool) => pool.changes), () => {
+      if (options.failOnInitError) {
+        const failed = pools.find((pool) =>
+          pool.replicas.length > 0 &&
+          pool.replicas.every((r) => r.state === "init_failed" || r.state === "out_of_memory")
+        );
         if (failed !== undefined) {
           const why = failed.replicas.find((r) => r.lastError !== undefined)?.lastError ?? "init failed";
-          return finish(new Error(`api ${failed.api}: ${why}`));
+          throw new Error(`api ${failed.api}: ${why}`);
         }
-        const ready = pools.every((pool) =>
-          pool.replicas.length === 0 || pool.replicas.some((r) => r.state === "ready" || r.state === "busy")
-        );
-        if (ready) finish(undefined);
-      };
-      const onAbort = () => finish(signal?.reason instanceof Error ? signal.reason : new Error("Aborted"));
-      const timer = setInterval(check, READY_POLL_MS);
-      signal?.addEventListener("abort", onAbort, { once: true });
-      function finish(error: Error | undefined): void {
-        clearInterval(timer);
-        signal?.removeEventListener("abort", onAbort);
-        if (error === undefined) resolve();
-        else reject(error);
       }
-      if (signal?.aborted) onAbort();
-      else check();
-    });
+      return pools.every(hasReadyReplica) ? true : undefined;
+    }, { signal }).then(() => {});
+  }
+
+  /**
+   * Calls `onReady(api)` once for each API, when it first has a ready
+   * replica (at once for one that already has). Returns the unsubscribe
+   * function; it also unsubscribes itself once every API was announced.
+   */
+  onApiReady(onReady: (api: ResolvedApi) => void): () => void {
+    const pending = new Map(this.project.apis.map((api) => [api.name, api]));
+    const offs: (() => void)[] = [];
+    const off = () => offs.splice(0).forEach((f) => f());
+    const check = (pool: ApiPool) => {
+      const api = pending.get(pool.api);
+      if (api === undefined || !pool.replicas.some(isReady)) return;
+      pending.delete(pool.api);
+      if (pending.size === 0) off();
+      onReady(api);
+    };
+    for (const pool of this.pools.values()) offs.push(pool.changes.on(check));
+    for (const pool of this.pools.values()) check(pool);
+    return off;
   }
 
   /**
@@ -122,9 +135,10 @@ export class Deployment {
       queuePerReplica: rt.queuePerReplica,
       maxReplicas: api.compute.maxReplicas,
       predictTimeoutMs: rt.predictTimeoutMs,
+      ...(rt.queueTimeoutMs === undefined ? {} : { queueTimeoutMs: rt.queueTimeoutMs }),
       logger: rt.logger,
     });
-    const replicas = Array.from({ length: count }, (_, index) => this.#replica(api, index, pool));
+    const replicas = Array.from({ length: count }, (_, index) => this.#replica(api, index));
     pool.setReplicas(replicas);
     const { minReplicas, maxReplicas } = api.compute;
     if (maxReplicas > minReplicas) {
@@ -134,7 +148,7 @@ export class Deployment {
           minReplicas,
           maxReplicas,
           settings: rt.scale ?? DEFAULT_SCALE,
-          create: (index) => this.#replica(api, index, pool),
+          create: (index) => this.#replica(api, index),
           logger: rt.logger,
         }),
       );
@@ -142,14 +156,14 @@ export class Deployment {
     return pool;
   }
 
-  #replica(api: ResolvedApi, index: number, pool: ApiPool): Replica {
+  #replica(api: ResolvedApi, index: number): Replica {
     const rt = this.#runtime;
     const dir = this.stagedDir;
     const env = apiWorkerEnv(rt.serverEnv, api, { dir, index });
     return new Replica({
       api: api.name,
       index,
-      spawn: (onLog) =>
+      spawn: rt.spawnWorker ?? ((onLog) =>
         WorkerProcess.spawn({
           python: rt.python,
           workerPath: rt.workerPath,
@@ -158,15 +172,22 @@ export class Deployment {
           maxFrameBytes: rt.maxFrameBytes,
           onLog,
           maxLogLineChars: rt.maxLogLineChars,
-        }),
-      init: apiInitMessage(this.project, api, dir),
+        })),
+      init: apiInitMessage(this.project, api, dir, rt.modelDir),
       initTimeoutMs: rt.initTimeoutMs,
       killGraceMs: rt.killGraceMs,
       backoff: rt.backoff,
-      memBytes: api.compute.memBytes,
+      memBytes: rt.enforceMem ? api.compute.memBytes : undefined,
       memText: api.compute.mem,
       logger: rt.logger,
-      onChange: () => pool.dispatch(),
     });
   }
+}
+
+function isReady(replica: Replica): boolean {
+  return replica.state === "ready" || replica.state === "busy";
+}
+
+function hasReadyReplica(pool: ApiPool): boolean {
+  return pool.replicas.length === 0 || pool.replicas.some(isReady);
 }

@@ -1,10 +1,21 @@
 /**
  * The replicas of one API and the bounded queue in front of them. A replica
- * runs one request at a time; requests wait in FIFO order, each against its
- * own deadline, and a full queue answers 503 at once.
+ * runs one request at a time; requests wait in FIFO order, and a full queue
+ * answers 503 at once.
+ *
+ * Two separate limits (SPEC §6): a queued job waits at most
+ * `queueTimeoutMs` for a replica — past it, it is answered 503 from the
+ * queue and never dispatched, so waiting never costs a worker; once handed
+ * to a replica, `predictTimeoutMs` bounds how long predict runs (504, the
+ * worker is killed and restarted).
+ *
+ * The job is the unit the pool hands to a replica ({@link Replica.run}):
+ * the pool owns the queue, the deadlines and the client's signal; the
+ * replica owns the worker and its state machine.
  */
 import type { Logger } from "../log/logger.ts";
 import { ApiError } from "../errors/api_error.ts";
+import { Emitter, waitUntil } from "./events.ts";
 import { BoundedQueue } from "./queue.ts";
 import type { Replica, ReplicaState } from "./replica.ts";
 
@@ -28,8 +39,10 @@ export interface PoolOptions {
   readonly queuePerReplica: number;
   /** Most replicas the pool will have (`compute.max_replicas`): sizes the ring. */
   readonly maxReplicas: number;
-  /** Deadline of a request from its arrival, queue wait included. */
+  /** How long predict may run once a replica took the job (`--predict-timeout`). */
   readonly predictTimeoutMs: number;
+  /** How long a job may wait for a replica (`--queue-timeout`); default `predictTimeoutMs`. */
+  readonly queueTimeoutMs?: number;
   readonly logger: Logger;
 }
 
@@ -42,8 +55,11 @@ interface Job {
   readonly sample: Uint8Array;
   readonly debug: boolean;
   readonly arrived: number;
-  /** `performance.now()` value at which the request times out. */
-  readonly deadlineAt: number;
+  /**
+   * `performance.now()` value at which the job times out: the end of its
+   * queue wait while queued, the end of its predict time once running.
+   */
+  deadlineAt: number;
   readonly deadline: AbortController;
   readonly resolve: (value: Prediction) => void;
   readonly reject: (error: Error) => void;
@@ -63,7 +79,16 @@ export class ApiPool {
   #scaledUp = 0;
   #scaledDown = 0;
   #closed = false;
-  #idle: (() => void) | undefined;
+  #dispatching = false;
+  readonly #debug: boolean;
+  readonly #queueTimeoutMs: number;
+  /** Unsubscribe functions of the replicas' state events. */
+  readonly #watching = new Map<Replica, () => void>();
+  /**
+   * Emits this pool when a replica changed state, the replica set changed,
+   * or a job left the queue or finished.
+   */
+  readonly changes: Emitter<ApiPool> = new Emitter();
   /** Requests queued or running, watched for their deadline by one ticking timer. */
   readonly #active = new Set<Job>();
   #fullError: { readonly waiting: number; readonly error: ApiError } | undefined;
@@ -72,6 +97,8 @@ export class ApiPool {
   constructor(options: PoolOptions) {
     this.api = options.api;
     this.#o = options;
+    this.#queueTimeoutMs = options.queueTimeoutMs ?? options.predictTimeoutMs;
+    this.#debug = options.logger.enabled("debug");
     this.#queue = new BoundedQueue(options.queuePerReplica * Math.max(options.maxReplicas, 1));
   }
 
@@ -89,7 +116,14 @@ export class ApiPool {
   /** Sets the replicas (at start and on reload) and dispatches waiting work. */
   setReplicas(replicas: readonly Replica[]): void {
     this.#replicas = replicas;
+    this.#watch();
     this.dispatch();
+    this.changes.emit(this);
+  }
+
+  /** True when nothing is queued or running. */
+  get idle(): boolean {
+    return this.#queue.length === 0 && this.#inFlight === 0;
   }
 
   /** Scale events of this pool so far (see ./autoscale.ts). */
@@ -113,6 +147,8 @@ export class ApiPool {
     if (replica === undefined) return undefined;
     this.#scaledDown++;
     this.#replicas = this.#replicas.filter((r) => r !== replica);
+    this.#watch();
+    this.changes.emit(this);
     return replica;
   }
 
@@ -134,7 +170,8 @@ export class ApiPool {
   /**
    * Queues one prediction and resolves with the worker's JSON bytes.
    *
-   * @throws {ApiError} NOT_READY, QUEUE_FULL, SHUTTING_DOWN, PREDICT_FAILED,
+   * @throws {ApiError} NOT_READY, QUEUE_FULL, QUEUE_TIMEOUT, SHUTTING_DOWN,
+   *   BAD_REQUEST (the worker could not parse the sample), PREDICT_FAILED,
    *   WORKER_DIED, OUT_OF_MEMORY or PREDICT_TIMEOUT
    */
   submit(sample: Uint8Array, options: SubmitOptions): Promise<Prediction> {
@@ -148,7 +185,7 @@ export class ApiPool {
         sample,
         debug: options.debug,
         arrived,
-        deadlineAt: arrived + this.#o.predictTimeoutMs,
+        deadlineAt: arrived + this.#queueTimeoutMs,
         deadline: new AbortController(),
         resolve,
         reject,
@@ -160,6 +197,9 @@ export class ApiPool {
       }
       this.#arm(job, options.signal);
       this.dispatch();
+      if (job.queued && this.#debug) {
+        this.#o.logger.debug("request queued", { api: this.api, queue: this.#queue.length });
+      }
     });
   }
 
@@ -195,6 +235,18 @@ export class ApiPool {
 
   /** Starts queued work on free replicas; called whenever a replica changes state. */
   dispatch(): void {
+    // A replica announces `busy` from inside #start: that nested call is
+    // folded into the running one.
+    if (this.#dispatching) return;
+    this.#dispatching = true;
+    try {
+      this.#dispatchOnce();
+    } finally {
+      this.#dispatching = false;
+    }
+  }
+
+  #dispatchOnce(): void {
     if (!this.#accepting()) {
       for (const job of this.#queue.drain()) this.#settle(job, this.#notReady());
     }
@@ -206,11 +258,11 @@ export class ApiPool {
       const at = (first + i) % replicas.length;
       const replica = replicas[at]!;
       if (replica.state !== "ready") continue;
-      const job = this.#queue.shift();
-      if (job) this.#start(replica, job);
+      const job = this.#nextJob();
+      if (job === undefined) break;
+      this.#start(replica, job);
       this.#nextReplica = at + 1;
     }
-    if (this.#queue.length === 0 && this.#inFlight === 0) this.#idle?.();
   }
 
   /**
@@ -219,14 +271,12 @@ export class ApiPool {
    */
   async drain(timeoutMs: number): Promise<boolean> {
     this.#closed = true;
-    if (this.#queue.length === 0 && this.#inFlight === 0) return true;
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const finished = await Promise.race([
-      new Promise<true>((resolve) => this.#idle = () => resolve(true)),
-      new Promise<false>((resolve) => timer = setTimeout(() => resolve(false), timeoutMs)),
-    ]);
-    clearTimeout(timer);
-    this.#idle = undefined;
+    if (this.idle) return true;
+    const finished = await waitUntil(
+      [this.changes],
+      () => this.idle ? true : undefined,
+      { timeoutMs },
+    ).catch(() => false);
     if (!finished) {
       for (const job of this.#queue.drain()) {
         this.#settle(job, new ApiError("SHUTTING_DOWN", "The server shut down before this request ran"));
@@ -279,30 +329,65 @@ export class ApiPool {
   }
 
   #tickMs(): number {
-    return Math.max(10, Math.min(100, this.#o.predictTimeoutMs / 10));
+    return Math.max(10, Math.min(100, this.#o.predictTimeoutMs / 10, this.#queueTimeoutMs / 10));
   }
 
-  /** Times out every active job past its deadline: a queued one gets 504 here, a running one is stopped. */
+  /**
+   * Times out every active job past its deadline: a queued one is answered
+   * 503 here (its worker-to-be never sees it), a running one is stopped.
+   */
   #expire(): void {
     const now = performance.now();
     for (const job of this.#active) {
       if (now < job.deadlineAt) continue;
-      this.#active.delete(job);
       if (job.queued) {
         this.#queue.cancel(job);
-        const seconds = this.#o.predictTimeoutMs / 1000;
-        this.#settle(
-          job,
-          new ApiError(
-            "PREDICT_TIMEOUT",
-            `The request waited ${seconds} s (--predict-timeout) without a free replica`,
-          ),
-        );
+        this.#settle(job, this.#queueTimeout());
       } else {
+        this.#active.delete(job);
         job.deadline.abort(); // the replica answers 504 and stops the worker
       }
     }
     if (this.#active.size === 0) this.#stopTicker();
+  }
+
+  /** The oldest queued job whose wait is not over; overdue ones are answered on the way. */
+  #nextJob(): Job | undefined {
+    const now = performance.now();
+    for (let job = this.#queue.shift(); job !== undefined; job = this.#queue.shift()) {
+      if (now < job.deadlineAt) return job;
+      this.#settle(job, this.#queueTimeout());
+    }
+    return undefined;
+  }
+
+  #queueTimeout(): ApiError {
+    const seconds = this.#queueTimeoutMs / 1000;
+    return new ApiError(
+      "QUEUE_TIMEOUT",
+      `Api ${this.api} is overloaded: the request waited ${seconds} s (--queue-timeout) without a free replica`,
+      { retryAfter: 1 },
+    );
+  }
+
+  /** Subscribes to the state of every current replica and drops the ones that left. */
+  #watch(): void {
+    const current = new Set(this.#replicas);
+    for (const [replica, off] of this.#watching) {
+      if (current.has(replica)) continue;
+      off();
+      this.#watching.delete(replica);
+    }
+    for (const replica of current) {
+      if (this.#watching.has(replica)) continue;
+      this.#watching.set(
+        replica,
+        replica.changes.on(() => {
+          this.dispatch();
+          this.changes.emit(this);
+        }),
+      );
+    }
   }
 
   #stopTicker(): void {
@@ -313,7 +398,9 @@ export class ApiPool {
   #start(replica: Replica, job: Job): void {
     job.queued = false;
     this.#inFlight++;
-    const queueMs = performance.now() - job.arrived;
+    const now = performance.now();
+    const queueMs = now - job.arrived;
+    job.deadlineAt = now + this.#o.predictTimeoutMs;
     replica.run(job.sample, job.debug, job.deadline.signal).then(
       (body) => {
         job.cleanup();
@@ -323,12 +410,16 @@ export class ApiPool {
     ).finally(() => {
       this.#inFlight--;
       this.dispatch();
+      this.changes.emit(this);
     });
   }
 
+  /** Answers a job with `error`; one that left the queue wakes whoever waits for the pool. */
   #settle(job: Job, error: Error): void {
+    const wasQueued = job.queued;
     job.queued = false;
     job.cleanup();
     job.reject(error);
+    if (wasQueued) this.changes.emit(this);
   }
 }

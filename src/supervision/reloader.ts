@@ -9,6 +9,7 @@
  */
 import type { Logger } from "../log/logger.ts";
 import type { Deployment } from "./deployment.ts";
+import { Emitter, waitUntil } from "./events.ts";
 
 /** One project version being served: its deployment and the app for it. */
 export interface Generation {
@@ -30,8 +31,6 @@ export interface ReloaderOptions {
   readonly logger: Logger;
 }
 
-const POLL_MS = 25;
-
 /** The serving generation, swapped by {@link Reloader.reload}. */
 export class Reloader {
   readonly #o: ReloaderOptions;
@@ -41,6 +40,10 @@ export class Reloader {
   readonly #retiring = new Set<Promise<void>>();
   #running: { readonly done: Promise<boolean>; readonly abort: AbortController } | undefined;
   #stopped = false;
+  /** Emits a generation when its last request in progress finished. */
+  readonly #finished = new Emitter<Generation>();
+  /** Emits the new generation when requests switch to it. */
+  readonly switched: Emitter<Generation> = new Emitter();
 
   constructor(initial: Generation, options: ReloaderOptions) {
     this.#current = initial;
@@ -60,10 +63,36 @@ export class Reloader {
       return await generation.fetch(request, info);
     } finally {
       const left = (this.#active.get(generation) ?? 1) - 1;
-      if (left > 0) this.#active.set(generation, left);
-      else this.#active.delete(generation);
+      if (left > 0) {
+        this.#active.set(generation, left);
+      } else {
+        this.#active.delete(generation);
+        this.#finished.emit(generation);
+      }
     }
   };
+
+  /**
+   * Resolves when the serving generation has a ready replica for every API,
+   * following reloads: a reload that replaces a version before it was ready
+   * resolves this once the new one serves. Rejects when `signal` aborts.
+   */
+  async whenReady(signal?: AbortSignal): Promise<void> {
+    for (;;) {
+      const generation = this.#current;
+      const replaced = new AbortController();
+      const off = this.switched.on(() => replaced.abort(new Error("Replaced by a reload")));
+      try {
+        const either = signal === undefined ? replaced.signal : AbortSignal.any([signal, replaced.signal]);
+        await generation.deployment.whenReady(either);
+        return;
+      } catch (error) {
+        if (signal?.aborted || !replaced.signal.aborted) throw error;
+      } finally {
+        off();
+      }
+    }
+  }
 
   /**
    * Loads the project again and switches to it once it is ready. A reload
@@ -77,6 +106,10 @@ export class Reloader {
     const abort = new AbortController();
     const done = (previous?.done ?? Promise.resolve(true))
       .then(() => this.#reloadOnce(abort.signal))
+      .catch((error) => {
+        this.#o.logger.error("reload failed: the running version keeps serving", { error: message(error) });
+        return false;
+      })
       .finally(() => {
         if (this.#running?.done === done) this.#running = undefined;
       });
@@ -123,6 +156,7 @@ export class Reloader {
     }
     const old = this.#current;
     this.#current = next;
+    this.switched.emit(next);
     log.info("reloaded: new requests go to the new version", {
       dir: next.deployment.stagedDir,
       apis: next.deployment.project.apis.map((api) => api.endpoint),
@@ -135,18 +169,20 @@ export class Reloader {
   /** Lets `old` finish the requests it took, then stops its workers. */
   #retire(old: Generation): void {
     const deadline = Date.now() + this.#o.drainTimeoutMs;
+    const log = this.#o.logger;
     const retiring = (async () => {
-      while ((this.#active.get(old) ?? 0) > 0 && Date.now() < deadline) await sleep(POLL_MS);
+      await waitUntil(
+        [this.#finished],
+        () => (this.#active.get(old) ?? 0) === 0 ? true : undefined,
+        { timeoutMs: this.#o.drainTimeoutMs },
+      ).catch(() => {}); // drain time is up: stop() below cuts off what is left
       const drained = await old.deployment.stop(Math.max(0, deadline - Date.now()));
-      this.#o.logger.info("previous version stopped", { dir: old.deployment.stagedDir, drained });
-    })();
+      log.info("previous version stopped", { dir: old.deployment.stagedDir, drained });
+    })().catch((error) => {
+      log.error("stopping the previous version failed", { error: message(error) });
+    }).finally(() => this.#retiring.delete(retiring));
     this.#retiring.add(retiring);
-    retiring.finally(() => this.#retiring.delete(retiring));
   }
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 function message(error: unknown): string {

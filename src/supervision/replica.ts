@@ -1,8 +1,13 @@
 /**
- * One replica of an API: a supervised worker process. Starts it, restarts it
- * with backoff when it exits, fails init or goes over its memory cap, and
- * runs one prediction at a time with a deadline. State transitions happen
- * only in `#setState`.
+ * One replica of an API: a supervised worker. Starts it, restarts it with
+ * backoff when it exits, fails init or goes over its memory cap, and runs
+ * one prediction at a time with a time limit. Every state change goes
+ * through the transition table of ./replica_states.ts, is logged at debug
+ * and announced on {@link Replica.changes}.
+ *
+ * The replica owns its worker and its state; the pool (./pool.ts) owns the
+ * queue and hands one job at a time to a `ready` replica through
+ * {@link Replica.run}.
  */
 import type { InitMessage } from "../python/protocol.ts";
 import {
@@ -10,29 +15,23 @@ import {
   InitFailedError,
   PredictFailedError,
   type WorkerExit,
-  type WorkerProcess,
 } from "../python/worker_process.ts";
 import type { Logger } from "../log/logger.ts";
 import { ApiError } from "../errors/api_error.ts";
 import { backoffDelay, type BackoffOptions } from "./backoff.ts";
+import { Emitter } from "./events.ts";
 import { readRssBytes } from "./rss.ts";
+import { nextState, type ReplicaEvent, type ReplicaState } from "./replica_states.ts";
+import type { ReplicaWorker, SpawnWorker } from "./replica_worker.ts";
 
-/** Named replica states (see README, "What happens when your code fails"). */
-export type ReplicaState =
-  | "starting"
-  | "ready"
-  | "busy"
-  | "restarting"
-  | "init_failed"
-  | "out_of_memory"
-  | "stopped";
+export type { ReplicaState } from "./replica_states.ts";
 
 /** What a replica needs; the pool builds one per replica. */
 export interface ReplicaOptions {
   readonly api: string;
   readonly index: number;
-  /** Starts a worker process; `onLog` receives its output lines. */
-  readonly spawn: (onLog: (line: string) => void) => WorkerProcess;
+  /** Starts a worker; `onLog` receives its output lines. */
+  readonly spawn: SpawnWorker;
   readonly init: Omit<InitMessage, "type">;
   readonly initTimeoutMs: number | undefined;
   /** Between SIGTERM and SIGKILL when a worker is stopped or timed out. */
@@ -42,8 +41,8 @@ export interface ReplicaOptions {
   readonly memBytes: number | undefined;
   readonly memText: string | undefined;
   readonly logger: Logger;
-  /** Called after every state change. */
-  readonly onChange: (replica: Replica) => void;
+  /** Reads a process's RSS in bytes; default /proc (see ./rss.ts). */
+  readonly readRss?: (pid: number) => Promise<number | undefined>;
 }
 
 const RSS_POLL_MS = 200;
@@ -51,10 +50,12 @@ const RSS_POLL_MS = 200;
 /** A supervised worker. */
 export class Replica {
   readonly index: number;
+  /** Emits this replica after every state change. */
+  readonly changes: Emitter<Replica> = new Emitter();
   readonly #o: ReplicaOptions;
   readonly #log: Logger;
   #state: ReplicaState = "starting";
-  #worker: WorkerProcess | undefined;
+  #worker: ReplicaWorker | undefined;
   #lastError: string | undefined;
   #restarts = 0;
   #attempt = 0;
@@ -108,24 +109,30 @@ export class Replica {
   }
 
   /**
-   * Runs one prediction. Only call when `state` is `ready`.
+   * Runs one job: sends `sample` to the worker and resolves with the
+   * prediction's JSON bytes. Only call when `state` is `ready`; the replica
+   * is `busy` until the worker answers.
    *
-   * @param deadline aborts when the request's time is up: the worker is
-   *   killed, the request gets 504 and the replica restarts
+   * @param deadline aborts when predict has run too long (`--predict-timeout`,
+   *   counted from this call, not from the request's arrival): the request
+   *   gets 504 and the worker is killed and restarted
+   * @throws {ApiError} PREDICT_FAILED, BAD_REQUEST (the worker could not
+   *   parse the sample), WORKER_DIED, OUT_OF_MEMORY or PREDICT_TIMEOUT
    */
   async run(sample: Uint8Array, debug: boolean, deadline: AbortSignal): Promise<Uint8Array> {
     const worker = this.#worker;
     if (this.#state !== "ready" || worker === undefined) {
       throw new Error(`Replica ${this.index} is ${this.#state}, not ready`);
     }
-    this.#setState("busy");
-    // The request is answered 504 at its deadline; the worker is stopped meanwhile.
+    this.#fire("dispatch");
     const timedOut = Promise.withResolvers<never>();
     const onDeadline = () => {
+      if (this.state !== "busy" || this.#worker !== worker) return;
       this.#log.warn("predict timed out: stopping the worker", { pid: worker.pid });
-      this.#setState("restarting");
-      this.#terminate(worker);
+      this.#fire("timeout");
+      // Settled before the kill: a worker that dies at once still makes this a 504.
       timedOut.reject(this.#timeoutError());
+      this.#terminate(worker);
     };
     deadline.addEventListener("abort", onDeadline, { once: true });
     const predicting = worker.predict(sample, debug);
@@ -139,10 +146,15 @@ export class Replica {
       throw error instanceof ApiError ? error : this.#requestError(error);
     } finally {
       deadline.removeEventListener("abort", onDeadline);
-      // A worker that died or broke the protocol takes no more work: queued
-      // requests wait for its replacement.
       if (this.#worker === worker && this.state === "busy") {
-        this.#setState(worker.alive ? "ready" : "restarting");
+        if (worker.alive) {
+          this.#fire("done");
+        } else {
+          // Dead, or alive but unusable (protocol broken, channel closed):
+          // make sure it is gone; its replacement takes the queued work.
+          this.#terminate(worker);
+          this.#fire(this.#oom !== undefined ? "oom" : "lost");
+        }
       }
     }
   }
@@ -154,7 +166,7 @@ export class Replica {
     const worker = this.#worker;
     if (worker) await worker.shutdown(this.#o.killGraceMs);
     await this.#loop;
-    this.#setState("stopped");
+    if (this.#state !== "stopped") this.#fire("stop");
   }
 
   #timeoutError(): ApiError {
@@ -169,6 +181,9 @@ export class Replica {
     if (error instanceof PredictFailedError) {
       if (error.kind === "out_of_memory") {
         return new ApiError("OUT_OF_MEMORY", error.message, { detail: error.traceback });
+      }
+      if (error.kind === "sample") {
+        return new ApiError("BAD_REQUEST", `The request body is not valid JSON: ${error.message}`);
       }
       return new ApiError("PREDICT_FAILED", error.message, { detail: error.traceback });
     }
@@ -189,10 +204,10 @@ export class Replica {
   }
 
   /** SIGTERM, then SIGKILL after the grace period. */
-  #terminate(worker: WorkerProcess): void {
+  #terminate(worker: ReplicaWorker): void {
     worker.kill("SIGTERM");
     const timer = setTimeout(() => worker.kill("SIGKILL"), this.#o.killGraceMs);
-    worker.exited.finally(() => clearTimeout(timer));
+    void worker.exited.then(() => clearTimeout(timer));
   }
 
   async #supervise(): Promise<void> {
@@ -210,11 +225,7 @@ export class Replica {
       this.#retryAt = Date.now() + delay;
       if (exit !== undefined) {
         this.#restarts++;
-        this.#log.warn("worker stopped; restarting", {
-          reason: this.#lastError,
-          restart_in_ms: delay,
-        });
-        if (this.#state !== "out_of_memory") this.#setState("restarting");
+        this.#log.warn("worker stopped; restarting", { reason: this.#lastError, restart_in_ms: delay });
       } else {
         this.#log.warn("init failed; retrying", { error: this.#lastError, retry_in_ms: delay });
       }
@@ -226,9 +237,9 @@ export class Replica {
   async #runOnce(): Promise<WorkerExit | undefined> {
     this.#oom = undefined;
     this.#answered = 0;
-    if (this.#state !== "starting") this.#setState("starting");
+    if (this.#state !== "starting") this.#fire("spawn");
     const started = performance.now();
-    let worker: WorkerProcess;
+    let worker: ReplicaWorker;
     try {
       worker = this.#o.spawn((line) => this.#log.info(line, { stream: "python" }));
     } catch (error) {
@@ -239,6 +250,11 @@ export class Replica {
     const stopWatch = this.#watchMemory(worker);
     try {
       const ready = await this.#initWithTimeout(worker);
+      if (this.#stopping) {
+        stopWatch();
+        await worker.exited;
+        return undefined;
+      }
       this.#initMs = performance.now() - started;
       this.#readyAt = Date.now();
       this.#serving = true;
@@ -248,11 +264,13 @@ export class Replica {
         python: ready.python,
         init_ms: Math.round(this.#initMs),
       });
-      this.#setState("ready");
+      this.#fire("ready");
     } catch (error) {
       this.#terminate(worker);
       const exit = await worker.exited;
       stopWatch();
+      // Stopped by the server while starting: not a failure of the user's code.
+      if (this.#stopping) return undefined;
       this.#initFailed(this.#initErrorText(error, exit));
       return undefined;
     }
@@ -260,11 +278,12 @@ export class Replica {
     stopWatch();
     if (this.#stopping) return exit;
     this.#lastError = this.#oom !== undefined ? `Worker ${this.#oom}` : `Worker ${describeExit(exit)}`;
-    if (this.#oom !== undefined) this.#setState("out_of_memory");
+    if (this.#oom !== undefined && this.#state !== "out_of_memory") this.#fire("oom");
+    else if (this.#state === "ready" || this.#state === "busy") this.#fire("lost");
     return exit;
   }
 
-  #initWithTimeout(worker: WorkerProcess) {
+  #initWithTimeout(worker: ReplicaWorker) {
     const init = worker.init(this.#o.init);
     const limit = this.#o.initTimeoutMs;
     if (limit === undefined) return init;
@@ -290,23 +309,34 @@ export class Replica {
     this.#serving = false;
     this.#worker = undefined;
     this.#log.error("init failed", { error: message });
-    this.#setState(this.#oom !== undefined ? "out_of_memory" : "init_failed");
+    this.#fire(this.#oom !== undefined ? "oom" : "init_failed");
   }
 
-  /** Polls the worker's RSS; kills it when over `compute.mem`. */
-  #watchMemory(worker: WorkerProcess): () => void {
+  /** Samples the worker's RSS; kills it when over `compute.mem`. One read at a time. */
+  #watchMemory(worker: ReplicaWorker): () => void {
     const cap = this.#o.memBytes;
     if (cap === undefined) return () => {};
-    const timer = setInterval(async () => {
-      const rss = await readRssBytes(worker.pid);
-      if (rss === undefined || rss <= cap || this.#oom !== undefined) return;
-      this.#oom = `used ${mib(rss)} MiB, over compute.mem ${
-        this.#o.memText ?? mib(cap) + " MiB"
-      }, and was killed (out of memory)`;
-      this.#log.error("worker over its memory cap: killing it", { rss_bytes: rss, cap_bytes: cap });
-      worker.kill("SIGKILL");
-    }, RSS_POLL_MS);
-    return () => clearInterval(timer);
+    const readRss = this.#o.readRss ?? readRssBytes;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    let stopped = false;
+    const sample = async () => {
+      const rss = await readRss(worker.pid).catch(() => undefined);
+      if (stopped) return;
+      if (rss !== undefined && rss > cap && this.#oom === undefined) {
+        this.#oom = `used ${mib(rss)} MiB, over compute.mem ${
+          this.#o.memText ?? mib(cap) + " MiB"
+        }, and was killed (out of memory)`;
+        this.#log.error("worker over its memory cap: killing it", { rss_bytes: rss, cap_bytes: cap });
+        worker.kill("SIGKILL");
+        return;
+      }
+      timer = setTimeout(sample, RSS_POLL_MS);
+    };
+    timer = setTimeout(sample, RSS_POLL_MS);
+    return () => {
+      stopped = true;
+      clearTimeout(timer);
+    };
   }
 
   #sleep(ms: number): Promise<void> {
@@ -322,11 +352,30 @@ export class Replica {
     });
   }
 
-  #setState(state: ReplicaState): void {
-    if (this.#state === state) return;
-    this.#log.debug("replica state", { from: this.#state, to: state });
-    this.#state = state;
-    this.#o.onChange(this);
+  /**
+   * Applies `event` through the transition table. While the replica is being
+   * stopped only `stop` moves it: the other events of a worker being shut
+   * down are expected and ignored.
+   */
+  #fire(event: ReplicaEvent): void {
+    if (this.#stopping && event !== "stop") {
+      this.#log.debug("replica event ignored while stopping", { state: this.#state, event });
+      return;
+    }
+    const from = this.#state;
+    let transition;
+    try {
+      transition = nextState(from, event);
+    } catch (error) {
+      this.#log.error("illegal replica transition", { state: from, event });
+      throw error;
+    }
+    this.#state = transition.to;
+    // Two transitions per request: build the record only when it is written.
+    if (this.#log.enabled("debug")) {
+      this.#log.debug("replica state", { from, event, to: transition.to, action: transition.action });
+    }
+    this.changes.emit(this);
   }
 }
 

@@ -1,0 +1,79 @@
+/**
+ * The JSON behind the console page (`GET /_console/data`) and the sample
+ * requests of the try-it form (`GET /_console/samples`).
+ *
+ * @module
+ */
+import { dirname, join } from "node:path";
+import type { ResolvedProject } from "../../config/types.ts";
+import type { ApiPool } from "../../supervision/pool.ts";
+import type { RequestStats } from "../stats.ts";
+import { apiStatus } from "../status.ts";
+import type { ConsoleActivity } from "./activity.ts";
+
+/** What the console reads. */
+export interface ConsoleSources {
+  readonly project: ResolvedProject;
+  readonly pools: ReadonlyMap<string, ApiPool>;
+  readonly stats: RequestStats;
+  readonly activity: ConsoleActivity;
+}
+
+/** Largest `sample.json` offered to the form, in bytes. */
+export const MAX_SAMPLE_BYTES = 256 * 1024;
+
+/** The state the console shows: the API's status, or `busy` when every ready replica is predicting. */
+export function consoleState(status: string, states: { ready: number; busy: number }): string {
+  return status === "ready" && states.ready === 0 && states.busy > 0 ? "busy" : status;
+}
+
+/** Everything the page shows, as one JSON value. */
+export function consoleData(sources: ConsoleSources, nowMs = Date.now()): Record<string, unknown> {
+  const { project, pools, stats, activity } = sources;
+  return {
+    deployment: project.deployment.name,
+    time: nowMs,
+    apis: project.apis.map((api) => {
+      const status = apiStatus(pools.get(api.name)!, api.endpoint);
+      return {
+        ...status,
+        state: consoleState(status.status, status.replicas.states),
+        last_error: status.last_error ?? null,
+        ...stats.of(api.name).snapshot(),
+        last_minute: activity.lastMinute(api.name, nowMs),
+      };
+    }),
+    requests: activity.recentRequests(),
+    logs: activity.recentLogs(),
+  };
+}
+
+/**
+ * Each API's sample request as text: `sample.json` next to its inference
+ * file, else at the project root; `null` when there is none (or it is over
+ * {@link MAX_SAMPLE_BYTES}).
+ */
+export async function samples(project: ResolvedProject): Promise<Record<string, string | null>> {
+  const entries = await Promise.all(project.apis.map(async (api) => {
+    const candidates = [
+      join(project.root, dirname(api.inference), "sample.json"),
+      join(project.root, "sample.json"),
+    ];
+    for (const path of new Set(candidates)) {
+      const text = await readSmall(path);
+      if (text !== undefined) return [api.name, text] as const;
+    }
+    return [api.name, null] as const;
+  }));
+  return Object.fromEntries(entries);
+}
+
+async function readSmall(path: string): Promise<string | undefined> {
+  try {
+    const info = await Deno.stat(path);
+    if (!info.isFile || info.size > MAX_SAMPLE_BYTES) return undefined;
+    return await Deno.readTextFile(path);
+  } catch {
+    return undefined;
+  }
+}

@@ -1,0 +1,39 @@
+/**
+ * The seam between a replica and its worker process. A replica drives its
+ * worker only through {@link ReplicaWorker}; `WorkerProcess`
+ * (src/python/worker_process.ts) is the real one, and tests pass a fake
+ * whose replies they script.
+ *
+ * @module
+ */
+import type { InitMessage, ReadyMessage } from "../python/protocol.ts";
+import type { WorkerExit } from "../python/worker_process.ts";
+
+/**
+ * One running worker, as a replica uses it. Calls are one at a time: `init`
+ * once, then `predict` repeatedly.
+ *
+ * Failure contract (what the replica relies on):
+ * - `init` rejects with `InitFailedError` (user code failed) or any other
+ *   error (the worker died or broke the protocol).
+ * - `predict` resolves with the prediction's JSON bytes, rejects with
+ *   `PredictFailedError` for a failure of that one request (the worker stays
+ *   usable), or with any other error when the worker is no longer usable
+ *   (then `alive` is false).
+ * - `exited` resolves once, when the process has ended; it never rejects.
+ */
+export interface ReplicaWorker {
+  readonly pid: number;
+  /** False once the worker exited, broke the protocol or closed its channel. */
+  readonly alive: boolean;
+  readonly exited: Promise<WorkerExit>;
+  init(message: Omit<InitMessage, "type">): Promise<ReadyMessage>;
+  predict(sample: Uint8Array, debug: boolean): Promise<Uint8Array>;
+  /** Asks the worker to exit; kills it after `graceMs`. */
+  shutdown(graceMs: number): Promise<WorkerExit>;
+  /** Signals the worker (and what it started); a no-op once it is gone. */
+  kill(signal?: Deno.Signal): void;
+}
+
+/** Starts a worker; `onLog` receives its output lines. May throw (no interpreter). */
+export type SpawnWorker = (onLog: (line: string) => void) => ReplicaWorker;

@@ -1,0 +1,235 @@
+/**
+ * A worker the test scripts, for in-process tests of supervision (replica,
+ * pool, deployment, reloader, autoscale). It implements the seam a replica
+ * drives (src/supervision/replica_worker.ts) with the same failure contract
+ * as the real `WorkerProcess`: `init` and `predict` calls stay pending until
+ * the test answers them, and every call and signal is recorded.
+ */
+import { InitFailedError, PredictFailedError, type WorkerExit } from "../src/python/worker_process.ts";
+import type { InitMessage, PredictErrorKind, ReadyMessage } from "../src/python/protocol.ts";
+import type { ReplicaWorker } from "../src/supervision/replica_worker.ts";
+import { Emitter, waitUntil } from "../src/supervision/events.ts";
+import { Logger } from "../src/log/logger.ts";
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/** One `predict` call waiting for the test's answer. */
+export interface PendingPredict {
+  readonly sample: string;
+  readonly resolve: (value: Uint8Array) => void;
+  readonly reject: (error: Error) => void;
+}
+
+/** How a fake answers `init` unless the test answers it by hand. */
+export type InitScript = "ready" | "pending" | { readonly fail: string };
+
+let nextPid = 100_000;
+
+/** A scripted worker. */
+export class FakeWorker implements ReplicaWorker {
+  readonly pid = nextPid++;
+  readonly exited: Promise<WorkerExit>;
+  /** Samples of every predict call, in order. */
+  readonly samples: string[] = [];
+  /** Signals sent with `kill`. */
+  readonly signals: Deno.Signal[] = [];
+  /** Emits after every call, answer and exit: wait on it with {@link FakeWorker.until}. */
+  readonly changes: Emitter<FakeWorker> = new Emitter();
+  /** When true, SIGTERM does not end the worker (only SIGKILL does). */
+  ignoreSigterm = false;
+  /** When set, `shutdown` rejects with this error instead of exiting. */
+  shutdownError: Error | undefined;
+  shutdowns = 0;
+  /** When set, every later predict is answered with this value at once. */
+  autoAnswer: unknown = undefined;
+  #alive = true;
+  #exit: WorkerExit | undefined;
+  readonly #exited = Promise.withResolvers<WorkerExit>();
+  #init: { resolve: (m: ReadyMessage) => void; reject: (e: Error) => void } | undefined;
+  #predict: PendingPredict | undefined;
+
+  constructor(readonly initScript: InitScript = "ready") {
+    this.exited = this.#exited.promise;
+  }
+
+  get alive(): boolean {
+    return this.#alive;
+  }
+  get ended(): boolean {
+    return this.#exit !== undefined;
+  }
+  /** The predict call waiting for an answer, if any. */
+  get pending(): PendingPredict | undefined {
+    return this.#predict;
+  }
+  get initPending(): boolean {
+    return this.#init !== undefined;
+  }
+
+  init(_message: Omit<InitMessage, "type">): Promise<ReadyMessage> {
+    if (!this.#alive) return Promise.reject(new Error("Worker is not running"));
+    const script = this.initScript;
+    const reply = new Promise<ReadyMessage>((resolve, reject) => this.#init = { resolve, reject });
+    if (script === "ready") this.ready();
+    else if (script !== "pending") this.failInit(script.fail);
+    this.changes.emit(this);
+    return reply;
+  }
+
+  /** Answers the pending `init` with `ready`. */
+  ready(): void {
+    const init = this.#take("init");
+    init.resolve({ type: "ready", protocol: 1, pid: this.pid, python: "3.fake" });
+  }
+
+  /** Answers the pending `init` with `init_error`. */
+  failInit(message: string): void {
+    this.#take("init").reject(new InitFailedError("init", message, ""));
+  }
+
+  predict(sample: Uint8Array, _debug: boolean): Promise<Uint8Array> {
+    if (this.#predict) throw new Error("Worker is busy: one call at a time");
+    if (!this.#alive) return Promise.reject(new Error("Worker is not running"));
+    const text = decoder.decode(sample);
+    this.samples.push(text);
+    if (this.autoAnswer !== undefined) {
+      return Promise.resolve(encoder.encode(JSON.stringify(this.autoAnswer)));
+    }
+    const reply = new Promise<Uint8Array>((resolve, reject) => {
+      this.#predict = { sample: text, resolve, reject };
+    });
+    this.changes.emit(this);
+    return reply;
+  }
+
+  /** Answers the pending predict with `value` as JSON. */
+  answer(value: unknown): void {
+    const call = this.#take("predict");
+    call.resolve(encoder.encode(JSON.stringify(value)));
+    this.changes.emit(this);
+  }
+
+  /** Answers the pending predict with an `error` frame (the worker stays usable). */
+  failPredict(kind: PredictErrorKind, message: string): void {
+    this.#take("predict").reject(new PredictFailedError(kind, message, ""));
+    this.changes.emit(this);
+  }
+
+  /**
+   * The worker's channel ended while the process stays up (a protocol
+   * failure): the pending call fails and the worker is unusable.
+   */
+  breakChannel(): void {
+    this.#alive = false;
+    const error = new Error("Worker broke the protocol: it closed its control channel but kept running");
+    this.#init?.reject(error);
+    this.#predict?.reject(error);
+    this.#init = undefined;
+    this.#predict = undefined;
+    this.changes.emit(this);
+  }
+
+  /** The process ends (crash): pending calls fail, `exited` resolves. */
+  exit(code = 1, signal: Deno.Signal | null = null): void {
+    if (this.#exit) return;
+    this.#alive = false;
+    this.#exit = { code, signal };
+    const error = new Error(`Worker ${signal ? `killed by signal ${signal}` : `exited with code ${code}`}`);
+    this.#init?.reject(error);
+    this.#predict?.reject(error);
+    this.#init = undefined;
+    this.#predict = undefined;
+    this.#exited.resolve(this.#exit);
+    this.changes.emit(this);
+  }
+
+  shutdown(_graceMs: number): Promise<WorkerExit> {
+    this.shutdowns++;
+    if (this.shutdownError) return Promise.reject(this.shutdownError);
+    this.exit(0);
+    return this.exited;
+  }
+
+  kill(signal: Deno.Signal = "SIGKILL"): void {
+    if (this.#exit) return;
+    this.signals.push(signal);
+    if (signal === "SIGTERM" && this.ignoreSigterm) return;
+    this.exit(-1, signal);
+  }
+
+  /** Resolves once `check()` is true, checked after each change; rejects after `timeoutMs`. */
+  until(check: () => boolean, timeoutMs = 2000): Promise<true> {
+    return waitUntil([this.changes], () => check() || undefined, { timeoutMs });
+  }
+
+  #take(kind: "init"): { resolve: (m: ReadyMessage) => void; reject: (e: Error) => void };
+  #take(kind: "predict"): PendingPredict;
+  #take(kind: "init" | "predict") {
+    const call = kind === "init" ? this.#init : this.#predict;
+    if (call === undefined) throw new Error(`No ${kind} call is pending`);
+    if (kind === "init") this.#init = undefined;
+    else this.#predict = undefined;
+    return call;
+  }
+}
+
+/** Spawns {@link FakeWorker}s and keeps them in order; a replica's `spawn`. */
+export class FakeSpawner {
+  readonly workers: FakeWorker[] = [];
+  /** Emits each new worker. */
+  readonly spawned: Emitter<FakeWorker> = new Emitter();
+  /** How the next workers answer init; shifted per spawn, the last one repeats. */
+  readonly scripts: InitScript[];
+
+  constructor(...scripts: InitScript[]) {
+    this.scripts = scripts.length > 0 ? scripts : ["ready"];
+  }
+
+  readonly spawn = (_onLog: (line: string) => void): FakeWorker => {
+    const script = this.scripts.length > 1 ? this.scripts.shift()! : this.scripts[0]!;
+    const worker = new FakeWorker(script);
+    this.workers.push(worker);
+    this.spawned.emit(worker);
+    return worker;
+  };
+
+  /** The latest worker. */
+  get last(): FakeWorker {
+    const worker = this.workers.at(-1);
+    if (worker === undefined) throw new Error("No worker spawned yet");
+    return worker;
+  }
+
+  /** Resolves with the `n`-th worker (1-based) once it was spawned. */
+  nth(n: number, timeoutMs = 2000): Promise<FakeWorker> {
+    return waitUntil([this.spawned], () => this.workers[n - 1], { timeoutMs });
+  }
+}
+
+/** A JSON-lines logger whose records the test reads. */
+export function recordingLogger(level: "debug" | "info" = "debug"): {
+  logger: Logger;
+  records: Record<string, unknown>[];
+} {
+  const records: Record<string, unknown>[] = [];
+  const logger = new Logger({
+    format: "json",
+    level,
+    sink: (line) => records.push(JSON.parse(line)),
+  });
+  return { logger, records };
+}
+
+/** Sample bytes for `value`. */
+export function sample(value: unknown): Uint8Array {
+  return encoder.encode(JSON.stringify(value));
+}
+
+/** Busy-waits `ms` without yielding: timers cannot fire meanwhile (deterministic overdue deadlines). */
+export function blockFor(ms: number): void {
+  const end = performance.now() + ms;
+  while (performance.now() < end) {
+    // Hold the event loop.
+  }
+}

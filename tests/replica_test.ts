@@ -1,0 +1,196 @@
+/**
+ * The replica's state machine in-process, against a scripted fake worker:
+ * every transition of the table, timeouts, crashes, stop at any point.
+ */
+import assert from "node:assert/strict";
+import { ApiError } from "../src/errors/api_error.ts";
+import { Replica, type ReplicaState } from "../src/supervision/replica.ts";
+import { nextState, TRANSITIONS } from "../src/supervision/replica_states.ts";
+import { waitUntil } from "../src/supervision/events.ts";
+import { FakeSpawner, type FakeWorker, recordingLogger, sample } from "./_fake_worker.ts";
+
+const FAST_BACKOFF = { initialMs: 1, maxMs: 5, resetAfterMs: 60_000 };
+
+function makeReplica(spawner: FakeSpawner, extra: { initTimeoutMs?: number; memBytes?: number } = {}) {
+  const { logger, records } = recordingLogger();
+  const replica = new Replica({
+    api: "api",
+    index: 0,
+    spawn: spawner.spawn,
+    init: { protocol: 1, api: "api", inference: "inference.py", metadata: {}, python_root: "." } as never,
+    initTimeoutMs: extra.initTimeoutMs,
+    killGraceMs: 50,
+    backoff: FAST_BACKOFF,
+    memBytes: extra.memBytes,
+    memText: undefined,
+    logger,
+    readRss: () => Promise.resolve(extra.memBytes === undefined ? undefined : extra.memBytes * 2),
+  });
+  const states: ReplicaState[] = [];
+  replica.changes.on((r) => states.push(r.state));
+  return { replica, records, states };
+}
+
+function stateIs(replica: Replica, state: ReplicaState, timeoutMs = 2000): Promise<true> {
+  return waitUntil([replica.changes], () => replica.state === state || undefined, { timeoutMs });
+}
+
+function never(): AbortSignal {
+  return new AbortController().signal;
+}
+
+Deno.test("transition table: every state but stopped can stop; an illegal event throws", () => {
+  for (const [state, events] of Object.entries(TRANSITIONS)) {
+    if (state === "stopped") assert.deepEqual(events, {});
+    else assert.equal(events.stop?.to, "stopped", state);
+  }
+  assert.equal(nextState("ready", "dispatch").to, "busy");
+  assert.throws(
+    () => nextState("starting", "dispatch"),
+    /Illegal replica transition: event "dispatch" in state "starting"/,
+  );
+  assert.throws(() => nextState("stopped", "spawn"), /Illegal/);
+});
+
+Deno.test("replica: starting → ready → busy → ready, each transition logged at debug", async () => {
+  const spawner = new FakeSpawner();
+  const { replica, records, states } = makeReplica(spawner);
+  replica.start();
+  await stateIs(replica, "ready");
+  const running = replica.run(sample({ x: 1 }), false, never());
+  assert.equal(replica.state, "busy");
+  spawner.last.answer({ y: 2 });
+  assert.equal(new TextDecoder().decode(await running), '{"y":2}');
+  assert.equal(replica.state, "ready");
+  await replica.stop();
+  assert.deepEqual(states, ["ready", "busy", "ready", "stopped"]);
+  const logged = records.filter((r) => r.msg === "replica state").map((r) => `${r.from}-${r.event}->${r.to}`);
+  assert.deepEqual(logged, [
+    "starting-ready->ready",
+    "ready-dispatch->busy",
+    "busy-done->ready",
+    "ready-stop->stopped",
+  ]);
+  assert.ok(records.every((r) => r.msg !== "replica state" || r.level === "debug"));
+});
+
+Deno.test("replica: a Python error costs one request; an unparsable sample is a 400; the worker stays", async () => {
+  const spawner = new FakeSpawner();
+  const { replica } = makeReplica(spawner);
+  replica.start();
+  await stateIs(replica, "ready");
+  const failing = replica.run(sample(1), false, never());
+  spawner.last.failPredict("predict", "ValueError: no");
+  await assert.rejects(failing, (e: ApiError) => e.code === "PREDICT_FAILED" && e.status === 500);
+  const bad = replica.run(sample(1), false, never());
+  spawner.last.failPredict("sample", "it nests too deeply to parse");
+  await assert.rejects(
+    bad,
+    (e: ApiError) => e.status === 400 && /not valid JSON: it nests too deeply/.test(e.message),
+  );
+  assert.equal(replica.state, "ready");
+  assert.equal(spawner.workers.length, 1);
+  await replica.stop();
+});
+
+Deno.test("replica: predict past its deadline is 504, the worker is killed and a new one starts", async () => {
+  const spawner = new FakeSpawner();
+  const { replica, states } = makeReplica(spawner);
+  replica.start();
+  await stateIs(replica, "ready");
+  const deadline = new AbortController();
+  const running = replica.run(sample(1), false, deadline.signal);
+  deadline.abort();
+  await assert.rejects(running, (e: ApiError) => e.code === "PREDICT_TIMEOUT" && e.status === 504);
+  assert.deepEqual(spawner.workers[0]!.signals, ["SIGTERM"]);
+  const second = await spawner.nth(2);
+  await stateIs(replica, "ready");
+  assert.notEqual(second, spawner.workers[0]);
+  assert.deepEqual(states, ["ready", "busy", "restarting", "starting", "ready"]);
+  await replica.stop();
+});
+
+Deno.test("replica: a worker that ignores SIGTERM after a timeout is killed after the grace period", async () => {
+  const spawner = new FakeSpawner();
+  const { replica } = makeReplica(spawner);
+  replica.start();
+  await stateIs(replica, "ready");
+  const first = spawner.last;
+  first.ignoreSigterm = true;
+  const deadline = new AbortController();
+  const running = replica.run(sample(1), false, deadline.signal);
+  deadline.abort();
+  await assert.rejects(running, /did not finish within --predict-timeout/);
+  await first.until(() => first.ended);
+  assert.deepEqual(first.signals, ["SIGTERM", "SIGKILL"]);
+  await replica.stop();
+});
+
+Deno.test("replica: a crash during a request is 502 and restarts; so is a channel closed by a live worker", async () => {
+  for (const fail of [(w: FakeWorker) => w.exit(3), (w: FakeWorker) => w.breakChannel()]) {
+    const spawner = new FakeSpawner();
+    const { replica } = makeReplica(spawner);
+    replica.start();
+    await stateIs(replica, "ready");
+    const first = spawner.last;
+    const running = replica.run(sample(1), false, never());
+    fail(first);
+    await assert.rejects(running, (e: ApiError) => e.code === "WORKER_DIED" && e.status === 502);
+    // The live worker with a dead channel is not left running.
+    await first.until(() => first.ended);
+    await spawner.nth(2);
+    await stateIs(replica, "ready");
+    assert.equal(replica.restarts, 1);
+    await replica.stop();
+  }
+});
+
+Deno.test("replica: stopped during init goes straight to stopped, without an init failure", async () => {
+  const spawner = new FakeSpawner("pending");
+  const { replica, records, states } = makeReplica(spawner);
+  replica.start();
+  await spawner.last.until(() => spawner.last.initPending);
+  await replica.stop();
+  assert.deepEqual(states, ["stopped"]);
+  assert.ok(!records.some((r) => r.level === "error"), JSON.stringify(records));
+  assert.ok(!records.some((r) => r.msg === "init failed; retrying"));
+  assert.equal(replica.serving, false);
+});
+
+Deno.test("replica: init failure is retried with backoff; init timeout counts as one", async () => {
+  const spawner = new FakeSpawner({ fail: "boom" }, "pending", "ready");
+  const { replica, states } = makeReplica(spawner, { initTimeoutMs: 30 });
+  replica.start();
+  await stateIs(replica, "ready");
+  assert.deepEqual(states, ["init_failed", "starting", "init_failed", "starting", "ready"]);
+  assert.equal(spawner.workers.length, 3);
+  assert.equal(replica.lastError, undefined);
+  await replica.stop();
+});
+
+Deno.test("replica: over compute.mem the worker is killed; the request gets 502 out of memory", async () => {
+  const spawner = new FakeSpawner();
+  const { replica, states } = makeReplica(spawner, { memBytes: 1 << 20 });
+  replica.start();
+  await stateIs(replica, "ready");
+  const running = replica.run(sample(1), false, never());
+  await assert.rejects(
+    running,
+    (e: ApiError) => e.code === "OUT_OF_MEMORY" && /over compute.mem/.test(e.message),
+  );
+  await stateIs(replica, "ready");
+  assert.deepEqual(states.slice(0, 4), ["ready", "busy", "out_of_memory", "starting"]);
+  await replica.stop();
+});
+
+Deno.test("replica: stop while busy answers the request and ends in stopped", async () => {
+  const spawner = new FakeSpawner();
+  const { replica, states } = makeReplica(spawner);
+  replica.start();
+  await stateIs(replica, "ready");
+  const running = replica.run(sample(1), false, never());
+  await replica.stop();
+  await assert.rejects(running, /The server stopped the worker/);
+  assert.deepEqual(states, ["ready", "busy", "stopped"]);
+  assert.equal(spawner.workers.length, 1);
+});
