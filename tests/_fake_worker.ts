@@ -5,7 +5,14 @@
  * as the real `WorkerProcess`: `init` and `predict` calls stay pending until
  * the test answers them, and every call and signal is recorded.
  */
-import { InitFailedError, PredictFailedError, type WorkerExit } from "../src/python/worker_process.ts";
+import {
+  type CallEnd,
+  InitFailedError,
+  type PredictAnswer,
+  type PredictCall,
+  PredictFailedError,
+  type WorkerExit,
+} from "../src/python/worker_process.ts";
 import type { InitMessage, PredictErrorKind, ReadyMessage } from "../src/python/protocol.ts";
 import type { ReplicaWorker } from "../src/supervision/replica_worker.ts";
 import { Emitter, waitUntil } from "../src/supervision/events.ts";
@@ -43,6 +50,9 @@ export class FakeWorker implements ReplicaWorker {
   shutdowns = 0;
   /** When set, every later predict is answered with this value at once. */
   autoAnswer: unknown = undefined;
+  /** `cancel` calls received. */
+  cancels = 0;
+  #nextId = 1;
   #alive = true;
   #exit: WorkerExit | undefined;
   readonly #exited = Promise.withResolvers<WorkerExit>();
@@ -101,6 +111,41 @@ export class FakeWorker implements ReplicaWorker {
     });
     this.changes.emit(this);
     return reply;
+  }
+
+  /**
+   * A request as the replica sends it: answered through the pending predict
+   * ({@link FakeWorker.answer}, {@link FakeWorker.failPredict},
+   * {@link FakeWorker.cancelled}); `cancel` is only recorded.
+   */
+  run(sample: Uint8Array, debug: boolean): PredictCall {
+    const finished = Promise.withResolvers<CallEnd>();
+    const answer = this.predict(sample, debug).then((body): PredictAnswer => ({ type: "body", body }));
+    answer.then(
+      () => finished.resolve("answered"),
+      (error) =>
+        finished.resolve(
+          !(error instanceof PredictFailedError)
+            ? "lost"
+            : error.kind === "cancelled"
+            ? "cancelled"
+            : "answered",
+        ),
+    );
+    return {
+      id: this.#nextId++,
+      answer,
+      finished: finished.promise,
+      cancel: () => {
+        this.cancels++;
+        this.changes.emit(this);
+      },
+    };
+  }
+
+  /** Answers the pending predict the way a worker answers `cancel`. */
+  cancelled(): void {
+    this.failPredict("cancelled", "the request was cancelled");
   }
 
   /** Answers the pending predict with `value` as JSON. */

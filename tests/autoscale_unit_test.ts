@@ -30,6 +30,7 @@ function setup() {
       init: {} as never,
       initTimeoutMs: undefined,
       killGraceMs: 50,
+      cancelGraceMs: 20,
       backoff: { initialMs: 1, maxMs: 5, resetAfterMs: 60_000 },
       memBytes: undefined,
       memText: undefined,

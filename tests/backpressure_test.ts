@@ -51,7 +51,7 @@ Deno.test("overload: waiting past --queue-timeout is 503 with Retry-After; no wo
   assert.ok(!server.lines.some((l) => l.includes("worker stopped; restarting")), "a worker was restarted");
 });
 
-Deno.test("--predict-timeout bounds predict only: 504 and a restart; --queue-timeout answers the waiting one", async () => {
+Deno.test("--predict-timeout bounds predict only: 504, predict is cancelled; --queue-timeout answers the waiting one", async () => {
   await using project = await makeProject({ "inference.py": RECORDING });
   await using server = await startServer(project.path, {
     args: ["--predict-timeout=500ms", "--queue-timeout=200ms"],

@@ -38,6 +38,7 @@ async function makePool(setup: Setup = {}) {
       init: {} as never,
       initTimeoutMs: undefined,
       killGraceMs: 50,
+      cancelGraceMs: 20,
       backoff: { initialMs: 1, maxMs: 5, resetAfterMs: 60_000 },
       memBytes: undefined,
       memText: undefined,
@@ -53,7 +54,8 @@ async function makePool(setup: Setup = {}) {
   return { pool, replicas, spawners, records, stop };
 }
 
-const text = (p: Prediction) => new TextDecoder().decode(p.body);
+const text = (p: Prediction) =>
+  new TextDecoder().decode(p.answer.type === "body" ? p.answer.body : undefined);
 
 Deno.test("pool: one request per replica at a time, the rest wait in FIFO order", async () => {
   const { pool, spawners, stop } = await makePool();
@@ -245,6 +247,7 @@ Deno.test("pool: not ready while no replica has started; 503 with the cause when
     init: {} as never,
     initTimeoutMs: undefined,
     killGraceMs: 50,
+    cancelGraceMs: 20,
     backoff: { initialMs: 60_000, maxMs: 60_000, resetAfterMs: 60_000 },
     memBytes: undefined,
     memText: undefined,
@@ -260,4 +263,23 @@ Deno.test("pool: not ready while no replica has started; 503 with the cause when
       e.code === "NOT_READY" && /init failed: init failed: ModuleNotFoundError/.test(e.message),
   );
   await replica.stop();
+});
+
+Deno.test("pool: a client that leaves while its request runs cancels it; the replica takes the next one", async () => {
+  const { pool, spawners, stop } = await makePool();
+  const worker = spawners[0]!.last;
+  const client = new AbortController();
+  const gone = pool.submit(sample(1), { debug: false, signal: client.signal }).catch((e: ApiError) => e);
+  const next = pool.submit(sample(2), { debug: false });
+  await worker.until(() => worker.pending?.sample === "1");
+  client.abort();
+  assert.equal(((await gone) as ApiError).code, "CLIENT_CLOSED");
+  assert.equal(worker.cancels, 1);
+  assert.equal(pool.inFlight, 1, "the replica is busy until the worker stops the request");
+  worker.cancelled();
+  await worker.until(() => worker.pending?.sample === "2");
+  worker.answer(2);
+  assert.equal(text(await next), "2");
+  assert.equal(spawners[0]!.workers.length, 1);
+  await stop();
 });

@@ -20,6 +20,7 @@ Deno.test("server messages encode as tagged msgpack maps", () => {
     interface: "init_metadata",
     model: null,
     model_dir: null,
+    stream_window: 8,
   } as const;
   assert.deepEqual(decode(encodeMessage(init)), init);
   const predict = { type: "predict", id: 7, sample: new TextEncoder().encode("{}"), debug: false } as const;
@@ -90,4 +91,28 @@ Deno.test("predict frames decode to the same message as the generic encoding", (
   );
   const shutdown = encodeMessageFrame({ type: "shutdown" }, 100);
   assert.deepEqual(decode(shutdown.subarray(4)), { type: "shutdown" });
+});
+
+Deno.test("protocol 2 server messages: predict_batch, credit and cancel", () => {
+  const samples = [new TextEncoder().encode("1"), new TextEncoder().encode('{"a":2}')];
+  const batch = { type: "predict_batch", ids: [4, 5], samples, debug: true } as const;
+  assert.deepEqual(decode(encodeMessage(batch)), { ...batch, ids: [4, 5], samples });
+  const framed = encodeMessageFrame(batch, 1 << 20);
+  assert.deepEqual(decode(framed.subarray(4)), decode(encodeMessage(batch)));
+  assert.deepEqual(decode(encodeMessage({ type: "credit", id: 9, n: 3 })), { type: "credit", id: 9, n: 3 });
+  assert.deepEqual(decode(encodeMessage({ type: "cancel", id: 9 })), { type: "cancel", id: 9 });
+});
+
+Deno.test("protocol 2 worker messages: item, end and the cancelled error kind", () => {
+  const value = new Uint8Array([123, 125]);
+  assert.deepEqual(decodeMessage(encode({ type: "item", id: 2, value })), { type: "item", id: 2, value });
+  assert.deepEqual(decodeMessage(encode({ type: "end", id: 2, items: 7 })), { type: "end", id: 2, items: 7 });
+  assert.deepEqual(
+    decodeMessage(
+      encode({ type: "error", id: 2, kind: "cancelled", error: "the request was cancelled", traceback: "" }),
+    ),
+    { type: "error", id: 2, kind: "cancelled", error: "the request was cancelled", traceback: "" },
+  );
+  assert.throws(() => decodeMessage(encode({ type: "item", id: 2 })), /"item" lacks "value"/);
+  assert.throws(() => decodeMessage(encode({ type: "end", id: 2, items: "x" })), /"items" is not an integer/);
 });

@@ -29,6 +29,7 @@ async function deployment(logger: Logger, ...scripts: InitScript[]) {
     predictTimeoutMs: 1000,
     initTimeoutMs: undefined,
     killGraceMs: 50,
+    cancelGraceMs: 20,
     backoff: { initialMs: 5, maxMs: 20, resetAfterMs: 60_000 },
     maxLogLineChars: 1000,
     serverEnv: {},

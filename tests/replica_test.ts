@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { ApiError } from "../src/errors/api_error.ts";
-import { Replica, type ReplicaState } from "../src/supervision/replica.ts";
+import { Replica, type ReplicaRun, type ReplicaState } from "../src/supervision/replica.ts";
 import { nextState, TRANSITIONS } from "../src/supervision/replica_states.ts";
 import { waitUntil } from "../src/supervision/events.ts";
 import { FakeSpawner, type FakeWorker, recordingLogger, sample } from "./_fake_worker.ts";
@@ -20,6 +20,7 @@ function makeReplica(spawner: FakeSpawner, extra: { initTimeoutMs?: number; memB
     init: { protocol: 1, api: "api", inference: "inference.py", metadata: {}, python_root: "." } as never,
     initTimeoutMs: extra.initTimeoutMs,
     killGraceMs: 50,
+    cancelGraceMs: 30,
     backoff: FAST_BACKOFF,
     memBytes: extra.memBytes,
     memText: undefined,
@@ -33,6 +34,13 @@ function makeReplica(spawner: FakeSpawner, extra: { initTimeoutMs?: number; memB
 
 function stateIs(replica: Replica, state: ReplicaState, timeoutMs = 2000): Promise<true> {
   return waitUntil([replica.changes], () => replica.state === state || undefined, { timeoutMs });
+}
+
+/** The body of a run's answer (a stream fails the test). */
+async function body(run: ReplicaRun): Promise<Uint8Array> {
+  const answer = await run.answer;
+  if (answer.type !== "body") throw new Error("expected a body, got a stream");
+  return answer.body;
 }
 
 function never(): AbortSignal {
@@ -57,7 +65,7 @@ Deno.test("replica: starting → ready → busy → ready, each transition logge
   const { replica, records, states } = makeReplica(spawner);
   replica.start();
   await stateIs(replica, "ready");
-  const running = replica.run(sample({ x: 1 }), false, never());
+  const running = body(replica.run(sample({ x: 1 }), false, never()));
   assert.equal(replica.state, "busy");
   spawner.last.answer({ y: 2 });
   assert.equal(new TextDecoder().decode(await running), '{"y":2}');
@@ -79,10 +87,10 @@ Deno.test("replica: a Python error costs one request; an unparsable sample is a 
   const { replica } = makeReplica(spawner);
   replica.start();
   await stateIs(replica, "ready");
-  const failing = replica.run(sample(1), false, never());
+  const failing = body(replica.run(sample(1), false, never()));
   spawner.last.failPredict("predict", "ValueError: no");
   await assert.rejects(failing, (e: ApiError) => e.code === "PREDICT_FAILED" && e.status === 500);
-  const bad = replica.run(sample(1), false, never());
+  const bad = body(replica.run(sample(1), false, never()));
   spawner.last.failPredict("sample", "it nests too deeply to parse");
   await assert.rejects(
     bad,
@@ -93,20 +101,85 @@ Deno.test("replica: a Python error costs one request; an unparsable sample is a 
   await replica.stop();
 });
 
-Deno.test("replica: predict past its deadline is 504, the worker is killed and a new one starts", async () => {
+Deno.test("replica: past its deadline predict is cancelled (504); one that does not stop in the grace is killed", async () => {
   const spawner = new FakeSpawner();
-  const { replica, states } = makeReplica(spawner);
+  const { replica, states, records } = makeReplica(spawner);
   replica.start();
   await stateIs(replica, "ready");
   const deadline = new AbortController();
-  const running = replica.run(sample(1), false, deadline.signal);
+  const running = body(replica.run(sample(1), false, deadline.signal));
   deadline.abort();
   await assert.rejects(running, (e: ApiError) => e.code === "PREDICT_TIMEOUT" && e.status === 504);
-  assert.deepEqual(spawner.workers[0]!.signals, ["SIGTERM"]);
+  const first = spawner.workers[0]!;
+  assert.equal(first.cancels, 1);
+  assert.deepEqual(first.signals, [], "the worker gets --cancel-grace to stop");
+  assert.equal(replica.state, "busy");
   const second = await spawner.nth(2);
   await stateIs(replica, "ready");
-  assert.notEqual(second, spawner.workers[0]);
-  assert.deepEqual(states, ["ready", "busy", "restarting", "starting", "ready"]);
+  assert.notEqual(second, first);
+  assert.deepEqual(first.signals, ["SIGTERM"]);
+  assert.deepEqual(states, ["ready", "busy", "busy", "restarting", "starting", "ready"]);
+  assert.deepEqual(replica.cancels, { client: 0, timeout: 1 });
+  const logged = records.filter((r) => r.msg === "replica state").map((r) => `${r.from}-${r.event}->${r.to}`);
+  assert.deepEqual(logged.slice(1, 4), [
+    "ready-dispatch->busy",
+    "busy-cancel->busy",
+    "busy-stuck->restarting",
+  ]);
+  assert.ok(
+    records.some((r) => r.msg === "predict did not stop within --cancel-grace: restarting the worker"),
+  );
+  await replica.stop();
+});
+
+Deno.test("replica: a cancel the worker honours frees the replica without a restart", async () => {
+  for (const reason of ["client", "timeout"] as const) {
+    const spawner = new FakeSpawner();
+    const { replica, states, records } = makeReplica(spawner);
+    replica.start();
+    await stateIs(replica, "ready");
+    const deadline = new AbortController();
+    const run = replica.run(sample(1), false, deadline.signal);
+    if (reason === "client") run.cancel();
+    else deadline.abort();
+    await assert.rejects(
+      run.answer,
+      (e: ApiError) => reason === "client" ? e.code === "CLIENT_CLOSED" : e.code === "PREDICT_TIMEOUT",
+    );
+    const worker = spawner.last;
+    assert.equal(worker.cancels, 1);
+    run.cancel(); // a second cancel of the same request is a no-op
+    assert.equal(worker.cancels, 1);
+    worker.cancelled();
+    await run.finished;
+    assert.equal(replica.state, "ready");
+    assert.deepEqual(states, ["ready", "busy", "busy", "ready"]);
+    assert.deepEqual(worker.signals, []);
+    assert.equal(replica.cancels[reason], 1);
+    const cancelled = records.find((r) => r.msg === "request cancelled");
+    assert.equal(
+      cancelled?.reason,
+      reason === "client" ? "client closed the connection" : "--predict-timeout passed",
+    );
+    // The grace timer was cleared: nothing happens later.
+    await new Promise((resolve) => setTimeout(resolve, 60));
+    assert.equal(replica.state, "ready");
+    assert.equal(spawner.workers.length, 1);
+    await replica.stop();
+  }
+});
+
+Deno.test("replica: an answer that beats the cancel still frees the replica; the client already had its 499", async () => {
+  const spawner = new FakeSpawner();
+  const { replica } = makeReplica(spawner);
+  replica.start();
+  await stateIs(replica, "ready");
+  const run = replica.run(sample(1), false, never());
+  run.cancel();
+  spawner.last.answer("too late");
+  await assert.rejects(run.answer, (e: ApiError) => e.code === "CLIENT_CLOSED");
+  await run.finished;
+  assert.equal(replica.state, "ready");
   await replica.stop();
 });
 
@@ -118,7 +191,7 @@ Deno.test("replica: a worker that ignores SIGTERM after a timeout is killed afte
   const first = spawner.last;
   first.ignoreSigterm = true;
   const deadline = new AbortController();
-  const running = replica.run(sample(1), false, deadline.signal);
+  const running = body(replica.run(sample(1), false, deadline.signal));
   deadline.abort();
   await assert.rejects(running, /did not finish within --predict-timeout/);
   await first.until(() => first.ended);
@@ -133,7 +206,7 @@ Deno.test("replica: a crash during a request is 502 and restarts; so is a channe
     replica.start();
     await stateIs(replica, "ready");
     const first = spawner.last;
-    const running = replica.run(sample(1), false, never());
+    const running = body(replica.run(sample(1), false, never()));
     fail(first);
     await assert.rejects(running, (e: ApiError) => e.code === "WORKER_DIED" && e.status === 502);
     // The live worker with a dead channel is not left running.
@@ -173,7 +246,7 @@ Deno.test("replica: over compute.mem the worker is killed; the request gets 502 
   const { replica, states } = makeReplica(spawner, { memBytes: 1 << 20 });
   replica.start();
   await stateIs(replica, "ready");
-  const running = replica.run(sample(1), false, never());
+  const running = body(replica.run(sample(1), false, never()));
   await assert.rejects(
     running,
     (e: ApiError) => e.code === "OUT_OF_MEMORY" && /over compute.mem/.test(e.message),
@@ -188,7 +261,7 @@ Deno.test("replica: stop while busy answers the request and ends in stopped", as
   const { replica, states } = makeReplica(spawner);
   replica.start();
   await stateIs(replica, "ready");
-  const running = replica.run(sample(1), false, never());
+  const running = body(replica.run(sample(1), false, never()));
   await replica.stop();
   await assert.rejects(running, /The server stopped the worker/);
   assert.deepEqual(states, ["ready", "busy", "stopped"]);

@@ -68,6 +68,7 @@ async function run(
     maxFrameBytes: options.maxFrameBytes,
     queuePerReplica: options.queuePerReplica,
     predictTimeoutMs: options.predictTimeoutMs,
+    cancelGraceMs: options.cancelGraceMs,
     queueTimeoutMs: options.queueTimeoutMs,
     initTimeoutMs: options.initTimeoutMs,
     killGraceMs: KILL_GRACE_MS,

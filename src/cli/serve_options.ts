@@ -30,6 +30,8 @@ export interface ServeOptions {
   readonly maxFrameBytes: number;
   /** `--predict-timeout`: how long predict may run once a replica took the request. */
   readonly predictTimeoutMs: number;
+  /** After `cancel`, how long the worker may take to stop the request before it is restarted. */
+  readonly cancelGraceMs: number;
   /** `--queue-timeout`: how long a request may wait for a replica; default the predict timeout. */
   readonly queueTimeoutMs: number;
   readonly initTimeoutMs: number | undefined;
@@ -70,7 +72,9 @@ Options:
   --max-body SIZE         largest request body (default 32Mi)
   --max-frame SIZE        largest worker message (default: max-body + 32Mi)
   --predict-timeout DUR   how long predict may run; past it the request gets 504
-                          and the worker is restarted (default 60s)
+                          and predict is cancelled (default 60s)
+  --cancel-grace DUR      after a cancel (client gone, timeout), how long predict
+                          may take to stop before its worker is restarted (default 5s)
   --queue-timeout DUR     how long a request may wait for a free replica; past it
                           503 with Retry-After, no worker affected (default: the
                           predict timeout)
@@ -105,6 +109,7 @@ const FLAGS = {
   "max-body": { type: "string" },
   "max-frame": { type: "string" },
   "predict-timeout": { type: "string" },
+  "cancel-grace": { type: "string" },
   "queue-timeout": { type: "string" },
   "init-timeout": { type: "string" },
   "drain-timeout": { type: "string" },
@@ -150,6 +155,7 @@ export function parseServeArgs(args: readonly string[]): ServeOptions | "help" {
     queueTimeoutMs: values["queue-timeout"] === undefined
       ? predictTimeoutMs
       : parseDuration("queue-timeout", values["queue-timeout"]),
+    cancelGraceMs: parseDuration("cancel-grace", values["cancel-grace"] ?? "5"),
     initTimeoutMs: values["init-timeout"] === undefined
       ? undefined
       : parseDuration("init-timeout", values["init-timeout"]),

@@ -12,6 +12,8 @@ export const ERROR_STATUS = {
   NOT_FOUND: 404,
   METHOD_NOT_ALLOWED: 405,
   PAYLOAD_TOO_LARGE: 413,
+  /** nginx's status for a client that closed the connection: only ever logged. */
+  CLIENT_CLOSED: 499,
   PREDICT_FAILED: 500,
   INTERNAL: 500,
   WORKER_DIED: 502,

@@ -6,7 +6,7 @@ import { Hono } from "hono";
 import type { Context } from "hono";
 import type { ResolvedProject } from "../config/types.ts";
 import type { Logger } from "../log/logger.ts";
-import { ApiError } from "../errors/api_error.ts";
+import { ApiError, type ErrorStatus } from "../errors/api_error.ts";
 import type { KeyStore } from "../security/api_keys.ts";
 import { requireApiKey } from "./auth.ts";
 import { corsMiddleware, type CorsPolicy } from "./cors.ts";
@@ -18,6 +18,7 @@ import { apiStatus } from "./status.ts";
 import { requestId } from "./request_id.ts";
 import { RejectionLog, ShedPacer } from "./shedding.ts";
 import type { AppEnv } from "./app_env.ts";
+import { type StreamEnd, streamFormat, streamResponse } from "./stream_body.ts";
 import { ConsoleActivity } from "./console/activity.ts";
 import { addConsoleRoutes, consolePage, wantsConsolePage } from "./console/routes.ts";
 
@@ -86,20 +87,22 @@ export function createApp(options: AppOptions): CortexApp {
     c.set("api", undefined);
     c.set("keyId", undefined);
     c.set("queueMs", undefined);
+    c.set("streamEnd", undefined);
     const started = performance.now();
     await next();
     c.res.headers.set("x-request-id", id);
     const api = c.get("api");
-    if (api !== undefined) {
+    if (api === undefined) return;
+    const record = (status: number, extra: Record<string, unknown>) => {
       const ms = performance.now() - started;
       const bound = perApi.get(api)!;
-      bound.stats.record(c.res.status, ms);
-      activity.record(api, c.res.status, ms, id);
+      bound.stats.record(status, ms);
+      activity.record(api, status, ms, id);
       const queueMs = c.get("queueMs");
-      bound.metrics?.observe(c.res.status, ms / 1000, queueMs === undefined ? undefined : queueMs / 1000);
+      bound.metrics?.observe(status, ms / 1000, queueMs === undefined ? undefined : queueMs / 1000);
       const shed = rejections.perRequest ? undefined : shedReason(c.error);
       if (shed !== undefined) {
-        rejections.count("requests rejected", { api, status: c.res.status, reason: shed });
+        rejections.count("requests rejected", { api, status, reason: shed });
         return;
       }
       logger.info("request", {
@@ -107,12 +110,23 @@ export function createApp(options: AppOptions): CortexApp {
         api,
         method: c.req.method,
         path: c.req.path,
-        status: c.res.status,
+        status,
         latency_ms: round(ms),
         queue_ms: queueMs,
         key_id: c.get("keyId"),
+        ...extra,
       });
-    }
+    };
+    // A stream is logged when it ends, with 499 if its client went away.
+    const streamEnd = c.get("streamEnd");
+    if (streamEnd === undefined) return record(c.res.status, {});
+    streamEnd.then((end) => {
+      if (end.error !== undefined) logFailure(c, end.error, options);
+      record(end.status, {
+        stream_items: end.items,
+        ...(end.error ? { stream_error: end.error.message } : {}),
+      });
+    });
   });
 
   const cors = corsMiddleware(options.cors ?? { kind: "any" });
@@ -131,9 +145,16 @@ export function createApp(options: AppOptions): CortexApp {
       checkNotEmpty(body);
       const debug = c.req.query("debug") === "true";
       const prediction = await pool.submit(body, { debug, signal: c.req.raw.signal });
-      if (api.tracker !== undefined) options.metrics?.track(api.name, api.tracker, prediction.body);
       c.set("queueMs", round(prediction.queueMs));
-      return c.body(prediction.body as Uint8Array<ArrayBuffer>, 200, JSON_HEADERS);
+      const answer = prediction.answer;
+      if (answer.type === "stream") {
+        const ended = Promise.withResolvers<StreamEnd>();
+        c.set("streamEnd", ended.promise);
+        const fields = { api: api.name, requestId: c.get("requestId"), debug: options.debug };
+        return streamResponse(answer.stream, streamFormat(c.req.header("accept")), fields, ended.resolve);
+      }
+      if (api.tracker !== undefined) options.metrics?.track(api.name, api.tracker, answer.body);
+      return c.body(answer.body as Uint8Array<ArrayBuffer>, 200, JSON_HEADERS);
     });
     app.get(api.endpoint, (c) => {
       const status = apiStatus(pool, api.endpoint);
@@ -219,16 +240,22 @@ export function createApp(options: AppOptions): CortexApp {
   return { app, stats, activity };
 }
 
-function errorResponse(c: Context<AppEnv>, error: ApiError, options: AppOptions): Response {
-  const api = c.get("api");
+function logFailure(c: Context<AppEnv>, error: ApiError, options: AppOptions): void {
   if (error.detail !== undefined && error.status >= 500) {
     options.logger.error("request failed", {
       request_id: c.get("requestId"),
-      api,
+      api: c.get("api"),
       code: error.code,
       error: error.message,
     });
   }
+}
+
+function errorResponse(c: Context<AppEnv>, error: ApiError, options: AppOptions): Response {
+  const api = c.get("api");
+  logFailure(c, error, options);
+  // Nobody reads it: the status is for the request log (nginx's 499).
+  if (error.code === "CLIENT_CLOSED") return new Response(null, { status: 499 });
   const body: Record<string, unknown> = {
     error: error.message,
     api: api ?? null,
@@ -237,7 +264,7 @@ function errorResponse(c: Context<AppEnv>, error: ApiError, options: AppOptions)
   if (options.debug && error.detail) body.traceback = error.detail;
   const headers: Record<string, string> = { ...error.headers };
   if (error.retryAfter !== undefined) headers["retry-after"] = String(error.retryAfter);
-  return c.json(body, error.status, headers);
+  return c.json(body, error.status as Exclude<ErrorStatus, 499>, headers);
 }
 
 function round(ms: number): number {

@@ -5,6 +5,8 @@
  * @module
  */
 
+import type { StreamEnd } from "./stream_body.ts";
+
 /** Per-request variables. */
 export type AppEnv = {
   Variables: {
@@ -13,5 +15,7 @@ export type AppEnv = {
     keyId: string | undefined;
     /** Time the request waited for a replica, in milliseconds. */
     queueMs: number | undefined;
+    /** Set for a streamed answer: resolves when the stream ended (logged then). */
+    streamEnd: Promise<StreamEnd> | undefined;
   };
 };

@@ -10,7 +10,7 @@
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { ResolvedTracker } from "../config/types.ts";
 import type { ApiPool } from "../supervision/pool.ts";
-import type { Replica, ReplicaState } from "../supervision/replica.ts";
+import type { CancelReason, Replica, ReplicaState } from "../supervision/replica.ts";
 
 /** Where scrape-time values come from. */
 export interface MetricsSources {
@@ -83,6 +83,8 @@ export class ServerMetrics {
   readonly #classChildren = new Map<string, Map<string, Child>>();
   /** Restarts already added to the counter, per replica object. */
   readonly #seenRestarts = new WeakMap<Replica, number>();
+  /** Cancels already added to the counter, per replica object. */
+  readonly #seenCancels = new WeakMap<Replica, Readonly<Record<CancelReason, number>>>();
   /** Scale events already added to the counter, per pool object. */
   readonly #seenScale = new WeakMap<ApiPool, { up: number; down: number }>();
 
@@ -237,6 +239,28 @@ export class ServerMetrics {
             seen.set(replica, replica.restarts);
           }
           this.inc({ api: pool.api }, added);
+        }
+      },
+    });
+    const seenCancels = this.#seenCancels;
+    new Counter({
+      name: "cortex_serve_cancelled_total",
+      help: "Running requests cancelled in the worker, by API and reason (client: the client went away; " +
+        "timeout: --predict-timeout passed)",
+      labelNames: ["api", "reason"],
+      registers,
+      collect() {
+        for (const pool of pools()) {
+          const added = { client: 0, timeout: 0 };
+          for (const replica of pool.replicas) {
+            const now = replica.cancels;
+            const before = seenCancels.get(replica) ?? { client: 0, timeout: 0 };
+            added.client += now.client - before.client;
+            added.timeout += now.timeout - before.timeout;
+            seenCancels.set(replica, { ...now });
+          }
+          this.inc({ api: pool.api, reason: "client" }, added.client);
+          this.inc({ api: pool.api, reason: "timeout" }, added.timeout);
         }
       },
     });

@@ -4,13 +4,51 @@
  * other side). Samples and predictions travel as UTF-8 JSON bytes: the server
  * has already parsed the request body once to validate it, and the bytes the
  * worker returns become the HTTP response body without being parsed again.
+ *
+ * Protocol 2, the whole conversation:
+ *
+ * server → worker
+ * - `init` {protocol, api, inference, metadata, python_root, project_dir,
+ *   stream_window}: first message; answered by `ready` or `init_error`.
+ * - `predict` {id, sample, debug}: one request. The server may write the next
+ *   `predict` before the previous answer arrived; the worker runs requests
+ *   one at a time, in the order received.
+ * - `predict_batch` {ids, samples, debug}: one `predict(list, metadata)` call
+ *   for several requests (hooks run per sample); answered by one `result` or
+ *   `error` per id, in order. A raise (in `predict` or a hook), a return that
+ *   is not a list, or a list of the wrong length fails every id (`error`, kind
+ *   `predict`); one unserialisable prediction fails its id only (kind
+ *   `serialize`).
+ * - `credit` {id, n}: the server consumed `n` more items of stream `id`.
+ * - `cancel` {id}: stop request `id`. Running: a cancellation exception is
+ *   raised inside user code on the worker's main thread, and the worker
+ *   answers `error` kind `cancelled` (or its normal answer if it finished
+ *   first). Received but not started: dropped, answered `error` kind
+ *   `cancelled` at once. Finished or unknown: ignored. For a batch, any of
+ *   its ids cancels the whole batch (every id answered).
+ * - `shutdown`: exit once the running request is done. End of input counts
+ *   as `shutdown`.
+ *
+ * worker → server
+ * - `ready` {protocol, pid, python} / `init_error` {phase, error, traceback}.
+ * - `result` {id, prediction}: the answer of a request whose `predict`
+ *   returned a value.
+ * - `item` {id, value}: one item of a stream (`predict` returned a generator
+ *   or another iterator). The worker keeps at most `stream_window` items of a
+ *   stream unacknowledged by `credit`, and does not advance the generator
+ *   while the window is full. A stream ends with `end` {id, items} (the
+ *   number of items sent) or with `error` {id, ...} after zero or more items.
+ * - `error` {id, kind, error, traceback}: request `id` failed; kind is one of
+ *   `predict`, `serialize`, `sample`, `out_of_memory`, `cancelled`.
+ *
+ * Every request gets exactly one final frame: `result`, `end` or `error`.
  */
 import type { PythonInterface } from "../config/types.ts";
 import { Decoder, encode } from "@msgpack/msgpack";
 import { encodeFrame, HEADER_BYTES } from "./codec.ts";
 
 /** Bumped on any incompatible change; checked in the handshake. */
-export const PROTOCOL_VERSION = 1;
+export const PROTOCOL_VERSION = 2;
 
 /** Server → worker: the first message; the worker answers `ready` or `init_error`. */
 export interface InitMessage {
@@ -29,6 +67,8 @@ export interface InitMessage {
   readonly model: string | null;
   /** Where the worker downloads an `s3://` model (reused while unchanged), or null. */
   readonly model_dir: string | null;
+  /** Items of one stream the worker may send ahead of the server's `credit`. */
+  readonly stream_window: number;
 }
 
 /** Server → worker: run one prediction. */
@@ -40,12 +80,40 @@ export interface PredictMessage {
   readonly debug: boolean;
 }
 
+/** Server → worker: run one `predict` call on several requests' samples. */
+export interface PredictBatchMessage {
+  readonly type: "predict_batch";
+  readonly ids: readonly number[];
+  /** One UTF-8 JSON request body per id. */
+  readonly samples: readonly Uint8Array[];
+  readonly debug: boolean;
+}
+
+/** Server → worker: `n` more items of stream `id` may be sent. */
+export interface CreditMessage {
+  readonly type: "credit";
+  readonly id: number;
+  readonly n: number;
+}
+
+/** Server → worker: stop request `id` (client gone or deadline passed). */
+export interface CancelMessage {
+  readonly type: "cancel";
+  readonly id: number;
+}
+
 /** Server → worker: exit cleanly. */
 export interface ShutdownMessage {
   readonly type: "shutdown";
 }
 
-export type ServerMessage = InitMessage | PredictMessage | ShutdownMessage;
+export type ServerMessage =
+  | InitMessage
+  | PredictMessage
+  | PredictBatchMessage
+  | CreditMessage
+  | CancelMessage
+  | ShutdownMessage;
 
 /** Worker → server: `init` went well. */
 export interface ReadyMessage {
@@ -73,13 +141,28 @@ export interface ResultMessage {
   readonly prediction: Uint8Array;
 }
 
+/** Worker → server: one item of stream `id`, UTF-8 JSON. */
+export interface ItemMessage {
+  readonly type: "item";
+  readonly id: number;
+  readonly value: Uint8Array;
+}
+
+/** Worker → server: stream `id` ended normally after `items` items. */
+export interface EndMessage {
+  readonly type: "end";
+  readonly id: number;
+  readonly items: number;
+}
+
 /**
  * What went wrong in a failed request: `predict` (user code raised; 500),
  * `serialize` (the prediction cannot become JSON; 500), `sample` (the worker
  * could not parse the sample: invalid JSON or UTF-8, nesting too deep; 400,
- * the worker stays up), `out_of_memory` (MemoryError; 502).
+ * the worker stays up), `out_of_memory` (MemoryError; 502), `cancelled` (the
+ * server cancelled the request: its client went away or its time was up).
  */
-export type PredictErrorKind = "predict" | "serialize" | "sample" | "out_of_memory";
+export type PredictErrorKind = "predict" | "serialize" | "sample" | "out_of_memory" | "cancelled";
 
 /** Worker → server: request `id` failed in user code or serialization. */
 export interface ErrorMessage {
@@ -94,6 +177,8 @@ export type WorkerMessage =
   | ReadyMessage
   | InitErrorMessage
   | ResultMessage
+  | ItemMessage
+  | EndMessage
   | ErrorMessage;
 
 /** The worker sent something that is not a valid message. */
@@ -180,6 +265,7 @@ const ERROR_KINDS: ReadonlySet<string> = new Set([
   "serialize",
   "sample",
   "out_of_memory",
+  "cancelled",
 ]);
 
 /**
@@ -215,6 +301,10 @@ export function decodeMessage(payload: Uint8Array): WorkerMessage {
       };
     case "result":
       return { type: "result", id: int(m, "id"), prediction: bytes(m, "prediction") };
+    case "item":
+      return { type: "item", id: int(m, "id"), value: bytes(m, "value") };
+    case "end":
+      return { type: "end", id: int(m, "id"), items: int(m, "items") };
     case "error":
       return {
         type: "error",

@@ -11,12 +11,18 @@ fd 1 can never corrupt the protocol, and fd 0 reads from /dev/null.
 Lifecycle: `init` message -> import the inference file (its global scope
 runs) -> check signatures against the interface cortex.yaml's dialect asks
 for -> download an s3:// model -> `init(metadata)`, `init(model_path,
-metadata)` or `PythonPredictor(config)` -> `ready`; then `predict` messages
-until `shutdown` or end of input.
+metadata)` or `PythonPredictor(config)` -> `ready`; then `predict` and
+`predict_batch` messages, run one at a time in order, until `shutdown` or end
+of input. After `ready` a second thread reads the channel (see Control), so
+`cancel` and `credit` reach the worker while user code runs; user code itself
+always runs on the main thread. A `predict` that returns a generator or
+another iterator streams its items (`item` frames, then `end`).
 """
 
 import ast
 import base64
+import collections
+import collections.abc
 import datetime
 import decimal
 import hashlib
@@ -26,6 +32,7 @@ import io
 import json
 import math
 import os
+import queue
 import signal
 import socket
 import struct
@@ -35,7 +42,7 @@ import threading
 import time
 import traceback
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 HEADER = struct.Struct(">I")
 LOG_SAMPLE_CHARS = 1000
 
@@ -63,6 +70,8 @@ class Channel:
         self.reader = io.FileIO(fd_in, "rb", closefd=False)
         self.header = bytearray(HEADER.size)
         self.buffer = bytearray(64 * 1024)
+        # The main thread (answers) and the reader thread (dropped requests) both send.
+        self.send_lock = threading.Lock()
 
     def _read_exactly(self, view):
         filled = 0
@@ -92,20 +101,42 @@ class Channel:
             raise ProtocolViolation("frame is not a message map")
         return message
 
-    def send(self, message):
+    def _payload(self, message):
+        """The msgpack of a message; OverflowError when it is over the maximum frame size."""
         payload = msgpack.packb(message, use_bin_type=True)
         if len(payload) > self.max_frame:
             raise OverflowError(
                 "message of %d bytes is over the maximum frame size of %d bytes"
                 % (len(payload), self.max_frame)
             )
+        return payload
+
+    def pack(self, message):
+        """The framed message; OverflowError when it is over the maximum frame size."""
+        payload = self._payload(message)
+        return HEADER.pack(len(payload)) + payload
+
+    def send(self, message):
+        payload = self._payload(message)
         header = HEADER.pack(len(payload))
-        # Header and payload in one syscall, without copying the payload behind the header.
-        written = os.writev(self.fd_out, (header, payload))
-        if written < len(header) + len(payload):  # a short write: finish from where it stopped
-            data = memoryview(header + payload)[written:]
+        with self.send_lock:
+            # Header and payload in one syscall, without copying the payload behind the header.
+            written = os.writev(self.fd_out, (header, payload))
+            if written < len(header) + len(payload):  # a short write: finish from where it stopped
+                data = memoryview(header + payload)[written:]
+                while data:
+                    data = data[os.write(self.fd_out, data):]
+
+    def send_many(self, messages):
+        """Sends several messages (dicts, or frames from `pack`) with one write."""
+        self.write(b"".join(m if isinstance(m, bytes) else self.pack(m) for m in messages))
+
+    def write(self, data):
+        data = memoryview(data)
+        with self.send_lock:
             while data:
-                data = data[os.write(self.fd_out, data):]
+                written = os.write(self.fd_out, data)
+                data = data[written:]
 
 
 def connect_channel(path):
@@ -611,15 +642,202 @@ def serialize(prediction):
     return text.encode("utf-8")
 
 
+# --------------------------------------------------------------- control
+
+
+class Cancelled(BaseException):
+    """Raised inside user code on the main thread when the server cancels
+    the running request (client gone, deadline passed). A BaseException, like
+    KeyboardInterrupt, so `except Exception` in user code does not swallow it;
+    `finally` blocks and context managers run."""
+
+
+class Job:
+    """One unit of work: a `predict` (one id) or a `predict_batch` (several)."""
+
+    __slots__ = ("message", "ids", "dropped")
+
+    def __init__(self, message):
+        self.message = message
+        self.dropped = False
+        if message["type"] == "predict":
+            self.ids = (message["id"],)
+        else:
+            self.ids = tuple(message["ids"])
+            if len(self.ids) != len(message["samples"]) or not self.ids:
+                raise ProtocolViolation(
+                    "predict_batch with %d ids and %d samples"
+                    % (len(self.ids), len(message["samples"]))
+                )
+
+
+class Control:
+    """What the reader thread and the main thread share.
+
+    The reader thread reads every frame after `init`: work goes to a FIFO the
+    main thread takes from, `credit` and `cancel` take effect at once, so they
+    reach a worker whose main thread is busy in user code. A cancel of the
+    running job sets `cancel_requested` and sends SIGUSR1 to the main thread,
+    whose handler raises Cancelled when user code is running (`in_user`); the
+    worker's own code checks the flag at its waiting points instead, so a
+    frame is never cut in half by the exception.
+    """
+
+    def __init__(self, channel):
+        self.channel = channel
+        # Jobs in arrival order (None: the input ended); the main thread blocks on it.
+        self.jobs = queue.SimpleQueue()
+        self.cond = threading.Condition(threading.Lock())
+        # Jobs received and not started, by request id: what a cancel can drop.
+        self.waiting = {}
+        self.closed = False
+        self.running = None
+        self.cancel_requested = False
+        self.in_user = False
+        self.credits = {}
+        self.main_ident = threading.get_ident()
+
+    def start_reader(self):
+        threading.Thread(target=self._read, name="cortex-control", daemon=True).start()
+
+    def _read(self):
+        try:
+            while True:
+                try:
+                    message = self.channel.receive()
+                except OSError as exc:
+                    # The channel is gone (closed under us): like its end, and the
+                    # server stops a worker that keeps running without it.
+                    log("control channel failed: %s" % exc)
+                    message = None
+                kind = None if message is None else message.get("type")
+                if kind is None or kind == "shutdown":
+                    break
+                if kind in ("predict", "predict_batch"):
+                    job = Job(message)
+                    with self.cond:
+                        for request_id in job.ids:
+                            self.waiting[request_id] = job
+                    self.jobs.put(job)
+                elif kind == "credit":
+                    with self.cond:
+                        request_id = message["id"]
+                        # Credit for a stream that already ended is dropped.
+                        if self.running is not None and request_id in self.running.ids:
+                            self.credits[request_id] = self.credits.get(request_id, 0) + message["n"]
+                            self.cond.notify_all()
+                elif kind == "cancel":
+                    self._cancel(message["id"])
+                else:
+                    raise ProtocolViolation("unexpected message %r" % kind)
+        except Exception as exc:  # noqa: BLE001 - a broken channel ends the worker
+            log("protocol violation: %s" % exc)
+            flush_output()
+            os._exit(3)
+        with self.cond:
+            self.closed = True
+            self.cond.notify_all()
+        self.jobs.put(None)
+
+    def _cancel(self, request_id):
+        with self.cond:
+            dropped = self.waiting.get(request_id)
+            if dropped is not None:
+                dropped.dropped = True
+                for dropped_id in dropped.ids:
+                    del self.waiting[dropped_id]
+            elif self.running is not None and request_id in self.running.ids:
+                if not self.cancel_requested:
+                    self.cancel_requested = True
+                    self.cond.notify_all()
+                    signal.pthread_kill(self.main_ident, signal.SIGUSR1)
+                return
+            else:
+                return  # finished already: its answer is on the way
+        for dropped_id in dropped.ids:
+            self.channel.send(cancelled_error(dropped_id))
+
+    def on_signal(self, signum, frame):
+        """SIGUSR1 handler, on the main thread between two bytecodes."""
+        if self.in_user and self.cancel_requested:
+            self.in_user = False
+            raise Cancelled()
+
+    def next_job(self):
+        """The next job to run, or None once the input ended and the FIFO is empty."""
+        while True:
+            job = self.jobs.get()
+            if job is None:
+                return None
+            with self.cond:
+                if job.dropped:
+                    continue  # cancelled while it waited, and answered then
+                for request_id in job.ids:
+                    del self.waiting[request_id]
+                self.running = job
+                self.cancel_requested = False
+                return job
+
+    def finished(self, job):
+        with self.cond:
+            self.running = None
+            self.cancel_requested = False
+            for request_id in job.ids:
+                self.credits.pop(request_id, None)
+
+    def call(self, fn, *args):
+        """Runs user code where a cancel can reach it."""
+        self.in_user = True
+        try:
+            if self.cancel_requested:
+                raise Cancelled()
+            return fn(*args)
+        finally:
+            self.in_user = False
+
+    def wait_for_window(self, request_id, sent, window):
+        """Blocks while `window` items of the stream are unacknowledged.
+
+        Raises Cancelled on a cancel, or when the window is full and the
+        input has ended (nobody will grant credit any more)."""
+        with self.cond:
+            while not self.cancel_requested:
+                if sent - self.credits.get(request_id, 0) < window:
+                    return
+                if self.closed:
+                    break
+                self.cond.wait()
+            raise Cancelled()
+
+
+def cancelled_error(request_id):
+    return {
+        "type": "error", "id": request_id, "kind": "cancelled",
+        "error": "the request was cancelled", "traceback": "",
+    }
+
+
+def is_stream(value):
+    """A generator or another iterator: its items are streamed."""
+    return isinstance(value, collections.abc.Iterator) and not isinstance(
+        value, (str, bytes, bytearray, memoryview, dict, list, tuple)
+    )
+
+
 # --------------------------------------------------------------------- loop
+
+
+DEFAULT_STREAM_WINDOW = 8
 
 
 class Worker:
     def __init__(self, channel):
         self.channel = channel
+        self.control = Control(channel)
         self.interface = Interface()
         self.metadata = {}
         self.api = "?"
+        self.window = DEFAULT_STREAM_WINDOW
 
     def start(self):
         message = self.channel.receive()
@@ -637,6 +855,7 @@ class Worker:
             return False
         self.api = message["api"]
         self.metadata = message.get("metadata") or {}
+        self.window = max(1, int(message.get("stream_window") or DEFAULT_STREAM_WINDOW))
         relative = os.path.relpath(message["inference"], message["project_dir"])
         try:
             module = load_user_module(message)
@@ -664,14 +883,38 @@ class Worker:
         })
         return True
 
-    def predict(self, message):
-        try:
-            self._predict(message)
-        finally:
-            # Output without a final newline still reaches the log per request.
-            flush_output()
+    def serve(self):
+        control = self.control
+        control.start_reader()
+        while True:
+            job = control.next_job()
+            if job is None:
+                return
+            try:
+                if job.message["type"] == "predict":
+                    self.predict(job.message)
+                else:
+                    self.predict_batch(job.message)
+            except Cancelled:
+                # Raised by a late signal in the worker's own code, after the
+                # request's answer or error went out: nothing left to answer.
+                pass
+            finally:
+                # Output without a final newline still reaches the log per request.
+                flush_output()
+                control.finished(job)
 
-    def _predict(self, message):
+    def user_error(self, request_id, exc):
+        """The error frame for an exception raised by user code."""
+        if isinstance(exc, Cancelled):
+            return cancelled_error(request_id)
+        if isinstance(exc, MemoryError):
+            return error_frame(request_id, "out_of_memory", "MemoryError: predict ran out of memory", traceback.format_exc())
+        tb = traceback.format_exc()
+        sys.stderr.write(tb)
+        return error_frame(request_id, "predict", describe(exc), tb)
+
+    def predict(self, message):
         request_id = message["id"]
         debug = bool(message.get("debug"))
         raw = message["sample"]
@@ -683,16 +926,18 @@ class Worker:
             return self.fail(request_id, "sample", str(exc) or type(exc).__name__, "")
         if debug:
             log("api %s request %d sample: %s" % (self.api, request_id, truncate(bytes(raw).decode("utf-8", "replace"))))
+        interface = self.interface
+        call = self.control.call
         try:
-            prediction = self.interface.predict(sample)
-        except MemoryError:
-            return self.fail(request_id, "out_of_memory", "MemoryError: predict ran out of memory", traceback.format_exc())
+            sample = call(interface.pre, sample)
+            prediction = call(interface.run, sample)
+            if is_stream(prediction):
+                return self.stream(request_id, prediction, debug)
+            prediction = call(interface.post, prediction)
         except BaseException as exc:  # noqa: BLE001 - SystemExit too costs one request only
             if isinstance(exc, KeyboardInterrupt):
                 raise
-            tb = traceback.format_exc()
-            sys.stderr.write(tb)
-            return self.fail(request_id, "predict", describe(exc), tb)
+            return self.channel.send(self.user_error(request_id, exc))
         try:
             body = serialize(prediction)
         except (TypeError, ValueError, RecursionError) as exc:
@@ -704,19 +949,134 @@ class Worker:
         except OverflowError as exc:
             self.fail(request_id, "serialize", "the prediction is too large: %s (raise --max-frame)" % exc, "")
 
-    def fail(self, request_id, kind, error, tb):
-        self.channel.send({
-            "type": "error", "id": request_id, "kind": kind, "error": error, "traceback": tb,
-        })
+    def stream(self, request_id, iterator, debug):
+        """Sends the iterator's items as `item` frames, at most `window` ahead of credit."""
+        control = self.control
+        post = self.interface.post
+        sent = 0
+        try:
+            while True:
+                control.wait_for_window(request_id, sent, self.window)
+                try:
+                    item = control.call(next, iterator)
+                except StopIteration:
+                    break
+                item = control.call(post, item)
+                try:
+                    body = serialize(item)
+                    frame = self.channel.pack({"type": "item", "id": request_id, "value": body})
+                except (TypeError, ValueError, RecursionError, OverflowError) as exc:
+                    self.close_iterator(iterator)
+                    return self.fail(
+                        request_id, "serialize",
+                        "cannot serialize item %d of the stream: %s" % (sent, exc),
+                        traceback.format_exc(),
+                    )
+                if debug:
+                    log("api %s request %d item %d: %s" % (self.api, request_id, sent, truncate(body.decode("utf-8", "replace"))))
+                self.channel.write(frame)
+                sent += 1
+        except BaseException as exc:  # noqa: BLE001
+            if isinstance(exc, KeyboardInterrupt):
+                raise
+            error = self.user_error(request_id, exc)
+            self.close_iterator(iterator)
+            return self.channel.send(error)
+        self.channel.send({"type": "end", "id": request_id, "items": sent})
 
-    def serve(self):
-        while True:
-            message = self.channel.receive()
-            if message is None or message.get("type") == "shutdown":
-                return
-            if message.get("type") != "predict":
-                raise ProtocolViolation("unexpected message %r" % message.get("type"))
-            self.predict(message)
+    def close_iterator(self, iterator):
+        """Closes a generator that will not be resumed, so its `finally` blocks run."""
+        close = getattr(iterator, "close", None)
+        if close is None:
+            return
+        try:
+            self.control.in_user = True
+            close()
+        except BaseException as exc:  # noqa: BLE001 - a raising finally changes nothing now
+            if isinstance(exc, KeyboardInterrupt):
+                raise
+        finally:
+            self.control.in_user = False
+
+    def predict_batch(self, message):
+        debug = bool(message.get("debug"))
+        interface = self.interface
+        call = self.control.call
+        # A sample that cannot be parsed fails its own request; the others go on.
+        answers = {}
+        ids = []
+        samples = []
+        for request_id, raw in zip(message["ids"], message["samples"]):
+            try:
+                samples.append(json.loads(raw))
+                ids.append(request_id)
+            except RecursionError:
+                answers[request_id] = error_frame(request_id, "sample", "it nests too deeply to parse", "")
+            except Exception as exc:  # noqa: BLE001 - any parse failure is the client's
+                answers[request_id] = error_frame(request_id, "sample", str(exc) or type(exc).__name__, "")
+            if debug:
+                log("api %s request %d sample: %s" % (self.api, request_id, truncate(bytes(raw).decode("utf-8", "replace"))))
+        in_order = lambda: [answers[i] for i in message["ids"]]  # noqa: E731
+        if not ids:
+            return self.channel.send_many(in_order())
+        try:
+            samples = [call(interface.pre, sample) for sample in samples]
+            predictions = call(interface.run, samples)
+        except BaseException as exc:  # noqa: BLE001
+            if isinstance(exc, KeyboardInterrupt):
+                raise
+            first = self.user_error(ids[0], exc)
+            answers.update((i, dict(first, id=i)) for i in ids)
+            return self.channel.send_many(in_order())
+        wrong = batch_shape_error(predictions, len(ids))
+        if wrong is not None:
+            log("api %s: %s" % (self.api, wrong))
+            answers.update((i, error_frame(i, "predict", wrong, "")) for i in ids)
+            return self.channel.send_many(in_order())
+        for request_id, prediction in zip(ids, predictions):
+            answers[request_id] = self.batch_item(request_id, prediction, debug)
+        self.channel.send_many(in_order())
+
+    def batch_item(self, request_id, prediction, debug):
+        """The answer of one request of a batch: a packed `result`, or an `error` message."""
+        try:
+            prediction = self.control.call(self.interface.post, prediction)
+        except BaseException as exc:  # noqa: BLE001
+            if isinstance(exc, KeyboardInterrupt):
+                raise
+            return self.user_error(request_id, exc)
+        try:
+            body = serialize(prediction)
+            frame = self.channel.pack({"type": "result", "id": request_id, "prediction": body})
+        except (TypeError, ValueError, RecursionError) as exc:
+            return error_frame(request_id, "serialize", "cannot serialize the prediction: %s" % exc, traceback.format_exc())
+        except OverflowError as exc:
+            return error_frame(request_id, "serialize", "the prediction is too large: %s (raise --max-frame)" % exc, "")
+        if debug:
+            log("api %s request %d prediction: %s" % (self.api, request_id, truncate(body.decode("utf-8", "replace"))))
+        return frame
+
+    def fail(self, request_id, kind, error, tb):
+        self.channel.send(error_frame(request_id, kind, error, tb))
+
+
+def error_frame(request_id, kind, error, tb):
+    return {"type": "error", "id": request_id, "kind": kind, "error": error, "traceback": tb}
+
+
+def batch_shape_error(predictions, size):
+    """Why `predictions` cannot answer a batch of `size`, or None."""
+    if not isinstance(predictions, (list, tuple)):
+        kind = type(predictions)
+        hint = " (call .tolist() on it)" if hasattr(predictions, "tolist") else ""
+        return (
+            "predict returned %s.%s for a batch of %d: with server_side_batching it must "
+            "return a list with one prediction per sample%s"
+            % (kind.__module__, kind.__qualname__, size, hint)
+        )
+    if len(predictions) != size:
+        return "predict returned %d items for a batch of %d" % (len(predictions), size)
+    return None
 
 
 def parse_args(argv):
@@ -746,6 +1106,8 @@ def main(argv):
     fd_in, fd_out = take_over_stdio(channel_path)
     watch_parent()
     worker = Worker(Channel(fd_in, fd_out, max_frame))
+    # Cancellation reaches the main thread as SIGUSR1 (see Control).
+    signal.signal(signal.SIGUSR1, worker.control.on_signal)
     try:
         if worker.start():
             worker.serve()

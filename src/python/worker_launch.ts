@@ -8,6 +8,13 @@ import type { ResolvedApi, ResolvedProject } from "../config/types.ts";
 import { type InitMessage, PROTOCOL_VERSION } from "./protocol.ts";
 import { workerEnv } from "./worker_env.ts";
 
+/**
+ * Items of one stream the worker may send before the server acknowledges
+ * them: with the HTTP client's socket buffers, what a slow reader can make
+ * the server hold per stream.
+ */
+export const STREAM_WINDOW = 8;
+
 /** Devices for replica `index` when each replica takes `perReplica` GPUs. */
 export function gpuDevices(perReplica: number, index: number): string {
   return Array.from({ length: perReplica }, (_, i) => String(index * perReplica + i)).join(",");
@@ -58,6 +65,7 @@ export function apiInitMessage(
     interface: api.pythonInterface,
     model: _modelLocation(api.model, dir),
     model_dir: api.model?.kind === "s3" && modelDownloads !== undefined ? modelDownloads : null,
+    stream_window: STREAM_WINDOW,
   };
 }
 

@@ -1,7 +1,8 @@
 /**
- * One Python worker child: spawning, the handshake, one prediction at a
- * time, and how it ended. Knows nothing about restarts or queues; see
- * src/server/replica.ts for supervision.
+ * One Python worker child: spawning, the handshake, requests routed by id
+ * (single, streamed or batched; see ./protocol.ts), cancellation, and how it
+ * ended. Knows nothing about restarts or queues; see
+ * src/supervision/replica.ts for supervision.
  */
 import { dirname, join } from "node:path";
 import { ChannelListener, readPayloads, writeAll } from "./channel.ts";
@@ -9,62 +10,23 @@ import {
   decodeMessage,
   encodeMessageFrame,
   type InitMessage,
-  type InitPhase,
-  type PredictErrorKind,
   ProtocolError,
   type ReadyMessage,
   type ServerMessage,
-  type WorkerMessage,
 } from "./protocol.ts";
 import { readLines } from "./log_lines.ts";
+import { type BatchCall, type BatchOutcome, CallRouter, type PredictCall } from "./call_router.ts";
+import { describeExit, InitFailedError, type WorkerExit, WorkerExitedError } from "./worker_errors.ts";
 
-/** How a worker process ended. */
-export interface WorkerExit {
-  readonly code: number;
-  readonly signal: Deno.Signal | null;
-}
-
-/** Describes an exit for people: `exit code 3` or `signal SIGKILL`. */
-export function describeExit(exit: WorkerExit): string {
-  return exit.signal !== null ? `killed by signal ${exit.signal}` : `exited with code ${exit.code}`;
-}
-
-/** The worker ended (or broke the protocol) while a call was waiting for it. */
-export class WorkerExitedError extends Error {
-  readonly code = "WORKER_EXITED";
-  readonly exit: WorkerExit | undefined;
-  constructor(message: string, exit: WorkerExit | undefined) {
-    super(message);
-    this.name = "WorkerExitedError";
-    this.exit = exit;
-  }
-}
-
-/** Importing, checking or initialising the user's code failed. */
-export class InitFailedError extends Error {
-  readonly code = "INIT_FAILED";
-  readonly phase: InitPhase;
-  readonly traceback: string;
-  constructor(phase: InitPhase, message: string, traceback: string) {
-    super(message);
-    this.name = "InitFailedError";
-    this.phase = phase;
-    this.traceback = traceback;
-  }
-}
-
-/** The user's `predict` (or a hook, or serialization) failed for one request. */
-export class PredictFailedError extends Error {
-  readonly code = "PREDICT_FAILED";
-  readonly kind: PredictErrorKind;
-  readonly traceback: string;
-  constructor(kind: PredictErrorKind, message: string, traceback: string) {
-    super(message);
-    this.name = "PredictFailedError";
-    this.kind = kind;
-    this.traceback = traceback;
-  }
-}
+export { PredictStream } from "./predict_stream.ts";
+export type { BatchCall, BatchOutcome, CallEnd, PredictAnswer, PredictCall } from "./call_router.ts";
+export {
+  describeExit,
+  InitFailedError,
+  PredictFailedError,
+  type WorkerExit,
+  WorkerExitedError,
+} from "./worker_errors.ts";
 
 /** What a worker needs to start. */
 export interface WorkerSpawnOptions {
@@ -110,15 +72,11 @@ function signalGroup(pid: number, signal: Deno.Signal): boolean {
   }
 }
 
-interface Pending {
-  readonly id: number;
-  readonly resolve: (value: WorkerMessage) => void;
-  readonly reject: (error: Error) => void;
-}
-
 /**
- * A running worker. Calls are strictly one at a time: `init` once, then
- * `predict` repeatedly; the caller (a replica) guarantees that.
+ * A running worker: `init` once, then any number of requests, each routed
+ * by id. Requests may be sent before earlier ones are answered (the worker
+ * runs them one at a time, in order); a replica decides how many to have
+ * outstanding.
  */
 export class WorkerProcess {
   readonly pid: number;
@@ -127,11 +85,13 @@ export class WorkerProcess {
   readonly #child: Deno.ChildProcess;
   /** The control channel once the worker connected; undefined if it never did. */
   readonly #conn: Promise<Deno.UnixConn | undefined>;
-  /** The channel once connected, so a request writes without awaiting `#conn`. */
-  #connected: Deno.UnixConn | undefined;
   readonly #maxFrame: number;
-  #pending: Pending | undefined;
-  #nextId = 1;
+  /** Outstanding calls, by request id. */
+  readonly #calls = new CallRouter((message) => this.#send(message));
+  /** Frames waiting to be written, in order; one writer drains them so frames never interleave. */
+  readonly #outbox: Uint8Array[] = [];
+  /** The running drain of `#outbox`, if any. */
+  #writing: Promise<void> | undefined;
   #failure: Error | undefined;
   #exit: WorkerExit | undefined;
   /** Set once the process has ended (before its output is drained). */
@@ -145,10 +105,7 @@ export class WorkerProcess {
     this.#maxFrame = options.maxFrameBytes;
     this.#conn = channel.accept(child.status);
     void child.status.then(() => this.#ended = true);
-    const reading = this.#conn.then((conn) => {
-      this.#connected = conn;
-      return conn && this.#readFrames(conn, child.status);
-    });
+    const reading = this.#conn.then((conn) => conn && this.#readFrames(conn, child.status));
     const logging = readLines(child.stderr, options.onLog, options.maxLogLineChars)
       .catch(() => {});
     this.exited = child.status.then(async (status) => {
@@ -196,9 +153,16 @@ export class WorkerProcess {
     return this.#failure === undefined && this.#exit === undefined;
   }
 
+  /** Requests (batch members included) sent and not yet finished. */
+  get outstanding(): number {
+    return this.#calls.outstanding;
+  }
+
   /** Sends `init` and waits for `ready`; rejects with InitFailedError or WorkerExitedError. */
   async init(message: Omit<InitMessage, "type">): Promise<ReadyMessage> {
-    const reply = await this.#call(0, { type: "init", ...message });
+    const gone = this.#gone();
+    if (gone !== undefined) throw gone;
+    const reply = await this.#calls.init(message);
     if (reply.type === "ready") return reply;
     if (reply.type === "init_error") {
       throw new InitFailedError(reply.phase, reply.error, reply.traceback);
@@ -207,27 +171,50 @@ export class WorkerProcess {
   }
 
   /**
-   * Runs one prediction; resolves with the prediction as UTF-8 JSON.
-   * Rejects with PredictFailedError, WorkerExitedError or ProtocolError.
+   * Sends one request. The answer is a body, or a {@link PredictStream} when
+   * the user's `predict` returned a generator or iterator.
    */
-  predict(sample: Uint8Array, debug: boolean): Promise<Uint8Array> {
-    const id = this.#nextId++;
-    return this.#call(id, { type: "predict", id, sample, debug }).then(this.#predicted);
+  run(sample: Uint8Array, debug: boolean): PredictCall {
+    return this.#calls.single(sample, debug, this.#gone());
   }
 
-  readonly #predicted = (reply: WorkerMessage): Uint8Array => {
-    if (reply.type === "result") return reply.prediction;
-    if (reply.type === "error") {
-      throw new PredictFailedError(reply.kind, reply.error, reply.traceback);
-    }
-    throw this.#violation(`Worker answered predict with "${reply.type}"`);
-  };
+  /**
+   * Runs one prediction and resolves with its JSON; a streamed answer is
+   * collected into a JSON array of its items. Rejects with
+   * PredictFailedError, WorkerExitedError or ProtocolError.
+   */
+  async predict(sample: Uint8Array, debug: boolean): Promise<Uint8Array> {
+    const answer = await this.run(sample, debug).answer;
+    if (answer.type === "body") return answer.body;
+    const items: Uint8Array[] = [];
+    for await (const item of answer.stream) items.push(item);
+    return joinJsonArray(items);
+  }
+
+  /**
+   * Sends one `predict_batch`: the user's `predict` gets the samples as one
+   * list. Each sample gets its own outcome; see {@link BatchCall}.
+   */
+  runBatch(samples: readonly Uint8Array[], debug: boolean): BatchCall {
+    return this.#calls.batch(samples, debug, this.#gone());
+  }
+
+  /**
+   * Runs one batch: resolves with one outcome per sample, in order (a
+   * request's PredictFailedError is its outcome, not a rejection). Rejects
+   * with WorkerExitedError or ProtocolError when the worker died or broke
+   * the protocol before answering every sample.
+   */
+  predictBatch(samples: readonly Uint8Array[], debug: boolean): Promise<BatchOutcome[]> {
+    return this.runBatch(samples, debug).outcomes;
+  }
 
   /** Asks the worker to exit; kills it if it is still there after `graceMs`. */
   async shutdown(graceMs: number): Promise<WorkerExit> {
     if (this.#exit) return this.#exit;
     this.#shuttingDown = true;
-    await this.#send({ type: "shutdown" }).catch(() => {});
+    this.#send({ type: "shutdown" });
+    await this.#writing?.catch(() => {});
     await (await this.#conn)?.closeWrite().catch(() => {});
     const timer = setTimeout(() => this.kill("SIGKILL"), graceMs);
     try {
@@ -248,45 +235,42 @@ export class WorkerProcess {
     }
   }
 
-  #call(id: number, message: ServerMessage): Promise<WorkerMessage> {
-    if (this.#pending) return Promise.reject(new Error("Worker is busy: one call at a time"));
-    if (this.#failure ?? this.#exit) {
-      return Promise.reject(this.#failure ?? new WorkerExitedError("Worker is not running", this.#exit));
-    }
-    const reply = new Promise<WorkerMessage>((resolve, reject) => {
-      this.#pending = { id, resolve, reject };
-    });
-    this.#send(message).catch(() => {
-      // A write to a dead worker: the exit handler rejects `reply`.
-    });
-    return reply;
+  /** Why the worker cannot take calls, or undefined while it can. */
+  #gone(): Error | undefined {
+    if (this.#failure === undefined && this.#exit === undefined) return undefined;
+    return this.#failure ?? new WorkerExitedError("Worker is not running", this.#exit);
   }
 
-  #send(message: ServerMessage): Promise<void> {
-    let frame: Uint8Array;
+  /**
+   * Queues a frame for writing; a write to a dead worker is dropped (its exit
+   * fails the calls).
+   *
+   * @throws {import("./codec.ts").FrameError} when the frame is too large
+   */
+  #send(message: ServerMessage): void {
+    this.#outbox.push(encodeMessageFrame(message, this.#maxFrame));
+    this.#writing ??= this.#drain();
+  }
+
+  /** Writes queued frames until none is left; a dead worker's are dropped (its exit fails the calls). */
+  async #drain(): Promise<void> {
     try {
-      frame = encodeMessageFrame(message, this.#maxFrame);
-    } catch (error) {
-      return Promise.reject(error);
+      const conn = await this.#conn;
+      while (this.#outbox.length > 0) {
+        const frame = this.#outbox.shift()!;
+        if (conn !== undefined) await writeAll(conn, frame);
+      }
+    } catch {
+      this.#outbox.length = 0;
+    } finally {
+      this.#writing = undefined;
     }
-    const conn = this.#connected;
-    if (conn !== undefined) return writeAll(conn, frame);
-    return this.#conn.then((conn) => {
-      if (conn === undefined) throw new WorkerExitedError("Worker never connected", this.#exit);
-      return writeAll(conn, frame);
-    });
   }
 
   async #readFrames(conn: Deno.UnixConn, ended: Promise<unknown>): Promise<void> {
     try {
       await readPayloads(conn, this.#maxFrame, (payload, transient) => {
-        const message = decodeMessage(payload);
-        // The prediction is a view of the read buffer, which the next read reuses.
-        if (message.type === "result" && transient) {
-          this.#deliver({ ...message, prediction: message.prediction.slice() });
-        } else {
-          this.#deliver(message);
-        }
+        this.#calls.deliver(decodeMessage(payload), transient);
       });
     } catch (error) {
       this.#violation(error instanceof Error ? error.message : String(error));
@@ -303,19 +287,7 @@ export class WorkerProcess {
     }
   }
 
-  #deliver(message: WorkerMessage): void {
-    const pending = this.#pending;
-    const id = message.type === "result" || message.type === "error" ? message.id : 0;
-    if (!pending || pending.id !== id) {
-      throw new ProtocolError(
-        `Worker sent "${message.type}" for request ${id}, expected ${pending ? pending.id : "nothing"}`,
-      );
-    }
-    this.#pending = undefined;
-    pending.resolve(message);
-  }
-
-  /** Records a protocol violation, kills the worker, fails the pending call. */
+  /** Records a protocol violation, kills the worker, fails the outstanding calls. */
   #violation(detail: string): ProtocolError {
     const error = new ProtocolError(`Worker broke the protocol: ${detail}`);
     this.#failure ??= error;
@@ -324,9 +296,24 @@ export class WorkerProcess {
     return error;
   }
 
+  /** Fails every outstanding call with `error`. */
   #fail(error: Error): void {
-    const pending = this.#pending;
-    this.#pending = undefined;
-    pending?.reject(error);
+    this.#calls.failAll(error);
   }
+}
+
+const COMMA = new Uint8Array([0x2c]);
+
+/** `[item,item,...]` from JSON items. */
+function joinJsonArray(items: readonly Uint8Array[]): Uint8Array {
+  const parts: Uint8Array[] = [new Uint8Array([0x5b])];
+  items.forEach((item, i) => parts.push(...(i === 0 ? [item] : [COMMA, item])));
+  parts.push(new Uint8Array([0x5d]));
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
+  let at = 0;
+  for (const part of parts) {
+    out.set(part, at);
+    at += part.byteLength;
+  }
+  return out;
 }

@@ -24,6 +24,8 @@ export interface RuntimeOptions {
   /** Queue places per replica (`--queue`). */
   readonly queuePerReplica: number;
   readonly predictTimeoutMs: number;
+  /** After a cancel, how long predict may take to stop before the worker is restarted. */
+  readonly cancelGraceMs: number;
   /** How long a request may wait for a replica (`--queue-timeout`); default `predictTimeoutMs`. */
   readonly queueTimeoutMs?: number;
   readonly initTimeoutMs: number | undefined;
@@ -176,6 +178,7 @@ export class Deployment {
       init: apiInitMessage(this.project, api, dir, rt.modelDir),
       initTimeoutMs: rt.initTimeoutMs,
       killGraceMs: rt.killGraceMs,
+      cancelGraceMs: rt.cancelGraceMs,
       backoff: rt.backoff,
       memBytes: rt.enforceMem ? api.compute.memBytes : undefined,
       memText: api.compute.mem,

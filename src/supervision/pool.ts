@@ -7,7 +7,8 @@
  * `queueTimeoutMs` for a replica — past it, it is answered 503 from the
  * queue and never dispatched, so waiting never costs a worker; once handed
  * to a replica, `predictTimeoutMs` bounds how long predict runs (504, the
- * worker is killed and restarted).
+ * request is cancelled in the worker). A client that leaves cancels its
+ * running request the same way.
  *
  * The job is the unit the pool hands to a replica ({@link Replica.run}):
  * the pool owns the queue, the deadlines and the client's signal; the
@@ -17,7 +18,7 @@ import type { Logger } from "../log/logger.ts";
 import { ApiError } from "../errors/api_error.ts";
 import { Emitter, waitUntil } from "./events.ts";
 import { BoundedQueue } from "./queue.ts";
-import type { Replica, ReplicaState } from "./replica.ts";
+import type { Replica, ReplicaRun, ReplicaState, RunAnswer } from "./replica.ts";
 
 /** What {@link ApiPool.submit} needs besides the sample. */
 export interface SubmitOptions {
@@ -26,9 +27,9 @@ export interface SubmitOptions {
   readonly signal?: AbortSignal;
 }
 
-/** A prediction and how long it waited for a replica. */
+/** A prediction (a body, or a stream of items) and how long it waited for a replica. */
 export interface Prediction {
-  readonly body: Uint8Array;
+  readonly answer: RunAnswer;
   readonly queueMs: number;
 }
 
@@ -65,6 +66,8 @@ interface Job {
   readonly reject: (error: Error) => void;
   /** Stops watching the deadline and the client. */
   cleanup: () => void;
+  /** Set once the job runs on a replica. */
+  run: ReplicaRun | undefined;
 }
 
 /** One API's replicas and queue. */
@@ -190,6 +193,7 @@ export class ApiPool {
         resolve,
         reject,
         cleanup: () => {},
+        run: undefined,
       };
       if (!this.#queue.push(job)) {
         reject(this.#queueFull());
@@ -314,7 +318,7 @@ export class ApiPool {
     this.#active.add(job);
     this.#ticker ??= setInterval(() => this.#expire(), this.#tickMs());
     const onClientGone = () => {
-      if (!job.queued) return; // running: let it finish, the worker stays healthy
+      if (!job.queued) return job.run?.cancel(); // running: the worker is asked to stop it
       this.#queue.cancel(job);
       this.#settle(job, new ApiError("BAD_REQUEST", "The client closed the connection"));
       this.#o.logger.debug("client went away while queued", { api: this.api });
@@ -345,7 +349,7 @@ export class ApiPool {
         this.#settle(job, this.#queueTimeout());
       } else {
         this.#active.delete(job);
-        job.deadline.abort(); // the replica answers 504 and stops the worker
+        job.deadline.abort(); // the replica answers 504 and cancels the request
       }
     }
     if (this.#active.size === 0) this.#stopTicker();
@@ -401,13 +405,15 @@ export class ApiPool {
     const now = performance.now();
     const queueMs = now - job.arrived;
     job.deadlineAt = now + this.#o.predictTimeoutMs;
-    replica.run(job.sample, job.debug, job.deadline.signal).then(
-      (body) => {
-        job.cleanup();
-        job.resolve({ body, queueMs });
-      },
-      (error: Error) => this.#settle(job, error),
-    ).finally(() => {
+    const run = replica.run(job.sample, job.debug, job.deadline.signal);
+    job.run = run;
+    run.answer.then(
+      (answer) => job.resolve({ answer, queueMs }),
+      (error: Error) => job.reject(error),
+    );
+    // The client is watched until the replica is done: for a stream, until its last item.
+    void run.finished.then(() => {
+      job.cleanup();
       this.#inFlight--;
       this.dispatch();
       this.changes.emit(this);

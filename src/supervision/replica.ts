@@ -1,7 +1,9 @@
 /**
  * One replica of an API: a supervised worker. Starts it, restarts it with
  * backoff when it exits, fails init or goes over its memory cap, and runs
- * one prediction at a time with a time limit. Every state change goes
+ * one prediction at a time with a time limit; a request whose client went
+ * away or whose time is up is cancelled in the worker, and a worker that
+ * does not stop it within the cancel grace is restarted. Every state change goes
  * through the transition table of ./replica_states.ts, is logged at debug
  * and announced on {@link Replica.changes}.
  *
@@ -36,6 +38,8 @@ export interface ReplicaOptions {
   readonly initTimeoutMs: number | undefined;
   /** Between SIGTERM and SIGKILL when a worker is stopped or timed out. */
   readonly killGraceMs: number;
+  /** After a cancel, how long predict may take to stop before the worker is restarted. */
+  readonly cancelGraceMs: number;
   readonly backoff: BackoffOptions;
   /** Memory cap (RSS) in bytes, from `compute.mem`. */
   readonly memBytes: number | undefined;
@@ -46,6 +50,24 @@ export interface ReplicaOptions {
 }
 
 const RSS_POLL_MS = 200;
+
+/** Why a running request was cancelled: its client went away, or its deadline passed. */
+export type CancelReason = "client" | "timeout";
+
+/** The first answer of a prediction: a body, or a stream of items (failures as ApiError). */
+export type RunAnswer =
+  | { readonly type: "body"; readonly body: Uint8Array }
+  | { readonly type: "stream"; readonly stream: AsyncIterable<Uint8Array> };
+
+/** A prediction running on a replica. */
+export interface ReplicaRun {
+  /** The first answer; rejects with an ApiError. */
+  readonly answer: Promise<RunAnswer>;
+  /** Resolves when the replica is done with the request (ready again, or restarting). */
+  readonly finished: Promise<void>;
+  /** The client went away: cancel the request (logged and counted; 499). */
+  cancel(): void;
+}
 
 /** A supervised worker. */
 export class Replica {
@@ -70,6 +92,7 @@ export class Replica {
   #oom: string | undefined;
   #loop: Promise<void> | undefined;
   #initMs: number | undefined;
+  readonly #cancels: Record<CancelReason, number> = { client: 0, timeout: 0 };
 
   constructor(options: ReplicaOptions) {
     this.index = options.index;
@@ -109,53 +132,97 @@ export class Replica {
   }
 
   /**
-   * Runs one job: sends `sample` to the worker and resolves with the
-   * prediction's JSON bytes. Only call when `state` is `ready`; the replica
-   * is `busy` until the worker answers.
+   * Runs one job: sends `sample` to the worker. Only call when `state` is
+   * `ready`; the replica is `busy` until the worker is done with the request
+   * (for a stream, its last item): see {@link ReplicaRun.finished}.
    *
-   * @param deadline aborts when predict has run too long (`--predict-timeout`,
-   *   counted from this call, not from the request's arrival): the request
-   *   gets 504 and the worker is killed and restarted
-   * @throws {ApiError} PREDICT_FAILED, BAD_REQUEST (the worker could not
-   *   parse the sample), WORKER_DIED, OUT_OF_MEMORY or PREDICT_TIMEOUT
+   * A request whose client went away ({@link ReplicaRun.cancel}) or whose
+   * `deadline` aborted (`--predict-timeout`, counted from this call) is
+   * answered at once (499 or 504) and cancelled in the worker, which raises
+   * inside `predict`; if predict has not stopped within `--cancel-grace`, the
+   * worker is killed and restarted.
+   *
+   * The answer rejects with an ApiError: PREDICT_FAILED, BAD_REQUEST (the
+   * worker could not parse the sample), WORKER_DIED, OUT_OF_MEMORY,
+   * PREDICT_TIMEOUT or CLIENT_CLOSED.
    */
-  async run(sample: Uint8Array, debug: boolean, deadline: AbortSignal): Promise<Uint8Array> {
+  run(sample: Uint8Array, debug: boolean, deadline: AbortSignal): ReplicaRun {
     const worker = this.#worker;
     if (this.#state !== "ready" || worker === undefined) {
       throw new Error(`Replica ${this.index} is ${this.#state}, not ready`);
     }
     this.#fire("dispatch");
-    const timedOut = Promise.withResolvers<never>();
-    const onDeadline = () => {
-      if (this.state !== "busy" || this.#worker !== worker) return;
-      this.#log.warn("predict timed out: stopping the worker", { pid: worker.pid });
-      this.#fire("timeout");
-      // Settled before the kill: a worker that dies at once still makes this a 504.
-      timedOut.reject(this.#timeoutError());
-      this.#terminate(worker);
+    const call = worker.run(sample, debug);
+    const answer = Promise.withResolvers<RunAnswer>();
+    answer.promise.catch(() => {}); // after a cancel nobody may wait for it
+    let cancelled: CancelReason | undefined;
+    const cancel = (reason: CancelReason) => {
+      if (cancelled !== undefined || this.#worker !== worker || this.#state !== "busy") return;
+      cancelled = reason;
+      this.#cancels[reason]++;
+      this.#log.info("request cancelled", {
+        reason: reason === "client" ? "client closed the connection" : "--predict-timeout passed",
+        pid: worker.pid,
+      });
+      this.#fire("cancel");
+      // Settled before the worker hears of it: whatever it answers now is too late.
+      answer.reject(this.#cancelError(reason));
+      call.cancel();
+      // Code stuck in C may never see the cancellation: the grace bounds it.
+      const timer = setTimeout(() => {
+        if (this.#worker !== worker || this.#state !== "busy") return;
+        this.#log.warn("predict did not stop within --cancel-grace: restarting the worker", {
+          pid: worker.pid,
+          grace_ms: this.#o.cancelGraceMs,
+        });
+        this.#fire("stuck");
+        this.#terminate(worker);
+      }, this.#o.cancelGraceMs);
+      void call.finished.then(() => clearTimeout(timer));
     };
+    const onDeadline = () => cancel("timeout");
     deadline.addEventListener("abort", onDeadline, { once: true });
-    const predicting = worker.predict(sample, debug);
-    predicting.catch(() => {}); // after a timeout nobody waits for it
-    try {
-      const result = await Promise.race([predicting, timedOut.promise]);
-      this.#answered++;
-      return result;
-    } catch (error) {
-      if (error instanceof PredictFailedError) this.#answered++;
-      throw error instanceof ApiError ? error : this.#requestError(error);
-    } finally {
+    call.answer.then(
+      (first) =>
+        answer.resolve(
+          first.type === "body"
+            ? first
+            : { type: "stream", stream: this.#mapErrors(first.stream, () => cancelled) },
+        ),
+      (error) => answer.reject(error instanceof ApiError ? error : this.#requestError(error)),
+    );
+    const finished = call.finished.then((end) => {
       deadline.removeEventListener("abort", onDeadline);
-      if (this.#worker === worker && this.state === "busy") {
-        if (worker.alive) {
-          this.#fire("done");
-        } else {
-          // Dead, or alive but unusable (protocol broken, channel closed):
-          // make sure it is gone; its replacement takes the queued work.
-          this.#terminate(worker);
-          this.#fire(this.#oom !== undefined ? "oom" : "lost");
-        }
+      if (end !== "lost") this.#answered++;
+      if (this.#worker !== worker || this.#state !== "busy") return;
+      if (worker.alive) {
+        this.#fire("done");
+      } else {
+        // Dead, or alive but unusable (protocol broken, channel closed):
+        // make sure it is gone; its replacement takes the queued work.
+        this.#terminate(worker);
+        this.#fire(this.#oom !== undefined ? "oom" : "lost");
       }
+    });
+    return { answer: answer.promise, finished, cancel: () => cancel("client") };
+  }
+
+  /** Requests cancelled so far on this replica, by reason. */
+  get cancels(): Readonly<Record<CancelReason, number>> {
+    return this.#cancels;
+  }
+
+  /** The stream with its failures as ApiErrors (what the HTTP layer shows). */
+  async *#mapErrors(
+    stream: AsyncIterable<Uint8Array>,
+    cancelled: () => CancelReason | undefined,
+  ): AsyncGenerator<Uint8Array> {
+    try {
+      yield* stream;
+    } catch (error) {
+      const reason = cancelled();
+      if (reason !== undefined) throw this.#cancelError(reason);
+      throw error instanceof ApiError ? error : this.#requestError(error);
     }
   }
 
@@ -169,10 +236,11 @@ export class Replica {
     if (this.#state !== "stopped") this.#fire("stop");
   }
 
-  #timeoutError(): ApiError {
+  #cancelError(reason: CancelReason): ApiError {
+    if (reason === "client") return new ApiError("CLIENT_CLOSED", "The client closed the connection");
     return new ApiError(
       "PREDICT_TIMEOUT",
-      `predict did not finish within --predict-timeout; the worker was stopped and is restarting`,
+      "predict did not finish within --predict-timeout; it was cancelled",
     );
   }
 

@@ -5,9 +5,10 @@
  *
  * ```
  * starting ──ready──▶ ready ──dispatch──▶ busy ──done──▶ ready
- *    │                  │                  │
- *    ├─init_failed──▶ init_failed          ├─timeout──▶ restarting
- *    └─oom──▶ out_of_memory                └─lost─────▶ restarting
+ *    │                  │                  │ ▲
+ *    ├─init_failed──▶ init_failed          │ └─cancel (client gone or timeout; still busy)
+ *    └─oom──▶ out_of_memory                ├─stuck──▶ restarting
+ *                                          └─lost───▶ restarting
  * restarting / init_failed / out_of_memory ──spawn──▶ starting
  * any state but stopped ──stop──▶ stopped
  * ```
@@ -39,8 +40,10 @@ export type ReplicaEvent =
   | "dispatch"
   /** The worker answered the request (result or Python error) and is usable. */
   | "done"
-  /** `predict` ran past `--predict-timeout`: the worker is being killed. */
-  | "timeout"
+  /** The request's client went away or `--predict-timeout` passed: `cancel` sent. */
+  | "cancel"
+  /** A cancelled request did not stop within `--cancel-grace`: the worker is being killed. */
+  | "stuck"
   /** The worker exited, broke the protocol or closed its channel. */
   | "lost"
   /** The server stopped the replica. */
@@ -73,7 +76,8 @@ export const TRANSITIONS: Readonly<
   },
   busy: {
     done: { to: "ready", action: "take the next request" },
-    timeout: { to: "restarting", action: "answer 504; kill the worker; restart after backoff" },
+    cancel: { to: "busy", action: "answer 499 or 504; send cancel; wait --cancel-grace for predict to stop" },
+    stuck: { to: "restarting", action: "kill the worker; restart after backoff" },
     lost: { to: "restarting", action: "answer 502; restart after backoff" },
     oom: { to: "out_of_memory", action: "answer 502; restart after backoff" },
     stop: STOP,

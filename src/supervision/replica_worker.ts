@@ -7,19 +7,21 @@
  * @module
  */
 import type { InitMessage, ReadyMessage } from "../python/protocol.ts";
-import type { WorkerExit } from "../python/worker_process.ts";
+import type { PredictCall, WorkerExit } from "../python/worker_process.ts";
 
 /**
- * One running worker, as a replica uses it. Calls are one at a time: `init`
- * once, then `predict` repeatedly.
+ * One running worker, as a replica uses it: `init` once, then one request at
+ * a time through `run`.
  *
  * Failure contract (what the replica relies on):
  * - `init` rejects with `InitFailedError` (user code failed) or any other
  *   error (the worker died or broke the protocol).
- * - `predict` resolves with the prediction's JSON bytes, rejects with
- *   `PredictFailedError` for a failure of that one request (the worker stays
- *   usable), or with any other error when the worker is no longer usable
- *   (then `alive` is false).
+ * - `run` returns at once; its `answer` resolves with the prediction's JSON
+ *   bytes or a stream of items, rejects with `PredictFailedError` for a
+ *   failure of that one request (the worker stays usable; kind `cancelled`
+ *   after `cancel()`), or with any other error when the worker is no longer
+ *   usable (then `alive` is false). Its `finished` resolves when the worker
+ *   is done with the request (`lost` when the worker ended first).
  * - `exited` resolves once, when the process has ended; it never rejects.
  */
 export interface ReplicaWorker {
@@ -28,7 +30,7 @@ export interface ReplicaWorker {
   readonly alive: boolean;
   readonly exited: Promise<WorkerExit>;
   init(message: Omit<InitMessage, "type">): Promise<ReadyMessage>;
-  predict(sample: Uint8Array, debug: boolean): Promise<Uint8Array>;
+  run(sample: Uint8Array, debug: boolean): PredictCall;
   /** Asks the worker to exit; kills it after `graceMs`. */
   shutdown(graceMs: number): Promise<WorkerExit>;
   /** Signals the worker (and what it started); a no-op once it is gone. */

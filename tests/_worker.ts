@@ -1,0 +1,81 @@
+/** Spawns the real worker.py on a user inference file and drives it over its channel. */
+import { join } from "node:path";
+import { WorkerProcess } from "../src/python/worker_process.ts";
+import { writeWorker } from "../src/python/worker_source.ts";
+import { PROTOCOL_VERSION } from "../src/python/protocol.ts";
+import { PYTHON, tempDir } from "./_helpers.ts";
+
+/** A ready worker, its log lines and its project directory; kills it on dispose. */
+export interface TestWorker extends AsyncDisposable {
+  readonly worker: WorkerProcess;
+  readonly dir: string;
+  readonly lines: string[];
+}
+
+/**
+ * Starts a worker on `inference` (Python source) with `stream_window`
+ * `window`; resolves once ready. `program` replaces worker.py (a rogue worker).
+ */
+export async function startWorker(inference: string, window = 4, program?: string): Promise<TestWorker> {
+  const dir = await tempDir("cortex-serve-worker-");
+  await Deno.writeTextFile(join(dir.path, "inference.py"), inference);
+  const workerPath = program ?? await writeWorker(dir.path);
+  const lines: string[] = [];
+  const worker = WorkerProcess.spawn({
+    python: PYTHON,
+    workerPath,
+    cwd: dir.path,
+    env: { PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin" },
+    maxFrameBytes: 1 << 20,
+    onLog: (line) => lines.push(line),
+  });
+  const dispose = async () => {
+    worker.kill("SIGKILL");
+    await worker.exited;
+    await dir[Symbol.asyncDispose]();
+  };
+  try {
+    await worker.init({
+      protocol: PROTOCOL_VERSION,
+      api: "api",
+      inference: join(dir.path, "inference.py"),
+      metadata: {},
+      python_root: null,
+      project_dir: dir.path,
+      interface: "init_metadata",
+      model: null,
+      model_dir: null,
+      stream_window: window,
+    });
+  } catch (error) {
+    await dispose();
+    throw new Error(`${error}\n${lines.join("\n")}`);
+  }
+  return { worker, dir: dir.path, lines, [Symbol.asyncDispose]: dispose };
+}
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/** A sample as request bytes. */
+export function json(value: unknown): Uint8Array {
+  return encoder.encode(JSON.stringify(value));
+}
+
+/** Parses JSON bytes. */
+export function parse(bytes: Uint8Array): unknown {
+  return JSON.parse(decoder.decode(bytes));
+}
+
+/** Resolves with `promise`'s value, or "timeout" after `ms`. */
+export async function within<T>(promise: Promise<T>, ms: number): Promise<T | "timeout"> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    return await Promise.race([
+      promise,
+      new Promise<"timeout">((r) => timer = setTimeout(() => r("timeout"), ms)),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
