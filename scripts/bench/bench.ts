@@ -5,13 +5,14 @@
  * markdown table on stdout. Progress goes to stderr. Every process started
  * here is stopped before it returns, on Ctrl-C and SIGTERM too.
  *
- * Usage: deno run -A scripts/bench/bench.ts [--duration 5] [--cases noop,iris,1mb,cpu1,cpu2,batch,batch+on]
+ * Usage: deno run -A scripts/bench/bench.ts [--duration 5]
+ *   [--cases noop,iris,1mb,overload,overload2k,cpu1,cpu2,batch,batch+on]
  */
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { BATCHING, type Case, CASES, type ServerKind } from "./cases.ts";
-import { batchingSummary, type Measurement, table } from "./table.ts";
-import { Processes, rssKiB } from "./processes.ts";
+import { batchingSummary, type Measurement, overloadTable, table } from "./table.ts";
+import { cpuSeconds, Processes, rssKiB } from "./processes.ts";
 
 const HERE = import.meta.dirname!;
 const ROOT = join(HERE, "..", "..");
@@ -34,7 +35,9 @@ Deno.addSignalListener("SIGINT", stop);
 Deno.addSignalListener("SIGTERM", stop);
 
 const results: Measurement[] = [];
+const OVERLOAD = new Set(CASES.filter((c) => c.overload === true).map((c) => c.name));
 let idleServerKiB: number | undefined;
+let idleFloorKiB: number | undefined;
 try {
   for (const benchCase of cases) {
     const body = join(work, `${benchCase.name}.json`);
@@ -43,18 +46,39 @@ try {
       const port = freePort();
       const server = await start(kind, benchCase, port);
       const url = `http://127.0.0.1:${port}${kind === "cortex-serve" ? benchCase.endpoint : "/predict"}`;
+      const headers = benchCase.headers ?? {};
       try {
-        await untilServing(url, body, server);
+        await untilServing(url, body, server, headers);
         if (kind === "cortex-serve" && benchCase.name === "noop") {
           idleServerKiB = await rssKiB(server.pid, false);
         }
+        if (kind === "deno-floor") idleFloorKiB = await rssKiB(server.pid, false);
         for (const c of benchCase.concurrency ?? CONCURRENCY) {
-          await wrk(url, body, c, 1); // warm-up
+          const options = { headers, status: benchCase.overload === true };
+          await wrk(url, body, c, 1, options); // warm-up
           const sampler = processes.sampleRss(server.pid);
-          const run = await wrk(url, body, c, seconds);
+          const cpuBefore = await cpuSeconds(server.pid);
+          const run = await wrk(url, body, c, seconds, options);
+          const cpuAfter = await cpuSeconds(server.pid);
           const rss = sampler.stop();
-          results.push({ benchCase: benchCase.name, server: kind, concurrency: c, ...run, ...rss });
-          log(`${benchCase.name} ${kind} c=${c}: ${Math.round(run.rps)} req/s, p50 ${run.p50Us} us`);
+          const requests = run.rps * seconds;
+          const cpu = {
+            serverCpuUs: ((cpuAfter.own - cpuBefore.own) / requests) * 1e6,
+            workerCpuUs: ((cpuAfter.children - cpuBefore.children) / requests) * 1e6,
+          };
+          const restarts = benchCase.overload === true ? await workerRestarts(benchCase, kind) : 0;
+          results.push({
+            benchCase: benchCase.name,
+            server: kind,
+            concurrency: c,
+            ...run,
+            ...rss,
+            ...cpu,
+            restarts,
+          });
+          log(
+            `${benchCase.name} ${kind} c=${c}: ${Math.round(run.rps)} req/s, ${Math.round(run.okPerS)} 200/s`,
+          );
         }
       } finally {
         await processes.stop(server);
@@ -66,12 +90,21 @@ try {
   await Deno.remove(work, { recursive: true }).catch(() => {});
 }
 console.log(await header());
-console.log(table(results, (name) => CASES.find((c) => c.name === name)?.baseline ?? name));
+const plain = results.filter((m) => !OVERLOAD.has(m.benchCase));
+if (plain.length > 0) {
+  console.log(table(plain, (name) => CASES.find((c) => c.name === name)?.baseline ?? name));
+}
+if (results.some((m) => OVERLOAD.has(m.benchCase))) {
+  console.log(`\n${overloadTable(results.filter((m) => OVERLOAD.has(m.benchCase)))}`);
+}
 const summary = batchingSummary(results, BATCHING.batchIntervalMs);
 if (summary !== undefined) console.log(`\n${summary}`);
 if (idleServerKiB !== undefined) {
+  const floor = idleFloorKiB === undefined
+    ? ""
+    : `; the floor at idle: ${(idleFloorKiB / 1024).toFixed(0)} MiB`;
   console.log(
-    `\ncortex-serve server process at idle (no Python): ${(idleServerKiB / 1024).toFixed(0)} MiB RSS`,
+    `\ncortex-serve server process at idle (no Python): ${(idleServerKiB / 1024).toFixed(0)} MiB RSS${floor}`,
   );
 }
 
@@ -82,17 +115,20 @@ function start(kind: ServerKind, benchCase: Case, port: number): Promise<Deno.Ch
     BENCH_INFERENCE: benchCase.inference,
     BENCH_METADATA: JSON.stringify(benchCase.metadata),
   };
-  const log = join(work, `${benchCase.name}-${kind}.log`);
+  const log = logPath(benchCase, kind);
   switch (kind) {
     case "cortex-serve":
       return processes.spawn(Deno.execPath(), [
         "run",
         "-A",
         "--frozen",
+        // As the compile task, the bundle's command and scripts/serve-example run it.
+        "--v8-flags=--max-semi-space-size=2",
         `--config=${join(ROOT, "deno.json")}`,
         join(ROOT, "main.ts"),
         "serve",
         project,
+        ...(benchCase.serveArgs?.(work) ?? []),
         `--port=${port}`,
         `--python=${PYTHON}`,
         `--state-dir=${join(work, "state")}`,
@@ -113,12 +149,17 @@ function start(kind: ServerKind, benchCase: Case, port: number): Promise<Deno.Ch
   }
 }
 
-async function untilServing(url: string, body: string, child: Deno.ChildProcess): Promise<void> {
+async function untilServing(
+  url: string,
+  body: string,
+  child: Deno.ChildProcess,
+  headers: Readonly<Record<string, string>>,
+): Promise<void> {
   const sample = await Deno.readFile(body);
   const deadline = Date.now() + 60_000;
   while (Date.now() < deadline) {
     try {
-      const res = await fetch(url, { method: "POST", body: sample });
+      const res = await fetch(url, { method: "POST", body: sample, headers });
       await res.body?.cancel();
       if (res.status === 200) return;
     } catch {
@@ -130,7 +171,13 @@ async function untilServing(url: string, body: string, child: Deno.ChildProcess)
   throw new Error(`${url} did not answer 200 within 60 s`);
 }
 
-async function wrk(url: string, body: string, concurrency: number, duration: number) {
+interface WrkOptions {
+  readonly headers: Readonly<Record<string, string>>;
+  /** Count 503s (and those with Retry-After). */
+  readonly status: boolean;
+}
+
+async function wrk(url: string, body: string, concurrency: number, duration: number, options: WrkOptions) {
   const threads = Math.min(concurrency, 2);
   const out = await new Deno.Command("wrk", {
     args: [
@@ -138,23 +185,38 @@ async function wrk(url: string, body: string, concurrency: number, duration: num
       `-c${concurrency}`,
       `-d${duration}s`,
       "--timeout=10s",
+      ...Object.entries(options.headers).flatMap(([name, value]) => ["-H", `${name}: ${value}`]),
       "-s",
       join(HERE, "report.lua"),
       url,
     ],
-    env: { BENCH_BODY: body },
+    env: { BENCH_BODY: body, ...(options.status ? { BENCH_STATUS: "1" } : {}) },
     stdout: "piped",
     stderr: "inherit",
   }).output();
   const line = new TextDecoder().decode(out.stdout).split("\n").find((l) => l.startsWith("BENCH "));
   if (!out.success || line === undefined) throw new Error(`wrk failed against ${url}`);
   const r = JSON.parse(line.slice(6));
+  const seconds = r.duration_us / 1e6;
   return {
-    rps: r.requests / (r.duration_us / 1e6),
+    rps: r.requests / seconds,
+    okPerS: (r.requests - r.non2xx) / seconds,
+    refusedPerS: r.n503 / seconds,
+    refusedWithoutRetryAfter: (r.n503 as number) - (r.retry_after as number),
     p50Us: r.p50_us as number,
     p99Us: r.p99_us as number,
     errors: (r.socket_errors as number) + (r.non2xx as number),
   };
+}
+
+/** "worker stopped; restarting" lines in the server's log so far. */
+async function workerRestarts(benchCase: Case, kind: ServerKind): Promise<number> {
+  const text = await Deno.readTextFile(logPath(benchCase, kind)).catch(() => "");
+  return text.split("\n").filter((line) => line.includes("worker stopped; restarting")).length;
+}
+
+function logPath(benchCase: Case, kind: ServerKind): string {
+  return join(work, `${benchCase.name}-${kind}.log`);
 }
 
 function freePort(): number {

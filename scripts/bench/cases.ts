@@ -26,8 +26,14 @@ export interface Case {
   readonly servers: readonly ServerKind[];
   /** The request body. */
   readonly body: () => string;
-  /** wrk connections of each run; default 1 and 16. */
+  /** wrk connections, one run each (default 1 and 16). */
   readonly concurrency?: readonly number[];
+  /** Extra `cortex-serve serve` arguments; may write files into `work`. */
+  readonly serveArgs?: (work: string) => string[];
+  /** Extra request headers. */
+  readonly headers?: Readonly<Record<string, string>>;
+  /** Report 200s and 503s per second (the overload table). */
+  readonly overload?: boolean;
   /** Another case whose peers this case's cortex-serve is compared with (same model, other settings). */
   readonly baseline?: string;
 }
@@ -71,6 +77,23 @@ function batchProject(work: string, batching: boolean): string {
   return dir;
 }
 
+/** The iris example with `min_replicas: 2`, copied into `work`. */
+function irisTwoReplicas(work: string): string {
+  const dir = join(work, "iris-2");
+  Deno.mkdirSync(join(dir, "src"), { recursive: true });
+  for (const file of ["iris_model.npz", "src/inference.py", "src/model.py"]) {
+    Deno.copyFileSync(join(IRIS, file), join(dir, file));
+  }
+  Deno.writeTextFileSync(
+    join(dir, "cortex.yaml"),
+    Deno.readTextFileSync(join(IRIS, "cortex.yaml")) + "  compute:\n    min_replicas: 2\n",
+  );
+  return dir;
+}
+
+/** The API key of the keyed overload case. */
+const BENCH_KEY = "bench-key-0123456789abcdef";
+
 /** Every case, in table order. */
 export const CASES: readonly Case[] = [
   {
@@ -102,6 +125,38 @@ export const CASES: readonly Case[] = [
     replicas: 1,
     servers: PEERS,
     body: megabyte,
+  },
+  {
+    // Clients retrying at once: 32 fit the default queue of 64; 256 are far past it.
+    name: "overload",
+    project: () => IRIS,
+    inference: "src/inference.py",
+    metadata: { model: "iris_model.npz" },
+    endpoint: "/iris/classifier",
+    replicas: 1,
+    servers: ["cortex-serve"],
+    body: () => JSON.stringify(SAMPLE),
+    concurrency: [32, 256],
+    overload: true,
+  },
+  {
+    // The same with two replicas and API keys on.
+    name: "overload2k",
+    project: (work) => irisTwoReplicas(work),
+    inference: "src/inference.py",
+    metadata: { model: "iris_model.npz" },
+    endpoint: "/iris/classifier",
+    replicas: 2,
+    servers: ["cortex-serve"],
+    body: () => JSON.stringify(SAMPLE),
+    concurrency: [32, 256],
+    serveArgs: (work) => {
+      const keys = join(work, "keys");
+      Deno.writeTextFileSync(keys, `${BENCH_KEY}\n`, { mode: 0o600 });
+      return [`--api-key-file=${keys}`];
+    },
+    headers: { authorization: `Bearer ${BENCH_KEY}` },
+    overload: true,
   },
   {
     name: "cpu1",

@@ -83,6 +83,43 @@ function signal(child: Deno.ChildProcess, name: Deno.Signal): void {
   }
 }
 
+/** The pids of `pid`'s descendants. */
+async function descendants(pid: number): Promise<number[]> {
+  const found: number[] = [];
+  const pending = [pid];
+  for (let next = pending.pop(); next !== undefined; next = pending.pop()) {
+    try {
+      for await (const task of Deno.readDir(`/proc/${next}/task`)) {
+        const text = await Deno.readTextFile(`/proc/${next}/task/${task.name}/children`);
+        const children = text.split(" ").filter((s) => s !== "").map(Number);
+        found.push(...children);
+        pending.push(...children);
+      }
+    } catch {
+      // Exited while we looked.
+    }
+  }
+  return found;
+}
+
+/** CPU time (user + system) used so far, in seconds: of `pid` itself, and of its descendants. */
+export async function cpuSeconds(pid: number): Promise<{ readonly own: number; readonly children: number }> {
+  const ticks = async (p: number) => {
+    try {
+      // Fields after the command name (which may hold spaces): utime and stime are the 12th and 13th.
+      const stat = await Deno.readTextFile(`/proc/${p}/stat`);
+      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      return Number(fields[11]) + Number(fields[12]);
+    } catch {
+      return 0;
+    }
+  };
+  const hz = 100; // USER_HZ on Linux
+  let children = 0;
+  for (const child of await descendants(pid)) children += await ticks(child);
+  return { own: (await ticks(pid)) / hz, children: children / hz };
+}
+
 /** Resident memory of `pid` in KiB, with all its descendants when `tree`. */
 export async function rssKiB(pid: number, tree: boolean): Promise<number> {
   let total = 0;

@@ -12,6 +12,18 @@ export interface Measurement {
   readonly errors: number;
   readonly serverKiB: number;
   readonly totalKiB: number;
+  /** 200 answers per second. */
+  readonly okPerS: number;
+  /** 503 answers per second (counted in overload cases only). */
+  readonly refusedPerS: number;
+  /** 503s that came without Retry-After. */
+  readonly refusedWithoutRetryAfter: number;
+  /** CPU time per request of the server process (for peers: the whole process), in µs. */
+  readonly serverCpuUs: number;
+  /** CPU time per request of the server's children (cortex-serve's Python workers), in µs. */
+  readonly workerCpuUs: number;
+  /** Worker restarts seen in the server's log (overload cases only). */
+  readonly restarts: number;
 }
 
 const PEERS: readonly ServerKind[] = ["flask+waitress", "fastapi+uvicorn"];
@@ -25,8 +37,8 @@ export function table(
   baseline: (benchCase: string) => string = (name) => name,
 ): string {
   const lines = [
-    "| case | server | c | req/s | p50 | p99 | errors | RSS MiB | req/s vs best peer | p50 vs best peer |",
-    "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|",
+    "| case | server | c | req/s | p50 | p99 | errors | RSS MiB | CPU µs/req | req/s vs best peer | p50 vs best peer |",
+    "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
   ];
   for (const m of results) {
     const peers = results.filter((p) =>
@@ -38,9 +50,9 @@ export function table(
     lines.push(
       `| ${m.benchCase} | ${m.server} | ${m.concurrency} | ${Math.round(m.rps).toLocaleString("en")} | ${
         duration(m.p50Us)
-      } | ${duration(m.p99Us)} | ${m.errors} | ${memory(m)} | ${ours ? ratio(m.rps / bestRps) : ""} | ${
-        ours ? ratio(m.p50Us / bestP50) : ""
-      } |`,
+      } | ${duration(m.p99Us)} | ${m.errors} | ${memory(m)} | ${cpu(m)} | ${
+        ours ? ratio(m.rps / bestRps) : ""
+      } | ${ours ? ratio(m.p50Us / bestP50) : ""} |`,
     );
   }
   return lines.join("\n");
@@ -53,6 +65,12 @@ function duration(us: number): string {
 function memory(m: Measurement): string {
   const mib = (kib: number) => (kib / 1024).toFixed(0);
   return m.server === "cortex-serve" ? `${mib(m.serverKiB)} / ${mib(m.totalKiB)}` : mib(m.totalKiB);
+}
+
+/** Server CPU per request; for cortex-serve, `server / worker`. */
+function cpu(m: Measurement): string {
+  const server = Math.round(m.serverCpuUs);
+  return m.server === "cortex-serve" ? `${server} / ${Math.round(m.workerCpuUs)}` : `${server}`;
 }
 
 function ratio(value: number): string {
@@ -88,4 +106,28 @@ export function batchingSummary(results: readonly Measurement[], intervalMs: num
     );
   }
   return lines.length === 0 ? undefined : lines.join("\n");
+}
+
+/**
+ * The overload table: predictions (200s) and 503s per second at each
+ * concurrency, and the predictions as a ratio of the case's lowest
+ * concurrency (clients that fit the queue).
+ */
+export function overloadTable(results: readonly Measurement[]): string {
+  const lines = [
+    "| case | server | c | req/s | 200/s | 503/s | 503 without Retry-After | p50 | p99 | worker restarts | RSS MiB | 200/s vs c=32 |",
+    "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+  ];
+  for (const m of results) {
+    const base = results.find((b) => b.benchCase === m.benchCase && b.server === m.server);
+    const n = (v: number) => Math.round(v).toLocaleString("en");
+    lines.push(
+      `| ${m.benchCase} | ${m.server} | ${m.concurrency} | ${n(m.rps)} | ${n(m.okPerS)} | ${
+        n(m.refusedPerS)
+      } | ${m.refusedWithoutRetryAfter} | ${duration(m.p50Us)} | ${duration(m.p99Us)} | ${m.restarts} | ${
+        memory(m)
+      } | ${base ? ratio(m.okPerS / base.okPerS) : ""} |`,
+    );
+  }
+  return lines.join("\n");
 }

@@ -16,6 +16,7 @@ import { checkNotEmpty, readBody } from "./body.ts";
 import { RequestStats } from "./stats.ts";
 import { apiStatus } from "./status.ts";
 import { requestId } from "./request_id.ts";
+import { RejectionLog, ShedPacer } from "./shedding.ts";
 import type { AppEnv } from "./app_env.ts";
 import { type StreamEnd, streamFormat, streamResponse } from "./stream_body.ts";
 import { ConsoleActivity } from "./console/activity.ts";
@@ -53,12 +54,32 @@ export interface CortexApp {
 
 const JSON_HEADERS = { "content-type": "application/json" } as const;
 
+/** Load shedding answers (see ./shedding.ts): paced, and summarised in the log. */
+const SHED_REASONS: Readonly<Partial<Record<string, string>>> = {
+  QUEUE_FULL: "queue full",
+  NOT_READY: "not ready",
+  SHUTTING_DOWN: "shutting down",
+  UNAUTHORIZED: "unauthorized",
+};
+
+/** The reason of a rejection that sheds load, or undefined for any other outcome. */
+function shedReason(error: Error | undefined): string | undefined {
+  return error instanceof ApiError ? SHED_REASONS[error.code] : undefined;
+}
+
 /** Builds the Hono app for a deployment. */
 export function createApp(options: AppOptions): CortexApp {
   const { project, pools, logger } = options;
   const app = new Hono<AppEnv>();
   const stats = options.stats ?? new RequestStats();
   const activity = options.activity ?? new ConsoleActivity();
+  const pacer = new ShedPacer();
+  const rejections = new RejectionLog(logger);
+  // Per-API counters and metric label children, bound once, not looked up per request.
+  const perApi = new Map(project.apis.map((api) => [api.name, {
+    stats: stats.of(api.name),
+    metrics: options.metrics?.forApi(api.name),
+  }]));
 
   app.use(async (c, next) => {
     const id = requestId(c.req.header("x-request-id"));
@@ -75,15 +96,16 @@ export function createApp(options: AppOptions): CortexApp {
     if (api === undefined) return;
     const record = (status: number, extra: Record<string, unknown>) => {
       const ms = performance.now() - started;
-      stats.of(api).record(status, ms);
+      const bound = perApi.get(api)!;
+      bound.stats.record(status, ms);
       activity.record(api, status, ms, id);
       const queueMs = c.get("queueMs");
-      options.metrics?.observeRequest(
-        api,
-        status,
-        ms / 1000,
-        queueMs === undefined ? undefined : queueMs / 1000,
-      );
+      bound.metrics?.observe(status, ms / 1000, queueMs === undefined ? undefined : queueMs / 1000);
+      const shed = rejections.perRequest ? undefined : shedReason(c.error);
+      if (shed !== undefined) {
+        rejections.count("requests rejected", { api, status, reason: shed });
+        return;
+      }
       logger.info("request", {
         request_id: id,
         api,
@@ -111,7 +133,7 @@ export function createApp(options: AppOptions): CortexApp {
 
   const cors = corsMiddleware(options.cors ?? { kind: "any" });
   if (cors !== undefined) project.apis.forEach((api) => app.use(api.endpoint, cors));
-  if (options.keys !== undefined) app.use(requireApiKey(options.keys, logger));
+  if (options.keys !== undefined) app.use(requireApiKey(options.keys, logger, rejections));
 
   for (const api of project.apis) {
     const pool = pools.get(api.name);
@@ -123,6 +145,9 @@ export function createApp(options: AppOptions): CortexApp {
     const batched = api.batching !== undefined;
     app.post(api.endpoint, async (c) => {
       c.set("api", api.name);
+      // Shed before reading and checking the body: a refusal must cost little.
+      const refused = pool.refusal();
+      if (refused !== undefined) throw refused;
       const body = await readBody(c.req.raw, options.maxBodyBytes);
       checkNotEmpty(body);
       const debug = c.req.query("debug") === "true";
@@ -214,6 +239,9 @@ export function createApp(options: AppOptions): CortexApp {
     errorResponse(c, new ApiError("NOT_FOUND", `No route for ${c.req.method} ${c.req.path}`), options)
   );
   app.onError((error, c) => {
+    if (shedReason(error) !== undefined) {
+      return pacer.answer(() => errorResponse(c, error as ApiError, options));
+    }
     if (error instanceof ApiError) return errorResponse(c, error, options);
     logger.error("unhandled error", {
       request_id: c.get("requestId"),

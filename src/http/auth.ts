@@ -11,6 +11,7 @@ import type { Logger } from "../log/logger.ts";
 import type { KeyStore } from "../security/api_keys.ts";
 import type { AppEnv } from "./app_env.ts";
 import { ApiError } from "../errors/api_error.ts";
+import type { RejectionLog } from "./shedding.ts";
 import { isOpenConsoleRequest } from "./console/routes.ts";
 
 /** Paths orchestrators probe; they stay open and reveal no error text when keys are on. */
@@ -38,21 +39,31 @@ export function presentedKeys(headers: Headers): string[] {
  * Middleware that answers 401 (JSON error body, `WWW-Authenticate`) unless
  * the request carries an accepted key, and records the key's id as the
  * `keyId` variable for the request log. A missing and a wrong key get the
- * same answer; the log says which, never the key.
+ * same answer; the log says which, never the key: one line per second per
+ * path and reason with a count (`rejections`), or one line each at debug level.
  */
-export function requireApiKey(keys: KeyStore, logger: Logger): MiddlewareHandler<AppEnv> {
+export function requireApiKey(
+  keys: KeyStore,
+  logger: Logger,
+  rejections: RejectionLog,
+): MiddlewareHandler<AppEnv> {
   return async (c, next) => {
     if (OPEN_PATHS.has(c.req.path)) return await next();
     if (isOpenConsoleRequest(c.req.method, c.req.path, c.req.header("accept"))) return await next();
     const presented = presentedKeys(c.req.raw.headers);
     const id = keys.match(presented);
     if (id === undefined) {
-      logger.warn("unauthorized", {
-        request_id: c.get("requestId"),
-        method: c.req.method,
-        path: c.req.path,
-        reason: presented.length === 0 ? "no key" : "unknown key",
-      });
+      const reason = presented.length === 0 ? "no key" : "unknown key";
+      if (rejections.perRequest) {
+        logger.warn("unauthorized", {
+          request_id: c.get("requestId"),
+          method: c.req.method,
+          path: c.req.path,
+          reason,
+        });
+      } else {
+        rejections.count("unauthorized", { method: c.req.method, path: c.req.path, reason });
+      }
       throw new ApiError("UNAUTHORIZED", MESSAGE, { headers: { "www-authenticate": CHALLENGE } });
     }
     c.set("keyId", id);

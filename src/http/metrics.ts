@@ -45,6 +45,32 @@ const STATES: readonly ReplicaState[] = [
 type Child = { inc(value?: number): void };
 type Observer = { observe(value: number): void };
 
+/** The request counters and histograms of one API. */
+export class ApiRequestMetrics {
+  readonly #counter: (status: number) => Child;
+  readonly #byStatus = new Map<number, Child>();
+  readonly #latency: Observer;
+  readonly #queueWait: Observer;
+
+  constructor(counter: (status: number) => Child, latency: Observer, queueWait: Observer) {
+    this.#counter = counter;
+    this.#latency = latency;
+    this.#queueWait = queueWait;
+  }
+
+  /** Counts one finished request (`seconds` from arrival to response). */
+  observe(status: number, seconds: number, queueSeconds: number | undefined): void {
+    let counter = this.#byStatus.get(status);
+    if (counter === undefined) {
+      counter = this.#counter(status);
+      this.#byStatus.set(status, counter);
+    }
+    counter.inc();
+    this.#latency.observe(seconds);
+    if (queueSeconds !== undefined) this.#queueWait.observe(queueSeconds);
+  }
+}
+
 /** The server's metrics. */
 export class ServerMetrics {
   /** Holds only this server's metrics (not prom-client's global registry). */
@@ -57,9 +83,7 @@ export class ServerMetrics {
   readonly #skipped: Counter<"api">;
   readonly #batchSize: Histogram<"api">;
   readonly #batchChildren = new Map<string, Observer>();
-  readonly #requestChildren = new Map<string, Child>();
-  readonly #latencyChildren = new Map<string, Observer>();
-  readonly #queueChildren = new Map<string, Observer>();
+  readonly #apis = new Map<string, ApiRequestMetrics>();
   readonly #classChildren = new Map<string, Map<string, Child>>();
   /** Restarts already added to the counter, per replica object. */
   readonly #seenRestarts = new WeakMap<Replica, number>();
@@ -119,24 +143,33 @@ export class ServerMetrics {
     this.#scrapeTimeMetrics(sources, registers);
   }
 
+  /** The request metrics of `api`, label children bound once: the app keeps one per API. */
+  forApi(api: string): ApiRequestMetrics {
+    let bound = this.#apis.get(api);
+    if (bound === undefined) {
+      bound = new ApiRequestMetrics(
+        (status) => this.#requests.labels({ api, status: String(status) }),
+        this.#latency.labels({ api }),
+        this.#queueWait.labels({ api }),
+      );
+      this.#apis.set(api, bound);
+    }
+    return bound;
+  }
+
   /** Counts one batch of `size` requests sent to a worker (server-side batching). */
   observeBatch(api: string, size: number): void {
-    this.#observer(this.#batchChildren, this.#batchSize, api).observe(size);
+    let child = this.#batchChildren.get(api);
+    if (child === undefined) {
+      child = this.#batchSize.labels({ api });
+      this.#batchChildren.set(api, child);
+    }
+    child.observe(size);
   }
 
   /** Counts one finished API request (`seconds` from arrival to response). */
   observeRequest(api: string, status: number, seconds: number, queueSeconds: number | undefined): void {
-    const key = `${api}\u0000${status}`;
-    let counter = this.#requestChildren.get(key);
-    if (counter === undefined) {
-      counter = this.#requests.labels({ api, status: String(status) });
-      this.#requestChildren.set(key, counter);
-    }
-    counter.inc();
-    this.#observer(this.#latencyChildren, this.#latency, api).observe(seconds);
-    if (queueSeconds !== undefined) {
-      this.#observer(this.#queueChildren, this.#queueWait, api).observe(queueSeconds);
-    }
+    this.forApi(api).observe(status, seconds, queueSeconds);
   }
 
   /**
@@ -160,15 +193,6 @@ export class ServerMetrics {
   /** The Prometheus text exposition and its content type. */
   async render(): Promise<{ readonly body: string; readonly contentType: string }> {
     return { body: await this.registry.metrics(), contentType: this.registry.contentType };
-  }
-
-  #observer(cache: Map<string, Observer>, histogram: Histogram<"api">, api: string): Observer {
-    let child = cache.get(api);
-    if (child === undefined) {
-      child = histogram.labels({ api });
-      cache.set(api, child);
-    }
-    return child;
   }
 
   #classChild(api: string, label: string): Child {

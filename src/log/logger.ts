@@ -93,6 +93,9 @@ export class Logger {
   readonly #sink: LogSink;
   readonly #fields: LogFields;
   readonly #tap: LogTap | undefined;
+  readonly #threshold: number;
+  /** The level column of text lines, coloured when asked. */
+  readonly #tags: Readonly<Record<LogLevel, string>>;
 
   constructor(options: LoggerOptions = {}) {
     this.format = options.format ?? "text";
@@ -101,6 +104,12 @@ export class Logger {
     this.#sink = options.sink ?? stderrSink;
     this.#fields = options.fields ?? {};
     this.#tap = options.tap;
+    this.#threshold = LEVELS[this.level];
+    const tag = (level: LogLevel) => {
+      const text = level.toUpperCase().padEnd(5);
+      return this.#colour ? `${COLOURS[level]}${text}\x1b[0m` : text;
+    };
+    this.#tags = { debug: tag("debug"), info: tag("info"), warn: tag("warn"), error: tag("error") };
   }
 
   /** A logger that adds `fields` to every line. */
@@ -135,35 +144,55 @@ export class Logger {
 
   log(level: LogLevel, message: string, fields?: LogFields): void {
     if (this.#tap !== undefined && level !== "debug") this.#tap(level, message, this.#fields, fields);
-    if (!this.enabled(level)) return;
-    const all = fields ? { ...this.#fields, ...fields } : this.#fields;
-    const time = new Date().toISOString();
-    this.#sink(
-      this.format === "json"
-        ? jsonLine(time, level, message, all)
-        : this.#textLine(time, level, message, all),
-    );
-    if (LEVELS[level] >= LEVELS.warn && this.#sink === stderrSink) flushLogs();
-  }
-
-  #textLine(time: string, level: LogLevel, message: string, fields: LogFields): string {
-    const tag = level.toUpperCase().padEnd(5);
-    const coloured = this.#colour ? `${COLOURS[level]}${tag}\x1b[0m` : tag;
-    let line = `${time} ${coloured} ${message}`;
-    for (const [key, value] of Object.entries(fields)) {
-      if (value === undefined) continue;
-      line += ` ${key}=${textValue(value)}`;
+    if (LEVELS[level] < this.#threshold) return;
+    // Formatted straight into one string: no merged field object per line.
+    const json = this.format === "json";
+    let line = json
+      ? `{"time":"${now()}","level":"${level}","msg":${JSON.stringify(message)}`
+      : `${now()} ${this.#tags[level]} ${message}`;
+    const own = this.#fields;
+    for (const key in own) {
+      if (fields !== undefined && key in fields) continue; // the call's value wins
+      line += json ? jsonField(key, own[key]) : textField(key, own[key]);
     }
-    return line;
+    if (fields !== undefined) {
+      for (const key in fields) line += json ? jsonField(key, fields[key]) : textField(key, fields[key]);
+    }
+    this.#sink(json ? line + "}" : line);
+    if (LEVELS[level] >= LEVELS.warn && this.#sink === stderrSink) flushLogs();
   }
 }
 
-function jsonLine(time: string, level: LogLevel, message: string, fields: LogFields): string {
-  const record: Record<string, unknown> = { time, level, msg: message };
-  for (const [key, value] of Object.entries(fields)) {
-    if (value !== undefined) record[key] = value;
+let clockMs = -1;
+let clockText = "";
+
+/** The current time as ISO 8601, formatted once per millisecond however many lines share it. */
+function now(): string {
+  const ms = Date.now();
+  if (ms !== clockMs) {
+    clockMs = ms;
+    clockText = new Date(ms).toISOString();
   }
-  return JSON.stringify(record);
+  return clockText;
+}
+
+/** `,"key":` of each field name seen, so a name is quoted once, not once per line. */
+const quotedKeys = new Map<string, string>();
+
+function jsonField(key: string, value: unknown): string {
+  if (value === undefined) return "";
+  let quoted = quotedKeys.get(key);
+  if (quoted === undefined) {
+    quoted = `,${JSON.stringify(key)}:`;
+    if (quotedKeys.size < 1000) quotedKeys.set(key, quoted);
+  }
+  if (typeof value === "number" && Number.isFinite(value)) return quoted + value;
+  const text = JSON.stringify(value);
+  return text === undefined ? "" : quoted + text;
+}
+
+function textField(key: string, value: unknown): string {
+  return value === undefined ? "" : ` ${key}=${textValue(value)}`;
 }
 
 function textValue(value: unknown): string {

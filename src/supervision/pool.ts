@@ -103,6 +103,7 @@ export class ApiPool {
   readonly changes: Emitter<ApiPool> = new Emitter();
   /** Requests queued or running, watched for their deadline by one ticking timer. */
   readonly #active = new Set<Job>();
+  #fullError: { readonly waiting: number; readonly error: ApiError } | undefined;
   #ticker: ReturnType<typeof setInterval> | undefined;
   readonly #batcher: Batcher<Job> | undefined;
   readonly #batchListeners: ((size: number) => void)[] = [];
@@ -201,12 +202,8 @@ export class ApiPool {
    *   WORKER_DIED, OUT_OF_MEMORY or PREDICT_TIMEOUT
    */
   submit(sample: Uint8Array, options: SubmitOptions): Promise<Prediction> {
-    if (this.#closed) {
-      return Promise.reject(
-        new ApiError("SHUTTING_DOWN", "The server is shutting down", { retryAfter: 5 }),
-      );
-    }
-    if (!this.#accepting()) return Promise.reject(this.#notReady());
+    const refused = this.refusal();
+    if (refused !== undefined) return Promise.reject(refused);
     return new Promise<Prediction>((resolve, reject) => {
       const arrived = performance.now();
       const job: Job = {
@@ -224,16 +221,8 @@ export class ApiPool {
         cleanup: () => {},
         run: undefined,
       };
-      // The queue grows and shrinks with the replicas: --queue places each.
-      const limit = this.#o.queuePerReplica * Math.max(this.#replicas.length, 1);
-      if (this.#queue.length >= limit || !this.#queue.push(job)) {
-        reject(
-          new ApiError(
-            "QUEUE_FULL",
-            `Api ${this.api} is at capacity: ${this.#queue.length} requests are already waiting`,
-            { retryAfter: 1 },
-          ),
-        );
+      if (!this.#queue.push(job)) {
+        reject(this.#queueFull());
         return;
       }
       this.#arm(job, options.signal);
@@ -242,6 +231,36 @@ export class ApiPool {
         this.#o.logger.debug("request queued", { api: this.api, queue: this.#queue.length });
       }
     });
+  }
+
+  /**
+   * Why a request arriving now would be refused (shutting down, not ready,
+   * queue full), or undefined when it would be queued. Cheap: the app asks
+   * before reading the body, so shedding load costs little.
+   */
+  refusal(): ApiError | undefined {
+    if (this.#closed) return new ApiError("SHUTTING_DOWN", "The server is shutting down", { retryAfter: 5 });
+    if (!this.#accepting()) return this.#notReady();
+    // The queue grows and shrinks with the replicas: --queue places each.
+    const limit = this.#o.queuePerReplica * Math.max(this.#replicas.length, 1);
+    if (this.#queue.length >= limit || this.#queue.length >= this.#queue.capacity) return this.#queueFull();
+    return undefined;
+  }
+
+  /** One error object while the queue stays full: a refusal under overload allocates no error of its own. */
+  #queueFull(): ApiError {
+    const waiting = this.#queue.length;
+    if (this.#fullError?.waiting !== waiting) {
+      this.#fullError = {
+        waiting,
+        error: new ApiError(
+          "QUEUE_FULL",
+          `Api ${this.api} is at capacity: ${waiting} requests are already waiting`,
+          { retryAfter: 1 },
+        ),
+      };
+    }
+    return this.#fullError.error;
   }
 
   /** Starts queued work on free replicas; called whenever a replica changes state. */
@@ -344,7 +363,8 @@ export class ApiPool {
     job.cleanup = () => {
       this.#active.delete(job);
       signal?.removeEventListener("abort", onClientGone);
-      if (this.#active.size === 0) this.#stopTicker();
+      // The ticker stops itself at its next tick with nothing active: not
+      // here, or every request of a lone client would start and stop one.
     };
   }
 
