@@ -19,6 +19,7 @@ import type { InitMessage, PredictErrorKind, ReadyMessage } from "../src/python/
 import type { ReplicaWorker } from "../src/supervision/replica_worker.ts";
 import { Emitter, waitUntil } from "../src/supervision/events.ts";
 import { Logger } from "../src/log/logger.ts";
+import { Replica, type ReplicaOptions } from "../src/supervision/replica.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -326,6 +327,31 @@ export class FakeSpawner {
   nth(n: number, timeoutMs = 2000): Promise<FakeWorker> {
     return waitUntil([this.spawned], () => this.workers[n - 1], { timeoutMs });
   }
+}
+
+/**
+ * A replica on a {@link FakeSpawner} with fast test settings (50 ms kill
+ * grace, 1–5 ms backoff); `overrides` changes any of them.
+ */
+export function fakeReplica(
+  spawner: FakeSpawner,
+  logger: Logger,
+  overrides: Partial<ReplicaOptions> = {},
+): Replica {
+  return new Replica({
+    api: "api",
+    index: 0,
+    spawn: spawner.spawn,
+    init: {} as never,
+    initTimeoutMs: undefined,
+    killGraceMs: 50,
+    cancelGraceMs: 20,
+    backoff: { initialMs: 1, maxMs: 5, resetAfterMs: 60_000 },
+    memBytes: undefined,
+    memText: undefined,
+    logger,
+    ...overrides,
+  });
 }
 
 /** A JSON-lines logger whose records the test reads. */

@@ -7,8 +7,7 @@ import assert from "node:assert/strict";
 import { Autoscaler } from "../src/supervision/autoscale.ts";
 import { waitUntil } from "../src/supervision/events.ts";
 import { ApiPool } from "../src/supervision/pool.ts";
-import { Replica } from "../src/supervision/replica.ts";
-import { FakeSpawner, recordingLogger, sample } from "./_fake_worker.ts";
+import { fakeReplica, FakeSpawner, recordingLogger, sample } from "./_fake_worker.ts";
 
 function setup() {
   const { logger, records } = recordingLogger();
@@ -23,19 +22,7 @@ function setup() {
   const create = (index: number) => {
     const spawner = new FakeSpawner();
     spawners.set(index, spawner);
-    return new Replica({
-      api: "api",
-      index,
-      spawn: spawner.spawn,
-      init: {} as never,
-      initTimeoutMs: undefined,
-      killGraceMs: 50,
-      cancelGraceMs: 20,
-      backoff: { initialMs: 1, maxMs: 5, resetAfterMs: 60_000 },
-      memBytes: undefined,
-      memText: undefined,
-      logger,
-    });
+    return fakeReplica(spawner, logger, { index });
   };
   const first = create(0);
   pool.setReplicas([first]);

@@ -7,9 +7,8 @@
 import assert from "node:assert/strict";
 import { ApiError } from "../src/errors/api_error.ts";
 import { ApiPool, type Prediction } from "../src/supervision/pool.ts";
-import { Replica } from "../src/supervision/replica.ts";
 import { waitUntil } from "../src/supervision/events.ts";
-import { FakeSpawner, type FakeWorker, recordingLogger, sample } from "./_fake_worker.ts";
+import { fakeReplica, FakeSpawner, type FakeWorker, recordingLogger, sample } from "./_fake_worker.ts";
 
 interface Setup {
   readonly maxBatchSize: number;
@@ -37,19 +36,7 @@ async function makePool(setup: Setup) {
   const replicas = Array.from({ length: setup.replicas ?? 1 }, (_, index) => {
     const spawner = new FakeSpawner();
     spawners.push(spawner);
-    return new Replica({
-      api: "api",
-      index,
-      spawn: spawner.spawn,
-      init: {} as never,
-      initTimeoutMs: undefined,
-      killGraceMs: 50,
-      cancelGraceMs: 50,
-      backoff: { initialMs: 1, maxMs: 5, resetAfterMs: 60_000 },
-      memBytes: undefined,
-      memText: undefined,
-      logger,
-    });
+    return fakeReplica(spawner, logger, { index, cancelGraceMs: 50 });
   });
   pool.setReplicas(replicas);
   replicas.forEach((r) => r.start());

@@ -6,9 +6,8 @@
 import assert from "node:assert/strict";
 import type { ApiError } from "../src/errors/api_error.ts";
 import { ApiPool, type Prediction } from "../src/supervision/pool.ts";
-import { Replica } from "../src/supervision/replica.ts";
 import { waitUntil } from "../src/supervision/events.ts";
-import { blockFor, FakeSpawner, recordingLogger, sample } from "./_fake_worker.ts";
+import { blockFor, fakeReplica, FakeSpawner, recordingLogger, sample } from "./_fake_worker.ts";
 
 interface Setup {
   readonly replicas?: number;
@@ -31,19 +30,7 @@ async function makePool(setup: Setup = {}) {
   const replicas = Array.from({ length: setup.replicas ?? 1 }, (_, index) => {
     const spawner = new FakeSpawner();
     spawners.push(spawner);
-    return new Replica({
-      api: "api",
-      index,
-      spawn: spawner.spawn,
-      init: {} as never,
-      initTimeoutMs: undefined,
-      killGraceMs: 50,
-      cancelGraceMs: 20,
-      backoff: { initialMs: 1, maxMs: 5, resetAfterMs: 60_000 },
-      memBytes: undefined,
-      memText: undefined,
-      logger,
-    });
+    return fakeReplica(spawner, logger, { index });
   });
   pool.setReplicas(replicas);
   replicas.forEach((r) => r.start());
@@ -240,18 +227,8 @@ Deno.test("pool: not ready while no replica has started; 503 with the cause when
     logger,
   });
   const spawner = new FakeSpawner({ fail: "ModuleNotFoundError: No module named 'torch'" });
-  const replica = new Replica({
-    api: "api",
-    index: 0,
-    spawn: spawner.spawn,
-    init: {} as never,
-    initTimeoutMs: undefined,
-    killGraceMs: 50,
-    cancelGraceMs: 20,
+  const replica = fakeReplica(spawner, logger, {
     backoff: { initialMs: 60_000, maxMs: 60_000, resetAfterMs: 60_000 },
-    memBytes: undefined,
-    memText: undefined,
-    logger,
   });
   pool.setReplicas([replica]);
   await assert.rejects(pool.submit(sample(1), { debug: false }), /Api api is not ready \(starting\)/);
