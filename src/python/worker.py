@@ -42,8 +42,16 @@ import threading
 import time
 import traceback
 
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
 HEADER = struct.Struct(">I")
+# Raw frames (see Channel): tag, u64 request id, and for predict a flags byte.
+RAW_PREDICT = 0x01
+RAW_RESULT = 0x02
+FLAG_DEBUG = 0x01
+RAW_PREDICT_HEAD = struct.Struct(">BQB")
+RAW_RESULT_HEAD_BYTES = 9
+RESULT_FRAME_HEAD = struct.Struct(">IBQ")
+READ_BUFFER_BYTES = 64 * 1024
 LOG_SAMPLE_CHARS = 1000
 
 try:
@@ -61,42 +69,77 @@ class ProtocolViolation(Exception):
 
 
 class Channel:
-    """The control channel: framed msgpack over two private file descriptors."""
+    """The control channel: length-prefixed frames over two private file
+    descriptors. A payload is a msgpack map, or a raw frame: `predict`
+    [0x01][u64 id][u8 flags][sample] in, `result` [0x02][u64 id][prediction]
+    out (see src/python/protocol.ts)."""
 
     def __init__(self, fd_in, fd_out, max_frame):
         self.fd_in = fd_in
         self.fd_out = fd_out
         self.max_frame = max_frame
         self.reader = io.FileIO(fd_in, "rb", closefd=False)
-        self.header = bytearray(HEADER.size)
-        self.buffer = bytearray(64 * 1024)
+        # Bytes read and not yet taken: buffer[start:end]. One read usually
+        # brings a whole frame (or several), so a frame costs one syscall.
+        self.buffer = bytearray(READ_BUFFER_BYTES)
+        self.start = 0
+        self.end = 0
         # The main thread (answers) and the reader thread (dropped requests) both send.
         self.send_lock = threading.Lock()
 
-    def _read_exactly(self, view):
-        filled = 0
-        while filled < len(view):
-            n = self.reader.readinto(view[filled:])
-            if not n:
+    def _fill(self, n):
+        """Reads until `n` bytes are buffered; False at end of input."""
+        while self.end - self.start < n:
+            buffer = self.buffer
+            if self.start == self.end:
+                self.start = self.end = 0
+            elif len(buffer) - self.start < n:
+                # The frame does not fit behind `start`: move what is left to the front.
+                size = max(n, len(buffer))
+                buffer = bytearray(size)
+                kept = self.end - self.start
+                buffer[:kept] = memoryview(self.buffer)[self.start:self.end]
+                self.buffer = buffer
+                self.start, self.end = 0, kept
+            if len(buffer) - self.start < n:  # only at start == 0: a frame larger than the buffer
+                buffer = bytearray(n)
+                buffer[:self.end] = memoryview(self.buffer)[:self.end]
+                self.buffer = buffer
+            with memoryview(buffer) as view:
+                got = self.reader.readinto(view[self.end:])
+            if not got:
                 return False
-            filled += n
+            self.end += got
         return True
 
     def receive(self):
-        """Next message as a dict, or None at end of input."""
-        if not self._read_exactly(memoryview(self.header)):
+        """Next message: a Job for a raw `predict`, a dict for a msgpack map,
+        or None at end of input."""
+        if not self._fill(4):
             return None
-        (length,) = HEADER.unpack(self.header)
+        (length,) = HEADER.unpack_from(self.buffer, self.start)
         if length == 0 or length > self.max_frame:
             raise ProtocolViolation(
                 "frame of %d bytes refused (maximum %d)" % (length, self.max_frame)
             )
-        if length > len(self.buffer):
-            self.buffer = bytearray(max(length, 2 * len(self.buffer)))
-        view = memoryview(self.buffer)[:length]
-        if not self._read_exactly(view):
+        if not self._fill(4 + length):
             return None
-        message = msgpack.unpackb(view, raw=False)
+        at = self.start + 4
+        self.start = at + length
+        buffer = self.buffer
+        tag = buffer[at]
+        if tag == RAW_PREDICT:
+            if length < RAW_PREDICT_HEAD.size:
+                raise ProtocolViolation(
+                    "raw predict frame of %d bytes: it needs at least %d" % (length, RAW_PREDICT_HEAD.size)
+                )
+            _, request_id, flags = RAW_PREDICT_HEAD.unpack_from(buffer, at)
+            sample = buffer[at + RAW_PREDICT_HEAD.size:at + length]
+            return Job((request_id,), sample, flags & FLAG_DEBUG, None)
+        if not (0x80 <= tag <= 0x8f or tag == 0xDE or tag == 0xDF):
+            raise ProtocolViolation("frame of unknown kind: first byte 0x%02x" % tag)
+        with memoryview(buffer) as view:
+            message = msgpack.unpackb(view[at:at + length], raw=False)
         if not isinstance(message, dict) or "type" not in message:
             raise ProtocolViolation("frame is not a message map")
         return message
@@ -116,9 +159,29 @@ class Channel:
         payload = self._payload(message)
         return HEADER.pack(len(payload)) + payload
 
+    def _result_head(self, request_id, body):
+        """Length prefix and raw `result` header; OverflowError when the frame is too large."""
+        length = RAW_RESULT_HEAD_BYTES + len(body)
+        if length > self.max_frame:
+            raise OverflowError(
+                "message of %d bytes is over the maximum frame size of %d bytes"
+                % (length, self.max_frame)
+            )
+        return RESULT_FRAME_HEAD.pack(length, RAW_RESULT, request_id)
+
+    def pack_result(self, request_id, body):
+        """A framed raw `result`; OverflowError when it is over the maximum frame size."""
+        return self._result_head(request_id, body) + body
+
+    def send_result(self, request_id, body):
+        """Sends a raw `result`: header and body in one writev, the body not copied."""
+        self._writev(self._result_head(request_id, body), body)
+
     def send(self, message):
         payload = self._payload(message)
-        header = HEADER.pack(len(payload))
+        self._writev(HEADER.pack(len(payload)), payload)
+
+    def _writev(self, header, payload):
         with self.send_lock:
             # Header and payload in one syscall, without copying the payload behind the header.
             written = os.writev(self.fd_out, (header, payload))
@@ -286,7 +349,11 @@ def load_user_module(message):
 
 
 class Interface:
-    """One loaded inference file: `init()` once, then `predict(sample)`."""
+    """One loaded inference file: `init()` once, then `predict(sample)`.
+    `has_pre`/`has_post`: whether `pre`/`post` do anything (the hot path skips them otherwise)."""
+
+    has_pre = False
+    has_post = False
 
     def init(self, model_path=None):
         pass
@@ -312,6 +379,8 @@ class ModuleInterface(Interface):
         self.metadata = metadata
         self.init_arity = init_arity
         self.hook_arity = hook_arity
+        self.has_pre = "pre_inference" in functions
+        self.has_post = "post_inference" in functions
 
     def init(self, model_path=None):
         if "init" in self.functions:
@@ -624,11 +693,10 @@ def finite(value):
     return finite(to_json_value(value))
 
 
-def dumps(value):
-    return json.dumps(
-        value, default=to_json_value, allow_nan=False, ensure_ascii=False,
-        separators=(",", ":"),
-    )
+# One encoder for every prediction: json.dumps with options builds a new one per call.
+dumps = json.JSONEncoder(
+    default=to_json_value, allow_nan=False, ensure_ascii=False, separators=(",", ":"),
+).encode
 
 
 def serialize(prediction):
@@ -653,22 +721,25 @@ class Cancelled(BaseException):
 
 
 class Job:
-    """One unit of work: a `predict` (one id) or a `predict_batch` (several)."""
+    """One unit of work: a `predict` (one id, `sample`) or a `predict_batch`
+    (several ids, `samples`); the samples are JSON bytes."""
 
-    __slots__ = ("message", "ids", "dropped")
+    __slots__ = ("ids", "sample", "debug", "samples", "dropped")
 
-    def __init__(self, message):
-        self.message = message
+    def __init__(self, ids, sample, debug, samples):
+        self.ids = ids
+        self.sample = sample
+        self.debug = debug
+        self.samples = samples
         self.dropped = False
-        if message["type"] == "predict":
-            self.ids = (message["id"],)
-        else:
-            self.ids = tuple(message["ids"])
-            if len(self.ids) != len(message["samples"]) or not self.ids:
-                raise ProtocolViolation(
-                    "predict_batch with %d ids and %d samples"
-                    % (len(self.ids), len(message["samples"]))
-                )
+
+    @staticmethod
+    def batch(message):
+        ids = tuple(message["ids"])
+        samples = message["samples"]
+        if len(ids) != len(samples) or not ids:
+            raise ProtocolViolation("predict_batch with %d ids and %d samples" % (len(ids), len(samples)))
+        return Job(ids, None, message.get("debug"), samples)
 
 
 class Control:
@@ -710,15 +781,14 @@ class Control:
                     # server stops a worker that keeps running without it.
                     log("control channel failed: %s" % exc)
                     message = None
+                if type(message) is Job:
+                    self._queue(message)
+                    continue
                 kind = None if message is None else message.get("type")
                 if kind is None or kind == "shutdown":
                     break
-                if kind in ("predict", "predict_batch"):
-                    job = Job(message)
-                    with self.cond:
-                        for request_id in job.ids:
-                            self.waiting[request_id] = job
-                    self.jobs.put(job)
+                if kind == "predict_batch":
+                    self._queue(Job.batch(message))
                 elif kind == "credit":
                     with self.cond:
                         request_id = message["id"]
@@ -738,6 +808,12 @@ class Control:
             self.closed = True
             self.cond.notify_all()
         self.jobs.put(None)
+
+    def _queue(self, job):
+        with self.cond:
+            for request_id in job.ids:
+                self.waiting[request_id] = job
+        self.jobs.put(job)
 
     def _cancel(self, request_id):
         with self.cond:
@@ -782,8 +858,9 @@ class Control:
         with self.cond:
             self.running = None
             self.cancel_requested = False
-            for request_id in job.ids:
-                self.credits.pop(request_id, None)
+            if self.credits:
+                for request_id in job.ids:
+                    self.credits.pop(request_id, None)
 
     def call(self, fn, *args):
         """Runs user code where a cancel can reach it."""
@@ -817,6 +894,10 @@ def cancelled_error(request_id):
     }
 
 
+# Types a prediction usually has: never a stream, no isinstance check against the ABC needed.
+PLAIN_TYPES = frozenset((dict, list, str, int, float, bool, type(None), tuple, bytes))
+
+
 def is_stream(value):
     """A generator or another iterator: its items are streamed."""
     return isinstance(value, collections.abc.Iterator) and not isinstance(
@@ -843,8 +924,9 @@ class Worker:
         message = self.channel.receive()
         if message is None:
             return False
-        if message.get("type") != "init":
-            raise ProtocolViolation("expected init, got %r" % message.get("type"))
+        kind = "predict" if type(message) is Job else message.get("type")
+        if kind != "init":
+            raise ProtocolViolation("expected init, got %r" % kind)
         if message.get("protocol") != PROTOCOL_VERSION:
             self.channel.send({
                 "type": "init_error", "phase": "protocol", "traceback": "",
@@ -886,15 +968,17 @@ class Worker:
     def serve(self):
         control = self.control
         control.start_reader()
+        next_job = control.next_job
+        finished = control.finished
         while True:
-            job = control.next_job()
+            job = next_job()
             if job is None:
                 return
             try:
-                if job.message["type"] == "predict":
-                    self.predict(job.message)
+                if job.samples is None:
+                    self.predict(job)
                 else:
-                    self.predict_batch(job.message)
+                    self.predict_batch(job)
             except Cancelled:
                 # Raised by a late signal in the worker's own code, after the
                 # request's answer or error went out: nothing left to answer.
@@ -902,7 +986,7 @@ class Worker:
             finally:
                 # Output without a final newline still reaches the log per request.
                 flush_output()
-                control.finished(job)
+                finished(job)
 
     def user_error(self, request_id, exc):
         """The error frame for an exception raised by user code."""
@@ -914,10 +998,10 @@ class Worker:
         sys.stderr.write(tb)
         return error_frame(request_id, "predict", describe(exc), tb)
 
-    def predict(self, message):
-        request_id = message["id"]
-        debug = bool(message.get("debug"))
-        raw = message["sample"]
+    def predict(self, job):
+        request_id = job.ids[0]
+        debug = job.debug
+        raw = job.sample
         try:
             sample = json.loads(raw)
         except RecursionError:
@@ -927,17 +1011,30 @@ class Worker:
         if debug:
             log("api %s request %d sample: %s" % (self.api, request_id, truncate(bytes(raw).decode("utf-8", "replace"))))
         interface = self.interface
-        call = self.control.call
+        control = self.control
+        streaming = False
         try:
-            sample = call(interface.pre, sample)
-            prediction = call(interface.run, sample)
-            if is_stream(prediction):
-                return self.stream(request_id, prediction, debug)
-            prediction = call(interface.post, prediction)
+            # The hooks and predict run in one window where a cancel can reach
+            # them (see Control.call, inlined on this path).
+            control.in_user = True
+            try:
+                if control.cancel_requested:
+                    raise Cancelled()
+                if interface.has_pre:
+                    sample = interface.pre(sample)
+                prediction = interface.run(sample)
+                if type(prediction) not in PLAIN_TYPES and is_stream(prediction):
+                    streaming = True
+                elif interface.has_post:
+                    prediction = interface.post(prediction)
+            finally:
+                control.in_user = False
         except BaseException as exc:  # noqa: BLE001 - SystemExit too costs one request only
             if isinstance(exc, KeyboardInterrupt):
                 raise
             return self.channel.send(self.user_error(request_id, exc))
+        if streaming:
+            return self.stream(request_id, prediction, debug)
         try:
             body = serialize(prediction)
         except (TypeError, ValueError, RecursionError) as exc:
@@ -945,7 +1042,7 @@ class Worker:
         if debug:
             log("api %s request %d prediction: %s" % (self.api, request_id, truncate(body.decode("utf-8", "replace"))))
         try:
-            self.channel.send({"type": "result", "id": request_id, "prediction": body})
+            self.channel.send_result(request_id, body)
         except OverflowError as exc:
             self.fail(request_id, "serialize", "the prediction is too large: %s (raise --max-frame)" % exc, "")
 
@@ -998,15 +1095,15 @@ class Worker:
         finally:
             self.control.in_user = False
 
-    def predict_batch(self, message):
-        debug = bool(message.get("debug"))
+    def predict_batch(self, job):
+        debug = job.debug
         interface = self.interface
         call = self.control.call
         # A sample that cannot be parsed fails its own request; the others go on.
         answers = {}
         ids = []
         samples = []
-        for request_id, raw in zip(message["ids"], message["samples"]):
+        for request_id, raw in zip(job.ids, job.samples):
             try:
                 samples.append(json.loads(raw))
                 ids.append(request_id)
@@ -1016,7 +1113,7 @@ class Worker:
                 answers[request_id] = error_frame(request_id, "sample", str(exc) or type(exc).__name__, "")
             if debug:
                 log("api %s request %d sample: %s" % (self.api, request_id, truncate(bytes(raw).decode("utf-8", "replace"))))
-        in_order = lambda: [answers[i] for i in message["ids"]]  # noqa: E731
+        in_order = lambda: [answers[i] for i in job.ids]  # noqa: E731
         if not ids:
             return self.channel.send_many(in_order())
         try:
@@ -1047,7 +1144,7 @@ class Worker:
             return self.user_error(request_id, exc)
         try:
             body = serialize(prediction)
-            frame = self.channel.pack({"type": "result", "id": request_id, "prediction": body})
+            frame = self.channel.pack_result(request_id, body)
         except (TypeError, ValueError, RecursionError) as exc:
             return error_frame(request_id, "serialize", "cannot serialize the prediction: %s" % exc, traceback.format_exc())
         except OverflowError as exc:

@@ -10,6 +10,7 @@ import {
   decodeMessage,
   encodeMessageFrame,
   type InitMessage,
+  PROTOCOL_VERSION,
   ProtocolError,
   type ReadyMessage,
   type ServerMessage,
@@ -158,12 +159,25 @@ export class WorkerProcess {
     return this.#calls.outstanding;
   }
 
-  /** Sends `init` and waits for `ready`; rejects with InitFailedError or WorkerExitedError. */
+  /**
+   * Sends `init` and waits for `ready`; rejects with InitFailedError (phase
+   * `protocol` when the worker speaks another protocol version; it is then
+   * killed) or WorkerExitedError.
+   */
   async init(message: Omit<InitMessage, "type">): Promise<ReadyMessage> {
     const gone = this.#gone();
     if (gone !== undefined) throw gone;
     const reply = await this.#calls.init(message);
-    if (reply.type === "ready") return reply;
+    if (reply.type === "ready") {
+      if (reply.protocol === PROTOCOL_VERSION) return reply;
+      this.kill("SIGKILL");
+      throw new InitFailedError(
+        "protocol",
+        `the worker speaks protocol ${reply.protocol}, this server ${PROTOCOL_VERSION}: ` +
+          "use the worker shipped with the same cortex-serve binary",
+        "",
+      );
+    }
     if (reply.type === "init_error") {
       throw new InitFailedError(reply.phase, reply.error, reply.traceback);
     }
