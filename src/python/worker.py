@@ -1,22 +1,23 @@
 """cortex-serve worker: runs one replica of a user's inference file.
 
 Started by the server as `python worker.py --max-frame N --channel PATH`. The
-server talks to it over the Unix socket at PATH (without `--channel`: over
-stdin/stdout) with length-prefixed msgpack frames (4-byte big-endian length,
-then one msgpack map; see src/python/protocol.ts and channel.ts). Before any
-user code runs, the control channel is moved off fds 0 and 1: fd 1 then
-points at stderr (the log stream) so `print()` and C libraries writing to
-fd 1 can never corrupt the protocol, and fd 0 reads from /dev/null.
+worker connects twice to the Unix socket at PATH: first the main channel
+(every message but `cancel`, both ways), then the cancel channel (`cancel`
+only, server to worker). Frames are length-prefixed (4-byte big-endian
+length, then a msgpack map or a raw frame; see src/python/protocol.ts and
+channel.ts). Before any user code runs, fd 1 points at stderr (the log
+stream) so `print()` and C libraries writing to fd 1 can never corrupt the
+protocol, and fd 0 reads from /dev/null.
 
 Lifecycle: `init` message -> import the inference file (its global scope
 runs) -> check signatures against the interface cortex.yaml's dialect asks
 for -> download an s3:// model -> `init(metadata)`, `init(model_path,
 metadata)` or `PythonPredictor(config)` -> `ready`; then `predict` and
 `predict_batch` messages, run one at a time in order, until `shutdown` or end
-of input. After `ready` a second thread reads the channel (see Control), so
-`cancel` and `credit` reach the worker while user code runs; user code itself
-always runs on the main thread. A `predict` that returns a generator or
-another iterator streams its items (`item` frames, then `end`).
+of input. The main thread reads the main channel and runs user code; after
+`ready` a second thread reads the cancel channel (see Control), so a cancel
+reaches the worker while user code runs. A `predict` that returns a
+generator or another iterator streams its items (`item` frames, then `end`).
 """
 
 import ast
@@ -32,7 +33,7 @@ import io
 import json
 import math
 import os
-import queue
+import select
 import signal
 import socket
 import struct
@@ -111,6 +112,11 @@ class Channel:
                 return False
             self.end += got
         return True
+
+    def has_frame(self):
+        """True when a whole frame is already buffered."""
+        buffered = self.end - self.start
+        return buffered >= 4 and buffered >= 4 + HEADER.unpack_from(self.buffer, self.start)[0]
 
     def receive(self):
         """Next message: a Job for a raw `predict`, a dict for a msgpack map,
@@ -203,24 +209,22 @@ class Channel:
 
 
 def connect_channel(path):
-    """Connects to the server's socket; returns its fd for both directions."""
+    """Connects to the server's socket; returns the connection's fd."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.connect(path)
     except OSError as exc:
         sys.stderr.write("cortex-serve worker: cannot connect to %s: %s\n" % (path, exc))
         sys.exit(3)
-    fd = sock.detach()
-    return fd, fd
+    return sock.detach()
 
 
 def take_over_stdio(channel_path):
-    """Moves the control channel off fds 0/1; fd 1 then writes to the log."""
-    if channel_path is None:
-        fd_in = os.dup(0)
-        fd_out = os.dup(1)
-    else:
-        fd_in, fd_out = connect_channel(channel_path)
+    """Connects the main channel, then the cancel channel (in that order: the
+    server tells them apart by it); fd 0 then reads /dev/null and fd 1 writes
+    to the log. Returns both fds."""
+    main_fd = connect_channel(channel_path)
+    cancel_fd = connect_channel(channel_path)
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
     os.close(devnull)
@@ -234,7 +238,7 @@ def take_over_stdio(channel_path):
         io.FileIO(2, "wb", closefd=False), encoding="utf-8",
         errors="backslashreplace", line_buffering=True,
     )
-    return fd_in, fd_out
+    return main_fd, cancel_fd
 
 
 def watch_parent():
@@ -743,95 +747,81 @@ class Job:
 
 
 class Control:
-    """What the reader thread and the main thread share.
+    """Which request runs, and how a cancel reaches it.
 
-    The reader thread reads every frame after `init`: work goes to a FIFO the
-    main thread takes from, `credit` and `cancel` take effect at once, so they
-    reach a worker whose main thread is busy in user code. A cancel of the
-    running job sets `cancel_requested` and sends SIGUSR1 to the main thread,
-    whose handler raises Cancelled when user code is running (`in_user`); the
-    worker's own code checks the flag at its waiting points instead, so a
-    frame is never cut in half by the exception.
+    The main thread reads the main channel itself (no hand-off between
+    threads per request) and runs jobs one at a time, in order; frames it
+    reads while a stream waits for credit are kept in `pending`. Cancels
+    come on a second channel that a daemon thread reads (`watch`), so they
+    take effect while the main thread is busy in user code:
+    - the running job: `cancel_requested` is set and SIGUSR1 sent to the
+      main thread, whose handler raises Cancelled when user code is running
+      (`in_user`); the worker's own code checks the flag at its waiting
+      points instead, so a frame is never cut in half by the exception;
+    - a job not started yet (read or still unread: request ids increase in
+      the order the server sends requests): answered `cancelled` at once,
+      and its ids go to `dropped`, so the main thread skips it (answering
+      the other ids of a batch) when it gets to it;
+    - a finished job: ignored (its answer is on the way).
     """
 
-    def __init__(self, channel):
+    def __init__(self, channel, cancels):
         self.channel = channel
-        # Jobs in arrival order (None: the input ended); the main thread blocks on it.
-        self.jobs = queue.SimpleQueue()
-        self.cond = threading.Condition(threading.Lock())
-        # Jobs received and not started, by request id: what a cancel can drop.
-        self.waiting = {}
-        self.closed = False
+        self.cancels = cancels
+        self.lock = threading.Lock()
+        # Under `lock`: the running job, the highest id started, ids answered `cancelled` before they started.
         self.running = None
+        self.started_upto = 0
+        self.dropped = set()
         self.cancel_requested = False
+        # Main thread only.
         self.in_user = False
+        self.pending = collections.deque()
         self.credits = {}
+        self.closed = False
         self.main_ident = threading.get_ident()
+        # Written by the watcher when it cancels the running job, so a stream
+        # waiting for credit wakes up.
+        self.wake_r, self.wake_w = os.pipe()
+        os.set_blocking(self.wake_r, False)
+        os.set_blocking(self.wake_w, False)
 
-    def start_reader(self):
-        threading.Thread(target=self._read, name="cortex-control", daemon=True).start()
+    def start_watcher(self):
+        threading.Thread(target=self._watch, name="cortex-cancel", daemon=True).start()
 
-    def _read(self):
+    def _watch(self):
         try:
             while True:
                 try:
-                    message = self.channel.receive()
-                except OSError as exc:
-                    # The channel is gone (closed under us): like its end, and the
-                    # server stops a worker that keeps running without it.
-                    log("control channel failed: %s" % exc)
-                    message = None
-                if type(message) is Job:
-                    self._queue(message)
-                    continue
-                kind = None if message is None else message.get("type")
-                if kind is None or kind == "shutdown":
-                    break
-                if kind == "predict_batch":
-                    self._queue(Job.batch(message))
-                elif kind == "credit":
-                    with self.cond:
-                        request_id = message["id"]
-                        # Credit for a stream that already ended is dropped.
-                        if self.running is not None and request_id in self.running.ids:
-                            self.credits[request_id] = self.credits.get(request_id, 0) + message["n"]
-                            self.cond.notify_all()
-                elif kind == "cancel":
-                    self._cancel(message["id"])
-                else:
-                    raise ProtocolViolation("unexpected message %r" % kind)
+                    message = self.cancels.receive()
+                except OSError:
+                    return  # the channel is gone: the main channel's end stops the worker
+                if message is None:
+                    return
+                if type(message) is not dict or message.get("type") != "cancel":
+                    raise ProtocolViolation("unexpected message on the cancel channel")
+                self._cancel(message["id"])
         except Exception as exc:  # noqa: BLE001 - a broken channel ends the worker
             log("protocol violation: %s" % exc)
             flush_output()
             os._exit(3)
-        with self.cond:
-            self.closed = True
-            self.cond.notify_all()
-        self.jobs.put(None)
-
-    def _queue(self, job):
-        with self.cond:
-            for request_id in job.ids:
-                self.waiting[request_id] = job
-        self.jobs.put(job)
 
     def _cancel(self, request_id):
-        with self.cond:
-            dropped = self.waiting.get(request_id)
-            if dropped is not None:
-                dropped.dropped = True
-                for dropped_id in dropped.ids:
-                    del self.waiting[dropped_id]
-            elif self.running is not None and request_id in self.running.ids:
+        with self.lock:
+            running = self.running
+            if running is not None and request_id in running.ids:
                 if not self.cancel_requested:
                     self.cancel_requested = True
-                    self.cond.notify_all()
+                    try:
+                        os.write(self.wake_w, b"c")
+                    except BlockingIOError:
+                        pass  # a wake-up is pending already
                     signal.pthread_kill(self.main_ident, signal.SIGUSR1)
                 return
-            else:
+            if request_id <= self.started_upto:
                 return  # finished already: its answer is on the way
-        for dropped_id in dropped.ids:
-            self.channel.send(cancelled_error(dropped_id))
+            self.dropped.add(request_id)
+        self.channel.send(cancelled_error(request_id))
 
     def on_signal(self, signum, frame):
         """SIGUSR1 handler, on the main thread between two bytecodes."""
@@ -839,28 +829,74 @@ class Control:
             self.in_user = False
             raise Cancelled()
 
-    def next_job(self):
-        """The next job to run, or None once the input ended and the FIFO is empty."""
+    def _read(self):
+        """The next job from `pending` or the main channel, or None once the input ended."""
         while True:
-            job = self.jobs.get()
+            if self.pending:
+                return self.pending.popleft()
+            if self.closed:
+                return None
+            message = self.channel.receive()
+            if type(message) is Job:
+                return message
+            self._message(message)
+
+    def _message(self, message):
+        """A frame that is not a job: credit, shutdown, or the end of input (None)."""
+        kind = None if message is None else message.get("type")
+        if kind is None or kind == "shutdown":
+            self.closed = True
+        elif kind == "predict_batch":
+            self.pending.append(Job.batch(message))
+        elif kind == "credit":
+            request_id = message["id"]
+            running = self.running
+            # Credit for a stream that already ended is dropped.
+            if running is not None and request_id in running.ids:
+                self.credits[request_id] = self.credits.get(request_id, 0) + message["n"]
+        else:
+            raise ProtocolViolation("unexpected message %r" % kind)
+
+    def next_job(self):
+        """The next job to run, or None once the input ended."""
+        while True:
+            job = self._read()
             if job is None:
                 return None
-            with self.cond:
-                if job.dropped:
-                    continue  # cancelled while it waited, and answered then
-                for request_id in job.ids:
-                    del self.waiting[request_id]
-                self.running = job
-                self.cancel_requested = False
-                return job
+            ids = job.ids
+            with self.lock:
+                self.started_upto = ids[-1]
+                if not self.dropped:
+                    self.running = job
+                    self.cancel_requested = False
+                    return job
+                cancelled = [i for i in ids if i in self.dropped]
+                if not cancelled:
+                    self.running = job
+                    self.cancel_requested = False
+                    return job
+                self.dropped.difference_update(cancelled)
+            # Cancelled before it started: the other ids of a batch are answered now.
+            for request_id in ids:
+                if request_id not in cancelled:
+                    self.channel.send(cancelled_error(request_id))
 
     def finished(self, job):
-        with self.cond:
+        with self.lock:
             self.running = None
+            cancelled = self.cancel_requested
             self.cancel_requested = False
-            if self.credits:
-                for request_id in job.ids:
-                    self.credits.pop(request_id, None)
+        if cancelled:
+            self._drain_wake()
+        if self.credits:
+            self.credits.clear()
+
+    def _drain_wake(self):
+        try:
+            while os.read(self.wake_r, 64):
+                pass
+        except BlockingIOError:
+            pass
 
     def call(self, fn, *args):
         """Runs user code where a cancel can reach it."""
@@ -873,18 +909,28 @@ class Control:
             self.in_user = False
 
     def wait_for_window(self, request_id, sent, window):
-        """Blocks while `window` items of the stream are unacknowledged.
+        """Blocks while `window` items of the stream are unacknowledged,
+        reading the main channel for credit (other frames wait in `pending`).
 
         Raises Cancelled on a cancel, or when the window is full and the
         input has ended (nobody will grant credit any more)."""
-        with self.cond:
-            while not self.cancel_requested:
-                if sent - self.credits.get(request_id, 0) < window:
-                    return
-                if self.closed:
-                    break
-                self.cond.wait()
-            raise Cancelled()
+        channel = self.channel
+        while not self.cancel_requested:
+            if sent - self.credits.get(request_id, 0) < window:
+                return
+            if self.closed:
+                break
+            if not channel.has_frame():
+                ready, _, _ = select.select([channel.fd_in, self.wake_r], [], [])
+                if self.wake_r in ready:
+                    self._drain_wake()
+                    continue
+            message = channel.receive()
+            if type(message) is Job:
+                self.pending.append(message)
+            else:
+                self._message(message)
+        raise Cancelled()
 
 
 def cancelled_error(request_id):
@@ -912,9 +958,9 @@ DEFAULT_STREAM_WINDOW = 8
 
 
 class Worker:
-    def __init__(self, channel):
+    def __init__(self, channel, cancels):
         self.channel = channel
-        self.control = Control(channel)
+        self.control = Control(channel, cancels)
         self.interface = Interface()
         self.metadata = {}
         self.api = "?"
@@ -967,7 +1013,7 @@ class Worker:
 
     def serve(self):
         control = self.control
-        control.start_reader()
+        control.start_watcher()
         next_job = control.next_job
         finished = control.finished
         while True:
@@ -1177,14 +1223,11 @@ def batch_shape_error(predictions, size):
 
 
 def parse_args(argv):
-    """(max_frame, channel path or None) from `--max-frame N [--channel PATH]`."""
-    if len(argv) in (3, 5) and argv[1] == "--max-frame" and argv[2].isdigit():
-        if len(argv) == 3:
-            return int(argv[2]), None
-        if argv[3] == "--channel":
-            return int(argv[2]), argv[4]
+    """(max_frame, channel path) from `--max-frame N --channel PATH`."""
+    if len(argv) == 5 and argv[1] == "--max-frame" and argv[2].isdigit() and argv[3] == "--channel":
+        return int(argv[2]), argv[4]
     sys.stderr.write(
-        "usage: worker.py --max-frame BYTES [--channel SOCKET] (started by cortex-serve)\n"
+        "usage: worker.py --max-frame BYTES --channel SOCKET (started by cortex-serve)\n"
     )
     sys.exit(2)
 
@@ -1200,9 +1243,9 @@ def main(argv):
     # Ctrl-C in a terminal reaches the whole process group; the server decides
     # when workers stop (after draining), so the worker ignores SIGINT.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    fd_in, fd_out = take_over_stdio(channel_path)
+    main_fd, cancel_fd = take_over_stdio(channel_path)
     watch_parent()
-    worker = Worker(Channel(fd_in, fd_out, max_frame))
+    worker = Worker(Channel(main_fd, main_fd, max_frame), Channel(cancel_fd, cancel_fd, max_frame))
     # Cancellation reaches the main thread as SIGUSR1 (see Control).
     signal.signal(signal.SIGUSR1, worker.control.on_signal)
     try:
