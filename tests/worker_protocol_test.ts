@@ -1,4 +1,4 @@
-/** The protocol version handshake and raw frames against the real worker. */
+/** The protocol version handshake, raw frames and the cancel channel against the real worker. */
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { PROTOCOL_VERSION } from "../src/python/protocol.ts";
@@ -6,6 +6,22 @@ import { InitFailedError, WorkerProcess } from "../src/python/worker_process.ts"
 import { WORKER_SOURCE } from "../src/python/worker_source.ts";
 import { PYTHON, ROOT, tempDir } from "./_helpers.ts";
 import { json, parse, startWorker, within } from "./_worker.ts";
+
+const STREAM = `
+import os
+
+def predict(sample, metadata):
+    if not isinstance(sample, dict) or "n" not in sample:
+        return sample
+    return items(sample["n"])
+
+def items(n):
+    try:
+        for i in range(n):
+            yield i
+    finally:
+        open(os.path.join(os.getcwd(), "closed"), "w").close()
+`;
 
 /** Starts `program` as the worker and sends `init` with `protocol`; resolves with how init ended. */
 async function initWith(
@@ -91,4 +107,49 @@ def predict(sample, metadata):
   assert.deepEqual(parse(await w.worker.predict(json({ logged: 1 }), true)), { logged: 1 });
   assert.ok(w.lines.some((line) => line.includes('sample: {"logged":1}')), w.lines.join("\n"));
   assert.ok(w.lines.some((line) => line.includes('prediction: {"logged":1}')), w.lines.join("\n"));
+});
+
+Deno.test("a stream waiting for credit wakes up for its cancel and closes its generator", async () => {
+  await using w = await startWorker(STREAM, 2);
+  const call = w.worker.run(json({ n: 1000 }), false);
+  const answer = await call.answer;
+  assert.equal(answer.type, "stream");
+  // Nothing is read: the worker sends its window of 2 items and waits for credit.
+  const queued = w.worker.run(json({ after: true }), false);
+  call.cancel();
+  assert.equal(await within(call.finished, 2000), "cancelled");
+  await Deno.stat(join(w.dir, "closed"));
+  const next = await queued.answer;
+  assert.deepEqual(next.type === "body" && parse(next.body), { after: true });
+});
+
+Deno.test("a batch cancelled before it started is answered for every id; the worker runs the next request", async () => {
+  await using w = await startWorker(`
+import time
+def predict(sample, metadata):
+    if isinstance(sample, list):
+        return sample
+    time.sleep(sample["sleep"])
+    return sample
+`);
+  const first = w.worker.run(json({ sleep: 0.4 }), false);
+  const batch = w.worker.runBatch([json(1), json(2), json(3)], false);
+  const last = w.worker.run(json({ sleep: 0 }), false);
+  batch.cancel();
+  assert.equal(await within(batch.finished, 300), "cancelled");
+  const outcomes = await batch.outcomes;
+  assert.deepEqual(outcomes.map((o) => !o.ok && o.error.kind), ["cancelled", "cancelled", "cancelled"]);
+  const answers = await Promise.all([first.answer, last.answer]);
+  assert.deepEqual(answers.map((a) => a.type === "body" && parse(a.body)), [{ sleep: 0.4 }, { sleep: 0 }]);
+  assert.ok(w.worker.alive);
+});
+
+Deno.test("a cancel that arrives after the answer is ignored", async () => {
+  await using w = await startWorker(STREAM);
+  const call = w.worker.run(json([1]), false);
+  const answer = await call.answer;
+  assert.deepEqual(answer.type === "body" && parse(answer.body), [1]);
+  call.cancel(); // finished already: nothing is sent
+  assert.deepEqual(parse(await w.worker.predict(json([2]), false)), [2]);
+  assert.ok(w.worker.alive);
 });

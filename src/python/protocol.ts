@@ -28,12 +28,18 @@
  *   `predict`); one unserialisable prediction fails its id only (kind
  *   `serialize`).
  * - `credit` {id, n}: the server consumed `n` more items of stream `id`.
- * - `cancel` {id}: stop request `id`. Running: a cancellation exception is
- *   raised inside user code on the worker's main thread, and the worker
- *   answers `error` kind `cancelled` (or its normal answer if it finished
- *   first). Received but not started: dropped, answered `error` kind
- *   `cancelled` at once. Finished or unknown: ignored. For a batch, any of
- *   its ids cancels the whole batch (every id answered).
+ * - `cancel` {id}: stop request `id`; the server sends it only for a
+ *   request it sent and that is not answered. It travels on the cancel
+ *   channel (see ./channel.ts), every other message on the main channel, so
+ *   it may overtake the request it names; request ids increase in the order
+ *   requests are sent, which tells the worker one not started yet (above
+ *   every id it started, read or not) from one it finished. Running: a
+ *   cancellation exception is raised inside user code on the worker's main
+ *   thread, and the worker answers `error` kind `cancelled` (or its normal
+ *   answer if it finished first). Not started: answered `error` kind
+ *   `cancelled` at once, and dropped when the worker gets to it. Finished:
+ *   ignored. For a batch, any of its ids cancels the whole batch (every id
+ *   answered); the server sends a `cancel` for each of its ids.
  * - `shutdown`: exit once the running request is done. End of input counts
  *   as `shutdown`.
  *
