@@ -836,10 +836,20 @@ class Control:
                 return self.pending.popleft()
             if self.closed:
                 return None
-            message = self.channel.receive()
+            message = self._receive()
             if type(message) is Job:
                 return message
             self._message(message)
+
+    def _receive(self):
+        """The next frame of the main channel, or None at its end."""
+        try:
+            return self.channel.receive()
+        except OSError as exc:
+            # The channel is gone (closed under us): like its end, and the
+            # server stops a worker that keeps running without it.
+            log("control channel failed: %s" % exc)
+            return None
 
     def _message(self, message):
         """A frame that is not a job: credit, shutdown, or the end of input (None)."""
@@ -925,7 +935,7 @@ class Control:
                 if self.wake_r in ready:
                     self._drain_wake()
                     continue
-            message = channel.receive()
+            message = self._receive()
             if type(message) is Job:
                 self.pending.append(message)
             else:
@@ -1120,8 +1130,8 @@ class Worker:
                 self.channel.write(frame)
                 sent += 1
         except BaseException as exc:  # noqa: BLE001
-            if isinstance(exc, KeyboardInterrupt):
-                raise
+            if isinstance(exc, (KeyboardInterrupt, ProtocolViolation)):
+                raise  # a violation read while waiting for credit ends the worker
             error = self.user_error(request_id, exc)
             self.close_iterator(iterator)
             return self.channel.send(error)
