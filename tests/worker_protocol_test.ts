@@ -1,7 +1,15 @@
 /** The protocol version handshake, raw frames and the cancel channel against the real worker. */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { PROTOCOL_VERSION } from "../src/python/protocol.ts";
+import { ChannelListener, readPayloads, writeAll } from "../src/python/channel.ts";
+import { encodeFrame } from "../src/python/codec.ts";
+import {
+  decodeMessage,
+  encodeMessageFrame,
+  PROTOCOL_VERSION,
+  RAW_PREDICT,
+  type WorkerMessage,
+} from "../src/python/protocol.ts";
 import { InitFailedError, WorkerProcess } from "../src/python/worker_process.ts";
 import { WORKER_SOURCE } from "../src/python/worker_source.ts";
 import { PYTHON, ROOT, tempDir } from "./_helpers.ts";
@@ -152,4 +160,60 @@ Deno.test("a cancel that arrives after the answer is ignored", async () => {
   call.cancel(); // finished already: nothing is sent
   assert.deepEqual(parse(await w.worker.predict(json([2]), false)), [2]);
   assert.ok(w.worker.alive);
+});
+
+/** Starts worker.py on a no-op file and drives its channels by hand; `frame` goes out after `ready`. */
+async function sendRawAfterReady(payload: Uint8Array): Promise<{ code: number; log: string }> {
+  await using dir = await tempDir("cortex-serve-protocol-");
+  await Deno.writeTextFile(
+    join(dir.path, "inference.py"),
+    "def predict(sample, metadata):\n    return sample\n",
+  );
+  const workerPath = join(dir.path, "worker.py");
+  await Deno.writeTextFile(workerPath, WORKER_SOURCE);
+  const listener = ChannelListener.open(join(dir.path, "run"));
+  const child = new Deno.Command(PYTHON, {
+    args: [workerPath, "--max-frame", "65536", "--channel", listener.path],
+    cwd: dir.path,
+    stdin: "null",
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  const stderr = new Response(child.stderr).text();
+  const conns = await listener.accept(child.status);
+  assert.ok(conns !== undefined);
+  const init = {
+    type: "init",
+    protocol: PROTOCOL_VERSION,
+    api: "api",
+    inference: join(dir.path, "inference.py"),
+    metadata: {},
+    python_root: null,
+    project_dir: dir.path,
+    interface: "init_metadata",
+    model: null,
+    model_dir: null,
+    stream_window: 4,
+  } as const;
+  await writeAll(conns.main, encodeMessageFrame(init, 65536));
+  const ready = Promise.withResolvers<WorkerMessage>();
+  const reading = readPayloads(conns.main, 65536, (p) => ready.resolve(decodeMessage(p)));
+  const reply = await within(ready.promise, 5000);
+  assert.ok(reply !== "timeout" && reply.type === "ready", String(reply));
+  await writeAll(conns.main, encodeFrame(payload, 65536));
+  const status = await within(child.status, 5000);
+  assert.notEqual(status, "timeout");
+  conns.main.close();
+  conns.cancel.close();
+  await reading;
+  return { code: status === "timeout" ? -1 : status.code, log: await stderr };
+}
+
+Deno.test("the worker refuses a raw frame that is too short, or a first byte it does not know", async () => {
+  const short = await sendRawAfterReady(new Uint8Array([RAW_PREDICT, 0, 0, 0, 1]));
+  assert.equal(short.code, 3);
+  assert.match(short.log, /protocol violation: raw predict frame of 5 bytes: it needs at least 10/);
+  const unknown = await sendRawAfterReady(new Uint8Array([0x05, 1, 2, 3]));
+  assert.equal(unknown.code, 3);
+  assert.match(unknown.log, /protocol violation: frame of unknown kind: first byte 0x05/);
 });
