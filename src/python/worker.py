@@ -85,7 +85,7 @@ class Channel:
         self.buffer = bytearray(READ_BUFFER_BYTES)
         self.start = 0
         self.end = 0
-        # The main thread (answers) and the reader thread (dropped requests) both send.
+        # The main thread (answers) and the cancel watcher (dropped requests) both send.
         self.send_lock = threading.Lock()
 
     def _fill(self, n):
@@ -96,13 +96,10 @@ class Channel:
                 self.start = self.end = 0
             elif len(buffer) - self.start < n:
                 # The frame does not fit behind `start`: move what is left to the front.
-                size = max(n, len(buffer))
-                buffer = bytearray(size)
                 kept = self.end - self.start
-                buffer[:kept] = memoryview(self.buffer)[self.start:self.end]
-                self.buffer = buffer
+                buffer[:kept] = buffer[self.start:self.end]
                 self.start, self.end = 0, kept
-            if len(buffer) - self.start < n:  # only at start == 0: a frame larger than the buffer
+            if len(buffer) < n:  # a frame larger than the buffer (start is 0 here)
                 buffer = bytearray(n)
                 buffer[:self.end] = memoryview(self.buffer)[:self.end]
                 self.buffer = buffer
@@ -728,14 +725,13 @@ class Job:
     """One unit of work: a `predict` (one id, `sample`) or a `predict_batch`
     (several ids, `samples`); the samples are JSON bytes."""
 
-    __slots__ = ("ids", "sample", "debug", "samples", "dropped")
+    __slots__ = ("ids", "sample", "debug", "samples")
 
     def __init__(self, ids, sample, debug, samples):
         self.ids = ids
         self.sample = sample
         self.debug = debug
         self.samples = samples
-        self.dropped = False
 
     @staticmethod
     def batch(message):
@@ -752,7 +748,7 @@ class Control:
     The main thread reads the main channel itself (no hand-off between
     threads per request) and runs jobs one at a time, in order; frames it
     reads while a stream waits for credit are kept in `pending`. Cancels
-    come on a second channel that a daemon thread reads (`watch`), so they
+    come on a second channel that a daemon thread reads (`_watch`), so they
     take effect while the main thread is busy in user code:
     - the running job: `cancel_requested` is set and SIGUSR1 sent to the
       main thread, whose handler raises Cancelled when user code is running
