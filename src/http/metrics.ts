@@ -3,9 +3,10 @@
  *
  * Request counters and histograms are fed from the app's request middleware
  * through label children bound once per API, so the hot path is a few number
- * updates (one map lookup for the status). Everything about replicas and queues is read at scrape time from
- * the current pools, so pools may be swapped (reload) without telling this
- * file. The metric objects belong to the server, not to a deployment.
+ * updates and one map lookup (the status), with no allocation. Everything
+ * about replicas and queues is read at scrape time from the current pools, so
+ * pools may be swapped (reload) without telling this file. The metric objects
+ * belong to the server, not to a deployment.
  */
 import { Counter, type CounterChild, Gauge, Histogram, type HistogramChild, Registry } from "./prometheus.ts";
 import type { ResolvedTracker } from "../config/types.ts";
