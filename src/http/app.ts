@@ -224,8 +224,8 @@ export function createApp(options: AppOptions): CortexApp {
   });
   const metrics = options.metrics;
   if (metrics !== undefined) {
-    app.get("/metrics", async (c) => {
-      const { body, contentType } = await metrics.render();
+    app.get("/metrics", (c) => {
+      const { body, contentType } = metrics.render();
       return c.body(body, 200, { "content-type": contentType });
     });
   }
