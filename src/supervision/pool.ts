@@ -93,7 +93,8 @@ interface Job {
    * queue wait until it started, the end of its predict time once running.
    */
   deadlineAt: number;
-  readonly deadline: AbortController;
+  /** Set once the job was handed to a replica: stops it when its predict time is up. */
+  timeOut: (() => void) | undefined;
   readonly resolve: (value: Prediction) => void;
   readonly reject: (error: Error) => void;
   readonly onBatch: ((size: number) => void) | undefined;
@@ -247,7 +248,7 @@ export class ApiPool {
         started: false,
         startedAt: 0,
         deadlineAt: arrived + this.#queueTimeoutMs,
-        deadline: new AbortController(),
+        timeOut: undefined,
         resolve,
         reject,
         onBatch: options.onBatch,
@@ -440,7 +441,7 @@ export class ApiPool {
         job.run?.withdraw(this.#queueTimeout());
       } else {
         this.#active.delete(job);
-        job.deadline.abort(); // the replica answers 504 and cancels the request
+        job.timeOut?.(); // the replica answers 504 and cancels the request
       }
     }
     if (this.#active.size === 0) this.#stopTicker();
@@ -497,13 +498,14 @@ export class ApiPool {
   #start(replica: Replica, job: Job): void {
     job.queued = false;
     this.#inFlight++;
-    const run = replica.run(job.sample, job.debug, job.deadline.signal, () => {
+    const run = replica.run(job.sample, job.debug, () => {
       const now = performance.now();
       job.started = true;
       job.startedAt = now;
       job.deadlineAt = now + this.#o.predictTimeoutMs;
     });
     job.run = run;
+    job.timeOut = run.timeOut;
     run.answer.then(
       (answer) => {
         if (answer.type === "stream") this.#streamed = true;
@@ -529,6 +531,7 @@ export class ApiPool {
   #requeue(job: Job): void {
     job.queued = true;
     job.run = undefined;
+    job.timeOut = undefined;
     if (!this.#queue.unshift(job)) this.#settle(job, this.#queueFull());
     else if (this.#debug) this.#o.logger.debug("request back in the queue", { api: this.api });
   }
@@ -576,8 +579,8 @@ export class ApiPool {
     }
     for (const listener of this.#batchListeners) listener(size);
     this.#inFlight += size;
-    const deadline = AbortSignal.any(jobs.map((job) => job.deadline.signal));
-    const run = replica.runBatch(jobs.map((job) => job.sample), debug, deadline);
+    const run = replica.runBatch(jobs.map((job) => job.sample), debug);
+    for (const job of jobs) job.timeOut = run.timeOut; // the first to time out stops the batch
     batch.signal.addEventListener("abort", () => run.cancel(), { once: true });
     run.answers.then(
       (answers) =>

@@ -76,6 +76,8 @@ export interface ReplicaRun {
   readonly finished: Promise<RunEnd>;
   /** The client went away: cancel the request (logged and counted; 499). */
   cancel(): void;
+  /** Its `--predict-timeout` passed (counted from its start): cancel the request (logged and counted; 504). */
+  timeOut(): void;
   /**
    * Takes back a request sent behind the running one before it started:
    * answers `error` at once and has the worker drop it. Does nothing once
@@ -92,6 +94,8 @@ export interface ReplicaBatchRun {
   readonly finished: Promise<RunEnd>;
   /** Every request of the batch has gone: cancel it (logged and counted). */
   cancel(): void;
+  /** Its `--predict-timeout` passed: cancel it (logged and counted; 504 for every request). */
+  timeOut(): void;
 }
 
 /** A request or batch the current worker has been sent and not finished, oldest first. */
@@ -190,7 +194,8 @@ export class Replica {
    * when the one before it finished.
    *
    * A request whose client went away ({@link ReplicaRun.cancel}) or whose
-   * `deadline` aborted (`--predict-timeout`, counted from its start) is
+   * time is up ({@link ReplicaRun.timeOut}; `--predict-timeout`, counted
+   * from its start) is
    * answered at once (499 or 504) and cancelled in the worker, which raises
    * inside `predict` (or drops it, not started); if predict has not stopped
    * within `--cancel-grace`, the worker is killed and restarted.
@@ -202,12 +207,12 @@ export class Replica {
    * worker could not parse the sample), WORKER_DIED, OUT_OF_MEMORY,
    * PREDICT_TIMEOUT or CLIENT_CLOSED, or the error given to `withdraw`.
    */
-  run(sample: Uint8Array, debug: boolean, deadline: AbortSignal, onStart?: () => void): ReplicaRun {
+  run(sample: Uint8Array, debug: boolean, onStart?: () => void): ReplicaRun {
     const worker = this.#dispatch();
     const call = worker.run(sample, debug);
     const answer = Promise.withResolvers<RunAnswer>();
     answer.promise.catch(() => {}); // after a cancel nobody may wait for it
-    const tracked = this.#track(worker, call, deadline, (error) => answer.reject(error), false, onStart);
+    const tracked = this.#track(worker, call, (error) => answer.reject(error), false, onStart);
     // Lost with its worker: answered once `finished` tells whether it ran (502) or goes back (never answered).
     let lost: unknown;
     call.answer.then(
@@ -231,6 +236,7 @@ export class Replica {
       answer: answer.promise,
       finished,
       cancel: tracked.cancel,
+      timeOut: tracked.timeOut,
       withdraw: tracked.withdraw,
     };
   }
@@ -241,23 +247,28 @@ export class Replica {
    * in order: the prediction's JSON bytes, or that request's ApiError (the
    * worker answers a raise or a wrong return of `predict` for every id, one
    * unserialisable prediction for its id only). It rejects with one ApiError
-   * for the whole batch when the worker died (502) or `deadline` aborted
-   * (504; the batch is cancelled in the worker). `cancel` cancels the batch:
+   * for the whole batch when the worker died (502) or its time is up
+   * (`timeOut`, 504; the batch is cancelled in the worker). `cancel` cancels the batch:
    * call it only once every request of it has gone. Only call when `state`
    * is `ready`.
    */
-  runBatch(samples: readonly Uint8Array[], debug: boolean, deadline: AbortSignal): ReplicaBatchRun {
+  runBatch(samples: readonly Uint8Array[], debug: boolean): ReplicaBatchRun {
     if (this.#state !== "ready") throw new Error(`Replica ${this.index} is ${this.#state}, not ready`);
     const worker = this.#dispatch();
     const call = worker.runBatch(samples, debug);
     const answers = Promise.withResolvers<(Uint8Array | ApiError)[]>();
     answers.promise.catch(() => {}); // after a cancel nobody may wait for it
-    const tracked = this.#track(worker, call, deadline, (error) => answers.reject(error), true, undefined);
+    const tracked = this.#track(worker, call, (error) => answers.reject(error), true, undefined);
     call.outcomes.then(
       (outcomes) => answers.resolve(outcomes.map((o) => o.ok ? o.body : this.#requestError(o.error))),
       (error) => answers.reject(error instanceof ApiError ? error : this.#requestError(error)),
     );
-    return { answers: answers.promise, finished: tracked.finished, cancel: tracked.cancel };
+    return {
+      answers: answers.promise,
+      finished: tracked.finished,
+      cancel: tracked.cancel,
+      timeOut: tracked.timeOut,
+    };
   }
 
   /** Checks that the replica may take a request and marks it busy; returns its worker. */
@@ -285,13 +296,13 @@ export class Replica {
   #track(
     worker: ReplicaWorker,
     call: { readonly finished: Promise<CallEnd>; cancel(): void },
-    deadline: AbortSignal,
     fail: (error: ApiError) => void,
     batch: boolean,
     onStart: (() => void) | undefined,
   ): {
     finished: Promise<RunEnd>;
     cancel: () => void;
+    timeOut: () => void;
     withdraw: (error: ApiError) => void;
     cancelled: () => CancelReason | undefined;
   } {
@@ -326,10 +337,7 @@ export class Replica {
       void call.finished.then(() => clearTimeout(timer));
     };
     const cancel = (reason: CancelReason) => stop(reason, this.#cancelError(reason));
-    const onDeadline = () => cancel("timeout");
-    deadline.addEventListener("abort", onDeadline, { once: true });
     const finished = call.finished.then((end): RunEnd => {
-      deadline.removeEventListener("abort", onDeadline);
       const at = this.#inWorker.indexOf(entry);
       if (at >= 0) this.#inWorker.splice(at, 1);
       // Lost before the worker started it: it never ran, so it may run elsewhere.
@@ -360,6 +368,7 @@ export class Replica {
     return {
       finished,
       cancel: () => cancel("client"),
+      timeOut: () => cancel("timeout"),
       withdraw: (error) => {
         if (!entry.started) stop("withdrawn", error);
       },
