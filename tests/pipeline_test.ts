@@ -9,13 +9,17 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { makeProject, post, startServer, tempDir } from "./_helpers.ts";
 
-/** Appends its name to a file (one line per call), sleeps, then answers or exits, as the sample asks. */
+/**
+ * Appends its name to a file (one line per call) and says it started in the
+ * log, sleeps, then answers or exits, as the sample asks.
+ */
 const INFERENCE = `import os, time
 
 
 def predict(sample, metadata):
     with open(sample["log"], "a") as calls:
         calls.write(sample["name"] + "\\n")
+    print("started " + sample["name"], flush=True)
     time.sleep(sample.get("sleep", 0))
     if sample.get("exit"):
         os._exit(7)
@@ -27,15 +31,6 @@ async function calls(log: string): Promise<string[]> {
   return text.split("\n").filter((line) => line !== "");
 }
 
-/** Waits until `log` lists `name` (the worker started that request); bounded. */
-async function started(log: string, name: string): Promise<void> {
-  const deadline = Date.now() + 10_000;
-  while (!(await calls(log)).includes(name)) {
-    if (Date.now() > deadline) throw new Error(`${name} never started`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-}
-
 Deno.test("pipelining on a real worker: a crash fails the running request only, never the one behind it twice", async () => {
   await using project = await makeProject({ "inference.py": INFERENCE });
   await using scratch = await tempDir();
@@ -44,12 +39,15 @@ Deno.test("pipelining on a real worker: a crash fails the running request only, 
   const log = join(scratch.path, "calls");
   const body = (name: string, extra: Record<string, unknown> = {}) => ({ log, name, ...extra });
   const pipelined = () => server.waitFor(isPipeline, 10_000);
+  /** Resolves once the worker started request `name` (its log line). */
+  const started = (name: string) => server.waitFor((r) => r.msg === `started ${name}`, 10_000);
   assert.equal((await post(url, body("warm"))).status, 200); // predictions are short: pipelining on
 
   // The running request crashes its worker: the one behind it never started, and runs on the next worker.
   const waitPipelined = pipelined();
+  const aStarted = started("a");
   const crashing = post(url, body("a", { sleep: 0.3, exit: true }));
-  await started(log, "a");
+  await aStarted;
   const behind = post(url, body("b"));
   await waitPipelined;
   assert.equal((await crashing).status, 502);
@@ -62,8 +60,9 @@ Deno.test("pipelining on a real worker: a crash fails the running request only, 
   // Short predictions again bring the running average (a's 300 ms is in it) under the limit.
   for (let i = 0; i < 12; i++) assert.equal((await post(url, body("warm"))).status, 200);
   await Deno.remove(log);
+  const cStarted = started("c");
   const answered = post(url, body("c", { sleep: 0.3 }));
-  await started(log, "c");
+  await cStarted;
   const poison = post(url, body("d", { exit: true }));
   assert.equal((await answered).status, 200);
   assert.equal((await poison).status, 502);
