@@ -62,6 +62,13 @@ export class FakeWorker implements ReplicaWorker {
   autoAnswer: unknown = undefined;
   /** `cancel` calls received. */
   cancels = 0;
+  /**
+   * When true, a cancelled call waiting behind the running one is dropped
+   * only when the worker gets to it (after the running one's answer), not
+   * at once.
+   */
+  dropWhenReached = false;
+  readonly #dropped = new Set<PendingPredict>();
   #nextId = 1;
   #alive = true;
   #exit: WorkerExit | undefined;
@@ -170,7 +177,9 @@ export class FakeWorker implements ReplicaWorker {
       cancel: () => {
         this.cancels++;
         const at = sent.call === undefined ? -1 : this.#predicts.indexOf(sent.call);
-        if (at > 0) {
+        if (at > 0 && this.dropWhenReached) {
+          this.#dropped.add(sent.call!);
+        } else if (at > 0) {
           this.#predicts.splice(at, 1);
           sent.call!.reject(new PredictFailedError("cancelled", "the request was cancelled", ""));
         }
@@ -313,6 +322,10 @@ export class FakeWorker implements ReplicaWorker {
     if (call === undefined) throw new Error(`No ${kind} call is pending`);
     if (kind === "init") this.#init = undefined;
     else this.#predicts.shift();
+    // The worker reaches the calls behind: cancelled ones are answered now.
+    while (this.#predicts[0] !== undefined && this.#dropped.delete(this.#predicts[0])) {
+      this.#predicts.shift()!.reject(new PredictFailedError("cancelled", "the request was cancelled", ""));
+    }
     return call;
   }
 }

@@ -106,6 +106,8 @@ interface InWorker {
   /** Set once cancelled or withdrawn. */
   cancelled: CancelReason | "withdrawn" | undefined;
   readonly onStart: (() => void) | undefined;
+  /** Starts the cancel grace of a cancelled request; deferred until it starts. */
+  graceOnStart: (() => void) | undefined;
 }
 
 /** A supervised worker. */
@@ -306,7 +308,13 @@ export class Replica {
     withdraw: (error: ApiError) => void;
     cancelled: () => CancelReason | undefined;
   } {
-    const entry: InWorker = { started: this.#inWorker.length === 0, batch, cancelled: undefined, onStart };
+    const entry: InWorker = {
+      started: this.#inWorker.length === 0,
+      batch,
+      cancelled: undefined,
+      onStart,
+      graceOnStart: undefined,
+    };
     this.#inWorker.push(entry);
     if (entry.started) onStart?.();
     const stop = (reason: CancelReason | "withdrawn", error: ApiError) => {
@@ -324,7 +332,12 @@ export class Replica {
       // Settled before the worker hears of it: whatever it answers now is too late.
       fail(error);
       call.cancel();
-      // Code stuck in C may never see the cancellation: the grace bounds it.
+      // One not started is dropped when the worker gets to it: its grace starts then.
+      if (entry.started) grace();
+      else entry.graceOnStart = grace;
+    };
+    // Code stuck in C may never see the cancellation: the grace bounds it.
+    const grace = () => {
       const timer = setTimeout(() => {
         if (this.#worker !== worker || !this.#inWorker.includes(entry)) return;
         this.#log.warn("predict did not stop within --cancel-grace: restarting the worker", {
@@ -353,6 +366,7 @@ export class Replica {
       if (end !== "lost" && next !== undefined && !next.started) {
         next.started = true;
         next.onStart?.();
+        next.graceOnStart?.();
       }
       if (this.#worker !== worker || this.#state !== "busy") return "done";
       if (worker.alive) {
