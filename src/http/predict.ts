@@ -12,7 +12,6 @@ import type { ResolvedApi } from "../config/types.ts";
 import type { Logger } from "../log/logger.ts";
 import type { KeyStore } from "../security/api_keys.ts";
 import type { ApiPool } from "../supervision/pool.ts";
-import type { RunAnswer } from "../supervision/replica.ts";
 import { authenticate, OPEN_PATHS } from "./auth.ts";
 import { checkNotEmpty, readBody } from "./body.ts";
 import type { CorsRule } from "./cors.ts";
@@ -54,14 +53,32 @@ export class PredictRoute {
   async handle(request: Request, path: string): Promise<Response> {
     const started = performance.now();
     const shared = this.#shared;
+    const api = this.#api;
+    const pool = this.#pool;
     const headers = request.headers;
     const x = new Exchange(requestId(headers.get("x-request-id") ?? undefined), "POST", path, started);
     const cors = shared.cors;
     const origin = cors?.allowOrigin(headers.get("origin") ?? "");
     let response: Response;
     try {
-      const answer = await this.#predict(request, x);
+      if (shared.keys !== undefined && !OPEN_PATHS.has(path)) {
+        x.keyId = authenticate(shared.keys, shared.logger, shared.rejections, headers, x);
+      }
+      x.api = api.name;
+      // Shed before reading and checking the body: a refusal must cost little.
+      const refused = pool.refusal();
+      if (refused !== undefined) throw refused;
+      const body = await readBody(request, shared.maxBodyBytes);
+      checkNotEmpty(body);
+      const prediction = await pool.submit(body, {
+        debug: getQueryParam(request.url, "debug") === "true",
+        signal: request.signal,
+        onBatch: api.batching === undefined ? undefined : (size) => x.batchSize = size,
+      });
+      x.queueMs = round(prediction.queueMs);
+      const answer = prediction.answer;
       if (answer.type === "body") {
+        if (api.tracker !== undefined) shared.metrics?.track(api.name, api.tracker, answer.body);
         // The usual answer: every header in one init, nothing added afterwards.
         response = new Response(answer.body as Uint8Array<ArrayBuffer>, {
           status: 200,
@@ -82,31 +99,6 @@ export class PredictRoute {
     cors?.addTo(response.headers, origin);
     response.headers.set("x-request-id", x.requestId);
     return response;
-  }
-
-  async #predict(request: Request, x: Exchange): Promise<RunAnswer> {
-    const shared = this.#shared;
-    const api = this.#api;
-    if (shared.keys !== undefined && !OPEN_PATHS.has(x.path)) {
-      x.keyId = authenticate(shared.keys, shared.logger, shared.rejections, request.headers, x);
-    }
-    x.api = api.name;
-    // Shed before reading and checking the body: a refusal must cost little.
-    const refused = this.#pool.refusal();
-    if (refused !== undefined) throw refused;
-    const body = await readBody(request, shared.maxBodyBytes);
-    checkNotEmpty(body);
-    const prediction = await this.#pool.submit(body, {
-      debug: getQueryParam(request.url, "debug") === "true",
-      signal: request.signal,
-      onBatch: api.batching === undefined ? undefined : (size) => x.batchSize = size,
-    });
-    x.queueMs = round(prediction.queueMs);
-    const answer = prediction.answer;
-    if (answer.type === "body" && api.tracker !== undefined) {
-      shared.metrics?.track(api.name, api.tracker, answer.body);
-    }
-    return answer;
   }
 
   /** A streamed answer, logged when it ends, with 499 if its client went away. */

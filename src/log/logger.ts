@@ -45,6 +45,39 @@ export interface LoggerOptions {
 
 const encoder = new TextEncoder();
 
+/**
+ * The pieces of a line being formatted: written by index into an array that
+ * keeps its size from line to line (emptying an array frees its storage,
+ * growing it again costs an allocation per line), joined once per line.
+ */
+class Pieces {
+  readonly #parts: string[] = [];
+  #count = 0;
+
+  put(piece: string): void {
+    this.#parts[this.#count++] = piece;
+  }
+
+  /** Forgets what was put since `count`. */
+  rewind(count: number): void {
+    this.#count = count;
+  }
+
+  get count(): number {
+    return this.#count;
+  }
+
+  /** The line, and an empty buffer for the next one. */
+  take(): string {
+    const parts = this.#parts;
+    if (parts.length !== this.#count) parts.length = this.#count;
+    this.#count = 0;
+    return parts.join("");
+  }
+}
+
+const pieces = new Pieces();
+
 /** Lines waiting for the next write to stderr. */
 const pending: string[] = [];
 let pendingChars = 0;
@@ -145,21 +178,48 @@ export class Logger {
   log(level: LogLevel, message: string, fields?: LogFields): void {
     if (this.#tap !== undefined && level !== "debug") this.#tap(level, message, this.#fields, fields);
     if (LEVELS[level] < this.#threshold) return;
-    // Formatted straight into one string: no merged field object per line.
+    // Formatted as pieces joined once: no merged field object, and no
+    // string per field.
+    try {
+      this.#format(pieces, level, message, fields);
+    } catch (error) {
+      pieces.rewind(0); // a value JSON cannot hold (a BigInt, a cycle)
+      throw error;
+    }
+    this.#sink(pieces.take());
+    if (LEVELS[level] >= LEVELS.warn && this.#sink === stderrSink) flushLogs();
+  }
+
+  /** Pushes the pieces of one line (without its newline) to `out`. */
+  #format(out: Pieces, level: LogLevel, message: string, fields: LogFields | undefined): void {
     const json = this.format === "json";
-    let line = json
-      ? `{"time":"${now()}","level":"${level}","msg":${JSON.stringify(message)}`
-      : `${now()} ${this.#tags[level]} ${message}`;
+    if (json) {
+      out.put('{"time":"');
+      out.put(now());
+      out.put('","level":"');
+      out.put(level);
+      out.put('","msg":');
+      pushJsonString(out, message);
+    } else {
+      out.put(now());
+      out.put(" ");
+      out.put(this.#tags[level]);
+      out.put(" ");
+      out.put(message);
+    }
     const own = this.#fields;
     for (const key in own) {
       if (fields !== undefined && key in fields) continue; // the call's value wins
-      line += json ? jsonField(key, own[key]) : textField(key, own[key]);
+      if (json) pushJsonField(out, key, own[key]);
+      else pushTextField(out, key, own[key]);
     }
     if (fields !== undefined) {
-      for (const key in fields) line += json ? jsonField(key, fields[key]) : textField(key, fields[key]);
+      for (const key in fields) {
+        if (json) pushJsonField(out, key, fields[key]);
+        else pushTextField(out, key, fields[key]);
+      }
     }
-    this.#sink(json ? line + "}" : line);
-    if (LEVELS[level] >= LEVELS.warn && this.#sink === stderrSink) flushLogs();
+    if (json) out.put("}");
   }
 }
 
@@ -179,20 +239,44 @@ function now(): string {
 /** `,"key":` of each field name seen, so a name is quoted once, not once per line. */
 const quotedKeys = new Map<string, string>();
 
-function jsonField(key: string, value: unknown): string {
-  if (value === undefined) return "";
+/** Characters a JSON string must escape (and lone surrogates, left to `JSON.stringify` too). */
+// deno-lint-ignore no-control-regex -- JSON escapes the control characters
+const NEEDS_ESCAPE = /["\\\u0000-\u001f\ud800-\udfff]/;
+
+function pushJsonString(out: Pieces, text: string): void {
+  if (NEEDS_ESCAPE.test(text)) return out.put(JSON.stringify(text));
+  out.put('"');
+  out.put(text);
+  out.put('"');
+}
+
+function pushJsonField(out: Pieces, key: string, value: unknown): void {
+  if (value === undefined) return;
   let quoted = quotedKeys.get(key);
   if (quoted === undefined) {
     quoted = `,${JSON.stringify(key)}:`;
     if (quotedKeys.size < 1000) quotedKeys.set(key, quoted);
   }
-  if (typeof value === "number" && Number.isFinite(value)) return quoted + value;
+  if (typeof value === "string") {
+    out.put(quoted);
+    return pushJsonString(out, value);
+  }
+  if (typeof value === "number" && Number.isFinite(value)) {
+    out.put(quoted);
+    return out.put(String(value));
+  }
   const text = JSON.stringify(value);
-  return text === undefined ? "" : quoted + text;
+  if (text === undefined) return;
+  out.put(quoted);
+  out.put(text);
 }
 
-function textField(key: string, value: unknown): string {
-  return value === undefined ? "" : ` ${key}=${textValue(value)}`;
+function pushTextField(out: Pieces, key: string, value: unknown): void {
+  if (value === undefined) return;
+  out.put(" ");
+  out.put(key);
+  out.put("=");
+  out.put(textValue(value));
 }
 
 function textValue(value: unknown): string {
