@@ -46,9 +46,9 @@ export interface LoggerOptions {
 const encoder = new TextEncoder();
 
 /**
- * The pieces of a line being formatted: written by index into an array that
- * keeps its size from line to line (emptying an array frees its storage,
- * growing it again costs an allocation per line), joined once per line.
+ * Pieces of text: written by index into an array that keeps its size from
+ * one use to the next (emptying an array frees its storage, and growing it
+ * again costs an allocation per line), joined once.
  */
 class Pieces {
   readonly #parts: string[] = [];
@@ -67,7 +67,14 @@ class Pieces {
     return this.#count;
   }
 
-  /** The line, and an empty buffer for the next one. */
+  /** Characters put since `count`. */
+  charsFrom(count: number): number {
+    let chars = 0;
+    for (let i = count; i < this.#count; i++) chars += this.#parts[i]!.length;
+    return chars;
+  }
+
+  /** What was put, joined; empties the buffer. */
   take(): string {
     const parts = this.#parts;
     if (parts.length !== this.#count) parts.length = this.#count;
@@ -76,10 +83,11 @@ class Pieces {
   }
 }
 
+/** The line being formatted for a sink other than stderr. */
 const pieces = new Pieces();
 
-/** Lines waiting for the next write to stderr. */
-const pending: string[] = [];
+/** The lines waiting for the next write to stderr, formatted straight into it. */
+const pending = new Pieces();
 let pendingChars = 0;
 let flushTimer: ReturnType<typeof setTimeout> | undefined;
 /** Above this many buffered characters, write at once. */
@@ -95,9 +103,8 @@ export function flushLogs(): void {
     clearTimeout(flushTimer);
     flushTimer = undefined;
   }
-  if (pending.length === 0) return;
-  let bytes = encoder.encode(pending.join(""));
-  pending.length = 0;
+  if (pending.count === 0) return;
+  let bytes = encoder.encode(pending.take());
   pendingChars = 0;
   while (bytes.byteLength > 0) bytes = bytes.subarray(Deno.stderr.writeSync(bytes));
 }
@@ -105,8 +112,14 @@ export function flushLogs(): void {
 globalThis.addEventListener("unload", flushLogs);
 
 function stderrSink(line: string): void {
-  pending.push(line, "\n");
-  pendingChars += line.length + 1;
+  pending.put(line);
+  pending.put("\n");
+  queued(line.length + 1);
+}
+
+/** Counts `chars` more characters in `pending` and schedules their write. */
+function queued(chars: number): void {
+  pendingChars += chars;
   if (pendingChars >= FLUSH_CHARS) return flushLogs();
   if (flushTimer === undefined) {
     flushTimer = setTimeout(flushLogs, 0);
@@ -178,16 +191,24 @@ export class Logger {
   log(level: LogLevel, message: string, fields?: LogFields): void {
     if (this.#tap !== undefined && level !== "debug") this.#tap(level, message, this.#fields, fields);
     if (LEVELS[level] < this.#threshold) return;
-    // Formatted as pieces joined once: no merged field object, and no
-    // string per field.
+    // Formatted as pieces joined once (for stderr, once per write): no
+    // merged field object, and no string per field or per line.
+    const direct = this.#sink === stderrSink;
+    const out = direct ? pending : pieces;
+    const first = out.count;
     try {
-      this.#format(pieces, level, message, fields);
+      this.#format(out, level, message, fields);
     } catch (error) {
-      pieces.rewind(0); // a value JSON cannot hold (a BigInt, a cycle)
+      out.rewind(first); // a value JSON cannot hold (a BigInt, a cycle): no half line
       throw error;
     }
-    this.#sink(pieces.take());
-    if (LEVELS[level] >= LEVELS.warn && this.#sink === stderrSink) flushLogs();
+    if (direct) {
+      out.put("\n");
+      queued(out.charsFrom(first));
+      if (LEVELS[level] >= LEVELS.warn) flushLogs();
+    } else {
+      this.#sink(out.take());
+    }
   }
 
   /** Pushes the pieces of one line (without its newline) to `out`. */
