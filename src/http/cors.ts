@@ -41,6 +41,11 @@ export class CorsRule {
     return this.#origins.includes(origin) ? origin : undefined;
   }
 
+  /** {@link allowOrigin} of a request with these headers (not read when any origin is allowed). */
+  allowOriginOf(headers: Headers): string | undefined {
+    return this.#origins === undefined ? "*" : this.allowOrigin(headers.get("origin") ?? "");
+  }
+
   /** Adds the headers to a finished answer; `allowed` is {@link allowOrigin}'s result. */
   addTo(headers: Headers, allowed: string | undefined): void {
     if (allowed !== undefined) {

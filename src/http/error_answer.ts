@@ -43,7 +43,11 @@ export function errorResponse(
   if (options.debug && error.detail) body.traceback = error.detail;
   const headers: Record<string, string> = { "content-type": "application/json", ...error.headers };
   if (error.retryAfter !== undefined) headers["retry-after"] = String(error.retryAfter);
-  return new Response(JSON.stringify(body), { status: error.status as Exclude<ErrorStatus, 499>, headers });
+  // Through a Headers object, as the app always answered errors: the headers go out sorted by name.
+  return new Response(JSON.stringify(body), {
+    status: error.status as Exclude<ErrorStatus, 499>,
+    headers: new Headers(headers),
+  });
 }
 
 /** Answers errors thrown while handling a request; shed requests a few per event-loop turn. */

@@ -58,7 +58,7 @@ export class PredictRoute {
     const headers = request.headers;
     const x = new Exchange(requestId(headers.get("x-request-id") ?? undefined), "POST", path, started);
     const cors = shared.cors;
-    const origin = cors?.allowOrigin(headers.get("origin") ?? "");
+    const origin = cors?.allowOriginOf(headers);
     let response: Response;
     try {
       if (shared.keys !== undefined && !OPEN_PATHS.has(path)) {
@@ -81,7 +81,6 @@ export class PredictRoute {
         if (api.tracker !== undefined) shared.metrics?.track(api.name, api.tracker, answer.body);
         // The usual answer: every header in one init, nothing added afterwards.
         response = new Response(answer.body as Uint8Array<ArrayBuffer>, {
-          status: 200,
           headers: bodyHeaders(cors, origin, x.requestId),
         });
         shared.access.finish(x, 200);
