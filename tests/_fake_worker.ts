@@ -62,12 +62,20 @@ export class FakeWorker implements ReplicaWorker {
   autoAnswer: unknown = undefined;
   /** `cancel` calls received. */
   cancels = 0;
+  /**
+   * When true, a cancelled call waiting behind the running one is dropped
+   * only when the worker gets to it (after the running one's answer), not
+   * at once.
+   */
+  dropWhenReached = false;
+  readonly #dropped = new Set<PendingPredict>();
   #nextId = 1;
   #alive = true;
   #exit: WorkerExit | undefined;
   readonly #exited = Promise.withResolvers<WorkerExit>();
   #init: { resolve: (m: ReadyMessage) => void; reject: (e: Error) => void } | undefined;
-  #predict: PendingPredict | undefined;
+  /** Predict calls waiting for an answer, oldest (the running one) first. */
+  readonly #predicts: PendingPredict[] = [];
   #batch: PendingBatch | undefined;
   /** Samples of every runBatch call, one list per call, in order. */
   readonly batches: string[][] = [];
@@ -82,9 +90,13 @@ export class FakeWorker implements ReplicaWorker {
   get ended(): boolean {
     return this.#exit !== undefined;
   }
-  /** The predict call waiting for an answer, if any. */
+  /** The running predict call (the oldest unanswered), if any. */
   get pending(): PendingPredict | undefined {
-    return this.#predict;
+    return this.#predicts[0];
+  }
+  /** Predict calls sent and not answered: the running one and any sent behind it. */
+  get outstanding(): number {
+    return this.#predicts.length;
   }
   get initPending(): boolean {
     return this.#init !== undefined;
@@ -111,29 +123,42 @@ export class FakeWorker implements ReplicaWorker {
     this.#take("init").reject(new InitFailedError("init", message, ""));
   }
 
+  /**
+   * One predict call. Calls sent while one is pending wait behind it, as in
+   * the real worker (pipelining); the test answers them in order.
+   */
   predict(sample: Uint8Array, _debug: boolean): Promise<Uint8Array> {
-    if (this.#predict) throw new Error("Worker is busy: one call at a time");
-    if (!this.#alive) return Promise.reject(new Error("Worker is not running"));
+    return this.#enqueue(sample).reply;
+  }
+
+  #enqueue(sample: Uint8Array): { reply: Promise<Uint8Array>; call: PendingPredict | undefined } {
+    if (this.#batch) throw new Error("Worker is busy with a batch");
+    if (!this.#alive) return { reply: Promise.reject(new Error("Worker is not running")), call: undefined };
     const text = decoder.decode(sample);
     this.samples.push(text);
-    if (this.autoAnswer !== undefined) {
-      return Promise.resolve(encoder.encode(JSON.stringify(this.autoAnswer)));
+    if (this.autoAnswer !== undefined && this.#predicts.length === 0) {
+      return { reply: Promise.resolve(encoder.encode(JSON.stringify(this.autoAnswer))), call: undefined };
     }
+    let call: PendingPredict | undefined;
     const reply = new Promise<Uint8Array>((resolve, reject) => {
-      this.#predict = { sample: text, resolve, reject };
+      call = { sample: text, resolve, reject };
     });
+    this.#predicts.push(call!);
     this.changes.emit(this);
-    return reply;
+    return { reply, call };
   }
 
   /**
    * A request as the replica sends it: answered through the pending predict
    * ({@link FakeWorker.answer}, {@link FakeWorker.failPredict},
-   * {@link FakeWorker.cancelled}); `cancel` is only recorded.
+   * {@link FakeWorker.cancelled}). `cancel` is recorded; like the real
+   * worker, a cancel of a call waiting behind the running one drops it and
+   * answers it `cancelled` at once.
    */
-  run(sample: Uint8Array, debug: boolean): PredictCall {
+  run(sample: Uint8Array, _debug: boolean): PredictCall {
     const finished = Promise.withResolvers<CallEnd>();
-    const answer = this.predict(sample, debug).then((body): PredictAnswer => ({ type: "body", body }));
+    const sent = this.#enqueue(sample);
+    const answer = sent.reply.then((body): PredictAnswer => ({ type: "body", body }));
     answer.then(
       () => finished.resolve("answered"),
       (error) =>
@@ -151,6 +176,13 @@ export class FakeWorker implements ReplicaWorker {
       finished: finished.promise,
       cancel: () => {
         this.cancels++;
+        const at = sent.call === undefined ? -1 : this.#predicts.indexOf(sent.call);
+        if (at > 0 && this.dropWhenReached) {
+          this.#dropped.add(sent.call!);
+        } else if (at > 0) {
+          this.#predicts.splice(at, 1);
+          sent.call!.reject(new PredictFailedError("cancelled", "the request was cancelled", ""));
+        }
         this.changes.emit(this);
       },
     };
@@ -166,7 +198,7 @@ export class FakeWorker implements ReplicaWorker {
    * {@link FakeWorker.answerBatch}; `cancel` is only recorded.
    */
   runBatch(samples: readonly Uint8Array[], _debug: boolean): BatchCall {
-    if (this.#predict ?? this.#batch) throw new Error("Worker is busy: one call at a time");
+    if (this.#predicts.length > 0 || this.#batch) throw new Error("Worker is busy: one call at a time");
     const ids = samples.map(() => this.#nextId++);
     const finished = Promise.withResolvers<CallEnd>();
     let outcomes: Promise<BatchOutcome[]>;
@@ -242,10 +274,9 @@ export class FakeWorker implements ReplicaWorker {
     this.#alive = false;
     const error = new Error("Worker broke the protocol: it closed its control channel but kept running");
     this.#init?.reject(error);
-    this.#predict?.reject(error);
+    for (const call of this.#predicts.splice(0)) call.reject(error);
     this.#batch?.reject(error);
     this.#init = undefined;
-    this.#predict = undefined;
     this.#batch = undefined;
     this.changes.emit(this);
   }
@@ -257,10 +288,9 @@ export class FakeWorker implements ReplicaWorker {
     this.#exit = { code, signal };
     const error = new Error(`Worker ${signal ? `killed by signal ${signal}` : `exited with code ${code}`}`);
     this.#init?.reject(error);
-    this.#predict?.reject(error);
+    for (const call of this.#predicts.splice(0)) call.reject(error);
     this.#batch?.reject(error);
     this.#init = undefined;
-    this.#predict = undefined;
     this.#batch = undefined;
     this.#exited.resolve(this.#exit);
     this.changes.emit(this);
@@ -288,10 +318,14 @@ export class FakeWorker implements ReplicaWorker {
   #take(kind: "init"): { resolve: (m: ReadyMessage) => void; reject: (e: Error) => void };
   #take(kind: "predict"): PendingPredict;
   #take(kind: "init" | "predict") {
-    const call = kind === "init" ? this.#init : this.#predict;
+    const call = kind === "init" ? this.#init : this.#predicts[0];
     if (call === undefined) throw new Error(`No ${kind} call is pending`);
     if (kind === "init") this.#init = undefined;
-    else this.#predict = undefined;
+    else this.#predicts.shift();
+    // The worker reaches the calls behind: cancelled ones are answered now.
+    while (this.#predicts[0] !== undefined && this.#dropped.delete(this.#predicts[0])) {
+      this.#predicts.shift()!.reject(new PredictFailedError("cancelled", "the request was cancelled", ""));
+    }
     return call;
   }
 }

@@ -259,6 +259,12 @@ Deno.test("examples/iris-batch classifies concurrent requests, each with its own
   });
   const logged = await requestLines(server, 13);
   assert.ok(logged.every((r) => typeof r.batch_size === "number" && r.batch_size >= 1));
+  const get = await runCli(["get", `--url=${server.url}`]);
+  assert.equal(get.code, 0, get.stderr);
+  assert.match(
+    get.stdout,
+    /\n\nclassifier: server-side batching, up to 32 requests per predict call, waiting at most 5 ms for a batch to fill\n$/,
+  );
 });
 
 Deno.test("validate passes examples/iris-batch and prints its batching", async () => {

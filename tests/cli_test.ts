@@ -8,6 +8,8 @@ import { join } from "node:path";
 import { existsSync } from "node:fs";
 import { makeProject, PYTHON, ROOT, startServer } from "./_helpers.ts";
 import { runCli } from "./_cli.ts";
+import { formatNotes } from "../src/cli/get.ts";
+import type { ListedApi } from "../src/cli/client.ts";
 
 const IRIS = join(ROOT, "examples", "iris-classifier");
 
@@ -303,4 +305,30 @@ Deno.test("the README walk-through: validate, predict and get on the iris exampl
   );
   const metrics = await (await fetch(`${server.url}/metrics`)).text();
   assert.match(metrics, /^cortex_serve_predictions_total\{api="classifier",class="iris-setosa"\} 1$/m);
+});
+
+Deno.test("get: batching settings, then errors, under the table", () => {
+  const api = (name: string, extra: Partial<ListedApi>): ListedApi => ({
+    name,
+    endpoint: `/d/${name}`,
+    status: "ready",
+    replicas: { ready: 1, total: 1 },
+    last_error: null,
+    requests: 0,
+    status_2xx: 0,
+    status_4xx: 0,
+    status_5xx: 0,
+    avg_latency_ms: 0,
+    ...extra,
+  });
+  assert.equal(formatNotes([api("a", {}), api("b", { batching: null })]), "");
+  assert.equal(
+    formatNotes([
+      api("a", { batching: { max_batch_size: 8, batch_interval_ms: 20 } }),
+      api("b", { last_error: "init failed: OSError: no model" }),
+      api("c", { last_error: "restarting: Worker exited with code 3" }),
+    ]),
+    "a: server-side batching, up to 8 requests per predict call, waiting at most 20 ms for a batch to fill\n\n" +
+      "b: init failed: OSError: no model\n\nc: restarting: Worker exited with code 3",
+  );
 });

@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { delay, makeProject, post, startServer } from "./_helpers.ts";
-import { type Exposition, scrape, valueOf } from "./_prometheus.ts";
+import { checkExposition, type Exposition, parsePrometheus, scrape, valueOf } from "./_prometheus.ts";
 
 const CONFIG = `- kind: deployment
   name: m
@@ -151,6 +151,35 @@ Deno.test("/metrics: request counters, latency histogram, tracker, replica gauge
     assert.equal(delta(before, now, "cortex_serve_replica_restarts_total", { api: "label" }), 0);
     assert.equal(delta(before, now, "cortex_serve_requests_total", { api: "value", status: "502" }), 1);
   });
+
+  await t.step(
+    "the text follows the 0.0.4 grammar line by line; a value past the last bucket is +Inf only",
+    async () => {
+      const before = await scrape(metricsUrl);
+      assert.equal(await (await post(`${server.url}/m/value`, { x: 5e6 })).json(), 1e7);
+      const res = await fetch(metricsUrl);
+      assert.equal(res.headers.get("content-type"), "text/plain; version=0.0.4; charset=utf-8");
+      const text = await res.text();
+      assert.deepEqual(checkExposition(text), []);
+      const after = parsePrometheus(text);
+      const name = "cortex_serve_prediction_value_bucket";
+      assert.equal(delta(before, after, name, { api: "value", le: "+Inf" }), 1);
+      for (const le of ["-1", "0", "1000000"]) {
+        assert.equal(
+          delta(before, after, name, { api: "value", le }),
+          0,
+          le,
+        );
+      }
+      for (const family of after.types.keys()) {
+        assert.equal(
+          text.split("\n").filter((l) => l === `# TYPE ${family} ${after.types.get(family)}`).length,
+          1,
+        );
+        assert.ok(text.includes(`# HELP ${family} `), family);
+      }
+    },
+  );
 
   await t.step("/metrics answers GET only", async () => {
     const res = await fetch(metricsUrl, { method: "POST", body: "{}" });

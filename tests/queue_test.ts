@@ -31,3 +31,24 @@ Deno.test("queue: a cancelled item stops counting at once and is skipped; its sl
   assert.equal(queue.push(item(5)), false);
   assert.deepEqual(queue.drain().map((i) => i.n), [1, 3, 4]);
 });
+
+Deno.test("queue: an item put back goes to the head, into a spare slot when the queue is full", () => {
+  const queue = new BoundedQueue<Item>(2, 1);
+  queue.push(item(1));
+  queue.push(item(2));
+  assert.equal(queue.push(item(3)), false, "push never uses the spare slot");
+  assert.equal(queue.unshift(item(0)), true);
+  assert.equal(queue.length, 3);
+  assert.equal(queue.unshift(item(-1)), false, "nor does unshift go past capacity and spares");
+  assert.deepEqual(queue.drain().map((i) => i.n), [0, 1, 2]);
+  // Around the ring's end, and over cancelled slots.
+  const ring = new BoundedQueue<Item>(3, 1);
+  const items = [1, 2, 3].map(item);
+  items.forEach((i) => ring.push(i));
+  ring.cancel(items[2]!);
+  ring.shift();
+  assert.equal(ring.unshift(item(10)), true);
+  assert.equal(ring.push(item(4)), true);
+  assert.equal(ring.unshift(item(9)), true);
+  assert.deepEqual(ring.drain().map((i) => i.n), [9, 10, 2, 4]);
+});

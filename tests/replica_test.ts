@@ -43,10 +43,6 @@ async function body(run: ReplicaRun): Promise<Uint8Array> {
   return answer.body;
 }
 
-function never(): AbortSignal {
-  return new AbortController().signal;
-}
-
 Deno.test("transition table: every state but stopped can stop; an illegal event throws", () => {
   for (const [state, events] of Object.entries(TRANSITIONS)) {
     if (state === "stopped") assert.deepEqual(events, {});
@@ -65,7 +61,7 @@ Deno.test("replica: starting → ready → busy → ready, each transition logge
   const { replica, records, states } = makeReplica(spawner);
   replica.start();
   await stateIs(replica, "ready");
-  const running = body(replica.run(sample({ x: 1 }), false, never()));
+  const running = body(replica.run(sample({ x: 1 }), false));
   assert.equal(replica.state, "busy");
   spawner.last.answer({ y: 2 });
   assert.equal(new TextDecoder().decode(await running), '{"y":2}');
@@ -87,10 +83,10 @@ Deno.test("replica: a Python error costs one request; an unparsable sample is a 
   const { replica } = makeReplica(spawner);
   replica.start();
   await stateIs(replica, "ready");
-  const failing = body(replica.run(sample(1), false, never()));
+  const failing = body(replica.run(sample(1), false));
   spawner.last.failPredict("predict", "ValueError: no");
   await assert.rejects(failing, (e: ApiError) => e.code === "PREDICT_FAILED" && e.status === 500);
-  const bad = body(replica.run(sample(1), false, never()));
+  const bad = body(replica.run(sample(1), false));
   spawner.last.failPredict("sample", "it nests too deeply to parse");
   await assert.rejects(
     bad,
@@ -106,9 +102,9 @@ Deno.test("replica: past its deadline predict is cancelled (504); one that does 
   const { replica, states, records } = makeReplica(spawner);
   replica.start();
   await stateIs(replica, "ready");
-  const deadline = new AbortController();
-  const running = body(replica.run(sample(1), false, deadline.signal));
-  deadline.abort();
+  const run = replica.run(sample(1), false);
+  const running = body(run);
+  run.timeOut();
   await assert.rejects(running, (e: ApiError) => e.code === "PREDICT_TIMEOUT" && e.status === 504);
   const first = spawner.workers[0]!;
   assert.equal(first.cancels, 1);
@@ -138,10 +134,9 @@ Deno.test("replica: a cancel the worker honours frees the replica without a rest
     const { replica, states, records } = makeReplica(spawner);
     replica.start();
     await stateIs(replica, "ready");
-    const deadline = new AbortController();
-    const run = replica.run(sample(1), false, deadline.signal);
+    const run = replica.run(sample(1), false);
     if (reason === "client") run.cancel();
-    else deadline.abort();
+    else run.timeOut();
     await assert.rejects(
       run.answer,
       (e: ApiError) => reason === "client" ? e.code === "CLIENT_CLOSED" : e.code === "PREDICT_TIMEOUT",
@@ -174,7 +169,7 @@ Deno.test("replica: an answer that beats the cancel still frees the replica; the
   const { replica } = makeReplica(spawner);
   replica.start();
   await stateIs(replica, "ready");
-  const run = replica.run(sample(1), false, never());
+  const run = replica.run(sample(1), false);
   run.cancel();
   spawner.last.answer("too late");
   await assert.rejects(run.answer, (e: ApiError) => e.code === "CLIENT_CLOSED");
@@ -190,9 +185,9 @@ Deno.test("replica: a worker that ignores SIGTERM after a timeout is killed afte
   await stateIs(replica, "ready");
   const first = spawner.last;
   first.ignoreSigterm = true;
-  const deadline = new AbortController();
-  const running = body(replica.run(sample(1), false, deadline.signal));
-  deadline.abort();
+  const run = replica.run(sample(1), false);
+  const running = body(run);
+  run.timeOut();
   await assert.rejects(running, /did not finish within --predict-timeout/);
   await first.until(() => first.ended);
   assert.deepEqual(first.signals, ["SIGTERM", "SIGKILL"]);
@@ -206,7 +201,7 @@ Deno.test("replica: a crash during a request is 502 and restarts; so is a channe
     replica.start();
     await stateIs(replica, "ready");
     const first = spawner.last;
-    const running = body(replica.run(sample(1), false, never()));
+    const running = body(replica.run(sample(1), false));
     fail(first);
     await assert.rejects(running, (e: ApiError) => e.code === "WORKER_DIED" && e.status === 502);
     // The live worker with a dead channel is not left running.
@@ -246,7 +241,7 @@ Deno.test("replica: over compute.mem the worker is killed; the request gets 502 
   const { replica, states } = makeReplica(spawner, { memBytes: 1 << 20 });
   replica.start();
   await stateIs(replica, "ready");
-  const running = body(replica.run(sample(1), false, never()));
+  const running = body(replica.run(sample(1), false));
   await assert.rejects(
     running,
     (e: ApiError) => e.code === "OUT_OF_MEMORY" && /over compute.mem/.test(e.message),
@@ -261,7 +256,7 @@ Deno.test("replica: stop while busy answers the request and ends in stopped", as
   const { replica, states } = makeReplica(spawner);
   replica.start();
   await stateIs(replica, "ready");
-  const running = body(replica.run(sample(1), false, never()));
+  const running = body(replica.run(sample(1), false));
   await replica.stop();
   await assert.rejects(running, /The server stopped the worker/);
   assert.deepEqual(states, ["ready", "busy", "stopped"]);

@@ -32,6 +32,8 @@ export interface ListedApi {
   readonly status_4xx: number;
   readonly status_5xx: number;
   readonly avg_latency_ms: number;
+  /** `server_side_batching`, null when off (absent from servers that predate it). */
+  readonly batching?: { readonly max_batch_size: number; readonly batch_interval_ms: number } | null;
 }
 
 /** `GET /` of a running server. */

@@ -18,7 +18,8 @@ export const GET_HELP = `Usage: cortex-serve get [API] [options]
 
 Shows the APIs of a running server: status, replicas ready/total, requests,
 responses by class, mean latency and URL. With API (a name or unique prefix),
-shows that API only. Errors of failing APIs are listed below the table.
+shows that API only. Server-side batching settings and the errors of failing
+APIs are listed below the table.
 
 Options:
   --url URL     the server (default: $CORTEX_SERVE_URL, else http://127.0.0.1:8888)
@@ -63,11 +64,8 @@ export async function get(options: GetOptions): Promise<number> {
     const index = await fetchIndex(options.url);
     const apis = options.api === undefined ? index.apis : [resolveApi(index.apis, options.api)];
     console.log(formatTable(apis, options.url));
-    for (const api of apis) {
-      if (api.last_error !== null && api.last_error !== undefined) {
-        console.log(`\n${api.name}: ${api.last_error}`);
-      }
-    }
+    const notes = formatNotes(apis);
+    if (notes !== "") console.log(`\n${notes}`);
     return 0;
   } catch (error) {
     if (!(error instanceof ClientError)) throw error;
@@ -95,6 +93,25 @@ export function formatTable(apis: readonly ListedApi[], base: string): string {
   return table
     .map((row) => row.map((cell, i) => (i === row.length - 1 ? cell : cell.padEnd(widths[i]!))).join("  "))
     .join("\n");
+}
+
+/**
+ * The lines under the table: each API's server-side batching, then the
+ * errors of failing APIs; empty when there is nothing to say.
+ */
+export function formatNotes(apis: readonly ListedApi[]): string {
+  const batching = apis.flatMap((api) =>
+    api.batching
+      ? [
+        `${api.name}: server-side batching, up to ${api.batching.max_batch_size} requests per predict call, ` +
+        `waiting at most ${api.batching.batch_interval_ms} ms for a batch to fill`,
+      ]
+      : []
+  );
+  const errors = apis.flatMap((api) =>
+    api.last_error !== null && api.last_error !== undefined ? [`${api.name}: ${api.last_error}`] : []
+  );
+  return [batching.join("\n"), errors.join("\n\n")].filter((part) => part !== "").join("\n\n");
 }
 
 function formatMs(ms: number): string {

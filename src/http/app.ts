@@ -3,24 +3,25 @@
  * the resolved project and the API pools. Binding a socket is `main.ts`'s job.
  */
 import { Hono } from "hono";
-import type { Context } from "hono";
+import { getPath } from "hono/utils/url";
 import type { ResolvedApi, ResolvedProject } from "../config/types.ts";
 import type { Logger } from "../log/logger.ts";
-import { ApiError, type ErrorStatus } from "../errors/api_error.ts";
+import { ApiError } from "../errors/api_error.ts";
 import type { KeyStore } from "../security/api_keys.ts";
 import { requireApiKey } from "./auth.ts";
-import { corsMiddleware, type CorsPolicy } from "./cors.ts";
+import { corsMiddleware, type CorsPolicy, corsRule } from "./cors.ts";
 import type { ServerMetrics } from "./metrics.ts";
 import type { ApiPool } from "../supervision/pool.ts";
-import { checkNotEmpty, readBody } from "./body.ts";
 import { RequestStats } from "./stats.ts";
 import { apiStatus } from "./status.ts";
 import { requestId } from "./request_id.ts";
 import { RejectionLog, ShedPacer } from "./shedding.ts";
 import type { AppEnv } from "./app_env.ts";
-import { type StreamEnd, streamFormat, streamResponse } from "./stream_body.ts";
 import { ConsoleActivity } from "./console/activity.ts";
 import { addConsoleRoutes, consolePage, wantsConsolePage } from "./console/routes.ts";
+import { AccessLog, Exchange } from "./exchange.ts";
+import { ErrorAnswers, errorResponse } from "./error_answer.ts";
+import { type PredictContext, PredictRoute } from "./predict.ts";
 
 export type { AppEnv };
 
@@ -52,21 +53,6 @@ export interface CortexApp {
   readonly activity: ConsoleActivity;
 }
 
-const JSON_HEADERS = { "content-type": "application/json" } as const;
-
-/** Load shedding answers (see ./shedding.ts): paced, and summarised in the log. */
-const SHED_REASONS: Readonly<Partial<Record<string, string>>> = {
-  QUEUE_FULL: "queue full",
-  NOT_READY: "not ready",
-  SHUTTING_DOWN: "shutting down",
-  UNAUTHORIZED: "unauthorized",
-};
-
-/** The reason of a rejection that sheds load, or undefined for any other outcome. */
-function shedReason(error: Error | undefined): string | undefined {
-  return error instanceof ApiError ? SHED_REASONS[error.code] : undefined;
-}
-
 /** Builds the Hono app for a deployment. */
 export function createApp(options: AppOptions): CortexApp {
   const { project, pools, logger } = options;
@@ -81,60 +67,44 @@ export function createApp(options: AppOptions): CortexApp {
     metrics: options.metrics?.forApi(api.name),
   }]));
 
-  app.use(async (c, next) => {
-    const id = requestId(c.req.header("x-request-id"));
-    c.set("requestId", id);
-    c.set("api", undefined);
-    c.set("keyId", undefined);
-    c.set("queueMs", undefined);
-    c.set("batchSize", undefined);
-    c.set("streamEnd", undefined);
-    const started = performance.now();
-    await next();
-    c.res.headers.set("x-request-id", id);
-    const api = c.get("api");
-    if (api === undefined) return;
-    const record = (status: number, extra: Record<string, unknown>) => {
-      const ms = performance.now() - started;
-      const bound = perApi.get(api)!;
-      bound.stats.record(status, ms);
-      activity.record(api, status, ms, id);
-      const queueMs = c.get("queueMs");
-      bound.metrics?.observe(status, ms / 1000, queueMs === undefined ? undefined : queueMs / 1000);
-      const shed = rejections.perRequest ? undefined : shedReason(c.error);
-      if (shed !== undefined) {
-        rejections.count("requests rejected", { api, status, reason: shed });
-        return;
-      }
-      logger.info("request", {
-        request_id: id,
-        api,
-        method: c.req.method,
-        path: c.req.path,
-        status,
-        latency_ms: round(ms),
-        queue_ms: queueMs,
-        batch_size: c.get("batchSize"),
-        key_id: c.get("keyId"),
-        ...extra,
-      });
-    };
-    // A stream is logged when it ends, with 499 if its client went away.
-    const streamEnd = c.get("streamEnd");
-    if (streamEnd === undefined) return record(c.res.status, {});
-    streamEnd.then((end) => {
-      if (end.error !== undefined) logFailure(c, end.error, options);
-      record(end.status, {
-        stream_items: end.items,
-        ...(end.error ? { stream_error: end.error.message } : {}),
-      });
-    });
-  });
+  const errors = new ErrorAnswers(options, pacer);
+  const access = new AccessLog(logger, perApi, activity, rejections);
+  const cors = corsRule(options.cors ?? { kind: "any" });
 
-  const cors = corsMiddleware(options.cors ?? { kind: "any" });
-  if (cors !== undefined) project.apis.forEach((api) => app.use(api.endpoint, cors));
+  // Every route but the predictions (below): the request id, and the access
+  // log of requests that reached an API (its 405s).
+  app.use(async (c, next) => {
+    const x = new Exchange(
+      requestId(c.req.header("x-request-id")),
+      c.req.method,
+      c.req.path,
+      performance.now(),
+    );
+    c.set("exchange", x);
+    await next();
+    c.res.headers.set("x-request-id", x.requestId);
+    x.error = c.error;
+    access.finish(x, c.res.status);
+  });
+  if (cors !== undefined) {
+    const middleware = corsMiddleware(cors);
+    project.apis.forEach((api) => app.use(api.endpoint, middleware));
+  }
   if (options.keys !== undefined) app.use(requireApiKey(options.keys, logger, rejections));
 
+  /** `POST <endpoint>` of each API, by endpoint. */
+  const predictions = new Map<string, PredictRoute>();
+  const shared: PredictContext = {
+    maxBodyBytes: options.maxBodyBytes,
+    debug: options.debug,
+    logger,
+    metrics: options.metrics,
+    keys: options.keys,
+    rejections,
+    cors,
+    errors,
+    access,
+  };
   for (const api of project.apis) {
     const pool = pools.get(api.name);
     if (pool === undefined) throw new Error(`No pool for api ${api.name}`);
@@ -142,31 +112,7 @@ export function createApp(options: AppOptions): CortexApp {
     if (api.batching !== undefined && metrics !== undefined) {
       pool.addBatchListener((size) => metrics.observeBatch(api.name, size));
     }
-    const batched = api.batching !== undefined;
-    app.post(api.endpoint, async (c) => {
-      c.set("api", api.name);
-      // Shed before reading and checking the body: a refusal must cost little.
-      const refused = pool.refusal();
-      if (refused !== undefined) throw refused;
-      const body = await readBody(c.req.raw, options.maxBodyBytes);
-      checkNotEmpty(body);
-      const debug = c.req.query("debug") === "true";
-      const prediction = await pool.submit(body, {
-        debug,
-        signal: c.req.raw.signal,
-        onBatch: batched ? (size) => c.set("batchSize", size) : undefined,
-      });
-      c.set("queueMs", round(prediction.queueMs));
-      const answer = prediction.answer;
-      if (answer.type === "stream") {
-        const ended = Promise.withResolvers<StreamEnd>();
-        c.set("streamEnd", ended.promise);
-        const fields = { api: api.name, requestId: c.get("requestId"), debug: options.debug };
-        return streamResponse(answer.stream, streamFormat(c.req.header("accept")), fields, ended.resolve);
-      }
-      if (api.tracker !== undefined) options.metrics?.track(api.name, api.tracker, answer.body);
-      return c.body(answer.body as Uint8Array<ArrayBuffer>, 200, JSON_HEADERS);
-    });
+    predictions.set(api.endpoint, new PredictRoute(api, pool, shared));
     app.get(api.endpoint, (c) => {
       const status = apiStatus(pool, api.endpoint);
       return c.json({
@@ -182,7 +128,7 @@ export function createApp(options: AppOptions): CortexApp {
       });
     });
     app.all(api.endpoint, (c) => {
-      c.set("api", api.name);
+      c.get("exchange").api = api.name;
       throw new ApiError("METHOD_NOT_ALLOWED", `Use POST to predict or GET to describe ${api.endpoint}`, {
         headers: { allow: "GET, POST" },
       });
@@ -224,8 +170,8 @@ export function createApp(options: AppOptions): CortexApp {
   });
   const metrics = options.metrics;
   if (metrics !== undefined) {
-    app.get("/metrics", async (c) => {
-      const { body, contentType } = await metrics.render();
+    app.get("/metrics", (c) => {
+      const { body, contentType } = metrics.render();
       return c.body(body, 200, { "content-type": contentType });
     });
   }
@@ -235,49 +181,29 @@ export function createApp(options: AppOptions): CortexApp {
     });
   }
 
-  app.notFound((c) =>
-    errorResponse(c, new ApiError("NOT_FOUND", `No route for ${c.req.method} ${c.req.path}`), options)
-  );
+  app.notFound((c) => {
+    const x = c.get("exchange");
+    const error = new ApiError("NOT_FOUND", `No route for ${c.req.method} ${c.req.path}`);
+    return errorResponse(error, x.api, x.requestId, options);
+  });
   app.onError((error, c) => {
-    if (shedReason(error) !== undefined) {
-      return pacer.answer(() => errorResponse(c, error as ApiError, options));
-    }
-    if (error instanceof ApiError) return errorResponse(c, error, options);
-    logger.error("unhandled error", {
-      request_id: c.get("requestId"),
-      error: error instanceof Error ? (error.stack ?? error.message) : String(error),
-    });
-    return errorResponse(c, new ApiError("INTERNAL", "Internal server error"), options);
+    const x = c.get("exchange");
+    return errors.answer(error, x?.api, x?.requestId);
   });
 
-  return { app, stats, activity };
-}
-
-function logFailure(c: Context<AppEnv>, error: ApiError, options: AppOptions): void {
-  if (error.detail !== undefined && error.status >= 500) {
-    options.logger.error("request failed", {
-      request_id: c.get("requestId"),
-      api: c.get("api"),
-      code: error.code,
-      error: error.message,
-    });
-  }
-}
-
-function errorResponse(c: Context<AppEnv>, error: ApiError, options: AppOptions): Response {
-  const api = c.get("api");
-  logFailure(c, error, options);
-  // Nobody reads it: the status is for the request log (nginx's 499).
-  if (error.code === "CLIENT_CLOSED") return new Response(null, { status: 499 });
-  const body: Record<string, unknown> = {
-    error: error.message,
-    api: api ?? null,
-    request_id: c.get("requestId"),
+  // Predictions skip the router and the middleware (see ./predict.ts); the
+  // path is the one the router would see.
+  const route = app.fetch;
+  app.fetch = (request, env, executionCtx) => {
+    if (request.method === "POST") {
+      const path = getPath(request);
+      const prediction = predictions.get(path);
+      if (prediction !== undefined) return prediction.handle(request, path);
+    }
+    return route(request, env, executionCtx);
   };
-  if (options.debug && error.detail) body.traceback = error.detail;
-  const headers: Record<string, string> = { ...error.headers };
-  if (error.retryAfter !== undefined) headers["retry-after"] = String(error.retryAfter);
-  return c.json(body, error.status as Exclude<ErrorStatus, 499>, headers);
+
+  return { app, stats, activity };
 }
 
 /** An API's `server_side_batching` as `GET /` and `GET <endpoint>` show it; null when off. */
@@ -285,8 +211,4 @@ function batchingOf(api: ResolvedApi): { max_batch_size: number; batch_interval_
   const batching = api.batching;
   if (batching === undefined) return null;
   return { max_batch_size: batching.maxBatchSize, batch_interval_ms: batching.batchIntervalMs };
-}
-
-function round(ms: number): number {
-  return Math.round(ms * 1000) / 1000;
 }

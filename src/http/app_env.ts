@@ -5,19 +5,12 @@
  * @module
  */
 
-import type { StreamEnd } from "./stream_body.ts";
+import type { Exchange } from "./exchange.ts";
 
 /** Per-request variables. */
 export type AppEnv = {
   Variables: {
-    requestId: string;
-    api: string | undefined;
-    keyId: string | undefined;
-    /** Time the request waited for a replica, in milliseconds. */
-    queueMs: number | undefined;
-    /** Requests in the batch this request ran in (server-side batching only). */
-    batchSize: number | undefined;
-    /** Set for a streamed answer: resolves when the stream ended (logged then). */
-    streamEnd: Promise<StreamEnd> | undefined;
+    /** The request as the access log sees it, filled in by the middleware and the handlers. */
+    exchange: Exchange;
   };
 };

@@ -13,6 +13,7 @@ import type { AppEnv } from "./app_env.ts";
 import { ApiError } from "../errors/api_error.ts";
 import type { RejectionLog } from "./shedding.ts";
 import { isOpenConsoleRequest } from "./console/routes.ts";
+import type { Exchange } from "./exchange.ts";
 
 /** Paths orchestrators probe; they stay open and reveal no error text when keys are on. */
 export const OPEN_PATHS: ReadonlySet<string> = new Set(["/livez", "/healthz"]);
@@ -36,11 +37,38 @@ export function presentedKeys(headers: Headers): string[] {
 }
 
 /**
- * Middleware that answers 401 (JSON error body, `WWW-Authenticate`) unless
- * the request carries an accepted key, and records the key's id as the
- * `keyId` variable for the request log. A missing and a wrong key get the
- * same answer; the log says which, never the key: one line per second per
- * path and reason with a count (`rejections`), or one line each at debug level.
+ * Checks the key request `x` presents in `headers` and returns the key's id (for the
+ * request log), or throws. A missing and a wrong key get the same answer;
+ * the log says which, never the key: one line per second per path and
+ * reason with a count (`rejections`), or one line each at debug level.
+ *
+ * @throws {ApiError} UNAUTHORIZED (answered 401 with a JSON error body and `WWW-Authenticate`)
+ */
+export function authenticate(
+  keys: KeyStore,
+  logger: Logger,
+  rejections: RejectionLog,
+  headers: Headers,
+  x: Exchange,
+): string {
+  const presented = presentedKeys(headers);
+  const id = keys.match(presented);
+  if (id !== undefined) return id;
+  const { method, path } = x;
+  const reason = presented.length === 0 ? "no key" : "unknown key";
+  if (rejections.perRequest) {
+    logger.warn("unauthorized", { request_id: x.requestId, method, path, reason });
+  } else {
+    rejections.count("unauthorized", { method, path, reason });
+  }
+  throw new ApiError("UNAUTHORIZED", MESSAGE, { headers: { "www-authenticate": CHALLENGE } });
+}
+
+/**
+ * Middleware that answers 401 unless the request carries an accepted key
+ * ({@link authenticate}) and records the key's id in the request's
+ * {@link Exchange}. (`POST` to an endpoint does not go through it: see
+ * ./predict.ts.)
  */
 export function requireApiKey(
   keys: KeyStore,
@@ -50,23 +78,8 @@ export function requireApiKey(
   return async (c, next) => {
     if (OPEN_PATHS.has(c.req.path)) return await next();
     if (isOpenConsoleRequest(c.req.method, c.req.path, c.req.header("accept"))) return await next();
-    const presented = presentedKeys(c.req.raw.headers);
-    const id = keys.match(presented);
-    if (id === undefined) {
-      const reason = presented.length === 0 ? "no key" : "unknown key";
-      if (rejections.perRequest) {
-        logger.warn("unauthorized", {
-          request_id: c.get("requestId"),
-          method: c.req.method,
-          path: c.req.path,
-          reason,
-        });
-      } else {
-        rejections.count("unauthorized", { method: c.req.method, path: c.req.path, reason });
-      }
-      throw new ApiError("UNAUTHORIZED", MESSAGE, { headers: { "www-authenticate": CHALLENGE } });
-    }
-    c.set("keyId", id);
+    const x = c.get("exchange");
+    x.keyId = authenticate(keys, logger, rejections, c.req.raw.headers, x);
     await next();
   };
 }

@@ -6,14 +6,22 @@ import { ApiError } from "../errors/api_error.ts";
  *
  * @throws {ApiError} PAYLOAD_TOO_LARGE
  */
-export async function readBody(request: Request, maxBytes: number): Promise<Uint8Array> {
+export function readBody(request: Request, maxBytes: number): Promise<Uint8Array> {
   const declared = request.headers.get("content-length");
-  if (declared !== null) {
-    if (Number(declared) > maxBytes) throw tooLarge(maxBytes);
-    // arrayBuffer() without touching `request.body` first: reading through the
-    // body stream costs more per request than the runtime's direct read.
-    return new Uint8Array(await request.arrayBuffer());
-  }
+  if (declared === null) return readChunks(request, maxBytes);
+  if (Number(declared) > maxBytes) return Promise.reject(tooLarge(maxBytes));
+  // arrayBuffer() without touching `request.body` first: reading through the
+  // body stream costs more per request than the runtime's direct read. (Not
+  // an async function: one promise less per request.)
+  return request.arrayBuffer().then(bytesOf);
+}
+
+function bytesOf(buffer: ArrayBuffer): Uint8Array {
+  return new Uint8Array(buffer);
+}
+
+/** A body without `Content-Length` (chunked), counted as it arrives. */
+async function readChunks(request: Request, maxBytes: number): Promise<Uint8Array> {
   if (request.body === null) return new Uint8Array(0);
   const chunks: Uint8Array[] = [];
   let total = 0;

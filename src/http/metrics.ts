@@ -2,12 +2,13 @@
  * Prometheus metrics (`GET /metrics`), in a registry of their own.
  *
  * Request counters and histograms are fed from the app's request middleware
- * through cached label children, so the hot path does one map lookup per
- * metric. Everything about replicas and queues is read at scrape time from
- * the current pools, so pools may be swapped (reload) without telling this
- * file. The metric objects belong to the server, not to a deployment.
+ * through label children bound once per API, so the hot path is a few number
+ * updates and one map lookup (the status), with no allocation. Everything
+ * about replicas and queues is read at scrape time from the current pools, so
+ * pools may be swapped (reload) without telling this file. The metric objects
+ * belong to the server, not to a deployment.
  */
-import { Counter, Gauge, Histogram, Registry } from "prom-client";
+import { Counter, type CounterChild, Gauge, Histogram, type HistogramChild, Registry } from "./prometheus.ts";
 import type { ResolvedTracker } from "../config/types.ts";
 import type { ApiPool } from "../supervision/pool.ts";
 import type { CancelReason, Replica, ReplicaState } from "../supervision/replica.ts";
@@ -42,17 +43,14 @@ const STATES: readonly ReplicaState[] = [
   "stopped",
 ];
 
-type Child = { inc(value?: number): void };
-type Observer = { observe(value: number): void };
-
 /** The request counters and histograms of one API. */
 export class ApiRequestMetrics {
-  readonly #counter: (status: number) => Child;
-  readonly #byStatus = new Map<number, Child>();
-  readonly #latency: Observer;
-  readonly #queueWait: Observer;
+  readonly #counter: (status: number) => CounterChild;
+  readonly #byStatus = new Map<number, CounterChild>();
+  readonly #latency: HistogramChild;
+  readonly #queueWait: HistogramChild;
 
-  constructor(counter: (status: number) => Child, latency: Observer, queueWait: Observer) {
+  constructor(counter: (status: number) => CounterChild, latency: HistogramChild, queueWait: HistogramChild) {
     this.#counter = counter;
     this.#latency = latency;
     this.#queueWait = queueWait;
@@ -73,7 +71,7 @@ export class ApiRequestMetrics {
 
 /** The server's metrics. */
 export class ServerMetrics {
-  /** Holds only this server's metrics (not prom-client's global registry). */
+  /** Holds this server's metrics, in the order `/metrics` shows them. */
   readonly registry: Registry = new Registry();
   readonly #requests: Counter<"api" | "status">;
   readonly #latency: Histogram<"api">;
@@ -82,9 +80,9 @@ export class ServerMetrics {
   readonly #values: Histogram<"api">;
   readonly #skipped: Counter<"api">;
   readonly #batchSize: Histogram<"api">;
-  readonly #batchChildren = new Map<string, Observer>();
+  readonly #batchChildren = new Map<string, HistogramChild>();
   readonly #apis = new Map<string, ApiRequestMetrics>();
-  readonly #classChildren = new Map<string, Map<string, Child>>();
+  readonly #classChildren = new Map<string, Map<string, CounterChild>>();
   /** Restarts already added to the counter, per replica object. */
   readonly #seenRestarts = new WeakMap<Replica, number>();
   /** Cancels already added to the counter, per replica object. */
@@ -93,54 +91,61 @@ export class ServerMetrics {
   readonly #seenScale = new WeakMap<ApiPool, { up: number; down: number }>();
 
   constructor(sources: MetricsSources) {
-    const registers = [this.registry];
-    this.#requests = new Counter({
-      name: "cortex_serve_requests_total",
-      help: "Requests to an API endpoint, by API and HTTP status",
-      labelNames: ["api", "status"],
-      registers,
-    });
-    this.#latency = new Histogram({
-      name: "cortex_serve_request_duration_seconds",
-      help: "Time from request arrival to response, queue wait included",
-      labelNames: ["api"],
-      buckets: LATENCY_BUCKETS,
-      registers,
-    });
-    this.#queueWait = new Histogram({
-      name: "cortex_serve_queue_wait_seconds",
-      help: "Time a prediction waited for a free replica",
-      labelNames: ["api"],
-      buckets: LATENCY_BUCKETS,
-      registers,
-    });
-    this.#classes = new Counter({
-      name: "cortex_serve_predictions_total",
-      help: "Predictions per class (tracker.model_type: classification)",
-      labelNames: ["api", "class"],
-      registers,
-    });
-    this.#values = new Histogram({
-      name: "cortex_serve_prediction_value",
-      help: "Predicted values (tracker.model_type: regression)",
-      labelNames: ["api"],
-      buckets: VALUE_BUCKETS,
-      registers,
-    });
-    this.#skipped = new Counter({
-      name: "cortex_serve_tracker_skipped_total",
-      help: "Predictions the tracker could not use (not JSON, no tracker.key field, not a number)",
-      labelNames: ["api"],
-      registers,
-    });
-    this.#batchSize = new Histogram({
-      name: "cortex_serve_batch_size",
-      help: "Requests per predict call of an API with server_side_batching",
-      labelNames: ["api"],
-      buckets: BATCH_SIZE_BUCKETS,
-      registers,
-    });
-    this.#scrapeTimeMetrics(sources, registers);
+    const registry = this.registry;
+    this.#requests = registry.register(
+      new Counter({
+        name: "cortex_serve_requests_total",
+        help: "Requests to an API endpoint, by API and HTTP status",
+        labelNames: ["api", "status"],
+      }),
+    );
+    this.#latency = registry.register(
+      new Histogram({
+        name: "cortex_serve_request_duration_seconds",
+        help: "Time from request arrival to response, queue wait included",
+        labelNames: ["api"],
+        buckets: LATENCY_BUCKETS,
+      }),
+    );
+    this.#queueWait = registry.register(
+      new Histogram({
+        name: "cortex_serve_queue_wait_seconds",
+        help: "Time a prediction waited for a free replica",
+        labelNames: ["api"],
+        buckets: LATENCY_BUCKETS,
+      }),
+    );
+    this.#classes = registry.register(
+      new Counter({
+        name: "cortex_serve_predictions_total",
+        help: "Predictions per class (tracker.model_type: classification)",
+        labelNames: ["api", "class"],
+      }),
+    );
+    this.#values = registry.register(
+      new Histogram({
+        name: "cortex_serve_prediction_value",
+        help: "Predicted values (tracker.model_type: regression)",
+        labelNames: ["api"],
+        buckets: VALUE_BUCKETS,
+      }),
+    );
+    this.#skipped = registry.register(
+      new Counter({
+        name: "cortex_serve_tracker_skipped_total",
+        help: "Predictions the tracker could not use (not JSON, no tracker.key field, not a number)",
+        labelNames: ["api"],
+      }),
+    );
+    this.#batchSize = registry.register(
+      new Histogram({
+        name: "cortex_serve_batch_size",
+        help: "Requests per predict call of an API with server_side_batching",
+        labelNames: ["api"],
+        buckets: BATCH_SIZE_BUCKETS,
+      }),
+    );
+    this.#scrapeTimeMetrics(sources);
   }
 
   /** The request metrics of `api`, label children bound once: the app keeps one per API. */
@@ -187,15 +192,15 @@ export class ServerMetrics {
     }
     const number = typeof value === "string" && value.trim() !== "" ? Number(value) : value;
     if (typeof number !== "number" || !Number.isFinite(number)) return this.#skipped.inc({ api });
-    this.#values.observe({ api }, number);
+    this.#values.labels({ api }).observe(number);
   }
 
   /** The Prometheus text exposition and its content type. */
-  async render(): Promise<{ readonly body: string; readonly contentType: string }> {
-    return { body: await this.registry.metrics(), contentType: this.registry.contentType };
+  render(): { readonly body: string; readonly contentType: string } {
+    return { body: this.registry.render(), contentType: this.registry.contentType };
   }
 
-  #classChild(api: string, label: string): Child {
+  #classChild(api: string, label: string): CounterChild {
     let byClass = this.#classChildren.get(api);
     if (byClass === undefined) {
       byClass = new Map();
@@ -211,118 +216,127 @@ export class ServerMetrics {
   }
 
   /** Gauges and counters computed from the pools when scraped. */
-  #scrapeTimeMetrics(sources: MetricsSources, registers: Registry[]): void {
+  #scrapeTimeMetrics(sources: MetricsSources): void {
+    const registry = this.registry;
     const pools = sources.pools;
-    new Gauge({
-      name: "cortex_serve_queue_depth",
-      help: "Requests waiting for a replica",
-      labelNames: ["api"],
-      registers,
-      collect() {
-        this.reset();
-        for (const pool of pools()) this.set({ api: pool.api }, pool.queueLength);
-      },
-    });
-    new Gauge({
-      name: "cortex_serve_in_flight_requests",
-      help: "Predictions running in a worker",
-      labelNames: ["api"],
-      registers,
-      collect() {
-        this.reset();
-        for (const pool of pools()) this.set({ api: pool.api }, pool.inFlight);
-      },
-    });
-    new Gauge({
-      name: "cortex_serve_replicas",
-      help: "Replicas by state",
-      labelNames: ["api", "state"],
-      registers,
-      collect() {
-        this.reset();
-        for (const pool of pools()) {
-          const counts = pool.counts();
-          for (const state of STATES) this.set({ api: pool.api, state }, counts[state]);
-        }
-      },
-    });
+    registry.register(
+      new Gauge({
+        name: "cortex_serve_queue_depth",
+        help: "Requests waiting for a replica",
+        labelNames: ["api"],
+        collect(gauge) {
+          gauge.reset();
+          for (const pool of pools()) gauge.set({ api: pool.api }, pool.queueLength);
+        },
+      }),
+    );
+    registry.register(
+      new Gauge({
+        name: "cortex_serve_in_flight_requests",
+        help: "Predictions running in a worker",
+        labelNames: ["api"],
+        collect(gauge) {
+          gauge.reset();
+          for (const pool of pools()) gauge.set({ api: pool.api }, pool.inFlight);
+        },
+      }),
+    );
+    registry.register(
+      new Gauge({
+        name: "cortex_serve_replicas",
+        help: "Replicas by state",
+        labelNames: ["api", "state"],
+        collect(gauge) {
+          gauge.reset();
+          for (const pool of pools()) {
+            const counts = pool.counts();
+            for (const state of STATES) gauge.set({ api: pool.api, state }, counts[state]);
+          }
+        },
+      }),
+    );
     const seen = this.#seenRestarts;
-    new Counter({
-      name: "cortex_serve_replica_restarts_total",
-      help: "Workers restarted after they exited, crashed or went over compute.mem",
-      labelNames: ["api"],
-      registers,
-      collect() {
-        for (const pool of pools()) {
-          let added = 0;
-          for (const replica of pool.replicas) {
-            added += replica.restarts - (seen.get(replica) ?? 0);
-            seen.set(replica, replica.restarts);
+    registry.register(
+      new Counter({
+        name: "cortex_serve_replica_restarts_total",
+        help: "Workers restarted after they exited, crashed or went over compute.mem",
+        labelNames: ["api"],
+        collect(counter) {
+          for (const pool of pools()) {
+            let added = 0;
+            for (const replica of pool.replicas) {
+              added += replica.restarts - (seen.get(replica) ?? 0);
+              seen.set(replica, replica.restarts);
+            }
+            counter.inc({ api: pool.api }, added);
           }
-          this.inc({ api: pool.api }, added);
-        }
-      },
-    });
+        },
+      }),
+    );
     const seenCancels = this.#seenCancels;
-    new Counter({
-      name: "cortex_serve_cancelled_total",
-      help: "Running requests cancelled in the worker, by API and reason (client: the client went away; " +
-        "timeout: --predict-timeout passed)",
-      labelNames: ["api", "reason"],
-      registers,
-      collect() {
-        for (const pool of pools()) {
-          const added = { client: 0, timeout: 0 };
-          for (const replica of pool.replicas) {
-            const now = replica.cancels;
-            const before = seenCancels.get(replica) ?? { client: 0, timeout: 0 };
-            added.client += now.client - before.client;
-            added.timeout += now.timeout - before.timeout;
-            seenCancels.set(replica, { ...now });
+    registry.register(
+      new Counter({
+        name: "cortex_serve_cancelled_total",
+        help: "Running requests cancelled in the worker, by API and reason (client: the client went away; " +
+          "timeout: --predict-timeout passed)",
+        labelNames: ["api", "reason"],
+        collect(counter) {
+          for (const pool of pools()) {
+            const added = { client: 0, timeout: 0 };
+            for (const replica of pool.replicas) {
+              const now = replica.cancels;
+              const before = seenCancels.get(replica) ?? { client: 0, timeout: 0 };
+              added.client += now.client - before.client;
+              added.timeout += now.timeout - before.timeout;
+              seenCancels.set(replica, { ...now });
+            }
+            counter.inc({ api: pool.api, reason: "client" }, added.client);
+            counter.inc({ api: pool.api, reason: "timeout" }, added.timeout);
           }
-          this.inc({ api: pool.api, reason: "client" }, added.client);
-          this.inc({ api: pool.api, reason: "timeout" }, added.timeout);
-        }
-      },
-    });
+        },
+      }),
+    );
     const seenScale = this.#seenScale;
-    new Counter({
-      name: "cortex_serve_scale_events_total",
-      help: "Replicas added (up) or retired (down) by autoscaling, by API and direction",
-      labelNames: ["api", "direction"],
-      registers,
-      collect() {
-        for (const pool of pools()) {
-          const now = pool.scaleEvents;
-          const before = seenScale.get(pool) ?? { up: 0, down: 0 };
-          seenScale.set(pool, { up: now.up, down: now.down });
-          this.inc({ api: pool.api, direction: "up" }, now.up - before.up);
-          this.inc({ api: pool.api, direction: "down" }, now.down - before.down);
-        }
-      },
-    });
-    new Gauge({
-      name: "cortex_serve_init_duration_seconds",
-      help: "How long the last successful start (import + init) of each replica took",
-      labelNames: ["api", "replica"],
-      registers,
-      collect() {
-        this.reset();
-        for (const pool of pools()) {
-          for (const replica of pool.replicas) {
-            if (replica.initMs === undefined) continue;
-            this.set({ api: pool.api, replica: String(replica.index) }, replica.initMs / 1000);
+    registry.register(
+      new Counter({
+        name: "cortex_serve_scale_events_total",
+        help: "Replicas added (up) or retired (down) by autoscaling, by API and direction",
+        labelNames: ["api", "direction"],
+        collect(counter) {
+          for (const pool of pools()) {
+            const now = pool.scaleEvents;
+            const before = seenScale.get(pool) ?? { up: 0, down: 0 };
+            seenScale.set(pool, { up: now.up, down: now.down });
+            counter.inc({ api: pool.api, direction: "up" }, now.up - before.up);
+            counter.inc({ api: pool.api, direction: "down" }, now.down - before.down);
           }
-        }
-      },
-    });
+        },
+      }),
+    );
+    registry.register(
+      new Gauge({
+        name: "cortex_serve_init_duration_seconds",
+        help: "How long the last successful start (import + init) of each replica took",
+        labelNames: ["api", "replica"],
+        collect(gauge) {
+          gauge.reset();
+          for (const pool of pools()) {
+            for (const replica of pool.replicas) {
+              if (replica.initMs === undefined) continue;
+              gauge.set({ api: pool.api, replica: String(replica.index) }, replica.initMs / 1000);
+            }
+          }
+        },
+      }),
+    );
     if (sources.build !== undefined) {
-      const build = new Gauge({
-        name: "cortex_serve_build_info",
-        help: "Always 1; labels name the program, Deno and worker protocol versions",
-        labelNames: ["version", "deno", "protocol"],
-        registers,
-      });
+      const build = registry.register(
+        new Gauge({
+          name: "cortex_serve_build_info",
+          help: "Always 1; labels name the program, Deno and worker protocol versions",
+          labelNames: ["version", "deno", "protocol"],
+        }),
+      );
       build.set({
         version: sources.build.version,
         deno: Deno.version.deno,

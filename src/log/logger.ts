@@ -45,8 +45,49 @@ export interface LoggerOptions {
 
 const encoder = new TextEncoder();
 
-/** Lines waiting for the next write to stderr. */
-const pending: string[] = [];
+/**
+ * Pieces of text: written by index into an array that keeps its size from
+ * one use to the next (emptying an array frees its storage, and growing it
+ * again costs an allocation per line), joined once.
+ */
+class Pieces {
+  readonly #parts: string[] = [];
+  #count = 0;
+
+  put(piece: string): void {
+    this.#parts[this.#count++] = piece;
+  }
+
+  /** Forgets what was put since `count`. */
+  rewind(count: number): void {
+    this.#count = count;
+  }
+
+  get count(): number {
+    return this.#count;
+  }
+
+  /** Characters put since `count`. */
+  charsFrom(count: number): number {
+    let chars = 0;
+    for (let i = count; i < this.#count; i++) chars += this.#parts[i]!.length;
+    return chars;
+  }
+
+  /** What was put, joined; empties the buffer. */
+  take(): string {
+    const parts = this.#parts;
+    if (parts.length !== this.#count) parts.length = this.#count;
+    this.#count = 0;
+    return parts.join("");
+  }
+}
+
+/** The line being formatted for a sink other than stderr. */
+const pieces = new Pieces();
+
+/** The lines waiting for the next write to stderr, formatted straight into it. */
+const pending = new Pieces();
 let pendingChars = 0;
 let flushTimer: ReturnType<typeof setTimeout> | undefined;
 /** Above this many buffered characters, write at once. */
@@ -62,9 +103,8 @@ export function flushLogs(): void {
     clearTimeout(flushTimer);
     flushTimer = undefined;
   }
-  if (pending.length === 0) return;
-  let bytes = encoder.encode(pending.join(""));
-  pending.length = 0;
+  if (pending.count === 0) return;
+  let bytes = encoder.encode(pending.take());
   pendingChars = 0;
   while (bytes.byteLength > 0) bytes = bytes.subarray(Deno.stderr.writeSync(bytes));
 }
@@ -72,8 +112,14 @@ export function flushLogs(): void {
 globalThis.addEventListener("unload", flushLogs);
 
 function stderrSink(line: string): void {
-  pending.push(line, "\n");
-  pendingChars += line.length + 1;
+  pending.put(line);
+  pending.put("\n");
+  queued(line.length + 1);
+}
+
+/** Counts `chars` more characters in `pending` and schedules their write. */
+function queued(chars: number): void {
+  pendingChars += chars;
   if (pendingChars >= FLUSH_CHARS) return flushLogs();
   if (flushTimer === undefined) {
     flushTimer = setTimeout(flushLogs, 0);
@@ -145,21 +191,56 @@ export class Logger {
   log(level: LogLevel, message: string, fields?: LogFields): void {
     if (this.#tap !== undefined && level !== "debug") this.#tap(level, message, this.#fields, fields);
     if (LEVELS[level] < this.#threshold) return;
-    // Formatted straight into one string: no merged field object per line.
+    // Formatted as pieces joined once (for stderr, once per write): no
+    // merged field object, and no string per field or per line.
+    const direct = this.#sink === stderrSink;
+    const out = direct ? pending : pieces;
+    const first = out.count;
+    try {
+      this.#format(out, level, message, fields);
+    } catch (error) {
+      out.rewind(first); // a value JSON cannot hold (a BigInt, a cycle): no half line
+      throw error;
+    }
+    if (direct) {
+      out.put("\n");
+      queued(out.charsFrom(first));
+      if (LEVELS[level] >= LEVELS.warn) flushLogs();
+    } else {
+      this.#sink(out.take());
+    }
+  }
+
+  /** Pushes the pieces of one line (without its newline) to `out`. */
+  #format(out: Pieces, level: LogLevel, message: string, fields: LogFields | undefined): void {
     const json = this.format === "json";
-    let line = json
-      ? `{"time":"${now()}","level":"${level}","msg":${JSON.stringify(message)}`
-      : `${now()} ${this.#tags[level]} ${message}`;
+    if (json) {
+      out.put('{"time":"');
+      out.put(now());
+      out.put('","level":"');
+      out.put(level);
+      out.put('","msg":');
+      pushJsonString(out, message);
+    } else {
+      out.put(now());
+      out.put(" ");
+      out.put(this.#tags[level]);
+      out.put(" ");
+      out.put(message);
+    }
     const own = this.#fields;
     for (const key in own) {
       if (fields !== undefined && key in fields) continue; // the call's value wins
-      line += json ? jsonField(key, own[key]) : textField(key, own[key]);
+      if (json) pushJsonField(out, key, own[key]);
+      else pushTextField(out, key, own[key]);
     }
     if (fields !== undefined) {
-      for (const key in fields) line += json ? jsonField(key, fields[key]) : textField(key, fields[key]);
+      for (const key in fields) {
+        if (json) pushJsonField(out, key, fields[key]);
+        else pushTextField(out, key, fields[key]);
+      }
     }
-    this.#sink(json ? line + "}" : line);
-    if (LEVELS[level] >= LEVELS.warn && this.#sink === stderrSink) flushLogs();
+    if (json) out.put("}");
   }
 }
 
@@ -179,20 +260,44 @@ function now(): string {
 /** `,"key":` of each field name seen, so a name is quoted once, not once per line. */
 const quotedKeys = new Map<string, string>();
 
-function jsonField(key: string, value: unknown): string {
-  if (value === undefined) return "";
+/** Characters a JSON string must escape (and lone surrogates, left to `JSON.stringify` too). */
+// deno-lint-ignore no-control-regex -- JSON escapes the control characters
+const NEEDS_ESCAPE = /["\\\u0000-\u001f\ud800-\udfff]/;
+
+function pushJsonString(out: Pieces, text: string): void {
+  if (NEEDS_ESCAPE.test(text)) return out.put(JSON.stringify(text));
+  out.put('"');
+  out.put(text);
+  out.put('"');
+}
+
+function pushJsonField(out: Pieces, key: string, value: unknown): void {
+  if (value === undefined) return;
   let quoted = quotedKeys.get(key);
   if (quoted === undefined) {
     quoted = `,${JSON.stringify(key)}:`;
     if (quotedKeys.size < 1000) quotedKeys.set(key, quoted);
   }
-  if (typeof value === "number" && Number.isFinite(value)) return quoted + value;
+  if (typeof value === "string") {
+    out.put(quoted);
+    return pushJsonString(out, value);
+  }
+  if (typeof value === "number" && Number.isFinite(value)) {
+    out.put(quoted);
+    return out.put(String(value));
+  }
   const text = JSON.stringify(value);
-  return text === undefined ? "" : quoted + text;
+  if (text === undefined) return;
+  out.put(quoted);
+  out.put(text);
 }
 
-function textField(key: string, value: unknown): string {
-  return value === undefined ? "" : ` ${key}=${textValue(value)}`;
+function pushTextField(out: Pieces, key: string, value: unknown): void {
+  if (value === undefined) return;
+  out.put(" ");
+  out.put(key);
+  out.put("=");
+  out.put(textValue(value));
 }
 
 function textValue(value: unknown): string {

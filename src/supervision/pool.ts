@@ -13,6 +13,17 @@
  * The job is the unit the pool hands to a replica ({@link Replica.run}):
  * the pool owns the queue, the deadlines and the client's signal; the
  * replica owns the worker and its state machine.
+ *
+ * Pipelining: while predictions are short (under
+ * {@link PIPELINE_MAX_SERVICE_MS} on average) and no replica is free, a
+ * busy replica is sent the next request behind the one it runs, so its
+ * worker goes on without waiting for the server to hear of each answer. It
+ * waits there as it would in the queue: its queue timeout still applies,
+ * and its predict timeout starts when the worker starts it. If the worker is
+ * lost, only the request it was running fails; the one behind it goes back
+ * to the head of the queue. Never for batches, nor for an API that has
+ * answered with a stream (a stream holds its worker for as long as its
+ * client reads).
  */
 import type { Logger } from "../log/logger.ts";
 import { ApiError } from "../errors/api_error.ts";
@@ -21,6 +32,15 @@ import { BoundedQueue } from "./queue.ts";
 import { Batcher, RunningBatch } from "./batcher.ts";
 import type { ResolvedBatching } from "../config/types.ts";
 import type { Replica, ReplicaRun, ReplicaState, RunAnswer } from "./replica.ts";
+
+/**
+ * Average predict time (ms) under which a busy replica is sent the next
+ * request behind the running one. Above it, pipelining gains nothing and
+ * would hold a request back from a replica that frees sooner.
+ */
+export const PIPELINE_MAX_SERVICE_MS = 10;
+/** Weight of the newest predict time in the pool's running average. */
+const SERVICE_EWMA_WEIGHT = 0.2;
 
 /** What {@link ApiPool.submit} needs besides the sample. */
 export interface SubmitOptions {
@@ -50,6 +70,8 @@ export interface PoolOptions {
   readonly queueTimeoutMs?: number;
   /** Server-side batching (`server_side_batching:`); one request per call when absent. */
   readonly batching?: ResolvedBatching | undefined;
+  /** Send a busy replica the next request behind the running one (see above); default true. */
+  readonly pipelining?: boolean;
   readonly logger: Logger;
 }
 
@@ -62,12 +84,17 @@ interface Job {
   readonly sample: Uint8Array;
   readonly debug: boolean;
   readonly arrived: number;
+  /** Set once the worker started it (a job sent behind a running one waits first). */
+  started: boolean;
+  /** `performance.now()` when the worker started it. */
+  startedAt: number;
   /**
    * `performance.now()` value at which the job times out: the end of its
-   * queue wait while queued, the end of its predict time once running.
+   * queue wait until it started, the end of its predict time once running.
    */
   deadlineAt: number;
-  readonly deadline: AbortController;
+  /** Set once the job was handed to a replica: stops it when its predict time is up. */
+  timeOut: (() => void) | undefined;
   readonly resolve: (value: Prediction) => void;
   readonly reject: (error: Error) => void;
   readonly onBatch: ((size: number) => void) | undefined;
@@ -107,13 +134,19 @@ export class ApiPool {
   #ticker: ReturnType<typeof setInterval> | undefined;
   readonly #batcher: Batcher<Job> | undefined;
   readonly #batchListeners: ((size: number) => void)[] = [];
+  /** Running average of predict time (ms), once one finished. */
+  #serviceMs: number | undefined;
+  /** Set once a prediction of this API streamed: no more pipelining. */
+  #streamed = false;
 
   constructor(options: PoolOptions) {
     this.api = options.api;
     this.#o = options;
     this.#queueTimeoutMs = options.queueTimeoutMs ?? options.predictTimeoutMs;
     this.#debug = options.logger.enabled("debug");
-    this.#queue = new BoundedQueue(options.queuePerReplica * Math.max(options.maxReplicas, 1));
+    const replicas = Math.max(options.maxReplicas, 1);
+    // A spare slot per replica: a job sent behind a running one may come back.
+    this.#queue = new BoundedQueue(options.queuePerReplica * replicas, replicas);
     if (options.batching !== undefined) {
       this.#batcher = new Batcher({ settings: options.batching, onDue: () => this.dispatch() });
     }
@@ -212,8 +245,10 @@ export class ApiPool {
         sample,
         debug: options.debug,
         arrived,
+        started: false,
+        startedAt: 0,
         deadlineAt: arrived + this.#queueTimeoutMs,
-        deadline: new AbortController(),
+        timeOut: undefined,
         resolve,
         reject,
         onBatch: options.onBatch,
@@ -300,7 +335,23 @@ export class ApiPool {
       }
       this.#nextReplica = at + 1;
     }
+    if (this.#queue.length > 0 && this.#pipelining()) {
+      // No replica is free: send the next requests behind running ones.
+      for (let i = 0; i < replicas.length && this.#queue.length > 0; i++) {
+        const replica = replicas[(first + i) % replicas.length]!;
+        if (!replica.canTakeNext) continue;
+        const job = this.#nextJob();
+        if (job === undefined) break;
+        this.#start(replica, job);
+      }
+    }
     if (this.#queue.length === 0) this.#batcher?.clear();
+  }
+
+  /** True when busy replicas may be sent a request behind the running one. */
+  #pipelining(): boolean {
+    return this.#o.pipelining !== false && this.#batcher === undefined && !this.#streamed &&
+      this.#serviceMs !== undefined && this.#serviceMs < PIPELINE_MAX_SERVICE_MS;
   }
 
   /**
@@ -374,7 +425,9 @@ export class ApiPool {
 
   /**
    * Times out every active job past its deadline: a queued one is answered
-   * 503 here (its worker-to-be never sees it), a running one is stopped.
+   * 503 here (its worker-to-be never sees it), one waiting behind a running
+   * request is taken back from the worker and answered 503, a running one
+   * is stopped.
    */
   #expire(): void {
     const now = performance.now();
@@ -383,9 +436,12 @@ export class ApiPool {
       if (job.queued) {
         this.#queue.cancel(job);
         this.#settle(job, this.#queueTimeout());
+      } else if (!job.started) {
+        this.#active.delete(job);
+        job.run?.withdraw(this.#queueTimeout());
       } else {
         this.#active.delete(job);
-        job.deadline.abort(); // the replica answers 504 and cancels the request
+        job.timeOut?.(); // the replica answers 504 and cancels the request
       }
     }
     if (this.#active.size === 0) this.#stopTicker();
@@ -435,25 +491,54 @@ export class ApiPool {
     this.#ticker = undefined;
   }
 
+  /**
+   * Hands `job` to `replica`: it starts at once on a ready replica, or when
+   * the running request is done on a busy one (pipelining).
+   */
   #start(replica: Replica, job: Job): void {
     job.queued = false;
     this.#inFlight++;
-    const now = performance.now();
-    const queueMs = now - job.arrived;
-    job.deadlineAt = now + this.#o.predictTimeoutMs;
-    const run = replica.run(job.sample, job.debug, job.deadline.signal);
+    const run = replica.run(job.sample, job.debug, () => {
+      const now = performance.now();
+      job.started = true;
+      job.startedAt = now;
+      job.deadlineAt = now + this.#o.predictTimeoutMs;
+    });
     job.run = run;
+    job.timeOut = run.timeOut;
     run.answer.then(
-      (answer) => job.resolve({ answer, queueMs }),
+      (answer) => {
+        if (answer.type === "stream") this.#streamed = true;
+        job.resolve({ answer, queueMs: job.startedAt - job.arrived });
+      },
       (error: Error) => job.reject(error),
     );
     // The client is watched until the replica is done: for a stream, until its last item.
-    void run.finished.then(() => {
-      job.cleanup();
+    void run.finished.then((end) => {
       this.#inFlight--;
+      if (end === "returned") {
+        this.#requeue(job);
+      } else {
+        job.cleanup();
+        if (job.started) this.#observeService(performance.now() - job.startedAt);
+      }
       this.dispatch();
       this.changes.emit(this);
     });
+  }
+
+  /** A job whose worker was lost before it started goes back to the head of the queue. */
+  #requeue(job: Job): void {
+    job.queued = true;
+    job.run = undefined;
+    job.timeOut = undefined;
+    if (!this.#queue.unshift(job)) this.#settle(job, this.#queueFull());
+    else if (this.#debug) this.#o.logger.debug("request back in the queue", { api: this.api });
+  }
+
+  #observeService(ms: number): void {
+    const average = this.#serviceMs;
+    this.#serviceMs = average === undefined ? ms : average + SERVICE_EWMA_WEIGHT * (ms - average);
   }
 
   /**
@@ -486,14 +571,16 @@ export class ApiPool {
     for (const job of jobs) {
       job.queued = false;
       job.batch = batch;
+      job.started = true;
+      job.startedAt = now;
       job.deadlineAt = now + this.#o.predictTimeoutMs; // the pool's ticker aborts them together
       debug ||= job.debug;
       job.onBatch?.(size);
     }
     for (const listener of this.#batchListeners) listener(size);
     this.#inFlight += size;
-    const deadline = AbortSignal.any(jobs.map((job) => job.deadline.signal));
-    const run = replica.runBatch(jobs.map((job) => job.sample), debug, deadline);
+    const run = replica.runBatch(jobs.map((job) => job.sample), debug);
+    for (const job of jobs) job.timeOut = run.timeOut; // the first to time out stops the batch
     batch.signal.addEventListener("abort", () => run.cancel(), { once: true });
     run.answers.then(
       (answers) =>

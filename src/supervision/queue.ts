@@ -9,22 +9,28 @@ export interface Queueable {
   cancelled: boolean;
 }
 
-/** Fixed-capacity FIFO; `push` refuses instead of growing. */
+/**
+ * Fixed-capacity FIFO; `push` refuses instead of growing. `spare` slots
+ * beyond the capacity take only items put back at the head ({@link unshift}).
+ */
 export class BoundedQueue<T extends Queueable> {
   readonly capacity: number;
   readonly #slots: (T | undefined)[];
+  /** Ring size: the capacity and the spare slots. */
+  readonly #size: number;
   #head = 0;
   /** Slots in use, cancelled ones included. */
   #used = 0;
   /** Live (not cancelled) items. */
   #live = 0;
 
-  constructor(capacity: number) {
+  constructor(capacity: number, spare = 0) {
     if (!Number.isInteger(capacity) || capacity < 1) {
       throw new RangeError(`Queue capacity must be a positive integer, got ${capacity}`);
     }
     this.capacity = capacity;
-    this.#slots = new Array<T | undefined>(capacity).fill(undefined);
+    this.#size = capacity + spare;
+    this.#slots = new Array<T | undefined>(this.#size).fill(undefined);
   }
 
   /** Items waiting, cancelled ones excluded. */
@@ -35,8 +41,22 @@ export class BoundedQueue<T extends Queueable> {
   /** Adds `item` at the tail; false when the queue is full. */
   push(item: T): boolean {
     if (this.#live >= this.capacity) return false;
-    if (this.#used === this.capacity) this.#compact();
-    this.#slots[(this.#head + this.#used) % this.capacity] = item;
+    if (this.#used === this.#size) this.#compact();
+    this.#slots[(this.#head + this.#used) % this.#size] = item;
+    this.#used++;
+    this.#live++;
+    return true;
+  }
+
+  /**
+   * Puts `item` back at the head: it was taken and could not run. May use
+   * the spare slots; false when even those are full.
+   */
+  unshift(item: T): boolean {
+    if (this.#live >= this.#size) return false;
+    if (this.#used === this.#size) this.#compact();
+    this.#head = (this.#head + this.#size - 1) % this.#size;
+    this.#slots[this.#head] = item;
     this.#used++;
     this.#live++;
     return true;
@@ -48,7 +68,7 @@ export class BoundedQueue<T extends Queueable> {
       const item = this.#slots[this.#head];
       if (item && !item.cancelled) return item;
       this.#slots[this.#head] = undefined;
-      this.#head = (this.#head + 1) % this.capacity;
+      this.#head = (this.#head + 1) % this.#size;
       this.#used--;
     }
     return undefined;
@@ -59,7 +79,7 @@ export class BoundedQueue<T extends Queueable> {
     while (this.#used > 0) {
       const item = this.#slots[this.#head];
       this.#slots[this.#head] = undefined;
-      this.#head = (this.#head + 1) % this.capacity;
+      this.#head = (this.#head + 1) % this.#size;
       this.#used--;
       if (item && !item.cancelled) {
         this.#live--;

@@ -60,14 +60,30 @@ export type RunAnswer =
   | { readonly type: "body"; readonly body: Uint8Array }
   | { readonly type: "stream"; readonly stream: AsyncIterable<Uint8Array> };
 
-/** A prediction running on a replica. */
+/**
+ * How a replica was done with a request: `done` once it ran (answered,
+ * failed, cancelled or lost with its worker), `returned` when the worker was
+ * lost before it started a request sent behind another one: that request did
+ * not run, its answer never settles, and the caller queues it again.
+ */
+export type RunEnd = "done" | "returned";
+
+/** A prediction sent to a replica. */
 export interface ReplicaRun {
   /** The first answer; rejects with an ApiError. */
   readonly answer: Promise<RunAnswer>;
-  /** Resolves when the replica is done with the request (ready again, or restarting). */
-  readonly finished: Promise<void>;
+  /** Resolves when the replica is done with the request (ready again, busy with the next one, or restarting). */
+  readonly finished: Promise<RunEnd>;
   /** The client went away: cancel the request (logged and counted; 499). */
   cancel(): void;
+  /** Its `--predict-timeout` passed (counted from its start): cancel the request (logged and counted; 504). */
+  timeOut(): void;
+  /**
+   * Takes back a request sent behind the running one before it started:
+   * answers `error` at once and has the worker drop it. Does nothing once
+   * the request started.
+   */
+  withdraw(error: ApiError): void;
 }
 
 /** A batch running on a replica (see {@link Replica.runBatch}). */
@@ -75,9 +91,23 @@ export interface ReplicaBatchRun {
   /** One answer per sample, in order; rejects with one ApiError when the batch was lost or cancelled. */
   readonly answers: Promise<(Uint8Array | ApiError)[]>;
   /** Resolves when the replica is done with the batch (ready again, or restarting). */
-  readonly finished: Promise<void>;
+  readonly finished: Promise<RunEnd>;
   /** Every request of the batch has gone: cancel it (logged and counted). */
   cancel(): void;
+  /** Its `--predict-timeout` passed: cancel it (logged and counted; 504 for every request). */
+  timeOut(): void;
+}
+
+/** A request or batch the current worker has been sent and not finished, oldest first. */
+interface InWorker {
+  /** False while it waits behind the running one (pipelining). */
+  started: boolean;
+  readonly batch: boolean;
+  /** Set once cancelled or withdrawn. */
+  cancelled: CancelReason | "withdrawn" | undefined;
+  readonly onStart: (() => void) | undefined;
+  /** Starts the cancel grace of a cancelled request; deferred until it starts. */
+  graceOnStart: (() => void) | undefined;
 }
 
 /** A supervised worker. */
@@ -104,6 +134,8 @@ export class Replica {
   #loop: Promise<void> | undefined;
   #initMs: number | undefined;
   readonly #cancels: Record<CancelReason, number> = { client: 0, timeout: 0 };
+  /** What the current worker was sent and has not finished: the running request first. */
+  readonly #inWorker: InWorker[] = [];
 
   constructor(options: ReplicaOptions) {
     this.index = options.index;
@@ -143,26 +175,48 @@ export class Replica {
   }
 
   /**
+   * True when a request may be sent behind the running one (pipelining): the
+   * replica is busy with one single request that was not cancelled. The
+   * worker runs it as soon as it is done with the running one, without
+   * waiting for the server to hear of that answer.
+   */
+  get canTakeNext(): boolean {
+    if (this.#state !== "busy" || this.#inWorker.length !== 1 || this.#worker?.alive !== true) return false;
+    const running = this.#inWorker[0]!;
+    return !running.batch && running.cancelled === undefined;
+  }
+
+  /**
    * Runs one job: sends `sample` to the worker. Only call when `state` is
-   * `ready`; the replica is `busy` until the worker is done with the request
-   * (for a stream, its last item): see {@link ReplicaRun.finished}.
+   * `ready`, or when {@link canTakeNext}: then the request waits in the
+   * worker behind the running one and starts when that one is done. The
+   * replica is `busy` until the worker is done with every request it was
+   * sent (for a stream, its last item): see {@link ReplicaRun.finished}.
+   * `onStart` is called when the worker starts the request: at once, or
+   * when the one before it finished.
    *
    * A request whose client went away ({@link ReplicaRun.cancel}) or whose
-   * `deadline` aborted (`--predict-timeout`, counted from this call) is
+   * time is up ({@link ReplicaRun.timeOut}; `--predict-timeout`, counted
+   * from its start) is
    * answered at once (499 or 504) and cancelled in the worker, which raises
-   * inside `predict`; if predict has not stopped within `--cancel-grace`, the
-   * worker is killed and restarted.
+   * inside `predict` (or drops it, not started); if predict has not stopped
+   * within `--cancel-grace`, the worker is killed and restarted.
+   *
+   * When the worker is lost, the request it was running fails (502); one
+   * sent behind it that had not started is `returned`, never run.
    *
    * The answer rejects with an ApiError: PREDICT_FAILED, BAD_REQUEST (the
    * worker could not parse the sample), WORKER_DIED, OUT_OF_MEMORY,
-   * PREDICT_TIMEOUT or CLIENT_CLOSED.
+   * PREDICT_TIMEOUT or CLIENT_CLOSED, or the error given to `withdraw`.
    */
-  run(sample: Uint8Array, debug: boolean, deadline: AbortSignal): ReplicaRun {
+  run(sample: Uint8Array, debug: boolean, onStart?: () => void): ReplicaRun {
     const worker = this.#dispatch();
     const call = worker.run(sample, debug);
     const answer = Promise.withResolvers<RunAnswer>();
     answer.promise.catch(() => {}); // after a cancel nobody may wait for it
-    const tracked = this.#track(worker, call, deadline, (error) => answer.reject(error));
+    const tracked = this.#track(worker, call, (error) => answer.reject(error), false, onStart);
+    // Lost with its worker: answered once `finished` tells whether it ran (502) or goes back (never answered).
+    let lost: unknown;
     call.answer.then(
       (first) =>
         answer.resolve(
@@ -170,9 +224,23 @@ export class Replica {
             ? first
             : { type: "stream", stream: this.#mapErrors(first.stream, tracked.cancelled) },
         ),
-      (error) => answer.reject(error instanceof ApiError ? error : this.#requestError(error)),
+      (error) => {
+        if (error instanceof PredictFailedError || error instanceof ApiError) {
+          answer.reject(this.#requestError(error));
+        } else lost = error;
+      },
     );
-    return { answer: answer.promise, finished: tracked.finished, cancel: tracked.cancel };
+    const finished = tracked.finished.then((end) => {
+      if (end === "done" && lost !== undefined) answer.reject(this.#requestError(lost));
+      return end;
+    });
+    return {
+      answer: answer.promise,
+      finished,
+      cancel: tracked.cancel,
+      timeOut: tracked.timeOut,
+      withdraw: tracked.withdraw,
+    };
   }
 
   /**
@@ -181,61 +249,97 @@ export class Replica {
    * in order: the prediction's JSON bytes, or that request's ApiError (the
    * worker answers a raise or a wrong return of `predict` for every id, one
    * unserialisable prediction for its id only). It rejects with one ApiError
-   * for the whole batch when the worker died (502) or `deadline` aborted
-   * (504; the batch is cancelled in the worker). `cancel` cancels the batch:
-   * call it only once every request of it has gone.
+   * for the whole batch when the worker died (502) or its time is up
+   * (`timeOut`, 504; the batch is cancelled in the worker). `cancel` cancels the batch:
+   * call it only once every request of it has gone. Only call when `state`
+   * is `ready`.
    */
-  runBatch(samples: readonly Uint8Array[], debug: boolean, deadline: AbortSignal): ReplicaBatchRun {
+  runBatch(samples: readonly Uint8Array[], debug: boolean): ReplicaBatchRun {
+    if (this.#state !== "ready") throw new Error(`Replica ${this.index} is ${this.#state}, not ready`);
     const worker = this.#dispatch();
     const call = worker.runBatch(samples, debug);
     const answers = Promise.withResolvers<(Uint8Array | ApiError)[]>();
     answers.promise.catch(() => {}); // after a cancel nobody may wait for it
-    const tracked = this.#track(worker, call, deadline, (error) => answers.reject(error));
+    const tracked = this.#track(worker, call, (error) => answers.reject(error), true, undefined);
     call.outcomes.then(
       (outcomes) => answers.resolve(outcomes.map((o) => o.ok ? o.body : this.#requestError(o.error))),
       (error) => answers.reject(error instanceof ApiError ? error : this.#requestError(error)),
     );
-    return { answers: answers.promise, finished: tracked.finished, cancel: tracked.cancel };
+    return {
+      answers: answers.promise,
+      finished: tracked.finished,
+      cancel: tracked.cancel,
+      timeOut: tracked.timeOut,
+    };
   }
 
-  /** Checks that the replica is ready and marks it busy; returns its worker. */
+  /** Checks that the replica may take a request and marks it busy; returns its worker. */
   #dispatch(): ReplicaWorker {
     const worker = this.#worker;
-    if (this.#state !== "ready" || worker === undefined) {
-      throw new Error(`Replica ${this.index} is ${this.#state}, not ready`);
+    if (worker !== undefined && this.#state === "ready") {
+      this.#fire("dispatch");
+      return worker;
     }
-    this.#fire("dispatch");
-    return worker;
+    if (worker !== undefined && this.canTakeNext) {
+      this.#fire("pipeline");
+      return worker;
+    }
+    throw new Error(`Replica ${this.index} is ${this.#state}, not ready`);
   }
 
   /**
    * Cancellation, the deadline and the end of one call (a request or a
    * batch): a cancel answers at once through `fail` and asks the worker to
    * stop; past `--cancel-grace` the worker is restarted. When the worker is
-   * done the replica is ready again (or restarting, if the worker is gone).
+   * done with its running call it goes on to the one sent behind it, if
+   * any; with none the replica is ready again (or restarting, if the worker
+   * is gone).
    */
   #track(
     worker: ReplicaWorker,
     call: { readonly finished: Promise<CallEnd>; cancel(): void },
-    deadline: AbortSignal,
     fail: (error: ApiError) => void,
-  ): { finished: Promise<void>; cancel: () => void; cancelled: () => CancelReason | undefined } {
-    let cancelled: CancelReason | undefined;
-    const cancel = (reason: CancelReason) => {
-      if (cancelled !== undefined || this.#worker !== worker || this.#state !== "busy") return;
-      cancelled = reason;
-      this.#cancels[reason]++;
-      this.#log.info("request cancelled", {
-        reason: reason === "client" ? "client closed the connection" : "--predict-timeout passed",
-        pid: worker.pid,
-      });
-      this.#fire("cancel");
+    batch: boolean,
+    onStart: (() => void) | undefined,
+  ): {
+    finished: Promise<RunEnd>;
+    cancel: () => void;
+    timeOut: () => void;
+    withdraw: (error: ApiError) => void;
+    cancelled: () => CancelReason | undefined;
+  } {
+    const entry: InWorker = {
+      started: this.#inWorker.length === 0,
+      batch,
+      cancelled: undefined,
+      onStart,
+      graceOnStart: undefined,
+    };
+    this.#inWorker.push(entry);
+    if (entry.started) onStart?.();
+    const stop = (reason: CancelReason | "withdrawn", error: ApiError) => {
+      if (entry.cancelled !== undefined || this.#worker !== worker || !this.#inWorker.includes(entry)) return;
+      entry.cancelled = reason;
+      if (reason !== "withdrawn") {
+        this.#cancels[reason]++;
+        this.#log.info("request cancelled", {
+          reason: reason === "client" ? "client closed the connection" : "--predict-timeout passed",
+          pid: worker.pid,
+          ...(entry.started ? {} : { started: false }),
+        });
+        this.#fire("cancel");
+      }
       // Settled before the worker hears of it: whatever it answers now is too late.
-      fail(this.#cancelError(reason));
+      fail(error);
       call.cancel();
-      // Code stuck in C may never see the cancellation: the grace bounds it.
+      // One not started is dropped when the worker gets to it: its grace starts then.
+      if (entry.started) grace();
+      else entry.graceOnStart = grace;
+    };
+    // Code stuck in C may never see the cancellation: the grace bounds it.
+    const grace = () => {
       const timer = setTimeout(() => {
-        if (this.#worker !== worker || this.#state !== "busy") return;
+        if (this.#worker !== worker || !this.#inWorker.includes(entry)) return;
         this.#log.warn("predict did not stop within --cancel-grace: restarting the worker", {
           pid: worker.pid,
           grace_ms: this.#o.cancelGraceMs,
@@ -245,22 +349,45 @@ export class Replica {
       }, this.#o.cancelGraceMs);
       void call.finished.then(() => clearTimeout(timer));
     };
-    const onDeadline = () => cancel("timeout");
-    deadline.addEventListener("abort", onDeadline, { once: true });
-    const finished = call.finished.then((end) => {
-      deadline.removeEventListener("abort", onDeadline);
+    const cancel = (reason: CancelReason) => stop(reason, this.#cancelError(reason));
+    const finished = call.finished.then((end): RunEnd => {
+      const at = this.#inWorker.indexOf(entry);
+      if (at >= 0) this.#inWorker.splice(at, 1);
+      // Lost before the worker started it: it never ran, so it may run elsewhere.
+      if (end === "lost" && !entry.started && entry.cancelled === undefined) return "returned";
       if (end !== "lost") this.#answered++;
-      if (this.#worker !== worker || this.#state !== "busy") return;
+      if (at !== 0) {
+        // Dropped while it waited behind the running one: a place is free again.
+        if (this.#worker === worker) this.changes.emit(this);
+        return "done";
+      }
+      // The worker went on to the next request as soon as it was done with this one.
+      const next = this.#inWorker[0];
+      if (end !== "lost" && next !== undefined && !next.started) {
+        next.started = true;
+        next.onStart?.();
+        next.graceOnStart?.();
+      }
+      if (this.#worker !== worker || this.#state !== "busy") return "done";
       if (worker.alive) {
-        this.#fire("done");
+        this.#fire(next === undefined ? "done" : "next");
       } else {
         // Dead, or alive but unusable (protocol broken, channel closed):
         // make sure it is gone; its replacement takes the queued work.
         this.#terminate(worker);
         this.#fire(this.#oom !== undefined ? "oom" : "lost");
       }
+      return "done";
     });
-    return { finished, cancel: () => cancel("client"), cancelled: () => cancelled };
+    return {
+      finished,
+      cancel: () => cancel("client"),
+      timeOut: () => cancel("timeout"),
+      withdraw: (error) => {
+        if (!entry.started) stop("withdrawn", error);
+      },
+      cancelled: () => entry.cancelled === "withdrawn" ? undefined : entry.cancelled,
+    };
   }
 
   /** Requests cancelled so far on this replica, by reason. */
@@ -301,6 +428,7 @@ export class Replica {
   }
 
   #requestError(error: unknown): ApiError {
+    if (error instanceof ApiError) return error;
     const api = this.#o.api;
     if (error instanceof PredictFailedError) {
       if (error.kind === "out_of_memory") {
@@ -361,6 +489,7 @@ export class Replica {
   async #runOnce(): Promise<WorkerExit | undefined> {
     this.#oom = undefined;
     this.#answered = 0;
+    this.#inWorker.length = 0; // the last worker's calls all ended with it
     if (this.#state !== "starting") this.#fire("spawn");
     const started = performance.now();
     let worker: ReplicaWorker;

@@ -6,7 +6,9 @@
  * ```
  * starting ──ready──▶ ready ──dispatch──▶ busy ──done──▶ ready
  *    │                  │                  │ ▲
- *    ├─init_failed──▶ init_failed          │ └─cancel (client gone or timeout; still busy)
+ *    ├─init_failed──▶ init_failed          │ ├─cancel (client gone or timeout; still busy)
+ *    │                                     │ ├─pipeline (a second request sent behind the running one)
+ *    │                                     │ └─next (the running one finished; the second one runs)
  *    └─oom──▶ out_of_memory                ├─stuck──▶ restarting
  *                                          └─lost───▶ restarting
  * restarting / init_failed / out_of_memory ──spawn──▶ starting
@@ -40,6 +42,10 @@ export type ReplicaEvent =
   | "dispatch"
   /** The worker answered the request (result or Python error) and is usable. */
   | "done"
+  /** A second request was sent behind the running one (pipelining; see ./pool.ts). */
+  | "pipeline"
+  /** The running request finished and the worker went on to the one sent behind it. */
+  | "next"
   /** The request's client went away or `--predict-timeout` passed: `cancel` sent. */
   | "cancel"
   /** A cancelled request did not stop within `--cancel-grace`: the worker is being killed. */
@@ -76,6 +82,8 @@ export const TRANSITIONS: Readonly<
   },
   busy: {
     done: { to: "ready", action: "take the next request" },
+    pipeline: { to: "busy", action: "send predict behind the running one" },
+    next: { to: "busy", action: "start the predict timeout of the request sent behind" },
     cancel: { to: "busy", action: "answer 499 or 504; send cancel; wait --cancel-grace for predict to stop" },
     stuck: { to: "restarting", action: "kill the worker; restart after backoff" },
     lost: { to: "restarting", action: "answer 502; restart after backoff" },

@@ -1,0 +1,113 @@
+/**
+ * One request as the access log, the counters and the metrics see it: an
+ * {@link Exchange} filled in while the request is handled (one object per
+ * request, plain fields), and the {@link AccessLog} that counts and logs it
+ * once the answer is known.
+ *
+ * @module
+ */
+import { ApiError } from "../errors/api_error.ts";
+import type { Logger } from "../log/logger.ts";
+import type { ApiRequestMetrics } from "./metrics.ts";
+import type { ApiStats } from "./stats.ts";
+import type { ConsoleActivity } from "./console/activity.ts";
+import type { RejectionLog } from "./shedding.ts";
+
+/** What is known of a request so far. */
+export class Exchange {
+  /** The API it reached; undefined for requests that are not logged (probes, 404s, refused keys). */
+  api: string | undefined = undefined;
+  keyId: string | undefined = undefined;
+  /** Time the request waited for a replica, in milliseconds. */
+  queueMs: number | undefined = undefined;
+  /** Requests in the batch this request ran in (server-side batching only). */
+  batchSize: number | undefined = undefined;
+  /** The error its answer was made from, if any. */
+  error: Error | undefined = undefined;
+
+  constructor(
+    readonly requestId: string,
+    readonly method: string,
+    readonly path: string,
+    /** `performance.now()` when the request arrived. */
+    readonly started: number,
+  ) {}
+}
+
+/** Load shedding answers (see ./shedding.ts): paced, and summarised in the log. */
+const SHED_REASONS: Readonly<Partial<Record<string, string>>> = {
+  QUEUE_FULL: "queue full",
+  NOT_READY: "not ready",
+  SHUTTING_DOWN: "shutting down",
+  UNAUTHORIZED: "unauthorized",
+};
+
+/** The reason of a rejection that sheds load, or undefined for any other outcome. */
+export function shedReason(error: Error | undefined): string | undefined {
+  return error instanceof ApiError ? SHED_REASONS[error.code] : undefined;
+}
+
+/** Counters and metric children of one API, bound once. */
+export interface ApiRecorders {
+  readonly stats: ApiStats;
+  readonly metrics: ApiRequestMetrics | undefined;
+}
+
+/** Counts and logs finished requests of the APIs. */
+export class AccessLog {
+  readonly #logger: Logger;
+  readonly #perApi: ReadonlyMap<string, ApiRecorders>;
+  readonly #activity: ConsoleActivity;
+  readonly #rejections: RejectionLog;
+
+  constructor(
+    logger: Logger,
+    perApi: ReadonlyMap<string, ApiRecorders>,
+    activity: ConsoleActivity,
+    rejections: RejectionLog,
+  ) {
+    this.#logger = logger;
+    this.#perApi = perApi;
+    this.#activity = activity;
+    this.#rejections = rejections;
+  }
+
+  /**
+   * Records a finished request of an API (nothing when `x.api` is unset):
+   * counters, console, metrics, and one access log line, or a count in the
+   * rejection summary for a shed request.
+   */
+  finish(x: Exchange, status: number, streamItems?: number, streamError?: string): void {
+    const api = x.api;
+    if (api === undefined) return;
+    const ms = performance.now() - x.started;
+    const bound = this.#perApi.get(api)!;
+    bound.stats.record(status, ms);
+    this.#activity.record(api, status, ms, x.requestId);
+    const queueMs = x.queueMs;
+    bound.metrics?.observe(status, ms / 1000, queueMs === undefined ? undefined : queueMs / 1000);
+    const shed = this.#rejections.perRequest ? undefined : shedReason(x.error);
+    if (shed !== undefined) {
+      this.#rejections.count("requests rejected", { api, status, reason: shed });
+      return;
+    }
+    this.#logger.info("request", {
+      request_id: x.requestId,
+      api,
+      method: x.method,
+      path: x.path,
+      status,
+      latency_ms: round(ms),
+      queue_ms: queueMs,
+      batch_size: x.batchSize,
+      key_id: x.keyId,
+      stream_items: streamItems,
+      stream_error: streamError,
+    });
+  }
+}
+
+/** Milliseconds rounded to the microsecond. */
+export function round(ms: number): number {
+  return Math.round(ms * 1000) / 1000;
+}
