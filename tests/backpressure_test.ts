@@ -49,6 +49,13 @@ Deno.test("overload: waiting past --queue-timeout is 503 with Retry-After; no wo
   const served = bodies.filter((_, i) => statuses[i] === 200);
   assert.deepEqual(await ran(server.stateDir), served, "only the answered requests reached predict");
   assert.ok(!server.lines.some((l) => l.includes("worker stopped; restarting")), "a worker was restarted");
+  // Summarised like every other refusal, not one request line each.
+  const summary = await server.waitFor((r) => r.msg === "requests rejected" && r.reason === "queue timeout");
+  const refused = statuses.filter((s) => s === 503).length;
+  assert.ok(Number(summary.count) >= 1 && Number(summary.count) <= refused, JSON.stringify(summary));
+  assert.equal(summary.status, 503);
+  const requestLines = server.lines.filter((l) => l.includes('"msg":"request"'));
+  assert.ok(!requestLines.some((l) => l.includes('"status":503')), requestLines.join("\n"));
 });
 
 Deno.test("--predict-timeout bounds predict only: 504, predict is cancelled; --queue-timeout answers the waiting one", async () => {

@@ -37,6 +37,7 @@ export class Exchange {
 /** Load shedding answers (see ./shedding.ts): paced, and summarised in the log. */
 const SHED_REASONS: Readonly<Partial<Record<string, string>>> = {
   QUEUE_FULL: "queue full",
+  QUEUE_TIMEOUT: "queue timeout",
   NOT_READY: "not ready",
   SHUTTING_DOWN: "shutting down",
   UNAUTHORIZED: "unauthorized",
