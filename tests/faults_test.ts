@@ -93,7 +93,7 @@ const PREDICT_FAULTS: readonly PredictFault[] = [
   {
     fixture: "protocol_garbage",
     status: 502,
-    error: /worker broke the protocol: .*not msgpack/i,
+    error: /worker broke the protocol: .*frame of unknown kind: first byte 0x67/i,
     restarts: true,
   },
   {

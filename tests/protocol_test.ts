@@ -6,6 +6,10 @@ import {
   encodeMessageFrame,
   PROTOCOL_VERSION,
   ProtocolError,
+  RAW_PREDICT,
+  RAW_PREDICT_HEAD,
+  RAW_RESULT,
+  RAW_RESULT_HEAD,
 } from "../src/python/protocol.ts";
 
 Deno.test("server messages encode as tagged msgpack maps", () => {
@@ -23,9 +27,98 @@ Deno.test("server messages encode as tagged msgpack maps", () => {
     stream_window: 8,
   } as const;
   assert.deepEqual(decode(encodeMessage(init)), init);
-  const predict = { type: "predict", id: 7, sample: new TextEncoder().encode("{}"), debug: false } as const;
-  assert.deepEqual(decode(encodeMessage(predict)), predict);
   assert.deepEqual(decode(encodeMessage({ type: "shutdown" })), { type: "shutdown" });
+});
+
+/** A raw `result` payload as worker.py writes it: tag 0x02, u64 id, prediction. */
+function rawResult(id: bigint, prediction: Uint8Array): Uint8Array {
+  const payload = new Uint8Array(RAW_RESULT_HEAD + prediction.byteLength);
+  payload[0] = RAW_RESULT;
+  new DataView(payload.buffer).setBigUint64(1, id);
+  payload.set(prediction, RAW_RESULT_HEAD);
+  return payload;
+}
+
+/** The fields of a raw `predict` payload. */
+function readRawPredict(payload: Uint8Array): { tag: number; id: bigint; flags: number; sample: Uint8Array } {
+  const view = new DataView(payload.buffer, payload.byteOffset, payload.byteLength);
+  return {
+    tag: view.getUint8(0),
+    id: view.getBigUint64(1),
+    flags: view.getUint8(9),
+    sample: payload.subarray(RAW_PREDICT_HEAD),
+  };
+}
+
+Deno.test("predict goes out as one raw frame: tag, u64 id, flags, sample", () => {
+  const sample = new TextEncoder().encode('{"x": [1, 2, 3]}');
+  for (const [id, debug] of [[1, false], [4_294_967_297, true], [Number.MAX_SAFE_INTEGER, false]] as const) {
+    const message = { type: "predict", id, sample, debug } as const;
+    const frame = encodeMessageFrame(message, 1 << 20);
+    assert.equal(new DataView(frame.buffer).getUint32(0), frame.byteLength - 4);
+    assert.equal(frame.byteLength, 4 + 10 + sample.byteLength);
+    assert.deepEqual(readRawPredict(frame.subarray(4)), {
+      tag: RAW_PREDICT,
+      id: BigInt(id),
+      flags: debug ? 1 : 0,
+      sample,
+    });
+    assert.deepEqual(encodeMessage(message), frame.subarray(4));
+  }
+  assert.deepEqual(
+    readRawPredict(encodeMessage({ type: "predict", id: 2, sample: new Uint8Array(), debug: true })),
+    {
+      tag: RAW_PREDICT,
+      id: 2n,
+      flags: 1,
+      sample: new Uint8Array(),
+    },
+  );
+  assert.throws(
+    () => encodeMessageFrame({ type: "predict", id: 1, sample, debug: false }, 20),
+    /over the maximum of 20 bytes/,
+  );
+  const shutdown = encodeMessageFrame({ type: "shutdown" }, 100);
+  assert.deepEqual(decode(shutdown.subarray(4)), { type: "shutdown" });
+});
+
+Deno.test("a raw result decodes to the union, its prediction a view of the payload", () => {
+  const prediction = new Uint8Array([34, 97, 34]);
+  for (const id of [0n, 3n, 4_294_967_297n, BigInt(Number.MAX_SAFE_INTEGER)]) {
+    const payload = rawResult(id, prediction);
+    const message = decodeMessage(payload);
+    assert.deepEqual(message, { type: "result", id: Number(id), prediction });
+    assert.ok(message.type === "result" && message.prediction.buffer === payload.buffer);
+  }
+  assert.deepEqual(decodeMessage(rawResult(5n, new Uint8Array())), {
+    type: "result",
+    id: 5,
+    prediction: new Uint8Array(),
+  });
+});
+
+Deno.test("malformed raw frames and unknown first bytes are protocol errors naming them", () => {
+  const cases: [Uint8Array, string][] = [
+    [new Uint8Array([0x02, 0, 0, 0]), 'Worker sent a raw "result" frame of 4 bytes: it needs at least 9'],
+    [new Uint8Array([0x02]), 'Worker sent a raw "result" frame of 1 bytes: it needs at least 9'],
+    [rawResult(2n ** 53n, new Uint8Array([49])), 'Worker message "result": "id" is not a safe integer'],
+    [
+      new Uint8Array([0x01, 0, 0, 0, 0, 0, 0, 0, 1, 0]),
+      'Worker sent a frame of unknown kind: first byte 0x01 is not the raw "result" tag 0x02 and does not start a msgpack map',
+    ],
+    [
+      new TextEncoder().encode("garbage"),
+      'Worker sent a frame of unknown kind: first byte 0x67 is not the raw "result" tag 0x02 and does not start a msgpack map',
+    ],
+    [new Uint8Array(), "Worker sent an empty frame"],
+  ];
+  for (const [payload, message] of cases) {
+    assert.throws(() => decodeMessage(payload), (error: unknown) => {
+      assert.ok(error instanceof ProtocolError);
+      assert.equal(error.message, message);
+      return true;
+    });
+  }
 });
 
 Deno.test("worker messages decode to the union", () => {
@@ -39,12 +132,6 @@ Deno.test("worker messages decode to the union", () => {
     decodeMessage(encode({ type: "init_error", phase: "import", error: "E", traceback: "T", extra: 1 })),
     { type: "init_error", phase: "import", error: "E", traceback: "T" },
   );
-  const prediction = new Uint8Array([34, 97, 34]);
-  assert.deepEqual(decodeMessage(encode({ type: "result", id: 3, prediction })), {
-    type: "result",
-    id: 3,
-    prediction,
-  });
   assert.deepEqual(
     decodeMessage(encode({ type: "error", id: 3, kind: "predict", error: "ValueError: x", traceback: "" })),
     { type: "error", id: 3, kind: "predict", error: "ValueError: x", traceback: "" },
@@ -53,14 +140,15 @@ Deno.test("worker messages decode to the union", () => {
 
 Deno.test("invalid worker messages give exact protocol errors", () => {
   const cases: [unknown, string][] = [
-    [[1, 2], "Worker sent a frame that is not a msgpack map"],
     [{ type: "hello" }, 'Worker sent an unknown message type: "hello"'],
-    [{ type: "result", id: 1 }, 'Worker message "result" lacks "prediction"'],
+    // Protocol 3 sends results raw only.
     [
-      { type: "result", id: "1", prediction: new Uint8Array(1) },
-      'Worker message "result": "id" is not an integer',
+      { type: "result", id: 1, prediction: new Uint8Array(1) },
+      'Worker sent an unknown message type: "result"',
     ],
-    [{ type: "result", id: 1, prediction: "x" }, 'Worker message "result": "prediction" is not binary'],
+    [{ type: "item", id: 1 }, 'Worker message "item" lacks "value"'],
+    [{ type: "item", id: "1", value: new Uint8Array(1) }, 'Worker message "item": "id" is not an integer'],
+    [{ type: "item", id: 1, value: "x" }, 'Worker message "item": "value" is not binary'],
     [
       { type: "init_error", phase: "boot", error: "", traceback: "" },
       'Worker message "init_error": unknown phase "boot"',
@@ -73,24 +161,8 @@ Deno.test("invalid worker messages give exact protocol errors", () => {
       return true;
     });
   }
-  assert.throws(() => decodeMessage(new Uint8Array([0xc1])), /not msgpack/);
-});
-
-Deno.test("predict frames decode to the same message as the generic encoding", () => {
-  const sample = new TextEncoder().encode('{"x": [1, 2, 3]}');
-  for (const [id, debug] of [[1, false], [4_294_967_297, true], [Number.MAX_SAFE_INTEGER, false]] as const) {
-    const message = { type: "predict", id, sample, debug } as const;
-    const frame = encodeMessageFrame(message, 1 << 20);
-    const length = new DataView(frame.buffer).getUint32(0);
-    assert.equal(length, frame.byteLength - 4);
-    assert.deepEqual(decode(frame.subarray(4)), decode(encodeMessage(message)));
-  }
-  assert.throws(
-    () => encodeMessageFrame({ type: "predict", id: 1, sample, debug: false }, 20),
-    /over the maximum of 20 bytes/,
-  );
-  const shutdown = encodeMessageFrame({ type: "shutdown" }, 100);
-  assert.deepEqual(decode(shutdown.subarray(4)), { type: "shutdown" });
+  assert.throws(() => decodeMessage(encode([1, 2])), /unknown kind: first byte 0x92/);
+  assert.throws(() => decodeMessage(new Uint8Array([0x81, 0xc1])), /not msgpack/);
 });
 
 Deno.test("protocol 2 server messages: predict_batch, credit and cancel", () => {

@@ -131,7 +131,7 @@ export class CallRouter {
       id,
       answer: route.answer.promise,
       finished: route.finished.promise,
-      cancel: () => this.#cancel(route, id),
+      cancel: () => this.#cancel(route, [id]),
     };
   }
 
@@ -154,7 +154,7 @@ export class CallRouter {
       ids,
       outcomes: route.done.promise,
       finished: route.finished.promise,
-      cancel: () => this.#cancel(route, ids[0]!),
+      cancel: () => this.#cancel(route, ids),
     };
   }
 
@@ -208,10 +208,11 @@ export class CallRouter {
     }
   }
 
-  #cancel(route: SingleRoute | BatchRoute, id: number): void {
-    if (route.cancelled || !this.#routes.has(id)) return;
+  /** Sends `cancel` once per id still outstanding (every id of a batch: the worker may not have read it yet). */
+  #cancel(route: SingleRoute | BatchRoute, ids: readonly number[]): void {
+    if (route.cancelled) return;
     route.cancelled = true;
-    this.#send({ type: "cancel", id });
+    for (const id of ids) if (this.#routes.has(id)) this.#send({ type: "cancel", id });
   }
 
   #deliverSingle(route: SingleRoute, message: WorkerMessage, transient: boolean): void {
@@ -262,7 +263,7 @@ export class CallRouter {
       credit: (n) => {
         if (this.#routes.get(route.id) === route) this.#send({ type: "credit", id: route.id, n });
       },
-      cancel: () => this.#cancel(route, route.id),
+      cancel: () => this.#cancel(route, [route.id]),
     }, this.#window);
     route.stream = stream;
     route.answer.resolve({ type: "stream", stream });

@@ -1,10 +1,13 @@
 /**
  * Transport of the worker control channel: a Unix socket that the worker
- * connects to once, right after it starts. Frames (./codec.ts) travel over
- * it with direct reads into one reusable buffer and one write per frame,
- * which costs the server far less per request than a child's stdin/stdout
- * streams. The socket lives in an owner-only directory and is unlinked as
- * soon as the worker is connected.
+ * connects to twice, right after it starts: first the main channel (every
+ * message but `cancel`), then the cancel channel (`cancel` only, so a cancel
+ * reaches a worker whose main thread is busy in user code without a second
+ * thread reading every request). Frames (./codec.ts) travel over them with
+ * direct reads into one reusable buffer and one write per frame, which costs
+ * the server far less per request than a child's stdin/stdout streams. The
+ * socket lives in an owner-only directory and is unlinked as soon as the
+ * worker is connected.
  */
 import { join } from "node:path";
 import { FrameDecoder } from "./codec.ts";
@@ -19,6 +22,12 @@ const madeDirs = new Set<string>();
 let fallbackDir: string | undefined;
 /** Listeners whose socket is in `fallbackDir`; the directory goes when the last one closes. */
 let inFallback = 0;
+
+/** A connected worker: its main channel and its cancel channel. */
+export interface WorkerConns {
+  readonly main: Deno.UnixConn;
+  readonly cancel: Deno.UnixConn;
+}
 
 /** The listening end of one worker's channel, before the worker connected. */
 export class ChannelListener {
@@ -76,16 +85,20 @@ export class ChannelListener {
   }
 
   /**
-   * Waits for the worker to connect. Resolves `undefined` when `gone`
-   * settles first (the worker exited before connecting). Either way the
-   * listener is closed and the socket file removed.
+   * Waits for the worker's two connections, main channel first. Resolves
+   * `undefined` when `gone` settles first (the worker exited before
+   * connecting). Either way the listener is closed and the socket file
+   * removed.
    */
-  async accept(gone: Promise<unknown>): Promise<Deno.UnixConn | undefined> {
+  async accept(gone: Promise<unknown>): Promise<WorkerConns | undefined> {
     const stop = () => this.close();
     gone.then(stop, stop);
+    let main: Deno.UnixConn | undefined;
     try {
-      return await this.#listener.accept();
+      main = await this.#listener.accept();
+      return { main, cancel: await this.#listener.accept() };
     } catch {
+      main?.close();
       return undefined;
     } finally {
       this.close();

@@ -1,18 +1,26 @@
 /**
- * Messages on the worker control channel: a tagged union on `type`, one
- * msgpack map per frame (see ./codec.ts for framing and ./worker.py for the
- * other side). Samples and predictions travel as UTF-8 JSON bytes: the server
- * has already parsed the request body once to validate it, and the bytes the
- * worker returns become the HTTP response body without being parsed again.
+ * Messages on the worker control channel (see ./codec.ts for framing and
+ * ./worker.py for the other side): a tagged union on `type`. A frame's
+ * payload is either a msgpack map with a `type` key, or a raw frame whose
+ * first byte is a tag that never starts a msgpack map (maps start with
+ * 0x80-0x8f, 0xde or 0xdf): the two messages of every request, `predict`
+ * and `result`, travel raw, so neither side packs or unpacks a map around
+ * the bytes per request. Samples and predictions travel as UTF-8 JSON bytes:
+ * the worker's parse of a sample is the only one (the server passes the
+ * request body through untouched), and the bytes the worker returns become
+ * the HTTP response body without being parsed again.
  *
- * Protocol 2, the whole conversation:
+ * Protocol 3, the whole conversation (integers in raw frames are big-endian;
+ * an id is a u64 below 2^53):
  *
  * server → worker
  * - `init` {protocol, api, inference, metadata, python_root, project_dir,
- *   stream_window}: first message; answered by `ready` or `init_error`.
- * - `predict` {id, sample, debug}: one request. The server may write the next
- *   `predict` before the previous answer arrived; the worker runs requests
- *   one at a time, in the order received.
+ *   interface, model, model_dir, stream_window}: first message; answered by
+ *   `ready` or `init_error` (phase `protocol` when the versions differ).
+ * - `predict`, raw: `[0x01][u64 id][u8 flags][sample]`, flags bit 0 = debug
+ *   (log the sample and the prediction): one request. The server may write
+ *   the next `predict` before the previous answer arrived; the worker runs
+ *   requests one at a time, in the order received.
  * - `predict_batch` {ids, samples, debug}: one `predict(list, metadata)` call
  *   for several requests (hooks run per sample); answered by one `result` or
  *   `error` per id, in order. A raise (in `predict` or a hook), a return that
@@ -20,19 +28,26 @@
  *   `predict`); one unserialisable prediction fails its id only (kind
  *   `serialize`).
  * - `credit` {id, n}: the server consumed `n` more items of stream `id`.
- * - `cancel` {id}: stop request `id`. Running: a cancellation exception is
- *   raised inside user code on the worker's main thread, and the worker
- *   answers `error` kind `cancelled` (or its normal answer if it finished
- *   first). Received but not started: dropped, answered `error` kind
- *   `cancelled` at once. Finished or unknown: ignored. For a batch, any of
- *   its ids cancels the whole batch (every id answered).
+ * - `cancel` {id}: stop request `id`; the server sends it only for a
+ *   request it sent and that is not answered. It travels on the cancel
+ *   channel (see ./channel.ts), every other message on the main channel, so
+ *   it may overtake the request it names; request ids increase in the order
+ *   requests are sent, which tells the worker one not started yet (above
+ *   every id it started, read or not) from one it finished. Running: a
+ *   cancellation exception is raised inside user code on the worker's main
+ *   thread, and the worker answers `error` kind `cancelled` (or its normal
+ *   answer if it finished first). Not started: answered `error` kind
+ *   `cancelled` at once, and dropped when the worker gets to it. Finished:
+ *   ignored. For a batch, any of its ids cancels the whole batch (every id
+ *   answered); the server sends a `cancel` for each of its ids.
  * - `shutdown`: exit once the running request is done. End of input counts
  *   as `shutdown`.
  *
  * worker → server
  * - `ready` {protocol, pid, python} / `init_error` {phase, error, traceback}.
- * - `result` {id, prediction}: the answer of a request whose `predict`
- *   returned a value.
+ *   The server refuses a `ready` whose protocol is not its own.
+ * - `result`, raw: `[0x02][u64 id][prediction]`: the answer of a request
+ *   whose `predict` returned a value (also each answered id of a batch).
  * - `item` {id, value}: one item of a stream (`predict` returned a generator
  *   or another iterator). The worker keeps at most `stream_window` items of a
  *   stream unacknowledged by `credit`, and does not advance the generator
@@ -42,13 +57,15 @@
  *   `predict`, `serialize`, `sample`, `out_of_memory`, `cancelled`.
  *
  * Every request gets exactly one final frame: `result`, `end` or `error`.
+ * Any other first byte, or a raw frame shorter than its header, is a
+ * protocol violation.
  */
 import type { PythonInterface } from "../config/types.ts";
 import { Decoder, encode } from "@msgpack/msgpack";
 import { encodeFrame, HEADER_BYTES } from "./codec.ts";
 
 /** Bumped on any incompatible change; checked in the handshake. */
-export const PROTOCOL_VERSION = 2;
+export const PROTOCOL_VERSION = 3;
 
 /** Server → worker: the first message; the worker answers `ready` or `init_error`. */
 export interface InitMessage {
@@ -190,65 +207,88 @@ export class ProtocolError extends Error {
   }
 }
 
-/** Encodes a server message as a msgpack payload (unframed). */
+/** Encodes a server message as its payload (unframed): raw for `predict`, msgpack otherwise. */
 export function encodeMessage(message: ServerMessage): Uint8Array {
-  return encode(message);
+  return message.type === "predict"
+    ? encodePredictFrame(message, Number.MAX_SAFE_INTEGER).subarray(HEADER_BYTES)
+    : encode(message);
 }
 
-/** Encodes and frames a server message; `predict` takes the allocation-light path. */
+/** Encodes and frames a server message; `predict` goes out as a raw frame. */
 export function encodeMessageFrame(message: ServerMessage, maxFrameBytes: number): Uint8Array {
   return message.type === "predict"
     ? encodePredictFrame(message, maxFrameBytes)
-    : encodeFrame(encodeMessage(message), maxFrameBytes);
+    : encodeFrame(encode(message), maxFrameBytes);
 }
 
-const textEncoder = new TextEncoder();
-/** msgpack of the constant part of a predict message: fixmap(4), "type": "predict", "id" key. */
-const PREDICT_HEAD = new Uint8Array([
-  0x84,
-  0xa4,
-  ...textEncoder.encode("type"),
-  0xa7,
-  ...textEncoder.encode("predict"),
-  0xa2,
-  ...textEncoder.encode("id"),
-]);
-const SAMPLE_KEY = new Uint8Array([0xa6, ...textEncoder.encode("sample")]);
-const DEBUG_KEY = new Uint8Array([0xa5, ...textEncoder.encode("debug")]);
+/** First byte of a raw `predict` payload (server → worker). */
+export const RAW_PREDICT = 0x01;
+/** First byte of a raw `result` payload (worker → server). */
+export const RAW_RESULT = 0x02;
+/** Bytes before the sample in a raw `predict` payload: tag, u64 id, flags. */
+export const RAW_PREDICT_HEAD = 10;
+/** Bytes before the prediction in a raw `result` payload: tag, u64 id. */
+export const RAW_RESULT_HEAD = 9;
+/** Bit of a raw `predict`'s flags byte: log the sample and the prediction. */
+const FLAG_DEBUG = 0x01;
 
 /**
- * Frames `{type: "predict", id, sample, debug}` in one buffer, copying the
- * sample once: the same msgpack map `encode` would give (`id` as uint64,
- * `sample` as bin32), without an intermediate encoder buffer per request.
+ * Frames a raw `predict` in one buffer, copying the sample once:
+ * `[u32 length][0x01][u64 id][flags][sample]`, all big-endian.
  *
  * @throws {import("./codec.ts").FrameError} when the frame is over `maxFrameBytes`
  */
 export function encodePredictFrame(message: PredictMessage, maxFrameBytes: number): Uint8Array {
-  const { id, sample, debug } = message;
-  const length = PREDICT_HEAD.byteLength + 9 + SAMPLE_KEY.byteLength + 5 + sample.byteLength +
-    DEBUG_KEY.byteLength + 1;
+  const { id, sample } = message;
+  const length = RAW_PREDICT_HEAD + sample.byteLength;
   if (length > maxFrameBytes) return encodeFrame(new Uint8Array(length), maxFrameBytes); // throws
   const frame = new Uint8Array(HEADER_BYTES + length);
-  const view = new DataView(frame.buffer);
-  view.setUint32(0, length);
-  let at = HEADER_BYTES;
-  frame.set(PREDICT_HEAD, at);
-  at += PREDICT_HEAD.byteLength;
-  frame[at] = 0xcf;
-  view.setUint32(at + 1, Math.floor(id / 2 ** 32));
-  view.setUint32(at + 5, id >>> 0);
-  at += 9;
-  frame.set(SAMPLE_KEY, at);
-  at += SAMPLE_KEY.byteLength;
-  frame[at] = 0xc6;
-  view.setUint32(at + 1, sample.byteLength);
-  at += 5;
-  frame.set(sample, at);
-  at += sample.byteLength;
-  frame.set(DEBUG_KEY, at);
-  at += DEBUG_KEY.byteLength;
-  frame[at] = debug ? 0xc3 : 0xc2;
+  putUint32(frame, 0, length);
+  frame[4] = RAW_PREDICT;
+  putUint32(frame, 5, Math.floor(id / 0x1_0000_0000));
+  putUint32(frame, 9, id >>> 0);
+  frame[13] = message.debug ? FLAG_DEBUG : 0;
+  frame.set(sample, HEADER_BYTES + RAW_PREDICT_HEAD);
   return frame;
+}
+
+/** Writes `value` big-endian at `at`, without a DataView per call. */
+function putUint32(bytes: Uint8Array, at: number, value: number): void {
+  bytes[at] = value >>> 24;
+  bytes[at + 1] = value >>> 16;
+  bytes[at + 2] = value >>> 8;
+  bytes[at + 3] = value;
+}
+
+function getUint32(bytes: Uint8Array, at: number): number {
+  return (bytes[at]! * 0x100_0000) + ((bytes[at + 1]! << 16) | (bytes[at + 2]! << 8) | bytes[at + 3]!);
+}
+
+/**
+ * A raw `result`: the prediction is a view of `payload`, not a copy.
+ *
+ * @throws {ProtocolError} when the payload is too short or the id is not a safe integer
+ */
+function decodeRawResult(payload: Uint8Array): ResultMessage {
+  if (payload.byteLength < RAW_RESULT_HEAD) {
+    throw new ProtocolError(
+      `Worker sent a raw "result" frame of ${payload.byteLength} bytes: it needs at least ${RAW_RESULT_HEAD}`,
+    );
+  }
+  const high = getUint32(payload, 1);
+  if (high > 0x1f_ffff) {
+    throw new ProtocolError('Worker message "result": "id" is not a safe integer');
+  }
+  return {
+    type: "result",
+    id: high * 0x1_0000_0000 + getUint32(payload, 5),
+    prediction: payload.subarray(RAW_RESULT_HEAD),
+  };
+}
+
+/** True when `byte` starts a msgpack map (fixmap, map16, map32). */
+function startsMap(byte: number): boolean {
+  return (byte & 0xf0) === 0x80 || byte === 0xde || byte === 0xdf;
 }
 
 /** One decoder for every worker message: decoding is synchronous, so it is never shared mid-call. */
@@ -271,9 +311,19 @@ const ERROR_KINDS: ReadonlySet<string> = new Set([
 /**
  * Decodes and checks one payload from the worker.
  *
- * @throws {ProtocolError} when it is not msgpack or not a known message
+ * @throws {ProtocolError} when it is not a raw `result`, not msgpack, or not a known message
  */
 export function decodeMessage(payload: Uint8Array): WorkerMessage {
+  if (payload.byteLength === 0) throw new ProtocolError("Worker sent an empty frame");
+  const tag = payload[0]!;
+  if (tag === RAW_RESULT) return decodeRawResult(payload);
+  if (!startsMap(tag)) {
+    throw new ProtocolError(
+      `Worker sent a frame of unknown kind: first byte 0x${
+        tag.toString(16).padStart(2, "0")
+      } is not the raw "result" tag 0x02 and does not start a msgpack map`,
+    );
+  }
   let value: unknown;
   try {
     value = DECODER.decode(payload);
@@ -299,8 +349,6 @@ export function decodeMessage(payload: Uint8Array): WorkerMessage {
         error: str(m, "error"),
         traceback: str(m, "traceback"),
       };
-    case "result":
-      return { type: "result", id: int(m, "id"), prediction: bytes(m, "prediction") };
     case "item":
       return { type: "item", id: int(m, "id"), value: bytes(m, "value") };
     case "end":

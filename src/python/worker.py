@@ -1,22 +1,23 @@
 """cortex-serve worker: runs one replica of a user's inference file.
 
 Started by the server as `python worker.py --max-frame N --channel PATH`. The
-server talks to it over the Unix socket at PATH (without `--channel`: over
-stdin/stdout) with length-prefixed msgpack frames (4-byte big-endian length,
-then one msgpack map; see src/python/protocol.ts and channel.ts). Before any
-user code runs, the control channel is moved off fds 0 and 1: fd 1 then
-points at stderr (the log stream) so `print()` and C libraries writing to
-fd 1 can never corrupt the protocol, and fd 0 reads from /dev/null.
+worker connects twice to the Unix socket at PATH: first the main channel
+(every message but `cancel`, both ways), then the cancel channel (`cancel`
+only, server to worker). Frames are length-prefixed (4-byte big-endian
+length, then a msgpack map or a raw frame; see src/python/protocol.ts and
+channel.ts). Before any user code runs, fd 1 points at stderr (the log
+stream) so `print()` and C libraries writing to fd 1 can never corrupt the
+protocol, and fd 0 reads from /dev/null.
 
 Lifecycle: `init` message -> import the inference file (its global scope
 runs) -> check signatures against the interface cortex.yaml's dialect asks
 for -> download an s3:// model -> `init(metadata)`, `init(model_path,
 metadata)` or `PythonPredictor(config)` -> `ready`; then `predict` and
 `predict_batch` messages, run one at a time in order, until `shutdown` or end
-of input. After `ready` a second thread reads the channel (see Control), so
-`cancel` and `credit` reach the worker while user code runs; user code itself
-always runs on the main thread. A `predict` that returns a generator or
-another iterator streams its items (`item` frames, then `end`).
+of input. The main thread reads the main channel and runs user code; after
+`ready` a second thread reads the cancel channel (see Control), so a cancel
+reaches the worker while user code runs. A `predict` that returns a
+generator or another iterator streams its items (`item` frames, then `end`).
 """
 
 import ast
@@ -32,7 +33,7 @@ import io
 import json
 import math
 import os
-import queue
+import select
 import signal
 import socket
 import struct
@@ -42,8 +43,16 @@ import threading
 import time
 import traceback
 
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
 HEADER = struct.Struct(">I")
+# Raw frames (see Channel): tag, u64 request id, and for predict a flags byte.
+RAW_PREDICT = 0x01
+RAW_RESULT = 0x02
+FLAG_DEBUG = 0x01
+RAW_PREDICT_HEAD = struct.Struct(">BQB")
+RAW_RESULT_HEAD_BYTES = 9
+RESULT_FRAME_HEAD = struct.Struct(">IBQ")
+READ_BUFFER_BYTES = 64 * 1024
 LOG_SAMPLE_CHARS = 1000
 
 try:
@@ -61,42 +70,79 @@ class ProtocolViolation(Exception):
 
 
 class Channel:
-    """The control channel: framed msgpack over two private file descriptors."""
+    """The control channel: length-prefixed frames over two private file
+    descriptors. A payload is a msgpack map, or a raw frame: `predict`
+    [0x01][u64 id][u8 flags][sample] in, `result` [0x02][u64 id][prediction]
+    out (see src/python/protocol.ts)."""
 
     def __init__(self, fd_in, fd_out, max_frame):
         self.fd_in = fd_in
         self.fd_out = fd_out
         self.max_frame = max_frame
         self.reader = io.FileIO(fd_in, "rb", closefd=False)
-        self.header = bytearray(HEADER.size)
-        self.buffer = bytearray(64 * 1024)
-        # The main thread (answers) and the reader thread (dropped requests) both send.
+        # Bytes read and not yet taken: buffer[start:end]. One read usually
+        # brings a whole frame (or several), so a frame costs one syscall.
+        self.buffer = bytearray(READ_BUFFER_BYTES)
+        self.start = 0
+        self.end = 0
+        # The main thread (answers) and the cancel watcher (dropped requests) both send.
         self.send_lock = threading.Lock()
 
-    def _read_exactly(self, view):
-        filled = 0
-        while filled < len(view):
-            n = self.reader.readinto(view[filled:])
-            if not n:
+    def _fill(self, n):
+        """Reads until `n` bytes are buffered; False at end of input."""
+        while self.end - self.start < n:
+            buffer = self.buffer
+            if self.start == self.end:
+                self.start = self.end = 0
+            elif len(buffer) - self.start < n:
+                # The frame does not fit behind `start`: move what is left to the front.
+                kept = self.end - self.start
+                buffer[:kept] = buffer[self.start:self.end]
+                self.start, self.end = 0, kept
+            if len(buffer) < n:  # a frame larger than the buffer (start is 0 here)
+                buffer = bytearray(n)
+                buffer[:self.end] = memoryview(self.buffer)[:self.end]
+                self.buffer = buffer
+            with memoryview(buffer) as view:
+                got = self.reader.readinto(view[self.end:])
+            if not got:
                 return False
-            filled += n
+            self.end += got
         return True
 
+    def has_frame(self):
+        """True when a whole frame is already buffered."""
+        buffered = self.end - self.start
+        return buffered >= 4 and buffered >= 4 + HEADER.unpack_from(self.buffer, self.start)[0]
+
     def receive(self):
-        """Next message as a dict, or None at end of input."""
-        if not self._read_exactly(memoryview(self.header)):
+        """Next message: a Job for a raw `predict`, a dict for a msgpack map,
+        or None at end of input."""
+        if not self._fill(4):
             return None
-        (length,) = HEADER.unpack(self.header)
+        (length,) = HEADER.unpack_from(self.buffer, self.start)
         if length == 0 or length > self.max_frame:
             raise ProtocolViolation(
                 "frame of %d bytes refused (maximum %d)" % (length, self.max_frame)
             )
-        if length > len(self.buffer):
-            self.buffer = bytearray(max(length, 2 * len(self.buffer)))
-        view = memoryview(self.buffer)[:length]
-        if not self._read_exactly(view):
+        if not self._fill(4 + length):
             return None
-        message = msgpack.unpackb(view, raw=False)
+        at = self.start + 4
+        self.start = at + length
+        buffer = self.buffer
+        tag = buffer[at]
+        if tag == RAW_PREDICT:
+            if length < RAW_PREDICT_HEAD.size:
+                raise ProtocolViolation(
+                    "raw predict frame of %d bytes: it needs at least %d" % (length, RAW_PREDICT_HEAD.size)
+                )
+            _, request_id, flags = RAW_PREDICT_HEAD.unpack_from(buffer, at)
+            sample = buffer[at + RAW_PREDICT_HEAD.size:at + length]
+            return Job((request_id,), sample, flags & FLAG_DEBUG, None)
+        if not (0x80 <= tag <= 0x8f or tag == 0xDE or tag == 0xDF):
+            raise ProtocolViolation("frame of unknown kind: first byte 0x%02x" % tag)
+        with memoryview(buffer) as view:
+            message = msgpack.unpackb(view[at:at + length], raw=False)
         if not isinstance(message, dict) or "type" not in message:
             raise ProtocolViolation("frame is not a message map")
         return message
@@ -116,9 +162,29 @@ class Channel:
         payload = self._payload(message)
         return HEADER.pack(len(payload)) + payload
 
+    def _result_head(self, request_id, body):
+        """Length prefix and raw `result` header; OverflowError when the frame is too large."""
+        length = RAW_RESULT_HEAD_BYTES + len(body)
+        if length > self.max_frame:
+            raise OverflowError(
+                "message of %d bytes is over the maximum frame size of %d bytes"
+                % (length, self.max_frame)
+            )
+        return RESULT_FRAME_HEAD.pack(length, RAW_RESULT, request_id)
+
+    def pack_result(self, request_id, body):
+        """A framed raw `result`; OverflowError when it is over the maximum frame size."""
+        return self._result_head(request_id, body) + body
+
+    def send_result(self, request_id, body):
+        """Sends a raw `result`: header and body in one writev, the body not copied."""
+        self._writev(self._result_head(request_id, body), body)
+
     def send(self, message):
         payload = self._payload(message)
-        header = HEADER.pack(len(payload))
+        self._writev(HEADER.pack(len(payload)), payload)
+
+    def _writev(self, header, payload):
         with self.send_lock:
             # Header and payload in one syscall, without copying the payload behind the header.
             written = os.writev(self.fd_out, (header, payload))
@@ -140,24 +206,22 @@ class Channel:
 
 
 def connect_channel(path):
-    """Connects to the server's socket; returns its fd for both directions."""
+    """Connects to the server's socket; returns the connection's fd."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.connect(path)
     except OSError as exc:
         sys.stderr.write("cortex-serve worker: cannot connect to %s: %s\n" % (path, exc))
         sys.exit(3)
-    fd = sock.detach()
-    return fd, fd
+    return sock.detach()
 
 
 def take_over_stdio(channel_path):
-    """Moves the control channel off fds 0/1; fd 1 then writes to the log."""
-    if channel_path is None:
-        fd_in = os.dup(0)
-        fd_out = os.dup(1)
-    else:
-        fd_in, fd_out = connect_channel(channel_path)
+    """Connects the main channel, then the cancel channel (in that order: the
+    server tells them apart by it); fd 0 then reads /dev/null and fd 1 writes
+    to the log. Returns both fds."""
+    main_fd = connect_channel(channel_path)
+    cancel_fd = connect_channel(channel_path)
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
     os.close(devnull)
@@ -171,7 +235,7 @@ def take_over_stdio(channel_path):
         io.FileIO(2, "wb", closefd=False), encoding="utf-8",
         errors="backslashreplace", line_buffering=True,
     )
-    return fd_in, fd_out
+    return main_fd, cancel_fd
 
 
 def watch_parent():
@@ -286,7 +350,11 @@ def load_user_module(message):
 
 
 class Interface:
-    """One loaded inference file: `init()` once, then `predict(sample)`."""
+    """One loaded inference file: `init()` once, then `predict(sample)`.
+    `has_pre`/`has_post`: whether `pre`/`post` do anything (the hot path skips them otherwise)."""
+
+    has_pre = False
+    has_post = False
 
     def init(self, model_path=None):
         pass
@@ -312,6 +380,8 @@ class ModuleInterface(Interface):
         self.metadata = metadata
         self.init_arity = init_arity
         self.hook_arity = hook_arity
+        self.has_pre = "pre_inference" in functions
+        self.has_post = "post_inference" in functions
 
     def init(self, model_path=None):
         if "init" in self.functions:
@@ -624,11 +694,10 @@ def finite(value):
     return finite(to_json_value(value))
 
 
-def dumps(value):
-    return json.dumps(
-        value, default=to_json_value, allow_nan=False, ensure_ascii=False,
-        separators=(",", ":"),
-    )
+# One encoder for every prediction: json.dumps with options builds a new one per call.
+dumps = json.JSONEncoder(
+    default=to_json_value, allow_nan=False, ensure_ascii=False, separators=(",", ":"),
+).encode
 
 
 def serialize(prediction):
@@ -653,109 +722,102 @@ class Cancelled(BaseException):
 
 
 class Job:
-    """One unit of work: a `predict` (one id) or a `predict_batch` (several)."""
+    """One unit of work: a `predict` (one id, `sample`) or a `predict_batch`
+    (several ids, `samples`); the samples are JSON bytes."""
 
-    __slots__ = ("message", "ids", "dropped")
+    __slots__ = ("ids", "sample", "debug", "samples")
 
-    def __init__(self, message):
-        self.message = message
-        self.dropped = False
-        if message["type"] == "predict":
-            self.ids = (message["id"],)
-        else:
-            self.ids = tuple(message["ids"])
-            if len(self.ids) != len(message["samples"]) or not self.ids:
-                raise ProtocolViolation(
-                    "predict_batch with %d ids and %d samples"
-                    % (len(self.ids), len(message["samples"]))
-                )
+    def __init__(self, ids, sample, debug, samples):
+        self.ids = ids
+        self.sample = sample
+        self.debug = debug
+        self.samples = samples
+
+    @staticmethod
+    def batch(message):
+        ids = tuple(message["ids"])
+        samples = message["samples"]
+        if len(ids) != len(samples) or not ids:
+            raise ProtocolViolation("predict_batch with %d ids and %d samples" % (len(ids), len(samples)))
+        return Job(ids, None, message.get("debug"), samples)
 
 
 class Control:
-    """What the reader thread and the main thread share.
+    """Which request runs, and how a cancel reaches it.
 
-    The reader thread reads every frame after `init`: work goes to a FIFO the
-    main thread takes from, `credit` and `cancel` take effect at once, so they
-    reach a worker whose main thread is busy in user code. A cancel of the
-    running job sets `cancel_requested` and sends SIGUSR1 to the main thread,
-    whose handler raises Cancelled when user code is running (`in_user`); the
-    worker's own code checks the flag at its waiting points instead, so a
-    frame is never cut in half by the exception.
+    The main thread reads the main channel itself (no hand-off between
+    threads per request) and runs jobs one at a time, in order; frames it
+    reads while a stream waits for credit are kept in `pending`. Cancels
+    come on a second channel that a daemon thread reads (`_watch`), so they
+    take effect while the main thread is busy in user code:
+    - the running job: `cancel_requested` is set and SIGUSR1 sent to the
+      main thread, whose handler raises Cancelled when user code is running
+      (`in_user`); the worker's own code checks the flag at its waiting
+      points instead, so a frame is never cut in half by the exception;
+    - a job not started yet (read or still unread: request ids increase in
+      the order the server sends requests): answered `cancelled` at once,
+      and its ids go to `dropped`, so the main thread skips it (answering
+      the other ids of a batch) when it gets to it;
+    - a finished job: ignored (its answer is on the way).
     """
 
-    def __init__(self, channel):
+    def __init__(self, channel, cancels):
         self.channel = channel
-        # Jobs in arrival order (None: the input ended); the main thread blocks on it.
-        self.jobs = queue.SimpleQueue()
-        self.cond = threading.Condition(threading.Lock())
-        # Jobs received and not started, by request id: what a cancel can drop.
-        self.waiting = {}
-        self.closed = False
+        self.cancels = cancels
+        self.lock = threading.Lock()
+        # Under `lock`: the running job, the highest id started, ids answered `cancelled` before they started.
         self.running = None
+        self.started_upto = 0
+        self.dropped = set()
         self.cancel_requested = False
+        # Main thread only.
         self.in_user = False
+        self.pending = collections.deque()
         self.credits = {}
+        self.closed = False
         self.main_ident = threading.get_ident()
+        # Written by the watcher when it cancels the running job, so a stream
+        # waiting for credit wakes up.
+        self.wake_r, self.wake_w = os.pipe()
+        os.set_blocking(self.wake_r, False)
+        os.set_blocking(self.wake_w, False)
 
-    def start_reader(self):
-        threading.Thread(target=self._read, name="cortex-control", daemon=True).start()
+    def start_watcher(self):
+        threading.Thread(target=self._watch, name="cortex-cancel", daemon=True).start()
 
-    def _read(self):
+    def _watch(self):
         try:
             while True:
                 try:
-                    message = self.channel.receive()
-                except OSError as exc:
-                    # The channel is gone (closed under us): like its end, and the
-                    # server stops a worker that keeps running without it.
-                    log("control channel failed: %s" % exc)
-                    message = None
-                kind = None if message is None else message.get("type")
-                if kind is None or kind == "shutdown":
-                    break
-                if kind in ("predict", "predict_batch"):
-                    job = Job(message)
-                    with self.cond:
-                        for request_id in job.ids:
-                            self.waiting[request_id] = job
-                    self.jobs.put(job)
-                elif kind == "credit":
-                    with self.cond:
-                        request_id = message["id"]
-                        # Credit for a stream that already ended is dropped.
-                        if self.running is not None and request_id in self.running.ids:
-                            self.credits[request_id] = self.credits.get(request_id, 0) + message["n"]
-                            self.cond.notify_all()
-                elif kind == "cancel":
-                    self._cancel(message["id"])
-                else:
-                    raise ProtocolViolation("unexpected message %r" % kind)
+                    message = self.cancels.receive()
+                except OSError:
+                    return  # the channel is gone: the main channel's end stops the worker
+                if message is None:
+                    return
+                if type(message) is not dict or message.get("type") != "cancel":
+                    raise ProtocolViolation("unexpected message on the cancel channel")
+                self._cancel(message["id"])
         except Exception as exc:  # noqa: BLE001 - a broken channel ends the worker
             log("protocol violation: %s" % exc)
             flush_output()
             os._exit(3)
-        with self.cond:
-            self.closed = True
-            self.cond.notify_all()
-        self.jobs.put(None)
 
     def _cancel(self, request_id):
-        with self.cond:
-            dropped = self.waiting.get(request_id)
-            if dropped is not None:
-                dropped.dropped = True
-                for dropped_id in dropped.ids:
-                    del self.waiting[dropped_id]
-            elif self.running is not None and request_id in self.running.ids:
+        with self.lock:
+            running = self.running
+            if running is not None and request_id in running.ids:
                 if not self.cancel_requested:
                     self.cancel_requested = True
-                    self.cond.notify_all()
+                    try:
+                        os.write(self.wake_w, b"c")
+                    except BlockingIOError:
+                        pass  # a wake-up is pending already
                     signal.pthread_kill(self.main_ident, signal.SIGUSR1)
                 return
-            else:
+            if request_id <= self.started_upto:
                 return  # finished already: its answer is on the way
-        for dropped_id in dropped.ids:
-            self.channel.send(cancelled_error(dropped_id))
+            self.dropped.add(request_id)
+        self.channel.send(cancelled_error(request_id))
 
     def on_signal(self, signum, frame):
         """SIGUSR1 handler, on the main thread between two bytecodes."""
@@ -763,27 +825,84 @@ class Control:
             self.in_user = False
             raise Cancelled()
 
-    def next_job(self):
-        """The next job to run, or None once the input ended and the FIFO is empty."""
+    def _read(self):
+        """The next job from `pending` or the main channel, or None once the input ended."""
         while True:
-            job = self.jobs.get()
+            if self.pending:
+                return self.pending.popleft()
+            if self.closed:
+                return None
+            message = self._receive()
+            if type(message) is Job:
+                return message
+            self._message(message)
+
+    def _receive(self):
+        """The next frame of the main channel, or None at its end."""
+        try:
+            return self.channel.receive()
+        except OSError as exc:
+            # The channel is gone (closed under us): like its end, and the
+            # server stops a worker that keeps running without it.
+            log("control channel failed: %s" % exc)
+            return None
+
+    def _message(self, message):
+        """A frame that is not a job: credit, shutdown, or the end of input (None)."""
+        kind = None if message is None else message.get("type")
+        if kind is None or kind == "shutdown":
+            self.closed = True
+        elif kind == "predict_batch":
+            self.pending.append(Job.batch(message))
+        elif kind == "credit":
+            request_id = message["id"]
+            running = self.running
+            # Credit for a stream that already ended is dropped.
+            if running is not None and request_id in running.ids:
+                self.credits[request_id] = self.credits.get(request_id, 0) + message["n"]
+        else:
+            raise ProtocolViolation("unexpected message %r" % kind)
+
+    def next_job(self):
+        """The next job to run, or None once the input ended."""
+        while True:
+            job = self._read()
             if job is None:
                 return None
-            with self.cond:
-                if job.dropped:
-                    continue  # cancelled while it waited, and answered then
-                for request_id in job.ids:
-                    del self.waiting[request_id]
-                self.running = job
-                self.cancel_requested = False
-                return job
+            ids = job.ids
+            with self.lock:
+                self.started_upto = ids[-1]
+                if not self.dropped:
+                    self.running = job
+                    self.cancel_requested = False
+                    return job
+                cancelled = [i for i in ids if i in self.dropped]
+                if not cancelled:
+                    self.running = job
+                    self.cancel_requested = False
+                    return job
+                self.dropped.difference_update(cancelled)
+            # Cancelled before it started: the other ids of a batch are answered now.
+            for request_id in ids:
+                if request_id not in cancelled:
+                    self.channel.send(cancelled_error(request_id))
 
     def finished(self, job):
-        with self.cond:
+        with self.lock:
             self.running = None
+            cancelled = self.cancel_requested
             self.cancel_requested = False
-            for request_id in job.ids:
-                self.credits.pop(request_id, None)
+        if cancelled:
+            self._drain_wake()
+        if self.credits:
+            self.credits.clear()
+
+    def _drain_wake(self):
+        try:
+            while os.read(self.wake_r, 64):
+                pass
+        except BlockingIOError:
+            pass
 
     def call(self, fn, *args):
         """Runs user code where a cancel can reach it."""
@@ -796,18 +915,28 @@ class Control:
             self.in_user = False
 
     def wait_for_window(self, request_id, sent, window):
-        """Blocks while `window` items of the stream are unacknowledged.
+        """Blocks while `window` items of the stream are unacknowledged,
+        reading the main channel for credit (other frames wait in `pending`).
 
         Raises Cancelled on a cancel, or when the window is full and the
         input has ended (nobody will grant credit any more)."""
-        with self.cond:
-            while not self.cancel_requested:
-                if sent - self.credits.get(request_id, 0) < window:
-                    return
-                if self.closed:
-                    break
-                self.cond.wait()
-            raise Cancelled()
+        channel = self.channel
+        while not self.cancel_requested:
+            if sent - self.credits.get(request_id, 0) < window:
+                return
+            if self.closed:
+                break
+            if not channel.has_frame():
+                ready, _, _ = select.select([channel.fd_in, self.wake_r], [], [])
+                if self.wake_r in ready:
+                    self._drain_wake()
+                    continue
+            message = self._receive()
+            if type(message) is Job:
+                self.pending.append(message)
+            else:
+                self._message(message)
+        raise Cancelled()
 
 
 def cancelled_error(request_id):
@@ -815,6 +944,10 @@ def cancelled_error(request_id):
         "type": "error", "id": request_id, "kind": "cancelled",
         "error": "the request was cancelled", "traceback": "",
     }
+
+
+# Types a prediction usually has: never a stream, no isinstance check against the ABC needed.
+PLAIN_TYPES = frozenset((dict, list, str, int, float, bool, type(None), tuple, bytes))
 
 
 def is_stream(value):
@@ -831,9 +964,9 @@ DEFAULT_STREAM_WINDOW = 8
 
 
 class Worker:
-    def __init__(self, channel):
+    def __init__(self, channel, cancels):
         self.channel = channel
-        self.control = Control(channel)
+        self.control = Control(channel, cancels)
         self.interface = Interface()
         self.metadata = {}
         self.api = "?"
@@ -843,8 +976,9 @@ class Worker:
         message = self.channel.receive()
         if message is None:
             return False
-        if message.get("type") != "init":
-            raise ProtocolViolation("expected init, got %r" % message.get("type"))
+        kind = "predict" if type(message) is Job else message.get("type")
+        if kind != "init":
+            raise ProtocolViolation("expected init, got %r" % kind)
         if message.get("protocol") != PROTOCOL_VERSION:
             self.channel.send({
                 "type": "init_error", "phase": "protocol", "traceback": "",
@@ -885,16 +1019,18 @@ class Worker:
 
     def serve(self):
         control = self.control
-        control.start_reader()
+        control.start_watcher()
+        next_job = control.next_job
+        finished = control.finished
         while True:
-            job = control.next_job()
+            job = next_job()
             if job is None:
                 return
             try:
-                if job.message["type"] == "predict":
-                    self.predict(job.message)
+                if job.samples is None:
+                    self.predict(job)
                 else:
-                    self.predict_batch(job.message)
+                    self.predict_batch(job)
             except Cancelled:
                 # Raised by a late signal in the worker's own code, after the
                 # request's answer or error went out: nothing left to answer.
@@ -902,7 +1038,7 @@ class Worker:
             finally:
                 # Output without a final newline still reaches the log per request.
                 flush_output()
-                control.finished(job)
+                finished(job)
 
     def user_error(self, request_id, exc):
         """The error frame for an exception raised by user code."""
@@ -914,10 +1050,10 @@ class Worker:
         sys.stderr.write(tb)
         return error_frame(request_id, "predict", describe(exc), tb)
 
-    def predict(self, message):
-        request_id = message["id"]
-        debug = bool(message.get("debug"))
-        raw = message["sample"]
+    def predict(self, job):
+        request_id = job.ids[0]
+        debug = job.debug
+        raw = job.sample
         try:
             sample = json.loads(raw)
         except RecursionError:
@@ -927,17 +1063,30 @@ class Worker:
         if debug:
             log("api %s request %d sample: %s" % (self.api, request_id, truncate(bytes(raw).decode("utf-8", "replace"))))
         interface = self.interface
-        call = self.control.call
+        control = self.control
+        streaming = False
         try:
-            sample = call(interface.pre, sample)
-            prediction = call(interface.run, sample)
-            if is_stream(prediction):
-                return self.stream(request_id, prediction, debug)
-            prediction = call(interface.post, prediction)
+            # The hooks and predict run in one window where a cancel can reach
+            # them (see Control.call, inlined on this path).
+            control.in_user = True
+            try:
+                if control.cancel_requested:
+                    raise Cancelled()
+                if interface.has_pre:
+                    sample = interface.pre(sample)
+                prediction = interface.run(sample)
+                if type(prediction) not in PLAIN_TYPES and is_stream(prediction):
+                    streaming = True
+                elif interface.has_post:
+                    prediction = interface.post(prediction)
+            finally:
+                control.in_user = False
         except BaseException as exc:  # noqa: BLE001 - SystemExit too costs one request only
             if isinstance(exc, KeyboardInterrupt):
                 raise
             return self.channel.send(self.user_error(request_id, exc))
+        if streaming:
+            return self.stream(request_id, prediction, debug)
         try:
             body = serialize(prediction)
         except (TypeError, ValueError, RecursionError) as exc:
@@ -945,7 +1094,7 @@ class Worker:
         if debug:
             log("api %s request %d prediction: %s" % (self.api, request_id, truncate(body.decode("utf-8", "replace"))))
         try:
-            self.channel.send({"type": "result", "id": request_id, "prediction": body})
+            self.channel.send_result(request_id, body)
         except OverflowError as exc:
             self.fail(request_id, "serialize", "the prediction is too large: %s (raise --max-frame)" % exc, "")
 
@@ -977,8 +1126,8 @@ class Worker:
                 self.channel.write(frame)
                 sent += 1
         except BaseException as exc:  # noqa: BLE001
-            if isinstance(exc, KeyboardInterrupt):
-                raise
+            if isinstance(exc, (KeyboardInterrupt, ProtocolViolation)):
+                raise  # a violation read while waiting for credit ends the worker
             error = self.user_error(request_id, exc)
             self.close_iterator(iterator)
             return self.channel.send(error)
@@ -998,15 +1147,15 @@ class Worker:
         finally:
             self.control.in_user = False
 
-    def predict_batch(self, message):
-        debug = bool(message.get("debug"))
+    def predict_batch(self, job):
+        debug = job.debug
         interface = self.interface
         call = self.control.call
         # A sample that cannot be parsed fails its own request; the others go on.
         answers = {}
         ids = []
         samples = []
-        for request_id, raw in zip(message["ids"], message["samples"]):
+        for request_id, raw in zip(job.ids, job.samples):
             try:
                 samples.append(json.loads(raw))
                 ids.append(request_id)
@@ -1016,7 +1165,7 @@ class Worker:
                 answers[request_id] = error_frame(request_id, "sample", str(exc) or type(exc).__name__, "")
             if debug:
                 log("api %s request %d sample: %s" % (self.api, request_id, truncate(bytes(raw).decode("utf-8", "replace"))))
-        in_order = lambda: [answers[i] for i in message["ids"]]  # noqa: E731
+        in_order = lambda: [answers[i] for i in job.ids]  # noqa: E731
         if not ids:
             return self.channel.send_many(in_order())
         try:
@@ -1047,7 +1196,7 @@ class Worker:
             return self.user_error(request_id, exc)
         try:
             body = serialize(prediction)
-            frame = self.channel.pack({"type": "result", "id": request_id, "prediction": body})
+            frame = self.channel.pack_result(request_id, body)
         except (TypeError, ValueError, RecursionError) as exc:
             return error_frame(request_id, "serialize", "cannot serialize the prediction: %s" % exc, traceback.format_exc())
         except OverflowError as exc:
@@ -1080,14 +1229,11 @@ def batch_shape_error(predictions, size):
 
 
 def parse_args(argv):
-    """(max_frame, channel path or None) from `--max-frame N [--channel PATH]`."""
-    if len(argv) in (3, 5) and argv[1] == "--max-frame" and argv[2].isdigit():
-        if len(argv) == 3:
-            return int(argv[2]), None
-        if argv[3] == "--channel":
-            return int(argv[2]), argv[4]
+    """(max_frame, channel path) from `--max-frame N --channel PATH`."""
+    if len(argv) == 5 and argv[1] == "--max-frame" and argv[2].isdigit() and argv[3] == "--channel":
+        return int(argv[2]), argv[4]
     sys.stderr.write(
-        "usage: worker.py --max-frame BYTES [--channel SOCKET] (started by cortex-serve)\n"
+        "usage: worker.py --max-frame BYTES --channel SOCKET (started by cortex-serve)\n"
     )
     sys.exit(2)
 
@@ -1103,9 +1249,9 @@ def main(argv):
     # Ctrl-C in a terminal reaches the whole process group; the server decides
     # when workers stop (after draining), so the worker ignores SIGINT.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    fd_in, fd_out = take_over_stdio(channel_path)
+    main_fd, cancel_fd = take_over_stdio(channel_path)
     watch_parent()
-    worker = Worker(Channel(fd_in, fd_out, max_frame))
+    worker = Worker(Channel(main_fd, main_fd, max_frame), Channel(cancel_fd, cancel_fd, max_frame))
     # Cancellation reaches the main thread as SIGUSR1 (see Control).
     signal.signal(signal.SIGUSR1, worker.control.on_signal)
     try:

@@ -5,11 +5,12 @@
  * src/supervision/replica.ts for supervision.
  */
 import { dirname, join } from "node:path";
-import { ChannelListener, readPayloads, writeAll } from "./channel.ts";
+import { ChannelListener, readPayloads, type WorkerConns, writeAll } from "./channel.ts";
 import {
   decodeMessage,
   encodeMessageFrame,
   type InitMessage,
+  PROTOCOL_VERSION,
   ProtocolError,
   type ReadyMessage,
   type ServerMessage,
@@ -83,8 +84,8 @@ export class WorkerProcess {
   /** Resolves when the process has ended and its output is drained. */
   readonly exited: Promise<WorkerExit>;
   readonly #child: Deno.ChildProcess;
-  /** The control channel once the worker connected; undefined if it never did. */
-  readonly #conn: Promise<Deno.UnixConn | undefined>;
+  /** The control channels once the worker connected; undefined if it never did. */
+  readonly #conns: Promise<WorkerConns | undefined>;
   readonly #maxFrame: number;
   /** Outstanding calls, by request id. */
   readonly #calls = new CallRouter((message) => this.#send(message));
@@ -92,6 +93,8 @@ export class WorkerProcess {
   readonly #outbox: Uint8Array[] = [];
   /** The running drain of `#outbox`, if any. */
   #writing: Promise<void> | undefined;
+  /** The last `cancel` written (or failed) on the cancel channel; cancels go out in order. */
+  #cancelling: Promise<void> = Promise.resolve();
   #failure: Error | undefined;
   #exit: WorkerExit | undefined;
   /** Set once the process has ended (before its output is drained). */
@@ -103,9 +106,20 @@ export class WorkerProcess {
     this.#child = child;
     this.pid = child.pid;
     this.#maxFrame = options.maxFrameBytes;
-    this.#conn = channel.accept(child.status);
+    this.#conns = channel.accept(child.status);
     void child.status.then(() => this.#ended = true);
-    const reading = this.#conn.then((conn) => conn && this.#readFrames(conn, child.status));
+    const reading = this.#conns.then((conns) => {
+      if (conns === undefined) return;
+      // Nothing comes back on the cancel channel; it closes with the worker.
+      void child.status.then(() => {
+        try {
+          conns.cancel.close();
+        } catch {
+          // Already closed.
+        }
+      });
+      return this.#readFrames(conns.main, child.status);
+    });
     const logging = readLines(child.stderr, options.onLog, options.maxLogLineChars)
       .catch(() => {});
     this.exited = child.status.then(async (status) => {
@@ -158,12 +172,25 @@ export class WorkerProcess {
     return this.#calls.outstanding;
   }
 
-  /** Sends `init` and waits for `ready`; rejects with InitFailedError or WorkerExitedError. */
+  /**
+   * Sends `init` and waits for `ready`; rejects with InitFailedError (phase
+   * `protocol` when the worker speaks another protocol version; it is then
+   * killed) or WorkerExitedError.
+   */
   async init(message: Omit<InitMessage, "type">): Promise<ReadyMessage> {
     const gone = this.#gone();
     if (gone !== undefined) throw gone;
     const reply = await this.#calls.init(message);
-    if (reply.type === "ready") return reply;
+    if (reply.type === "ready") {
+      if (reply.protocol === PROTOCOL_VERSION) return reply;
+      this.kill("SIGKILL");
+      throw new InitFailedError(
+        "protocol",
+        `the worker speaks protocol ${reply.protocol}, this server ${PROTOCOL_VERSION}: ` +
+          "use the worker shipped with the same cortex-serve binary",
+        "",
+      );
+    }
     if (reply.type === "init_error") {
       throw new InitFailedError(reply.phase, reply.error, reply.traceback);
     }
@@ -215,7 +242,7 @@ export class WorkerProcess {
     this.#shuttingDown = true;
     this.#send({ type: "shutdown" });
     await this.#writing?.catch(() => {});
-    await (await this.#conn)?.closeWrite().catch(() => {});
+    await (await this.#conns)?.main.closeWrite().catch(() => {});
     const timer = setTimeout(() => this.kill("SIGKILL"), graceMs);
     try {
       return await this.exited;
@@ -248,14 +275,22 @@ export class WorkerProcess {
    * @throws {import("./codec.ts").FrameError} when the frame is too large
    */
   #send(message: ServerMessage): void {
-    this.#outbox.push(encodeMessageFrame(message, this.#maxFrame));
+    const frame = encodeMessageFrame(message, this.#maxFrame);
+    if (message.type === "cancel") {
+      this.#cancelling = this.#cancelling.then(async () => {
+        const conns = await this.#conns;
+        if (conns !== undefined) await writeAll(conns.cancel, frame);
+      }).catch(() => {});
+      return;
+    }
+    this.#outbox.push(frame);
     this.#writing ??= this.#drain();
   }
 
   /** Writes queued frames until none is left; a dead worker's are dropped (its exit fails the calls). */
   async #drain(): Promise<void> {
     try {
-      const conn = await this.#conn;
+      const conn = (await this.#conns)?.main;
       while (this.#outbox.length > 0) {
         const frame = this.#outbox.shift()!;
         if (conn !== undefined) await writeAll(conn, frame);
