@@ -92,11 +92,14 @@ let pendingChars = 0;
 let flushTimer: ReturnType<typeof setTimeout> | undefined;
 /** Above this many buffered characters, write at once. */
 const FLUSH_CHARS = 64 * 1024;
+/** Longest an info or debug line waits in the buffer, in milliseconds. */
+const FLUSH_MS = 20;
 
 /**
- * Writes buffered log lines to stderr now. Lines are batched per event-loop
- * turn (one write for many request lines under load); warnings and errors,
- * and exit, flush at once.
+ * Writes buffered log lines to stderr now. Lines wait at most
+ * {@link FLUSH_MS} and are written together: one write and one timer for
+ * many request lines, not a write and an event-loop turn per request;
+ * warnings and errors, and exit, flush at once.
  */
 export function flushLogs(): void {
   if (flushTimer !== undefined) {
@@ -122,7 +125,7 @@ function queued(chars: number): void {
   pendingChars += chars;
   if (pendingChars >= FLUSH_CHARS) return flushLogs();
   if (flushTimer === undefined) {
-    flushTimer = setTimeout(flushLogs, 0);
+    flushTimer = setTimeout(flushLogs, FLUSH_MS);
     Deno.unrefTimer(flushTimer);
   }
 }
