@@ -251,11 +251,13 @@ def watch_parent():
 
         libc = ctypes.CDLL(None, use_errno=True)
         PR_SET_PDEATHSIG = 1
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        armed = libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0
     except (OSError, AttributeError):
-        pass
+        armed = False
     if os.getppid() != parent:  # the server died before prctl took effect
         os._exit(70)
+    if armed:
+        return  # the kernel watches: no thread waking twice a second to take the GIL
 
     def loop():
         while True:
