@@ -2,7 +2,7 @@
 import { join } from "node:path";
 import { WorkerProcess } from "../src/python/worker_process.ts";
 import { writeWorker } from "../src/python/worker_source.ts";
-import { PROTOCOL_VERSION } from "../src/python/protocol.ts";
+import { type InitMessage, PROTOCOL_VERSION } from "../src/python/protocol.ts";
 import { PYTHON, tempDir } from "./_helpers.ts";
 
 /** A ready worker, its log lines and its project directory; kills it on dispose. */
@@ -21,37 +21,51 @@ export async function startWorker(inference: string, window = 4, program?: strin
   await Deno.writeTextFile(join(dir.path, "inference.py"), inference);
   const workerPath = program ?? await writeWorker(dir.path);
   const lines: string[] = [];
-  const worker = WorkerProcess.spawn({
-    python: PYTHON,
-    workerPath,
-    cwd: dir.path,
-    env: { PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin" },
-    maxFrameBytes: 1 << 20,
-    onLog: (line) => lines.push(line),
-  });
+  const worker = spawnWorker(dir.path, workerPath, lines);
   const dispose = async () => {
     worker.kill("SIGKILL");
     await worker.exited;
     await dir[Symbol.asyncDispose]();
   };
   try {
-    await worker.init({
-      protocol: PROTOCOL_VERSION,
-      api: "api",
-      inference: join(dir.path, "inference.py"),
-      metadata: {},
-      python_root: null,
-      project_dir: dir.path,
-      interface: "init_metadata",
-      model: null,
-      model_dir: null,
-      stream_window: window,
-    });
+    await worker.init(initFields(dir.path, { stream_window: window }));
   } catch (error) {
     await dispose();
     throw new Error(`${error}\n${lines.join("\n")}`);
   }
   return { worker, dir: dir.path, lines, [Symbol.asyncDispose]: dispose };
+}
+
+/** Spawns `workerPath` in project `dir` (1 MiB frames); its log lines go to `lines`. Not yet initialised. */
+export function spawnWorker(dir: string, workerPath: string, lines: string[]): WorkerProcess {
+  return WorkerProcess.spawn({
+    python: PYTHON,
+    workerPath,
+    cwd: dir,
+    env: { PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin" },
+    maxFrameBytes: 1 << 20,
+    onLog: (line) => lines.push(line),
+  });
+}
+
+/** The fields of `init` for `inference.py` in project `dir`; `overrides` replaces any of them. */
+export function initFields(
+  dir: string,
+  overrides: Partial<Omit<InitMessage, "type">> = {},
+): Omit<InitMessage, "type"> {
+  return {
+    protocol: PROTOCOL_VERSION,
+    api: "api",
+    inference: join(dir, "inference.py"),
+    metadata: {},
+    python_root: null,
+    project_dir: dir,
+    interface: "init_metadata",
+    model: null,
+    model_dir: null,
+    stream_window: 4,
+    ...overrides,
+  };
 }
 
 const encoder = new TextEncoder();

@@ -336,42 +336,30 @@ Deno.test("pipelining: a worker that dies after an answer was running the reques
 });
 
 Deno.test("pipelining: the client of a request behind leaves: dropped in the worker, the running one goes on", async () => {
-  const { pool, spawners, stop } = await makePool();
-  await warm(pool, spawners[0]!);
-  const worker = spawners[0]!.last;
-  const running = pool.submit(sample(1), { debug: false });
-  const client = new AbortController();
-  const behind = settled(pool.submit(sample(2), { debug: false, signal: client.signal }));
-  await worker.until(() => worker.outstanding === 2);
-  client.abort();
-  assert.equal(((await behind) as ApiError).code, "CLIENT_CLOSED");
-  await worker.until(() => worker.outstanding === 1);
-  assert.equal(worker.pending?.sample, "1");
-  worker.answer(10);
-  assert.equal(text(await running), "10");
-  await stop();
-});
-
-Deno.test("pipelining: a cancelled request behind is dropped when reached; its cancel grace starts only then", async () => {
-  const { pool, spawners, replicas, stop } = await makePool();
-  await warm(pool, spawners[0]!);
-  const worker = spawners[0]!.last;
-  worker.dropWhenReached = true;
-  const running = pool.submit(sample(1), { debug: false });
-  const client = new AbortController();
-  const behind = settled(pool.submit(sample(2), { debug: false, signal: client.signal }));
-  await worker.until(() => worker.outstanding === 2);
-  client.abort();
-  assert.equal(((await behind) as ApiError).code, "CLIENT_CLOSED");
-  blockFor(40); // twice the 20 ms cancel grace, with the running request still running
-  await new Promise((resolve) => setTimeout(resolve, 0));
-  assert.deepEqual(worker.signals, [], "the running request is not the cancelled one");
-  worker.answer(10);
-  assert.equal(text(await running), "10");
-  await waitUntil([pool.changes], () => replicas[0]!.state === "ready" || undefined, { timeoutMs: 2000 });
-  assert.equal(worker.outstanding, 0);
-  assert.deepEqual(worker.signals, []);
-  await stop();
+  // The worker drops it at once, or only when it gets to it: its cancel grace starts then, not before.
+  for (const dropWhenReached of [false, true]) {
+    const { pool, spawners, replicas, stop } = await makePool();
+    await warm(pool, spawners[0]!);
+    const worker = spawners[0]!.last;
+    worker.dropWhenReached = dropWhenReached;
+    const running = pool.submit(sample(1), { debug: false });
+    const client = new AbortController();
+    const behind = settled(pool.submit(sample(2), { debug: false, signal: client.signal }));
+    await worker.until(() => worker.outstanding === 2);
+    client.abort();
+    assert.equal(((await behind) as ApiError).code, "CLIENT_CLOSED");
+    if (!dropWhenReached) await worker.until(() => worker.outstanding === 1);
+    blockFor(40); // twice the 20 ms cancel grace, with the running request still running
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    assert.deepEqual(worker.signals, [], "the running request is not the cancelled one");
+    assert.equal(worker.pending?.sample, "1");
+    worker.answer(10);
+    assert.equal(text(await running), "10");
+    await waitUntil([pool.changes], () => replicas[0]!.state === "ready" || undefined, { timeoutMs: 2000 });
+    assert.equal(worker.outstanding, 0);
+    assert.deepEqual(worker.signals, []);
+    await stop();
+  }
 });
 
 Deno.test("pipelining: a request behind whose queue wait is over is taken back: 503 QUEUE_TIMEOUT", async () => {

@@ -10,10 +10,10 @@ import {
   RAW_PREDICT,
   type WorkerMessage,
 } from "../src/python/protocol.ts";
-import { InitFailedError, WorkerProcess } from "../src/python/worker_process.ts";
+import { InitFailedError } from "../src/python/worker_process.ts";
 import { WORKER_SOURCE } from "../src/python/worker_source.ts";
 import { PYTHON, ROOT, tempDir } from "./_helpers.ts";
-import { json, parse, startWorker, within } from "./_worker.ts";
+import { initFields, json, parse, spawnWorker, startWorker, within } from "./_worker.ts";
 
 const STREAM = `
 import os
@@ -47,28 +47,10 @@ async function initWith(
     await Deno.writeTextFile(workerPath, WORKER_SOURCE);
   }
   const lines: string[] = [];
-  const worker = WorkerProcess.spawn({
-    python: PYTHON,
-    workerPath,
-    cwd: dir.path,
-    env: { PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin" },
-    maxFrameBytes: 1 << 20,
-    onLog: (line) => lines.push(line),
-  });
+  const worker = spawnWorker(dir.path, workerPath, lines);
   let error: unknown;
   try {
-    await worker.init({
-      protocol,
-      api: "api",
-      inference: join(dir.path, "inference.py"),
-      metadata: {},
-      python_root: null,
-      project_dir: dir.path,
-      interface: "init_metadata",
-      model: null,
-      model_dir: null,
-      stream_window: 4,
-    });
+    await worker.init(initFields(dir.path, { protocol }));
   } catch (caught) {
     error = caught;
   }
@@ -182,19 +164,7 @@ async function sendRawAfterReady(payload: Uint8Array): Promise<{ code: number; l
   const stderr = new Response(child.stderr).text();
   const conns = await listener.accept(child.status);
   assert.ok(conns !== undefined);
-  const init = {
-    type: "init",
-    protocol: PROTOCOL_VERSION,
-    api: "api",
-    inference: join(dir.path, "inference.py"),
-    metadata: {},
-    python_root: null,
-    project_dir: dir.path,
-    interface: "init_metadata",
-    model: null,
-    model_dir: null,
-    stream_window: 4,
-  } as const;
+  const init = { type: "init", ...initFields(dir.path) } as const;
   await writeAll(conns.main, encodeMessageFrame(init, 65536));
   const ready = Promise.withResolvers<WorkerMessage>();
   const reading = readPayloads(conns.main, 65536, (p) => ready.resolve(decodeMessage(p)));
