@@ -156,6 +156,7 @@ export async function readPayloads(
 ): Promise<void> {
   const decoder = new FrameDecoder(maxFrameBytes);
   const buffer = new Uint8Array(READ_BUFFER_BYTES);
+  const deliver = (payload: Uint8Array) => onPayload(payload, payload.buffer === buffer.buffer);
   for (;;) {
     let n: number | null;
     try {
@@ -164,8 +165,6 @@ export async function readPayloads(
       return; // reset or closed by a kill: the exit status tells what happened
     }
     if (n === null) return;
-    for (const payload of decoder.push(buffer.subarray(0, n))) {
-      onPayload(payload, payload.buffer === buffer.buffer);
-    }
+    decoder.feed(buffer.subarray(0, n), deliver);
   }
 }

@@ -92,6 +92,17 @@ export class FrameDecoder {
    */
   push(chunk: Uint8Array): Uint8Array[] {
     const out: Uint8Array[] = [];
+    this.feed(chunk, (payload) => out.push(payload));
+    return out;
+  }
+
+  /**
+   * Feeds one chunk, calling `onPayload` for each payload it completes, in
+   * order: {@link push} without an array per chunk (the read loop's way).
+   *
+   * @throws {FrameError} as {@link push}
+   */
+  feed(chunk: Uint8Array, onPayload: (payload: Uint8Array) => void): void {
     let offset = 0;
     while (offset < chunk.byteLength) {
       if (this.#bodyLength === -1) {
@@ -101,7 +112,7 @@ export class FrameDecoder {
       const available = chunk.byteLength - offset;
       if (this.#body === undefined && available >= this.#bodyLength) {
         // The whole body is in this chunk: hand out a view, no copy.
-        out.push(chunk.subarray(offset, offset + this.#bodyLength));
+        onPayload(chunk.subarray(offset, offset + this.#bodyLength));
         offset += this.#bodyLength;
         this.#bodyLength = -1;
         continue;
@@ -112,13 +123,13 @@ export class FrameDecoder {
       this.#bodyFill += take;
       offset += take;
       if (this.#bodyFill === this.#bodyLength) {
-        out.push(this.#body);
+        const body = this.#body;
         this.#body = undefined;
         this.#bodyFill = 0;
         this.#bodyLength = -1;
+        onPayload(body);
       }
     }
-    return out;
   }
 
   #readHeader(chunk: Uint8Array, offset: number): number {

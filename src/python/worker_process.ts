@@ -86,6 +86,8 @@ export class WorkerProcess {
   readonly #child: Deno.ChildProcess;
   /** The control channels once the worker connected; undefined if it never did. */
   readonly #conns: Promise<WorkerConns | undefined>;
+  /** The main channel once the worker connected: written without waiting on `#conns`. */
+  #main: Deno.UnixConn | undefined;
   readonly #maxFrame: number;
   /** Outstanding calls, by request id. */
   readonly #calls = new CallRouter((message) => this.#send(message));
@@ -110,6 +112,7 @@ export class WorkerProcess {
     void child.status.then(() => this.#ended = true);
     const reading = this.#conns.then((conns) => {
       if (conns === undefined) return;
+      this.#main = conns.main;
       // Nothing comes back on the cancel channel; it closes with the worker.
       void child.status.then(() => {
         try {
@@ -290,10 +293,14 @@ export class WorkerProcess {
   /** Writes queued frames until none is left; a dead worker's are dropped (its exit fails the calls). */
   async #drain(): Promise<void> {
     try {
-      const conn = (await this.#conns)?.main;
+      const conn = this.#main ?? (await this.#conns)?.main;
       while (this.#outbox.length > 0) {
-        const frame = this.#outbox.shift()!;
-        if (conn !== undefined) await writeAll(conn, frame);
+        // Frames queued meanwhile (pipelining, a credit) go out in one write.
+        const data = this.#outbox.length === 1 ? this.#outbox[0]! : concat(this.#outbox);
+        this.#outbox.length = 0;
+        if (conn === undefined) continue;
+        const written = await conn.write(data);
+        if (written < data.byteLength) await writeAll(conn, data.subarray(written));
       }
     } catch {
       this.#outbox.length = 0;
@@ -344,11 +351,18 @@ function joinJsonArray(items: readonly Uint8Array[]): Uint8Array {
   const parts: Uint8Array[] = [new Uint8Array([0x5b])];
   items.forEach((item, i) => parts.push(...(i === 0 ? [item] : [COMMA, item])));
   parts.push(new Uint8Array([0x5d]));
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
+  return concat(parts);
+}
+
+/** The parts one after the other, in one buffer. */
+function concat(frames: readonly Uint8Array[]): Uint8Array {
+  let length = 0;
+  for (const frame of frames) length += frame.byteLength;
+  const out = new Uint8Array(length);
   let at = 0;
-  for (const part of parts) {
-    out.set(part, at);
-    at += part.byteLength;
+  for (const frame of frames) {
+    out.set(frame, at);
+    at += frame.byteLength;
   }
   return out;
 }
