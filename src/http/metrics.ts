@@ -346,11 +346,14 @@ export class ServerMetrics {
   }
 }
 
+/** One decoder for every tracked prediction (decoding keeps no state between calls). */
+const DECODER = new TextDecoder();
+
 /** The value a tracker looks at, or `undefined` when there is none. */
 function trackedValue(tracker: ResolvedTracker, prediction: Uint8Array): unknown {
   let value: unknown;
   try {
-    value = JSON.parse(new TextDecoder().decode(prediction));
+    value = JSON.parse(DECODER.decode(prediction));
   } catch {
     return undefined;
   }
