@@ -12,7 +12,7 @@
  * manager has read the message.
  */
 
-import type { Logger } from "../log/logger.ts";
+import { flushLogs, type Logger } from "../log/logger.ts";
 
 /** Longest time one notification may take, in milliseconds. */
 export const NOTIFY_TIMEOUT_MS = 5000;
@@ -141,6 +141,8 @@ export class ServiceNotifier {
   }
 
   async #send(state: string, what: string): Promise<void> {
+    // The journal shows what led up to a state change before the change itself.
+    flushLogs();
     try {
       await sdNotify(state, { python: this.#o.python, socket: this.#o.socket });
       this.#o.logger.info("notified systemd", { state: what });
