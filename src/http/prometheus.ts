@@ -127,6 +127,26 @@ function braces(text: string): string {
   return text === "" ? "" : `{${text}}`;
 }
 
+/** A family whose series are one number each (counters, gauges), with an optional scrape-time hook. */
+abstract class ValueFamily<L extends string, C extends { readonly shown: boolean; readonly value: number }, F>
+  extends Family<L, C> {
+  readonly #collect: ((family: F) => void) | undefined;
+
+  constructor(options: FamilyOptions<L> & { readonly collect?: (family: F) => void }) {
+    super(options);
+    this.#collect = options.collect;
+    this.reset();
+  }
+
+  override collect(): void {
+    this.#collect?.(this as unknown as F);
+  }
+
+  protected samples(child: C, text: string, lines: string[]): void {
+    lines.push(`${this.name}${braces(text)} ${formatValue(child.value)}`);
+  }
+}
+
 /** One series of a counter. */
 export class CounterChild {
   value = 0;
@@ -147,31 +167,16 @@ export class CounterChild {
 }
 
 /** A counter family. */
-export class Counter<L extends string> extends Family<L, CounterChild> {
+export class Counter<L extends string> extends ValueFamily<L, CounterChild, Counter<L>> {
   readonly type = "counter";
-  readonly #collect: ((counter: Counter<L>) => void) | undefined;
-
-  constructor(options: FamilyOptions<L> & { readonly collect?: (counter: Counter<L>) => void }) {
-    super(options);
-    this.#collect = options.collect;
-    this.reset();
-  }
 
   /** Adds `by` to the series of `labels` (a lookup: bind a child instead on a hot path). */
   inc(labels: Labels<L>, by = 1): void {
     this.labels(labels).inc(by);
   }
 
-  override collect(): void {
-    this.#collect?.(this);
-  }
-
   protected newChild(text: string): CounterChild {
     return new CounterChild(text === "");
-  }
-
-  protected samples(child: CounterChild, text: string, lines: string[]): void {
-    lines.push(`${this.name}${braces(text)} ${formatValue(child.value)}`);
   }
 }
 
@@ -192,31 +197,16 @@ export class GaugeChild {
 }
 
 /** A gauge family. */
-export class Gauge<L extends string> extends Family<L, GaugeChild> {
+export class Gauge<L extends string> extends ValueFamily<L, GaugeChild, Gauge<L>> {
   readonly type = "gauge";
-  readonly #collect: ((gauge: Gauge<L>) => void) | undefined;
-
-  constructor(options: FamilyOptions<L> & { readonly collect?: (gauge: Gauge<L>) => void }) {
-    super(options);
-    this.#collect = options.collect;
-    this.reset();
-  }
 
   /** Sets the series of `labels` to `value`. */
   set(labels: Labels<L>, value: number): void {
     this.labels(labels).set(value);
   }
 
-  override collect(): void {
-    this.#collect?.(this);
-  }
-
   protected newChild(text: string): GaugeChild {
     return new GaugeChild(text === "");
-  }
-
-  protected samples(child: GaugeChild, text: string, lines: string[]): void {
-    lines.push(`${this.name}${braces(text)} ${formatValue(child.value)}`);
   }
 }
 
