@@ -29,6 +29,8 @@ import { ServiceNotifier } from "../supervision/sd_notify.ts";
 import { PROTOCOL_VERSION } from "../python/protocol.ts";
 import { VERSION } from "./version.ts";
 import type { ServeOptions } from "./serve_options.ts";
+import { JobService } from "../jobs/service.ts";
+import { openJobStore } from "../jobs/open_store.ts";
 
 const KILL_GRACE_MS = 2000;
 
@@ -117,9 +119,21 @@ async function run(
 
   deployment.start();
 
+  const jobsStore = options.jobs.store;
+  await using jobs = jobsStore.kind === "off" ? undefined : new JobService({
+    store: await openJobStore(jobsStore, stateDir),
+    logger,
+    ttlMs: options.jobs.ttlMs,
+    leaseMs: options.jobs.leaseMs,
+    maxAttempts: options.jobs.maxAttempts,
+  });
+  if (jobs) logger.info("jobs", { store: jobs.store.description });
+  jobs?.usePools(deployment.pools);
+
   const metrics = new ServerMetrics({
     pools: () => reloader.current.deployment.pools.values(),
     build: { version: VERSION, protocol: PROTOCOL_VERSION },
+    ...(jobs === undefined ? {} : { jobs: (api: string) => jobs.depth(api) }),
   });
   const stats = new RequestStats();
   const buildApp = (project: ResolvedProject, pools: ReadonlyMap<string, ApiPool>): CortexApp =>
@@ -134,6 +148,7 @@ async function run(
       logger,
       keys: security.keys,
       cors: security.cors,
+      jobs,
     });
   const reloader: Reloader = new Reloader({
     deployment,
@@ -167,6 +182,7 @@ async function run(
     next.onApiReady((api) => logger.info("api ready", { api: api.name, url: `${base}${api.endpoint}` }));
   let stopAnnouncing = announce(deployment);
   const offSwitched = reloader.switched.on((next) => {
+    jobs?.usePools(next.deployment.pools);
     stopAnnouncing();
     stopAnnouncing = announce(next.deployment);
   });
@@ -196,7 +212,10 @@ async function run(
   stopAnnouncing();
   const notifyingStop = notifier.stopping();
   logger.info("shutting down", { signal, drain_timeout_s: options.drainTimeoutMs / 1000 });
+  // No new job starts; runs under way end with the drain (or go back to the queue).
+  const jobsClosed = jobs?.close();
   const [drained] = await Promise.all([reloader.stop(options.drainTimeoutMs), server.shutdown()]);
+  await jobsClosed;
   logger.info("stopped", { drained });
   await notifyingStop;
   return 0;

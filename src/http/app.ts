@@ -22,6 +22,8 @@ import { addConsoleRoutes, consolePage, wantsConsolePage } from "./console/route
 import { AccessLog, Exchange } from "./exchange.ts";
 import { ErrorAnswers, errorResponse } from "./error_answer.ts";
 import { type PredictContext, PredictRoute } from "./predict.ts";
+import type { JobService } from "../jobs/service.ts";
+import { addJobRoutes } from "./jobs.ts";
 
 export type { AppEnv };
 
@@ -44,6 +46,8 @@ export interface AppOptions {
   readonly cors?: CorsPolicy;
   /** Recent requests and log lines shown by the console; pass the server's own to keep them across reloads. */
   readonly activity?: ConsoleActivity;
+  /** Durable jobs (docs/async.md): `Prefer: respond-async`, `async: true` APIs and the job routes; none when absent. */
+  readonly jobs?: JobService | undefined;
 }
 
 /** The app and the counters it keeps. */
@@ -104,6 +108,7 @@ export function createApp(options: AppOptions): CortexApp {
     cors,
     errors,
     access,
+    jobs: options.jobs,
   };
   for (const api of project.apis) {
     const pool = pools.get(api.name);
@@ -114,7 +119,7 @@ export function createApp(options: AppOptions): CortexApp {
     }
     predictions.set(api.endpoint, new PredictRoute(api, pool, shared));
     app.get(api.endpoint, (c) => {
-      const status = apiStatus(pool, api.endpoint);
+      const status = apiStatus(pool, api.endpoint, options.jobs?.depth(api.name));
       return c.json({
         api: api.name,
         endpoint: api.endpoint,
@@ -122,7 +127,11 @@ export function createApp(options: AppOptions): CortexApp {
         replicas: status.replicas,
         batching: batchingOf(api),
         last_error: status.last_error ?? null,
-        usage: `POST a JSON sample to ${api.endpoint}; the answer is predict's return value as JSON`,
+        async: api.async === true,
+        jobs: status.jobs,
+        usage: api.async === true && options.jobs !== undefined
+          ? `POST a JSON sample to ${api.endpoint}: 202 with a job id; GET ${api.endpoint}/<id> for its result`
+          : `POST a JSON sample to ${api.endpoint}; the answer is predict's return value as JSON`,
         example:
           `curl -X POST -H 'content-type: application/json' -d @sample.json http://HOST:PORT${api.endpoint}`,
       });
@@ -135,7 +144,12 @@ export function createApp(options: AppOptions): CortexApp {
     });
   }
 
-  const statuses = () => project.apis.map((api) => apiStatus(pools.get(api.name)!, api.endpoint));
+  const jobs = options.jobs;
+  // After every API's own routes: an endpoint may sit below another's.
+  if (jobs !== undefined) project.apis.forEach((api) => addJobRoutes(app, api, jobs));
+
+  const statuses = () =>
+    project.apis.map((api) => apiStatus(pools.get(api.name)!, api.endpoint, jobs?.depth(api.name)));
 
   app.get("/livez", (c) => c.json({ ok: true }));
   app.get("/healthz", (c) => {
@@ -154,7 +168,7 @@ export function createApp(options: AppOptions): CortexApp {
       { "retry-after": "1" },
     );
   });
-  addConsoleRoutes(app, { project, pools, stats, activity });
+  addConsoleRoutes(app, { project, pools, stats, activity, jobs });
   app.get("/", (c) => {
     if (wantsConsolePage(c)) return consolePage(c);
     c.header("vary", "Accept");

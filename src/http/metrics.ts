@@ -11,6 +11,7 @@
 import { Counter, type CounterChild, Gauge, Histogram, type HistogramChild, Registry } from "./prometheus.ts";
 import type { ResolvedTracker } from "../config/types.ts";
 import type { ApiPool } from "../supervision/pool.ts";
+import type { JobDepth } from "../jobs/job.ts";
 import type { CancelReason, Replica, ReplicaState } from "../supervision/replica.ts";
 
 /** Where scrape-time values come from. */
@@ -19,6 +20,8 @@ export interface MetricsSources {
   readonly pools: () => Iterable<ApiPool>;
   /** Labels of `cortex_serve_build_info`. */
   readonly build?: { readonly version: string; readonly protocol: number };
+  /** Durable jobs queued and running of an API (docs/async.md); no job gauge when absent. */
+  readonly jobs?: (api: string) => JobDepth;
 }
 
 /** Seconds; from a fast predict to the default `--predict-timeout`. */
@@ -230,6 +233,24 @@ export class ServerMetrics {
         },
       }),
     );
+    const jobs = sources.jobs;
+    if (jobs !== undefined) {
+      registry.register(
+        new Gauge({
+          name: "cortex_serve_jobs",
+          help: "Durable jobs by status: in_queue waits for a replica, in_progress runs",
+          labelNames: ["api", "status"],
+          collect(gauge) {
+            gauge.reset();
+            for (const pool of pools()) {
+              const depth = jobs(pool.api);
+              gauge.set({ api: pool.api, status: "in_queue" }, depth.inQueue);
+              gauge.set({ api: pool.api, status: "in_progress" }, depth.inProgress);
+            }
+          },
+        }),
+      );
+    }
     registry.register(
       new Gauge({
         name: "cortex_serve_in_flight_requests",

@@ -12,12 +12,14 @@ import type { ResolvedApi } from "../config/types.ts";
 import type { Logger } from "../log/logger.ts";
 import type { KeyStore } from "../security/api_keys.ts";
 import type { ApiPool } from "../supervision/pool.ts";
+import type { JobService } from "../jobs/service.ts";
 import { authenticate, OPEN_PATHS } from "./auth.ts";
 import { checkNotEmpty, readBody } from "./body.ts";
 import type { CorsRule } from "./cors.ts";
 import { type ErrorAnswers, logFailure } from "./error_answer.ts";
 import { type AccessLog, Exchange, round } from "./exchange.ts";
 import type { ServerMetrics } from "./metrics.ts";
+import { prefersAsync, submitJob } from "./jobs.ts";
 import { requestId } from "./request_id.ts";
 import type { RejectionLog } from "./shedding.ts";
 import { streamFormat, streamResponse } from "./stream_body.ts";
@@ -35,6 +37,8 @@ export interface PredictContext {
   readonly cors: CorsRule | undefined;
   readonly errors: ErrorAnswers;
   readonly access: AccessLog;
+  /** Durable jobs (docs/async.md); none when off (`--jobs off`). */
+  readonly jobs: JobService | undefined;
 }
 
 /** `POST <endpoint>` of one API. */
@@ -65,6 +69,13 @@ export class PredictRoute {
         x.keyId = authenticate(shared.keys, shared.logger, shared.rejections, headers, x);
       }
       x.api = api.name;
+      if (shared.jobs !== undefined && (api.async === true || prefersAsync(headers))) {
+        response = await submitJob(shared.jobs, api, request, shared.maxBodyBytes);
+        shared.access.finish(x, response.status);
+        cors?.addTo(response.headers, origin);
+        response.headers.set("x-request-id", x.requestId);
+        return response;
+      }
       // Shed before reading and checking the body: a refusal must cost little.
       const refused = pool.refusal();
       if (refused !== undefined) throw refused;

@@ -1,6 +1,7 @@
 /** What `GET /`, `GET /healthz` and `GET <endpoint>` say about an API. */
 import type { ApiPool, ReplicaCounts } from "../supervision/pool.ts";
 import type { ReplicaState } from "../supervision/replica.ts";
+import type { JobDepth } from "../jobs/job.ts";
 
 /** Overall state of an API, from its replicas. */
 export type ApiState = "ready" | "starting" | "restarting" | "init_failed" | "out_of_memory" | "stopped";
@@ -21,6 +22,8 @@ export interface ApiStatus {
   readonly last_error: string | undefined;
   readonly queue: number;
   readonly in_flight: number;
+  /** Durable jobs queued and running (docs/async.md); null when jobs are off. */
+  readonly jobs: { readonly in_queue: number; readonly in_progress: number } | null;
 }
 
 const PRECEDENCE: readonly ApiState[] = [
@@ -37,8 +40,8 @@ function overall(states: readonly ReplicaState[]): ApiState {
   return PRECEDENCE.find((state) => mapped.has(state)) ?? "starting";
 }
 
-/** Summarises a pool's replicas. */
-export function apiStatus(pool: ApiPool, endpoint: string): ApiStatus {
+/** Summarises a pool's replicas, and the API's jobs when they are on. */
+export function apiStatus(pool: ApiPool, endpoint: string, jobs?: JobDepth): ApiStatus {
   const counts = pool.counts();
   const replicas = pool.replicas;
   return {
@@ -55,5 +58,6 @@ export function apiStatus(pool: ApiPool, endpoint: string): ApiStatus {
     last_error: replicas.find((r) => r.lastError !== undefined)?.lastError,
     queue: pool.queueLength,
     in_flight: pool.inFlight,
+    jobs: jobs === undefined ? null : { in_queue: jobs.inQueue, in_progress: jobs.inProgress },
   };
 }

@@ -10,6 +10,7 @@ import type { ApiPool } from "../../supervision/pool.ts";
 import type { RequestStats } from "../stats.ts";
 import { apiStatus } from "../status.ts";
 import type { ConsoleActivity } from "./activity.ts";
+import type { JobService } from "../../jobs/service.ts";
 
 /** What the console reads. */
 export interface ConsoleSources {
@@ -17,6 +18,8 @@ export interface ConsoleSources {
   readonly pools: ReadonlyMap<string, ApiPool>;
   readonly stats: RequestStats;
   readonly activity: ConsoleActivity;
+  /** Durable jobs, whose queue the console shows; none when off. */
+  readonly jobs?: JobService | undefined;
 }
 
 /** Largest `sample.json` offered to the form, in bytes. */
@@ -29,12 +32,12 @@ export function consoleState(status: string, states: { ready: number; busy: numb
 
 /** Everything the page shows, as one JSON value. */
 export function consoleData(sources: ConsoleSources, nowMs = Date.now()): Record<string, unknown> {
-  const { project, pools, stats, activity } = sources;
+  const { project, pools, stats, activity, jobs } = sources;
   return {
     deployment: project.deployment.name,
     time: nowMs,
     apis: project.apis.map((api) => {
-      const status = apiStatus(pools.get(api.name)!, api.endpoint);
+      const status = apiStatus(pools.get(api.name)!, api.endpoint, jobs?.depth(api.name));
       return {
         ...status,
         state: consoleState(status.status, status.replicas.states),

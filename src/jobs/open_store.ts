@@ -1,0 +1,22 @@
+/**
+ * The job store `--jobs` names: SQLite under the state directory, or a
+ * Redis server shared by several cortex-serve instances.
+ *
+ * @module
+ */
+import * as path from "node:path";
+import type { JobStore } from "./job.ts";
+import { SqliteJobStore } from "./sqlite_store.ts";
+
+/** What `--jobs` selected. */
+export type JobStoreSpec = { readonly kind: "sqlite" } | { readonly kind: "redis"; readonly url: string };
+
+/** Opens the store of `spec`; SQLite lives in `<stateDir>/jobs/`. */
+export function openJobStore(spec: JobStoreSpec, stateDir: string): Promise<JobStore> {
+  switch (spec.kind) {
+    case "sqlite":
+      return Promise.resolve(SqliteJobStore.open({ dir: path.join(stateDir, "jobs") }));
+    case "redis":
+      throw new Error(`--jobs ${spec.url}: Redis job stores are not available in this build`);
+  }
+}
