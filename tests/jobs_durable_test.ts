@@ -1,0 +1,104 @@
+/**
+ * Durable jobs through a real server, real workers and the SQLite store on
+ * disk: nothing is lost when the server is SIGKILLed, every job is
+ * completed once (executions may repeat: at-least-once), a job that keeps
+ * killing its worker is failed after --job-attempts, cancellation, 404s.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { post, startServer, tempDir } from "./_helpers.ts";
+import { asyncProject, eventually, executions, jobCounts, storedJobs, submitJobs } from "./_jobs.ts";
+
+Deno.test("500 jobs, the server SIGKILLed mid-way and restarted: every job completed exactly once", async () => {
+  await using scratch = await tempDir();
+  const log = join(scratch.path, "executions");
+  await using project = await asyncProject({ replicas: 2, executions: log });
+  await using state = await tempDir("cortex-serve-jobs-state-");
+  const args = [`--state-dir=${state.path}`, "--job-lease=1s"];
+  const total = 500;
+  let ids: string[];
+  {
+    await using first = await startServer(project.path, { args, replicas: 2 });
+    ids = await submitJobs(`${first.url}/api`, total, { sleep: 0.005 });
+    // Every 202 came after the job was committed: kill while jobs run.
+    await eventually("a third of the jobs to run", async () => (await executions(log)).length >= total / 3);
+    first.kill("SIGKILL");
+    await first.status;
+  }
+  const ranBefore = (await executions(log)).length;
+  assert.ok(ranBefore < total, `all ${ranBefore} jobs ran before the kill: nothing was tested`);
+  {
+    await using second = await startServer(project.path, { args, replicas: 2 });
+    await eventually("the job queue to empty", async () => {
+      const counts = await jobCounts(second.url);
+      return counts.in_queue === 0 && counts.in_progress === 0;
+    }, 60_000);
+    const one = await (await fetch(`${second.url}/api/${ids[7]}`)).json();
+    assert.equal(one.status, "completed");
+    assert.deepEqual(one.result, { n: 7 });
+  }
+  const rows = storedJobs(state.path);
+  assert.equal(rows.length, total);
+  const byId = new Map(rows.map((row) => [row.id, row]));
+  ids.forEach((id, n) => {
+    const row = byId.get(id);
+    assert.equal(row?.status, "completed", `job ${n}`);
+    assert.deepEqual(JSON.parse(row.result), { n });
+  });
+  // At-least-once: every job ran, a job cut short by the kill may have run twice.
+  const ran = await executions(log);
+  assert.deepEqual(new Set(ran).size, total);
+  assert.ok(ran.length - total <= 2, `${ran.length - total} jobs ran twice; at most the 1 running per kill`);
+});
+
+Deno.test("a job that kills its worker every time is failed after --job-attempts; others go on", async () => {
+  await using project = await asyncProject();
+  await using server = await startServer(project.path, { args: ["--job-attempts=2"] });
+  const poison = await (await post(`${server.url}/api`, { n: 1, crash: true })).json();
+  const good = await (await post(`${server.url}/api`, { n: 2 })).json();
+  let view: Record<string, unknown> = {};
+  await eventually("the poison job to fail", async () => {
+    view = await (await fetch(`${server.url}/api/${poison.id}`)).json();
+    return view.status === "failed";
+  });
+  assert.equal(view.attempts, 2);
+  assert.match(String(view.error), /tried 2 times/);
+  await eventually("the good job to complete", async () => {
+    const g = await (await fetch(`${server.url}/api/${good.id}`)).json();
+    return g.status === "completed";
+  });
+});
+
+Deno.test("cancel: DELETE stops a running job, POST .../cancel a queued one; unknown ids are 404", async () => {
+  await using project = await asyncProject();
+  await using server = await startServer(project.path);
+  const running = await (await post(`${server.url}/api`, { n: 1, sleep: 30 })).json();
+  const queued = await (await post(`${server.url}/api`, { n: 2 })).json();
+  await eventually("the first job to run", async () => {
+    const v = await (await fetch(`${server.url}/api/${running.id}`)).json();
+    return v.status === "in_progress";
+  });
+  const cancelled = await fetch(`${server.url}/api/${running.id}`, { method: "DELETE" });
+  assert.equal(cancelled.status, 200);
+  assert.equal((await cancelled.json()).status, "cancelled");
+  // The worker was told to stop: the replica is free again well before 30 s.
+  await server.waitFor((r) => r.msg === "request cancelled" || r.msg === "worker ready", 15_000);
+  await eventually("the second job to complete", async () => {
+    const v = await (await fetch(`${server.url}/api/${queued.id}`)).json();
+    return v.status === "completed";
+  }, 20_000);
+  const again = await fetch(`${server.url}/api/${queued.id}/cancel`, { method: "POST" });
+  assert.equal((await again.json()).status, "completed", "a finished job stays finished");
+  const unknown: [string, string][] = [["GET", "/api/nope"], ["DELETE", "/api/nope"], [
+    "POST",
+    "/api/nope/cancel",
+  ]];
+  for (const [method, path] of unknown) {
+    const response = await fetch(`${server.url}${path}`, { method });
+    assert.equal(response.status, 404, `${method} ${path}`);
+    assert.match((await response.json()).error, /no job "nope"/);
+  }
+  const bad = await fetch(`${server.url}/api?webhook=not-a-url`, { method: "POST", body: "{}" });
+  assert.equal(bad.status, 400);
+  assert.match((await bad.json()).error, /webhook: "not-a-url" is not an absolute URL/);
+});
