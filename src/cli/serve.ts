@@ -121,7 +121,11 @@ async function run(
 
   const jobsStore = options.jobs.store;
   await using jobs = jobsStore.kind === "off" ? undefined : new JobService({
-    store: await openJobStore(jobsStore, stateDir),
+    store: await openJobStore(jobsStore, {
+      stateDir,
+      leaseMs: options.jobs.leaseMs,
+      ttlMs: options.jobs.ttlMs,
+    }),
     logger,
     ttlMs: options.jobs.ttlMs,
     leaseMs: options.jobs.leaseMs,

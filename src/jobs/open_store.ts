@@ -7,16 +7,20 @@
 import * as path from "node:path";
 import type { JobStore } from "./job.ts";
 import { SqliteJobStore } from "./sqlite_store.ts";
+import { RedisJobStore } from "./redis_store.ts";
 
 /** What `--jobs` selected. */
 export type JobStoreSpec = { readonly kind: "sqlite" } | { readonly kind: "redis"; readonly url: string };
 
 /** Opens the store of `spec`; SQLite lives in `<stateDir>/jobs/`. */
-export function openJobStore(spec: JobStoreSpec, stateDir: string): Promise<JobStore> {
+export function openJobStore(
+  spec: JobStoreSpec,
+  options: { readonly stateDir: string; readonly leaseMs: number; readonly ttlMs: number },
+): Promise<JobStore> {
   switch (spec.kind) {
     case "sqlite":
-      return Promise.resolve(SqliteJobStore.open({ dir: path.join(stateDir, "jobs") }));
+      return Promise.resolve(SqliteJobStore.open({ dir: path.join(options.stateDir, "jobs") }));
     case "redis":
-      throw new Error(`--jobs ${spec.url}: Redis job stores are not available in this build`);
+      return RedisJobStore.connect(spec.url, { leaseMs: options.leaseMs, ttlMs: options.ttlMs });
   }
 }
