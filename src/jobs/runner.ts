@@ -182,7 +182,15 @@ export class JobRunner {
     }
     this.#running.delete(job.id);
     this.#o.onChange?.();
-    if (outcome.kind === "released") this.#empty.add(job.api); // not now: the tick or a pool change retries
+    if (outcome.kind === "released") {
+      this.#empty.add(job.api); // not now: the tick or a pool change retries
+      if (this.#closing) {
+        this.#o.logger.info("job back in the queue: the server stopped before it ended", {
+          api: job.api,
+          job: job.id,
+        });
+      }
+    }
     this.#settled();
     this.#pump(job.api);
   }
