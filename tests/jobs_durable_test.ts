@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { post, startServer, tempDir } from "./_helpers.ts";
+import { post, ROOT, startServer, tempDir } from "./_helpers.ts";
 import { asyncProject, eventually, executions, jobCounts, storedJobs, submitJobs } from "./_jobs.ts";
 
 Deno.test("500 jobs, the server SIGKILLed mid-way and restarted: every job completed exactly once", async () => {
@@ -101,4 +101,25 @@ Deno.test("cancel: DELETE stops a running job, POST .../cancel a queued one; unk
   const bad = await fetch(`${server.url}/api?webhook=not-a-url`, { method: "POST", body: "{}" });
   assert.equal(bad.status, 400);
   assert.match((await bad.json()).error, /webhook: "not-a-url" is not an absolute URL/);
+});
+
+Deno.test("example async-reports: the sample becomes a job whose result is the summary", async () => {
+  const dir = join(ROOT, "examples", "async-reports");
+  await using server = await startServer(dir, { replicas: 2 });
+  const sample = await Deno.readTextFile(join(dir, "sample.json"));
+  const submitted = await post(`${server.url}/reports/summarizer`, sample);
+  assert.equal(submitted.status, 202);
+  const { id } = await submitted.json();
+  assert.equal(submitted.headers.get("location"), `/reports/summarizer/${id}`);
+  let view: Record<string, unknown> = {};
+  await eventually("the job to complete", async () => {
+    view = await (await fetch(`${server.url}/reports/summarizer/${id}`)).json();
+    return view.status === "completed";
+  });
+  assert.deepEqual(view.result, {
+    words: 56,
+    top_words: ["pump", "seal", "week", "night", "shift"],
+    summary: "The night shift found the pump failure at 02:10. " +
+      "The seal had worn faster than its rated life because the pump ran hot all week.",
+  });
 });
