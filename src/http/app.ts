@@ -93,6 +93,8 @@ export function createApp(options: AppOptions): CortexApp {
   if (cors !== undefined) {
     const middleware = corsMiddleware(cors);
     project.apis.forEach((api) => app.use(api.endpoint, middleware));
+    // The job routes (`<endpoint>/<id>`, `<endpoint>/<id>/cancel`): a browser cancels with POST.
+    if (options.jobs !== undefined) project.apis.forEach((api) => app.use(`${api.endpoint}/*`, middleware));
   }
   if (options.keys !== undefined) app.use(requireApiKey(options.keys, logger, rejections));
 
