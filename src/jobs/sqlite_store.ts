@@ -1,8 +1,12 @@
 /**
  * The embedded job store: one SQLite file (Deno's built-in `node:sqlite`, no
- * native addon) in WAL mode with `synchronous=FULL`, under the state
- * directory. A job is committed before its submitter hears of it; results
- * over `inlineResultBytes` are written to files beside the database.
+ * native addon) in WAL mode, under the state directory. A new job is
+ * committed with `synchronous=FULL` (synced to disk) before its submitter
+ * hears of it; the other changes (leases, ends) with `synchronous=NORMAL`,
+ * which survives a killed process and costs no sync on the event loop: a
+ * power cut may lose the last of them, and the job runs again
+ * (at-least-once). Results over `inlineResultBytes` are written to files
+ * beside the database.
  *
  * @module
  */
@@ -82,7 +86,7 @@ export class SqliteJobStore implements JobStore {
     const file = path.join(options.dir, "jobs.sqlite");
     const db = new DatabaseSync(file);
     try {
-      db.exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=5000;");
+      db.exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=5000;");
       db.exec(SCHEMA);
     } catch (error) {
       db.close();
@@ -97,6 +101,16 @@ export class SqliteJobStore implements JobStore {
 
   submit(job: NewJob): Promise<void> {
     const r = job.request;
+    this.#db.exec("PRAGMA synchronous=FULL");
+    try {
+      this.#insert(job, r);
+    } finally {
+      this.#db.exec("PRAGMA synchronous=NORMAL");
+    }
+    return Promise.resolve();
+  }
+
+  #insert(job: NewJob, r: NewJob["request"]): void {
     this.#db.prepare(
       `INSERT INTO jobs (id, api, status, created_at, req_body, req_type, req_query, req_headers,
          webhook_url, webhook_events) VALUES (?, ?, 'in_queue', ?, ?, ?, ?, ?, ?, ?)`,
@@ -111,7 +125,6 @@ export class SqliteJobStore implements JobStore {
       job.webhook?.url ?? null,
       job.webhook === undefined ? null : job.webhook.events.join(","),
     );
-    return Promise.resolve();
   }
 
   get(api: string, id: string): Promise<JobRecord | undefined> {
