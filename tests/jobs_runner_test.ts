@@ -40,7 +40,7 @@ async function setup(replicaCount: number, maxAttempts = 3) {
   await waitUntil([pool.changes], () => replicas.every((r) => r.state === "ready") || undefined, {
     timeoutMs: 2000,
   });
-  const store = SqliteJobStore.open({ dir: dir.path, inlineResultBytes: 64 });
+  const store = await SqliteJobStore.open({ dir: dir.path, inlineResultBytes: 64 });
   const jobs = new JobService({ store, logger, maxAttempts, tickMs: 20, leaseMs: 10_000 });
   jobs.usePools(new Map([["api", pool]]));
   const record = async (id: string): Promise<JobRecord> => (await jobs.get("api", id))!;
@@ -95,7 +95,10 @@ Deno.test("runner, two replicas: jobs leave one replica free for sync requests",
   const syncWorker = a!.pending?.sample === '"sync"' ? a! : b!;
   syncWorker.answer("ok");
   await sync;
-  assert.equal(s.jobs.depth("api").inProgress + s.jobs.depth("api").inQueue, 4);
+  await eventually(
+    "the count of jobs",
+    () => s.jobs.depth("api").inProgress + s.jobs.depth("api").inQueue === 4,
+  );
   assert.equal(syncWorker.outstanding, 0, "no job took the replica the sync request freed");
 });
 

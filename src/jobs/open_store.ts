@@ -19,7 +19,7 @@ export function openJobStore(
 ): Promise<JobStore> {
   switch (spec.kind) {
     case "sqlite":
-      return Promise.resolve(SqliteJobStore.open({ dir: path.join(options.stateDir, "jobs") }));
+      return SqliteJobStore.open({ dir: path.join(options.stateDir, "jobs") });
     case "redis":
       return RedisJobStore.connect(spec.url, { leaseMs: options.leaseMs, ttlMs: options.ttlMs });
   }
