@@ -122,4 +122,23 @@ Deno.test("example async-reports: the sample becomes a job whose result is the s
     summary: "The night shift found the pump failure at 02:10. " +
       "The seal had worn faster than its rated life because the pump ran hot all week.",
   });
+  // The job queue is seen in the metrics, the console's data and the API's description.
+  const metrics = await (await fetch(`${server.url}/metrics`)).text();
+  assert.match(metrics, /^cortex_serve_jobs\{api="summarizer",status="in_queue"\} 0$/m);
+  const consoleData = await (await fetch(`${server.url}/_console/data`)).json();
+  assert.deepEqual(consoleData.apis[0].jobs, { in_queue: 0, in_progress: 0 });
+  const described = await (await fetch(`${server.url}/reports/summarizer`)).json();
+  assert.equal(described.async, true);
+  assert.match(described.usage, /202 with a job id/);
+});
+
+Deno.test("--jobs off: no job routes, Prefer: respond-async is answered synchronously", async () => {
+  await using project = await asyncProject({ async: false });
+  await using server = await startServer(project.path, { args: ["--jobs=off"] });
+  const response = await post(`${server.url}/api`, { n: 4 }, { prefer: "respond-async" });
+  assert.equal(response.status, 200);
+  assert.deepEqual(await response.json(), { n: 4 });
+  assert.equal((await fetch(`${server.url}/api/some-id`)).status, 404);
+  assert.equal((await (await fetch(`${server.url}/`)).json()).apis[0].jobs, null);
+  assert.doesNotMatch(await (await fetch(`${server.url}/metrics`)).text(), /cortex_serve_jobs/);
 });
