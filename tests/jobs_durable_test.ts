@@ -107,10 +107,13 @@ Deno.test("example async-reports: the sample becomes a job whose result is the s
   const dir = join(ROOT, "examples", "async-reports");
   await using server = await startServer(dir, { replicas: 2 });
   const sample = await Deno.readTextFile(join(dir, "sample.json"));
+  const database = join(server.stateDir, "jobs", "jobs.sqlite");
+  await assert.rejects(Deno.stat(database), Deno.errors.NotFound, "the store is created at the first job");
   const submitted = await post(`${server.url}/reports/summarizer`, sample);
   assert.equal(submitted.status, 202);
   const { id } = await submitted.json();
   assert.equal(submitted.headers.get("location"), `/reports/summarizer/${id}`);
+  assert.ok((await Deno.stat(database)).isFile);
   let view: Record<string, unknown> = {};
   await eventually("the job to complete", async () => {
     view = await (await fetch(`${server.url}/reports/summarizer/${id}`)).json();
