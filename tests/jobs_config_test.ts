@@ -65,13 +65,14 @@ Deno.test("async must be true or false, with the line and a fix", async () => {
   }
 });
 
-Deno.test("serve: --jobs, --job-ttl, --job-lease, --job-attempts", () => {
+Deno.test("serve: --jobs, --job-ttl, --job-lease, --job-attempts, --job-queue", () => {
   const parse = (...args: string[]) => (parseServeArgs(args) as ServeOptions).jobs;
   assert.deepEqual(parse(), {
     store: { kind: "sqlite" },
     ttlMs: 7 * 86_400_000,
     leaseMs: 30_000,
     maxAttempts: 3,
+    maxQueued: 100_000,
   });
   assert.deepEqual(parse("--jobs=off").store, { kind: "off" });
   assert.deepEqual(parse("--jobs", "redis://10.0.0.5:6379/2").store, {
@@ -80,6 +81,7 @@ Deno.test("serve: --jobs, --job-ttl, --job-lease, --job-attempts", () => {
   });
   assert.equal(parse("--job-ttl=12h").ttlMs, 12 * 3_600_000);
   assert.equal(parse("--job-lease=5s", "--job-attempts=1").leaseMs, 5000);
+  assert.equal(parse("--job-queue=10").maxQueued, 10);
   assert.throws(
     () => parse("--jobs=postgres://x"),
     (e: Error) =>

@@ -12,6 +12,7 @@ import { waitUntil } from "../src/supervision/events.ts";
 import { SqliteJobStore } from "../src/jobs/sqlite_store.ts";
 import { JobService } from "../src/jobs/service.ts";
 import type { JobRecord, JobRequest } from "../src/jobs/job.ts";
+import type { ApiError } from "../src/errors/api_error.ts";
 import { fakeReplica, FakeSpawner, recordingLogger, sample } from "./_fake_worker.ts";
 import { tempDir } from "./_helpers.ts";
 import { eventually } from "./_jobs.ts";
@@ -147,4 +148,22 @@ Deno.test("sqlite store: large results go to files, read back, swept with the jo
   assert.equal(await s.store.sweep(-1), 1);
   assert.equal([...Deno.readDirSync(join(s.dir.path, "results"))].length, 0);
   assert.equal(await s.jobs.get("api", id), undefined);
+});
+
+Deno.test("job service: past --job-queue waiting jobs a submit is refused with 503", async () => {
+  const { logger } = recordingLogger("info");
+  await using dir = await tempDir();
+  await using jobs = new JobService({
+    store: await SqliteJobStore.open({ dir: dir.path }),
+    logger,
+    maxQueued: 2,
+  });
+  jobs.usePools(new Map()); // no replica: nothing runs
+  await jobs.submit("api", request(1), undefined);
+  await jobs.submit("api", request(2), undefined);
+  await eventually("the count", () => jobs.depth("api").inQueue === 2);
+  await assert.rejects(
+    jobs.submit("api", request(3), undefined),
+    (e: ApiError) => e.code === "QUEUE_FULL" && /has 2 jobs waiting \(--job-queue\)/.test(e.message),
+  );
 });

@@ -130,6 +130,7 @@ async function run(
     ttlMs: options.jobs.ttlMs,
     leaseMs: options.jobs.leaseMs,
     maxAttempts: options.jobs.maxAttempts,
+    maxQueued: options.jobs.maxQueued,
   });
   if (jobs) logger.info("jobs", { store: jobs.store.description });
   jobs?.usePools(deployment.pools);

@@ -59,6 +59,8 @@ export interface JobsOptions {
   readonly ttlMs: number;
   readonly leaseMs: number;
   readonly maxAttempts: number;
+  /** `--job-queue`: jobs that may wait per API. */
+  readonly maxQueued: number;
 }
 
 export const SERVE_HELP = `Usage: cortex-serve serve [DIR] [options]
@@ -108,6 +110,8 @@ Options:
   --job-lease DUR         a job whose server stopped renewing its lease for DUR
                           is run again (default 30s)
   --job-attempts N        a job whose worker dies N times is failed (default 3)
+  --job-queue N           jobs that may wait per API; past it a submit is answered
+                          503 (default 100000)
 ${SECURITY_HELP}
   --debug                 tracebacks in error bodies, debug logs, no line cap
   -h, --help              this help
@@ -144,6 +148,7 @@ const FLAGS = {
   "job-ttl": { type: "string" },
   "job-lease": { type: "string" },
   "job-attempts": { type: "string" },
+  "job-queue": { type: "string" },
   ...SECURITY_FLAGS,
   help: { type: "boolean", short: "h" },
 } as const;
@@ -201,6 +206,9 @@ export function parseServeArgs(args: readonly string[]): ServeOptions | "help" {
       maxAttempts: values["job-attempts"] === undefined
         ? 3
         : parsePositiveInt("job-attempts", values["job-attempts"]),
+      maxQueued: values["job-queue"] === undefined
+        ? 100_000
+        : parsePositiveInt("job-queue", values["job-queue"]),
     },
   };
 }

@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { ApiError } from "../errors/api_error.ts";
 import type { Logger } from "../log/logger.ts";
 import type { ApiPool } from "../supervision/pool.ts";
 import type { JobDepth, JobRecord, JobRequest, JobStore, Webhook } from "./job.ts";
@@ -20,6 +21,8 @@ export interface JobServiceOptions {
   readonly leaseMs?: number;
   /** `--job-attempts` (default 3). */
   readonly maxAttempts?: number;
+  /** `--job-queue`: jobs that may wait per API; past it a submit is refused with 503 (default 100 000). */
+  readonly maxQueued?: number;
   /** `--job-ttl`: final jobs are deleted this long after they ended (default 7 days). */
   readonly ttlMs?: number;
   /** Period of the runner's tick (default 1 s). */
@@ -41,6 +44,7 @@ export class JobService implements AsyncDisposable {
   readonly #webhooks: WebhookSender;
   readonly #logger: Logger;
   readonly #ttlMs: number;
+  readonly #maxQueued: number;
   #depth: ReadonlyMap<string, JobDepth> = new Map();
   #counting = false;
   #recount = false;
@@ -51,6 +55,7 @@ export class JobService implements AsyncDisposable {
     this.store = options.store;
     this.#logger = options.logger;
     this.#ttlMs = options.ttlMs ?? 7 * 24 * 3600_000;
+    this.#maxQueued = options.maxQueued ?? 100_000;
     this.#webhooks = new WebhookSender({
       store: options.store,
       logger: options.logger,
@@ -85,8 +90,18 @@ export class JobService implements AsyncDisposable {
     this.#runner.usePools(pools);
   }
 
-  /** Stores a new job of `api`; resolves with its id once it is durable. */
+  /**
+   * Stores a new job of `api`; resolves with its id once it is durable.
+   *
+   * @throws {ApiError} QUEUE_FULL when `maxQueued` jobs of `api` wait (at the last count)
+   */
   async submit(api: string, request: JobRequest, webhook: Webhook | undefined): Promise<string> {
+    const waiting = this.depth(api).inQueue;
+    if (waiting >= this.#maxQueued) {
+      throw new ApiError("QUEUE_FULL", `Api ${api} has ${waiting} jobs waiting (--job-queue)`, {
+        retryAfter: 5,
+      });
+    }
     const id = crypto.randomUUID();
     await this.store.submit({ id, api, request, webhook, createdAt: Date.now() });
     this.#count();
