@@ -142,14 +142,16 @@ Deno.test("pool: predict past --predict-timeout is 504 and the replica restarts;
   await stop();
 });
 
-Deno.test("pool: a client that leaves while queued is dropped before it reaches the worker", async () => {
+Deno.test("pool: a client that leaves while queued is dropped before it reaches the worker: 499, as when running", async () => {
   const { pool, spawners, records, stop } = await makePool();
   const worker = spawners[0]!.last;
   const first = pool.submit(sample(1), { debug: false });
   const client = new AbortController();
   const gone = pool.submit(sample(2), { debug: false, signal: client.signal }).catch((e: ApiError) => e);
   client.abort();
-  assert.equal(((await gone) as ApiError).code, "BAD_REQUEST");
+  const error = (await gone) as ApiError;
+  assert.equal(error.code, "CLIENT_CLOSED");
+  assert.equal(error.status, 499);
   assert.equal(pool.queueLength, 0);
   worker.answer(1);
   await first;
@@ -175,7 +177,7 @@ Deno.test("drain wakes when the last queued job leaves by queue timeout or disco
     if (leave === "disconnect") client.abort();
     assert.equal(await drained, true);
     assert.ok(performance.now() - started < 2000, `drain took ${performance.now() - started} ms`);
-    assert.ok(["QUEUE_TIMEOUT", "BAD_REQUEST"].includes(((await queued) as ApiError).code));
+    assert.ok(["QUEUE_TIMEOUT", "CLIENT_CLOSED"].includes(((await queued) as ApiError).code));
     await stop();
   }
 });
