@@ -42,7 +42,10 @@ export function takeBatch(
 export function runBatch(replica: Replica, jobs: readonly Job[], predictTimeoutMs: number): Promise<RunEnd> {
   const now = performance.now();
   let debug = false;
-  for (const job of jobs) debug ||= job.debug;
+  for (const job of jobs) {
+    debug ||= job.debug;
+    job.onBatch?.(jobs.length);
+  }
   const run = replica.runBatch(jobs.map((job) => job.sample), debug);
   const batch: JobBatch = { batch: new RunningBatch(jobs), run };
   // One deadline for all: the first to time out stops the batch (the pool's ticker).

@@ -20,6 +20,7 @@
  * @module
  */
 import type { RunningBatch } from "./batcher.ts";
+import type { ApiError } from "../errors/api_error.ts";
 import type { Prediction } from "./pool.ts";
 import type { ReplicaBatchRun, ReplicaRun } from "./replica.ts";
 
@@ -143,6 +144,33 @@ export class Job {
   /** Its run failed. */
   reject(error: Error): void {
     this.#reject(error);
+  }
+
+  /**
+   * Its client went away: one sent to a replica is cancelled in the worker
+   * (499), one in a batch leaves it (the batch is cancelled once every
+   * request in it has gone). Returns true when it is queued: the pool drops
+   * it and answers 499.
+   */
+  clientGone(): boolean {
+    if (this.#state === "sent") this.#run?.cancel();
+    else if (this.#state === "batched") this.#batch?.batch.leave(this);
+    return this.#state === "queued";
+  }
+
+  /**
+   * Its deadline passed: one waiting in the worker behind a running request
+   * is taken back (503 `queueTimeout()`), a running one is stopped (the
+   * replica answers 504 and cancels it), a batch is stopped by the first of
+   * its requests to time out. Returns true when it is queued: the pool
+   * drops it and answers 503.
+   */
+  expired(queueTimeout: () => ApiError): boolean {
+    if (this.#state === "sent") {
+      if (this.#run?.started) this.#run.timeOut();
+      else this.#run?.withdraw(queueTimeout());
+    } else if (this.#state === "batched") this.#batch?.run.timeOut();
+    return this.#state === "queued";
   }
 
   /** The replica is done with it (`sent`/`batched` → `finished`). */

@@ -42,7 +42,8 @@ import {
 } from "./pool_errors.ts";
 import { BoundedQueue } from "./queue.ts";
 import type { Replica, RunAnswer } from "./replica.ts";
-import { countStates, isReady, type ReplicaState } from "./replica_states.ts";
+import type { ReplicaState } from "./replica_states.ts";
+import { ReplicaSet } from "./replica_set.ts";
 
 export { PIPELINE_MAX_SERVICE_MS } from "./pipelining.ts";
 
@@ -89,19 +90,14 @@ export class ApiPool {
   readonly api: string;
   readonly #o: PoolOptions;
   readonly #queue: BoundedQueue<Job>;
-  #replicas: readonly Replica[] = [];
+  readonly #replicas: ReplicaSet;
   #inFlight = 0;
   /** Where the next dispatch starts looking, so work rotates over ready replicas. */
   #nextReplica = 0;
-  #scaledUp = 0;
-  #scaledDown = 0;
   #closed = false;
   #dispatching = false;
   readonly #debug: boolean;
   readonly #queueTimeoutMs: number;
-  readonly #counters: SupervisionCounters;
-  /** Unsubscribe functions of the replicas' state events. */
-  readonly #watching = new Map<Replica, () => void>();
   /**
    * Emits this pool when a replica changed state, the replica set changed,
    * or a job left the queue or finished.
@@ -119,7 +115,10 @@ export class ApiPool {
     this.#o = options;
     this.#queueTimeoutMs = options.queueTimeoutMs ?? options.predictTimeoutMs;
     this.#debug = options.logger.enabled("debug");
-    this.#counters = options.counters ?? NO_COUNTERS;
+    this.#replicas = new ReplicaSet(options.api, options.counters ?? NO_COUNTERS, () => {
+      this.dispatch();
+      this.changes.emit(this);
+    });
     const replicas = Math.max(options.maxReplicas, 1);
     // A spare slot per replica: a job sent behind a running one may come back.
     this.#queue = new BoundedQueue(options.queuePerReplica * replicas, replicas);
@@ -146,7 +145,7 @@ export class ApiPool {
 
   /** Replicas currently behind this pool. */
   get replicas(): readonly Replica[] {
-    return this.#replicas;
+    return this.#replicas.all;
   }
   get queueLength(): number {
     return this.#queue.length;
@@ -157,8 +156,7 @@ export class ApiPool {
 
   /** Sets the replicas (at start and on reload) and dispatches waiting work. */
   setReplicas(replicas: readonly Replica[]): void {
-    this.#replicas = replicas;
-    this.#watch();
+    this.#replicas.set(replicas);
     this.dispatch();
     this.changes.emit(this);
   }
@@ -170,14 +168,14 @@ export class ApiPool {
 
   /** Scale events of this pool so far (see ./autoscale.ts). */
   get scaleEvents(): { readonly up: number; readonly down: number } {
-    return { up: this.#scaledUp, down: this.#scaledDown };
+    return this.#replicas.scaleEvents;
   }
 
   /** Adds a replica (scale up); the caller starts it. */
   addReplica(replica: Replica): void {
-    this.#scaledUp++;
-    this.#counters.scaled(this.api, "up");
-    this.setReplicas([...this.#replicas, replica]);
+    this.#replicas.add(replica);
+    this.dispatch();
+    this.changes.emit(this);
   }
 
   /**
@@ -185,20 +183,14 @@ export class ApiPool {
    * index, and returns it for the caller to stop; undefined when none is idle.
    */
   retireIdle(): Replica | undefined {
-    const idle = this.#replicas.filter((r) => r.state === "ready");
-    const replica = idle.reduce<Replica | undefined>((a, r) => (a && a.index > r.index ? a : r), undefined);
-    if (replica === undefined) return undefined;
-    this.#scaledDown++;
-    this.#counters.scaled(this.api, "down");
-    this.#replicas = this.#replicas.filter((r) => r !== replica);
-    this.#watch();
-    this.changes.emit(this);
+    const replica = this.#replicas.retireIdle();
+    if (replica !== undefined) this.changes.emit(this);
     return replica;
   }
 
   /** Replica counts by state. */
   counts(): ReplicaCounts {
-    return countStates(this.#replicas.map((r) => r.state));
+    return this.#replicas.counts();
   }
 
   /**
@@ -241,9 +233,9 @@ export class ApiPool {
    */
   refusal(): ApiError | undefined {
     if (this.#closed) return shuttingDownError();
-    if (!this.#accepting()) return notReadyError(this.api, this.#replicas);
+    if (!this.#replicas.accepting) return notReadyError(this.api, this.#replicas.all);
     // The queue grows and shrinks with the replicas: --queue places each.
-    const limit = this.#o.queuePerReplica * Math.max(this.#replicas.length, 1);
+    const limit = this.#o.queuePerReplica * Math.max(this.#replicas.all.length, 1);
     if (this.#queue.length >= limit || this.#queue.length >= this.#queue.capacity) {
       return this.#queueFull.of(this.#queue.length);
     }
@@ -264,13 +256,13 @@ export class ApiPool {
   }
 
   #dispatchOnce(): void {
-    if (!this.#accepting()) {
-      const error = notReadyError(this.api, this.#replicas);
+    if (!this.#replicas.accepting) {
+      const error = notReadyError(this.api, this.#replicas.all);
       for (const job of this.#queue.drain()) this.#answer(job, error);
     }
     // A replica runs one request at a time, so the least busy replicas are
     // the ready ones: take them in turn.
-    const replicas = this.#replicas;
+    const replicas = this.#replicas.all;
     const first = this.#nextReplica;
     for (let i = 0; i < replicas.length && this.#queue.length > 0; i++) {
       const at = (first + i) % replicas.length;
@@ -320,11 +312,6 @@ export class ApiPool {
     return finished;
   }
 
-  /** True when new work may queue: some replica is ready, busy or coming back from a crash. */
-  #accepting(): boolean {
-    return this.#replicas.some((r) => isReady(r.state) || r.serving);
-  }
-
   /** Watches a new job's deadline and its client until the replica is done with it. */
   #arm(job: Job, signal: AbortSignal | undefined): void {
     this.#deadlines.watch(job);
@@ -346,17 +333,10 @@ export class ApiPool {
    * request in it has gone (./batcher.ts).
    */
   #clientGone(job: Job): void {
-    switch (job.state) {
-      case "queued":
-        this.#queue.cancel(job);
-        this.#answer(job, clientGoneError());
-        this.#o.logger.debug("client went away while queued", { api: this.api });
-        return;
-      case "sent":
-        return job.run?.cancel();
-      case "batched":
-        return void job.batch?.batch.leave(job);
-    }
+    if (!job.clientGone()) return;
+    this.#queue.cancel(job);
+    this.#answer(job, clientGoneError());
+    this.#o.logger.debug("client went away while queued", { api: this.api });
   }
 
   /**
@@ -366,18 +346,9 @@ export class ApiPool {
    * (the replica answers 504 and cancels it in the worker).
    */
   #expire(job: Job): void {
-    switch (job.state) {
-      case "queued":
-        this.#queue.cancel(job);
-        this.#answer(job, this.#queueTimeout());
-        return;
-      case "sent":
-        if (job.started) job.run?.timeOut();
-        else job.run?.withdraw(this.#queueTimeout());
-        return;
-      case "batched":
-        return job.batch?.run.timeOut(); // the first to time out stops the batch
-    }
+    if (!job.expired(() => this.#queueTimeout())) return;
+    this.#queue.cancel(job);
+    this.#answer(job, this.#queueTimeout());
   }
 
   /** The oldest queued job whose wait is not over; overdue ones are answered on the way. */
@@ -392,26 +363,6 @@ export class ApiPool {
 
   #queueTimeout(): ApiError {
     return queueTimeoutError(this.api, this.#queueTimeoutMs);
-  }
-
-  /** Subscribes to the state of every current replica and drops the ones that left. */
-  #watch(): void {
-    const current = new Set(this.#replicas);
-    for (const [replica, off] of this.#watching) {
-      if (current.has(replica)) continue;
-      off();
-      this.#watching.delete(replica);
-    }
-    for (const replica of current) {
-      if (this.#watching.has(replica)) continue;
-      this.#watching.set(
-        replica,
-        replica.changes.on(() => {
-          this.dispatch();
-          this.changes.emit(this);
-        }),
-      );
-    }
   }
 
   /**
@@ -455,7 +406,6 @@ export class ApiPool {
   /** Runs a batch on one replica (see ./batch_run.ts). */
   #startBatch(replica: Replica, jobs: Job[]): void {
     const size = jobs.length;
-    for (const job of jobs) job.onBatch?.(size);
     for (const listener of this.#batchListeners) listener(size);
     this.#inFlight += size;
     void runBatch(replica, jobs, this.#o.predictTimeoutMs).then(() => {

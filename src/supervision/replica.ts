@@ -13,22 +13,23 @@
  * a `ready` replica through {@link Replica.run}.
  */
 import type { InitMessage } from "../python/protocol.ts";
-import { describeExit, PredictFailedError, type WorkerExit } from "../python/worker_process.ts";
+import { describeExit, type WorkerExit } from "../python/worker_process.ts";
 import type { Logger } from "../log/logger.ts";
-import { ApiError } from "../errors/api_error.ts";
 import { type BackoffOptions, RestartBackoff } from "./backoff.ts";
 import { NO_COUNTERS, type SupervisionCounters } from "./counters.ts";
 import { Emitter } from "./events.ts";
 import { watchMemory } from "./memory_watch.ts";
 import { nextState, type ReplicaEffect, type ReplicaEvent, type ReplicaState } from "./replica_states.ts";
 import type { ReplicaWorker, SpawnWorker } from "./replica_worker.ts";
-import { type CancelReason, type FailureContext, mapStreamErrors, requestError } from "./request_errors.ts";
-import { type CallHooks, type RunEnd, WorkerCalls } from "./worker_calls.ts";
+import type { CancelReason, FailureContext } from "./request_errors.ts";
+import { type ReplicaBatchRun, type ReplicaRun, startBatchRun, startRun } from "./replica_run.ts";
+import { type CallHooks, WorkerCalls } from "./worker_calls.ts";
 import { initErrorText, initWithTimeout } from "./worker_init.ts";
 
 export type { ReplicaState } from "./replica_states.ts";
 export type { CancelReason } from "./request_errors.ts";
 export type { RunEnd } from "./worker_calls.ts";
+export type { ReplicaBatchRun, ReplicaRun, RunAnswer } from "./replica_run.ts";
 
 /** What a replica needs; the pool builds one per replica. */
 export interface ReplicaOptions {
@@ -51,43 +52,6 @@ export interface ReplicaOptions {
   readonly readRss?: (pid: number) => Promise<number | undefined>;
   /** Where restarts and cancels are counted; default none. */
   readonly counters?: SupervisionCounters;
-}
-
-/** The first answer of a prediction: a body, or a stream of items (failures as ApiError). */
-export type RunAnswer =
-  | { readonly type: "body"; readonly body: Uint8Array }
-  | { readonly type: "stream"; readonly stream: AsyncIterable<Uint8Array> };
-
-/** A prediction sent to a replica. */
-export interface ReplicaRun {
-  /** The first answer; rejects with an ApiError. */
-  readonly answer: Promise<RunAnswer>;
-  /** Resolves when the replica is done with the request (ready again, busy with the next one, or restarting). */
-  readonly finished: Promise<RunEnd>;
-  /** True once the worker started it (one sent behind a running request waits first). */
-  readonly started: boolean;
-  /** The client went away: cancel the request (logged and counted; 499). */
-  cancel(): void;
-  /** Its `--predict-timeout` passed (counted from its start): cancel the request (logged and counted; 504). */
-  timeOut(): void;
-  /**
-   * Takes back a request sent behind the running one before it started:
-   * answers `error` at once and has the worker drop it. Does nothing once
-   * the request started.
-   */
-  withdraw(error: ApiError): void;
-}
-
-/** A batch running on a replica (see {@link Replica.runBatch}). */
-export interface ReplicaBatchRun {
-  /** One answer per sample, in order; rejects with one ApiError when the batch was lost or cancelled. */
-  readonly answers: Promise<(Uint8Array | ApiError)[]>;
-  /** Resolves when the replica is done with the batch (ready again, or restarting). */
-  readonly finished: Promise<RunEnd>;
-  /** Every request of the batch has gone: cancel it (logged and counted). */
-  cancel(): void;
-  /** Its `--predict-timeout` passed: cancel it (logged and counted; 504 for every request). */
-  timeOut(): void;
 }
 
 /** A supervised worker. */
@@ -206,40 +170,7 @@ export class Replica {
    */
   run(sample: Uint8Array, debug: boolean, onStart?: () => void): ReplicaRun {
     const worker = this.#dispatch();
-    const call = worker.run(sample, debug);
-    const answer = Promise.withResolvers<RunAnswer>();
-    answer.promise.catch(() => {}); // after a cancel nobody may wait for it
-    const tracked = this.#calls.add(call, { batch: false, fail: answer.reject, onStart });
-    // Lost with its worker: answered once `finished` tells whether it ran (502) or goes back (never answered).
-    let lost: unknown;
-    call.answer.then(
-      (first) =>
-        answer.resolve(
-          first.type === "body" ? first : {
-            type: "stream",
-            stream: mapStreamErrors(first.stream, () => tracked.cancelled, () => this.#failure()),
-          },
-        ),
-      (error) => {
-        if (error instanceof PredictFailedError || error instanceof ApiError) {
-          answer.reject(requestError(error, this.#failure()));
-        } else lost = error;
-      },
-    );
-    const finished = tracked.finished.then((end) => {
-      if (end === "done" && lost !== undefined) answer.reject(requestError(lost, this.#failure()));
-      return end;
-    });
-    return {
-      answer: answer.promise,
-      finished,
-      get started() {
-        return tracked.started;
-      },
-      cancel: () => tracked.cancel("client"),
-      timeOut: () => tracked.cancel("timeout"),
-      withdraw: (error) => tracked.withdraw(error),
-    };
+    return startRun(worker.run(sample, debug), this.#calls, onStart, this.#failure);
   }
 
   /**
@@ -256,21 +187,7 @@ export class Replica {
   runBatch(samples: readonly Uint8Array[], debug: boolean): ReplicaBatchRun {
     if (this.#state !== "ready") throw new Error(`Replica ${this.index} is ${this.#state}, not ready`);
     const worker = this.#dispatch();
-    const call = worker.runBatch(samples, debug);
-    const answers = Promise.withResolvers<(Uint8Array | ApiError)[]>();
-    answers.promise.catch(() => {}); // after a cancel nobody may wait for it
-    const tracked = this.#calls.add(call, { batch: true, fail: answers.reject });
-    call.outcomes.then(
-      (outcomes) =>
-        answers.resolve(outcomes.map((o) => o.ok ? o.body : requestError(o.error, this.#failure()))),
-      (error) => answers.reject(requestError(error, this.#failure())),
-    );
-    return {
-      answers: answers.promise,
-      finished: tracked.finished,
-      cancel: () => tracked.cancel("client"),
-      timeOut: () => tracked.cancel("timeout"),
-    };
+    return startBatchRun(worker.runBatch(samples, debug), this.#calls, this.#failure);
   }
 
   /** Stops the worker (shutdown message, then SIGKILL after the grace period). */
@@ -317,9 +234,8 @@ export class Replica {
     else this.#fire(this.#oom !== undefined ? "oom" : "lost");
   }
 
-  #failure(): FailureContext {
-    return { api: this.#o.api, oom: this.#oom, stopping: this.#stopping };
-  }
+  /** What a failed request's answer depends on (see ./request_errors.ts). */
+  readonly #failure = (): FailureContext => ({ api: this.#o.api, oom: this.#oom, stopping: this.#stopping });
 
   /** SIGTERM, then SIGKILL after the grace period. */
   #terminate(worker: ReplicaWorker): void {
