@@ -3,13 +3,11 @@
  * as one state:
  *
  * ```
- *            ┌──────────── returned (its worker was lost before it started) ───┐
- *            ▼                                                                 │
- * queued ──dispatch──▶ sent ───────────────────────────────────────────────────┤
- *   │   └─batch──────▶ batched                                                 │
- *   │                    │                                                     ▼
- *   └─▶ answered        └────────────▶ finished ◀───────────────────────── (ran)
- *   (queue timeout, client gone, not ready, shutting down, queue full)
+ * queued ──dispatch──▶ sent ──(the replica is done with it)──▶ finished
+ *   │  ▲                 │
+ *   │  └───returned──────┘  (its worker was lost before it started it)
+ *   ├──batch──▶ batched ──(the replica is done with the batch)──▶ finished
+ *   └──▶ answered  (queue timeout, client gone, not ready, shutting down, queue full)
  * ```
  *
  * `sent` covers a request waiting in the worker behind a running one
@@ -21,7 +19,7 @@
  */
 import type { RunningBatch } from "./batcher.ts";
 import type { ApiError } from "../errors/api_error.ts";
-import type { Prediction } from "./pool.ts";
+import type { Prediction, SubmitOptions } from "./pool.ts";
 import type { ReplicaBatchRun, ReplicaRun } from "./replica.ts";
 
 /** Where a job is in its life (see the module doc). */
@@ -59,9 +57,11 @@ export class Job {
   /** Stops watching the deadline and the client (set by the pool when it arms the job). */
   release: () => void = NOTHING;
 
+  /** A job queued now, to wait at most `queueTimeoutMs`; `resolve` and `reject` answer its caller. */
   constructor(
     sample: Uint8Array,
-    options: { debug: boolean; onBatch: ((size: number) => void) | undefined; queueTimeoutMs: number },
+    options: Pick<SubmitOptions, "debug" | "onBatch">,
+    queueTimeoutMs: number,
     resolve: (value: Prediction) => void,
     reject: (error: Error) => void,
   ) {
@@ -69,7 +69,7 @@ export class Job {
     this.debug = options.debug;
     this.onBatch = options.onBatch;
     this.arrived = performance.now();
-    this.deadlineAt = this.arrived + options.queueTimeoutMs;
+    this.deadlineAt = this.arrived + queueTimeoutMs;
     this.#resolve = resolve;
     this.#reject = reject;
   }

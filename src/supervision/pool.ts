@@ -204,16 +204,7 @@ export class ApiPool {
     const refused = this.refusal();
     if (refused !== undefined) return Promise.reject(refused);
     return new Promise<Prediction>((resolve, reject) => {
-      const job = new Job(
-        sample,
-        {
-          debug: options.debug,
-          onBatch: options.onBatch,
-          queueTimeoutMs: this.#queueTimeoutMs,
-        },
-        resolve,
-        reject,
-      );
+      const job = new Job(sample, options, this.#queueTimeoutMs, resolve, reject);
       if (!this.#queue.push(job)) {
         reject(this.#queueFull.of(this.#queue.length));
         return;

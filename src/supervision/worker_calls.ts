@@ -63,6 +63,16 @@ export type CallState = "waiting" | "running" | "finished" | "dropped";
  */
 export type RunEnd = "done" | "returned";
 
+/** How a call is tracked. */
+export interface CallOptions {
+  /** A batch (never has a call sent behind it). */
+  readonly batch: boolean;
+  /** Answers the call's caller at once when it is cancelled or withdrawn. */
+  readonly fail: (error: ApiError) => void;
+  /** Called when the worker starts the call. */
+  readonly onStart?: (() => void) | undefined;
+}
+
 /** One request or batch sent to the worker. */
 export class TrackedCall {
   readonly batch: boolean;
@@ -75,17 +85,14 @@ export class TrackedCall {
   readonly #fail: (error: ApiError) => void;
   readonly #onStart: (() => void) | undefined;
 
-  constructor(
-    calls: WorkerCalls,
-    call: WorkerCall,
-    options: { batch: boolean; running: boolean; fail: (error: ApiError) => void; onStart?: () => void },
-  ) {
+  /** Made by {@link WorkerCalls.add}. */
+  constructor(calls: WorkerCalls, call: WorkerCall, running: boolean, options: CallOptions) {
     this.#calls = calls;
     this.#call = call;
     this.batch = options.batch;
     this.#fail = options.fail;
     this.#onStart = options.onStart;
-    this.#state = options.running ? "running" : "waiting";
+    this.#state = running ? "running" : "waiting";
     this.finished = call.finished.then((end) => calls.ended(this, end));
   }
 
@@ -193,17 +200,9 @@ export class WorkerCalls {
   }
 
   /** Tracks `call`, just sent to the worker: it runs at once when nothing else does. */
-  add(
-    call: WorkerCall,
-    options: { batch: boolean; fail: (error: ApiError) => void; onStart?: (() => void) | undefined },
-  ): TrackedCall {
+  add(call: WorkerCall, options: CallOptions): TrackedCall {
     const running = this.#calls.length === 0;
-    const tracked = new TrackedCall(this, call, {
-      batch: options.batch,
-      running,
-      fail: options.fail,
-      ...(options.onStart === undefined ? {} : { onStart: options.onStart }),
-    });
+    const tracked = new TrackedCall(this, call, running, options);
     this.#calls.push(tracked);
     if (running) options.onStart?.();
     return tracked;
