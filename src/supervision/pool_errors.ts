@@ -6,13 +6,14 @@
  */
 import { ApiError } from "../errors/api_error.ts";
 import type { Replica } from "./replica.ts";
+import { STATE_INFO } from "./replica_states.ts";
 
 /** 503: no replica is ready or coming back; says why (the last error) and when to retry. */
 export function notReadyError(api: string, replicas: readonly Replica[]): ApiError {
   const starting = replicas.some((r) => r.state === "starting");
   const failed = replicas.find((r) => r.lastError !== undefined);
   const why = failed?.lastError !== undefined
-    ? `${failed.state.replace("_", " ")}: ${failed.lastError}`
+    ? `${STATE_INFO[failed.state].label}: ${failed.lastError}`
     : starting
     ? "starting"
     : "no replica is running";

@@ -19,7 +19,13 @@ import { type BackoffOptions, RestartBackoff } from "./backoff.ts";
 import { NO_COUNTERS, type SupervisionCounters } from "./counters.ts";
 import { Emitter } from "./events.ts";
 import { watchMemory } from "./memory_watch.ts";
-import { nextState, type ReplicaEffect, type ReplicaEvent, type ReplicaState } from "./replica_states.ts";
+import {
+  isReady,
+  nextState,
+  type ReplicaEffect,
+  type ReplicaEvent,
+  type ReplicaState,
+} from "./replica_states.ts";
 import type { ReplicaWorker, SpawnWorker } from "./replica_worker.ts";
 import type { CancelReason, FailureContext } from "./request_errors.ts";
 import { type ReplicaBatchRun, type ReplicaRun, startBatchRun, startRun } from "./replica_run.ts";
@@ -307,7 +313,7 @@ export class Replica {
     if (this.#stopping) return exit;
     this.#lastError = this.#oom !== undefined ? `Worker ${this.#oom}` : `Worker ${describeExit(exit)}`;
     if (this.#oom !== undefined && this.#state !== "out_of_memory") this.#fire("oom");
-    else if (this.#state === "ready" || this.#state === "busy") this.#fire("lost");
+    else if (isReady(this.#state)) this.#fire("lost");
     return exit;
   }
 
