@@ -65,6 +65,28 @@ async function run(
   logger.info("python", { executable: interpreter.executable, version: interpreter.version });
   for (const warning of interpreter.warnings) logger.warn(warning, { python: interpreter.executable });
   const workerPath = await writeWorker(stateDir);
+  // Durable jobs outlive every deployment too: the runner is given each version's pools.
+  const jobsStore = options.jobs.store;
+  await using jobs = jobsStore.kind === "off" ? undefined : new JobService({
+    store: await openJobStore(jobsStore, {
+      stateDir,
+      leaseMs: options.jobs.leaseMs,
+      ttlMs: options.jobs.ttlMs,
+    }),
+    logger,
+    ttlMs: options.jobs.ttlMs,
+    leaseMs: options.jobs.leaseMs,
+    maxAttempts: options.jobs.maxAttempts,
+    maxQueued: options.jobs.maxQueued,
+  });
+  if (jobs) logger.info("jobs", { store: jobs.store.description });
+  // The server's metrics outlive every deployment: restarts and cancels of
+  // any version are counted in them as they happen.
+  const metrics = new ServerMetrics({
+    pools: () => reloader.current.deployment.pools.values(),
+    build: { version: VERSION, protocol: PROTOCOL_VERSION },
+    ...(jobs === undefined ? {} : { jobs: (api: string) => jobs.depth(api) }),
+  });
   const runtime = {
     workerPath,
     maxFrameBytes: options.maxFrameBytes,
@@ -80,6 +102,7 @@ async function run(
     scale: { windowMs: options.scaleWindowMs, cooldownMs: options.scaleCooldownMs },
     enforceMem: options.enforceMem,
     modelDir: modelDir(stateDir),
+    counters: metrics,
   };
   /** Config → staging → Python environment → a deployment not yet started; at startup and on reload. */
   const buildDeployment = async (): Promise<Deployment> => {
@@ -119,27 +142,7 @@ async function run(
 
   deployment.start();
 
-  const jobsStore = options.jobs.store;
-  await using jobs = jobsStore.kind === "off" ? undefined : new JobService({
-    store: await openJobStore(jobsStore, {
-      stateDir,
-      leaseMs: options.jobs.leaseMs,
-      ttlMs: options.jobs.ttlMs,
-    }),
-    logger,
-    ttlMs: options.jobs.ttlMs,
-    leaseMs: options.jobs.leaseMs,
-    maxAttempts: options.jobs.maxAttempts,
-    maxQueued: options.jobs.maxQueued,
-  });
-  if (jobs) logger.info("jobs", { store: jobs.store.description });
   jobs?.usePools(deployment.pools);
-
-  const metrics = new ServerMetrics({
-    pools: () => reloader.current.deployment.pools.values(),
-    build: { version: VERSION, protocol: PROTOCOL_VERSION },
-    ...(jobs === undefined ? {} : { jobs: (api: string) => jobs.depth(api) }),
-  });
   const stats = new RequestStats();
   const buildApp = (project: ResolvedProject, pools: ReadonlyMap<string, ApiPool>): CortexApp =>
     createApp({
