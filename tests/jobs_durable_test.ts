@@ -145,3 +145,19 @@ Deno.test("--jobs off: no job routes, Prefer: respond-async is answered synchron
   assert.equal((await (await fetch(`${server.url}/`)).json()).apis[0].jobs, null);
   assert.doesNotMatch(await (await fetch(`${server.url}/metrics`)).text(), /cortex_serve_jobs/);
 });
+
+Deno.test("jobs go on across a reload (SIGHUP): queued ones run on the new version", async () => {
+  await using project = await asyncProject();
+  await using server = await startServer(project.path);
+  const before = await submitJobs(`${server.url}/api`, 6, { sleep: 0.2 });
+  server.kill("SIGHUP");
+  await server.waitFor((r) => String(r.msg).startsWith("reloaded"));
+  const after = await submitJobs(`${server.url}/api`, 3);
+  await eventually("every job to complete", async () => {
+    for (const id of [...before, ...after]) {
+      const view = await (await fetch(`${server.url}/api/${id}`)).json();
+      if (view.status !== "completed") return false;
+    }
+    return true;
+  });
+});
