@@ -134,6 +134,7 @@ async function run(
       logger,
       keys: security.keys,
       cors: security.cors,
+      version: VERSION,
     });
   const reloader: Reloader = new Reloader({
     deployment,

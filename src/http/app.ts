@@ -22,6 +22,8 @@ import { addConsoleRoutes, consolePage, wantsConsolePage } from "./console/route
 import { AccessLog, Exchange } from "./exchange.ts";
 import { ErrorAnswers, errorResponse } from "./error_answer.ts";
 import { type PredictContext, PredictRoute } from "./predict.ts";
+import { addOpenApiRoute } from "./openapi.ts";
+import { addInferenceV2Routes } from "./inference_v2.ts";
 
 export type { AppEnv };
 
@@ -44,6 +46,8 @@ export interface AppOptions {
   readonly cors?: CorsPolicy;
   /** Recent requests and log lines shown by the console; pass the server's own to keep them across reloads. */
   readonly activity?: ConsoleActivity;
+  /** The server's version, for `GET /openapi.json` and `GET /v2`. */
+  readonly version?: string;
 }
 
 /** The app and the counters it keeps. */
@@ -155,6 +159,14 @@ export function createApp(options: AppOptions): CortexApp {
     );
   });
   addConsoleRoutes(app, { project, pools, stats, activity });
+  const version = options.version ?? "unknown";
+  addOpenApiRoute(app, {
+    project,
+    version,
+    metrics: options.metrics !== undefined,
+    keys: options.keys !== undefined,
+  });
+  addInferenceV2Routes(app, { ...options, version });
   app.get("/", (c) => {
     if (wantsConsolePage(c)) return consolePage(c);
     c.header("vary", "Accept");
