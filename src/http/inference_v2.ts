@@ -143,8 +143,7 @@ async function infer(c: Context<AppEnv>, model: Model, options: InferenceV2Optio
   x.queueMs = round(prediction.queueMs);
   const answer = prediction.answer;
   if (answer.type === "stream") {
-    // Leaving the iteration cancels the request in the worker.
-    await answer.stream[Symbol.asyncIterator]().return?.();
+    await cancelStream(answer.stream);
     throw new ApiError(
       "BAD_REQUEST",
       `Api ${model.api.name} streams its answer, which the Open Inference Protocol cannot carry: ` +
@@ -166,6 +165,15 @@ async function infer(c: Context<AppEnv>, model: Model, options: InferenceV2Optio
     });
   }
   return c.json({ model_name: model.api.name, id: call.id ?? x.requestId, outputs });
+}
+
+/** Stops a stream: leaving its iteration (once started) cancels the request in the worker. */
+async function cancelStream(stream: AsyncIterable<Uint8Array>): Promise<void> {
+  try {
+    for await (const _ of stream) break;
+  } catch {
+    // It ended with an error: nothing left to cancel.
+  }
 }
 
 /** The metadata tensors of a model's inputs: the keys of its `sample.json` object, else none. */
