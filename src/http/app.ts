@@ -24,6 +24,7 @@ import { ErrorAnswers, errorResponse } from "./error_answer.ts";
 import { type PredictContext, PredictRoute } from "./predict.ts";
 import { addOpenApiRoute } from "./openapi.ts";
 import { addInferenceV2Routes } from "./inference_v2.ts";
+import { startTracing, tracingEnabled } from "./tracing.ts";
 
 export type { AppEnv };
 
@@ -61,6 +62,7 @@ export interface CortexApp {
 export function createApp(options: AppOptions): CortexApp {
   const { project, pools, logger } = options;
   const app = new Hono<AppEnv>();
+  const traced = tracingEnabled() ? startTracing(app, { project, pools, logger }) : undefined;
   const stats = options.stats ?? new RequestStats();
   const activity = options.activity ?? new ConsoleActivity();
   const pacer = new ShedPacer();
@@ -215,6 +217,7 @@ export function createApp(options: AppOptions): CortexApp {
     return route(request, env, executionCtx);
   };
 
+  traced?.(app);
   return { app, stats, activity };
 }
 
