@@ -6,8 +6,10 @@
  * the error answers. It is built once per app, on the first request, and
  * goes through the router like every route but the predictions.
  *
- * `predict` is untyped to the server, so a sample is described as a generic
- * JSON object (any JSON value when the API's `sample.json` is not an object).
+ * A sample's schema comes from the type hint of `predict`'s sample parameter
+ * when there is one (./openapi_hints.ts reads the inference file's text);
+ * an untyped sample is a generic JSON object (any JSON value when the API's
+ * `sample.json` is not an object). The return type hint describes the answer.
  *
  * @module
  */
@@ -15,7 +17,9 @@ import type { Hono } from "hono";
 import type { ResolvedApi, ResolvedProject } from "../config/types.ts";
 import { ApiError } from "../errors/api_error.ts";
 import type { AppEnv } from "./app_env.ts";
+import { join } from "node:path";
 import { samples } from "./console/data.ts";
+import { type PredictHints, predictHints } from "./openapi_hints.ts";
 import { inferenceV2Paths, inferenceV2Schemas, requestExample } from "./inference_v2_openapi.ts";
 import { components, errorResponses, jsonContent, type OpenApiObject, ref } from "./openapi_schemas.ts";
 
@@ -37,7 +41,9 @@ export interface OpenApiSources {
 export function addOpenApiRoute(app: Hono<AppEnv>, sources: OpenApiSources): void {
   let document: Promise<string> | undefined;
   app.get(OPENAPI_PATH, async (c) => {
-    document ??= samples(sources.project).then((found) => JSON.stringify(openApiDocument(sources, found)));
+    document ??= Promise.all([samples(sources.project), hints(sources.project)]).then(([found, hinted]) =>
+      JSON.stringify(openApiDocument(sources, found, hinted))
+    );
     return c.body(await document, 200, { "content-type": "application/json" });
   });
   app.all(OPENAPI_PATH, () => {
@@ -45,20 +51,36 @@ export function addOpenApiRoute(app: Hono<AppEnv>, sources: OpenApiSources): voi
   });
 }
 
+/** Each API's type hints of `predict` (./openapi_hints.ts), by API name; none when its file cannot be read. */
+export async function hints(project: ResolvedProject): Promise<Record<string, PredictHints>> {
+  const entries = await Promise.all(project.apis.map(async (api) => {
+    try {
+      const source = await Deno.readTextFile(join(project.root, api.inference));
+      const method = api.pythonInterface === "python_predictor";
+      return [api.name, predictHints(source, { batched: api.batching !== undefined, method })] as const;
+    } catch {
+      return [api.name, {}] as const;
+    }
+  }));
+  return Object.fromEntries(entries);
+}
+
 /**
  * The document for `sources`, with `sampleTexts` (API name → the text of its
- * `sample.json`, or null) as request examples.
+ * `sample.json`, or null) as request examples and `hinted` (API name →
+ * what `predict`'s type hints say) as schemas.
  */
 export function openApiDocument(
   sources: OpenApiSources,
   sampleTexts: Readonly<Record<string, string | null>>,
+  hinted: Readonly<Record<string, PredictHints>> = {},
 ): OpenApiObject {
   const { project, keys } = sources;
   const paths: Record<string, OpenApiObject> = {};
   const v2Examples: Record<string, OpenApiObject> = {};
   for (const api of project.apis) {
     const sample = parseSample(sampleTexts[api.name] ?? null);
-    paths[api.endpoint] = apiPath(api, sample, keys);
+    paths[api.endpoint] = apiPath(api, sample, hinted[api.name] ?? {}, keys);
     const example = requestExample(sample?.value);
     if (example !== undefined) v2Examples[api.name] = example;
   }
@@ -95,8 +117,15 @@ function parseSample(text: string | null): { value: unknown } | undefined {
   }
 }
 
-/** The schema of an untyped predictor's sample. */
-function sampleSchema(sample: { value: unknown } | undefined): OpenApiObject {
+/** The schema of a predictor's sample: from its type hints, else generic. */
+function sampleSchema(
+  api: ResolvedApi,
+  sample: { value: unknown } | undefined,
+  hints: PredictHints,
+): OpenApiObject {
+  if (hints.sample !== undefined) {
+    return { ...hints.sample, description: `From the type hint of predict's sample in ${api.inference}` };
+  }
   const description = "The sample passed whole to `predict` (its type is not known to the server)";
   const value = sample?.value;
   const isObject = value === undefined ||
@@ -109,7 +138,15 @@ export function operationName(prefix: string, api: string): string {
   return `${prefix}_${api.replace(/\W/g, "_")}`;
 }
 
-function apiPath(api: ResolvedApi, sample: { value: unknown } | undefined, keys: boolean): OpenApiObject {
+function apiPath(
+  api: ResolvedApi,
+  sample: { value: unknown } | undefined,
+  hints: PredictHints,
+  keys: boolean,
+): OpenApiObject {
+  const prediction = hints.prediction === undefined
+    ? { description: "`predict`'s return value" }
+    : { ...hints.prediction, description: `From the return type hint of predict in ${api.inference}` };
   const auth = keys ? ["401"] : [];
   const streamItems = "One JSON value per item, when `predict` returns a generator";
   return {
@@ -133,14 +170,14 @@ function apiPath(api: ResolvedApi, sample: { value: unknown } | undefined, keys:
       ],
       requestBody: {
         required: true,
-        content: jsonContent(sampleSchema(sample), sample?.value),
+        content: jsonContent(sampleSchema(api, sample, hints), sample?.value),
       },
       responses: {
         "200": {
           description: "The prediction",
           headers: requestIdHeader(),
           content: {
-            "application/json": { schema: { description: "`predict`'s return value" } },
+            "application/json": { schema: prediction },
             "application/x-ndjson": { schema: { type: "string", description: streamItems } },
             "text/event-stream": { schema: { type: "string", description: streamItems } },
           },
