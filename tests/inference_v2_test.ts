@@ -227,6 +227,8 @@ Deno.test("inference v2: a real server speaks the protocol's REST schema", async
   const metrics = await (await get("/metrics")).text();
   assert.match(metrics, /cortex_serve_requests_total\{api="echo",status="200"\} [4-9]/);
   assert.match(metrics, /cortex_serve_requests_total\{api="streams",status="400"\} 2/);
+  // Metadata and ready probes are not requests of the API.
+  assert.match(metrics, /cortex_serve_requests_total\{api="classifier",status="200"\} 1\n/);
   const logged = await server.waitFor((r) => r.msg === "request" && r.path === "/v2/models/classifier/infer");
   assert.equal(logged.api, "classifier");
 });

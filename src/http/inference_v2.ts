@@ -71,7 +71,6 @@ export function addInferenceV2Routes(app: Hono<AppEnv>, options: InferenceV2Opti
         `Unknown model '${name}': the models are the deployment's APIs (${names})`,
       );
     }
-    c.get("exchange").api = model.api.name;
     return model;
   };
   /** Answers V2 errors as `{"error": ...}`. */
@@ -125,6 +124,8 @@ function unrouted(method: string, path: string): ApiError {
 /** `POST /v2/models/{api}/infer`. */
 async function infer(c: Context<AppEnv>, model: Model, options: InferenceV2Options): Promise<Response> {
   const x = c.get("exchange");
+  // Counted and logged as a request of the API, like its own endpoint's (the metadata and ready routes are not).
+  x.api = model.api.name;
   const refused = model.pool.refusal();
   if (refused !== undefined) throw refused;
   const body = await readBody(c.req.raw, options.maxBodyBytes);
