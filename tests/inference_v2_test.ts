@@ -351,3 +351,19 @@ Deno.test("inference v2: a prediction to outputs: kinds, floats written as float
   assert.deepEqual(outputsOf(parsePrediction('[{"a": 1.5}]')), [json('[{"a":1.5}]')]);
   assert.deepEqual(outputsOf(parsePrediction("null")), [json("null")]);
 });
+
+Deno.test("inference v2: CORS as on the prediction routes, preflight included", async () => {
+  const app = await notReadyApp();
+  const preflight = await app.request("/v2/models/classifier/infer", {
+    method: "OPTIONS",
+    headers: { origin: "https://tools.example", "access-control-request-method": "POST" },
+  });
+  assert.equal(preflight.status, 204);
+  assert.equal(preflight.headers.get("access-control-allow-origin"), "*");
+  const res = await app.request("/v2", { headers: { origin: "https://tools.example" } });
+  assert.equal(res.headers.get("access-control-allow-origin"), "*");
+  await res.body?.cancel();
+  const doc = await app.request("/openapi.json", { headers: { origin: "https://tools.example" } });
+  assert.equal(doc.headers.get("access-control-allow-origin"), "*");
+  await doc.body?.cancel();
+});

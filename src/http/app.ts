@@ -95,6 +95,8 @@ export function createApp(options: AppOptions): CortexApp {
   if (cors !== undefined) {
     const middleware = corsMiddleware(cors);
     project.apis.forEach((api) => app.use(api.endpoint, middleware));
+    // The Open Inference Protocol's routes predict too, and browser tools read the OpenAPI document.
+    for (const path of ["/v2", "/v2/*", "/openapi.json"]) app.use(path, middleware);
   }
   if (options.keys !== undefined) app.use(requireApiKey(options.keys, logger, rejections));
 
