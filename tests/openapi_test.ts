@@ -14,6 +14,7 @@ import { type CortexApp, createApp } from "../src/http/app.ts";
 import { ServerMetrics } from "../src/http/metrics.ts";
 import { Logger } from "../src/log/logger.ts";
 import { KeyStore } from "../src/security/api_keys.ts";
+import { OPEN_PATHS } from "../src/http/auth.ts";
 import { ApiPool } from "../src/supervision/pool.ts";
 import { makeProject, ROOT, startServer, tempDir } from "./_helpers.ts";
 
@@ -133,8 +134,20 @@ Deno.test("openapi: with API keys, the schemes are declared, the probes are open
   await validate(document);
   assert.deepEqual(Object.keys(document.components.securitySchemes).sort(), ["apiKey", "bearer"]);
   assert.deepEqual(document.security, [{ bearer: [] }, { apiKey: [] }]);
-  assert.deepEqual(document.paths["/livez"].get.security, []);
-  assert.deepEqual(document.paths["/healthz"].get.security, []);
+  // Exactly the server's open paths are open in the document; every other operation may answer 401.
+  for (const [path, item] of Object.entries<Json>(document.paths)) {
+    for (const [method, operation] of Object.entries<Json>(item)) {
+      if (method === "parameters") continue;
+      if (OPEN_PATHS.has(path)) {
+        assert.deepEqual(operation.security, [], `${method} ${path} is open`);
+        assert.equal(operation.responses["401"], undefined, `${method} ${path} answers no 401`);
+      } else {
+        assert.equal(operation.security, undefined, `${method} ${path} needs a key`);
+        assert.ok(operation.responses["401"], `${method} ${path} documents its 401`);
+      }
+    }
+  }
+  assert.ok(OPEN_PATHS.has("/v2/health/ready"));
   assert.ok(document.paths["/iris/classifier"].post.responses["401"]);
 });
 

@@ -113,16 +113,17 @@ export function inferenceV2Paths(
   };
   const error = (description: string) => ({ description, content: jsonContent(ref("schemas", V2_ERROR)) });
   const auth = keys ? { "401": error("Missing or invalid API key") } : {};
-  const health = (operationId: string, summary: string, extra: OpenApiObject = {}) => ({
+  /** A health route; `open` ones need no API key (see src/http/auth.ts). */
+  const health = (operationId: string, summary: string, open: boolean) => ({
     get: {
       tags: ["open inference protocol"],
       operationId,
       summary,
-      ...extra,
+      ...(keys && open ? { security: [] } : {}),
       responses: {
         "200": { description: "Yes (empty body)" },
         "400": { description: "No (empty body)" },
-        ...auth,
+        ...(open ? {} : auth),
       },
     },
   });
@@ -141,8 +142,8 @@ export function inferenceV2Paths(
         },
       },
     },
-    "/v2/health/live": health("v2_server_live", "The server is live"),
-    "/v2/health/ready": health("v2_server_ready", "Every model (API) is ready"),
+    "/v2/health/live": health("v2_server_live", "The server is live", true),
+    "/v2/health/ready": health("v2_server_ready", "Every model (API) is ready", true),
     "/v2/models/{name}": {
       parameters: [model],
       get: {
@@ -158,7 +159,7 @@ export function inferenceV2Paths(
     },
     "/v2/models/{name}/ready": {
       parameters: [model],
-      ...health("v2_model_ready", "The model (API) is ready"),
+      ...health("v2_model_ready", "The model (API) is ready", false),
     },
     "/v2/models/{name}/infer": {
       parameters: [model],
