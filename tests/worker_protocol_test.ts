@@ -11,7 +11,7 @@ import {
   type WorkerMessage,
 } from "../src/python/protocol.ts";
 import { InitFailedError } from "../src/python/worker_process.ts";
-import { WORKER_SOURCE } from "../src/python/worker_source.ts";
+import { writeWorker } from "../src/python/worker_source.ts";
 import { PYTHON, ROOT, tempDir } from "./_helpers.ts";
 import { initFields, json, parse, spawnWorker, startWorker, within } from "./_worker.ts";
 
@@ -41,11 +41,7 @@ async function initWith(
     join(dir.path, "inference.py"),
     "def predict(sample, metadata):\n    return sample\n",
   );
-  let workerPath = program;
-  if (workerPath === undefined) {
-    workerPath = join(dir.path, "worker.py");
-    await Deno.writeTextFile(workerPath, WORKER_SOURCE);
-  }
+  const workerPath = program ?? await writeWorker(dir.path);
   const lines: string[] = [];
   const worker = spawnWorker(dir.path, workerPath, lines);
   let error: unknown;
@@ -151,8 +147,7 @@ async function sendRawAfterReady(payload: Uint8Array): Promise<{ code: number; l
     join(dir.path, "inference.py"),
     "def predict(sample, metadata):\n    return sample\n",
   );
-  const workerPath = join(dir.path, "worker.py");
-  await Deno.writeTextFile(workerPath, WORKER_SOURCE);
+  const workerPath = await writeWorker(dir.path);
   const listener = ChannelListener.open(join(dir.path, "run"));
   const child = new Deno.Command(PYTHON, {
     args: [workerPath, "--max-frame", "65536", "--channel", listener.path],
