@@ -15,7 +15,7 @@ class NotSerializable(TypeError):
 
 
 def to_json_value(value):
-    """`default` hook for json.dumps: the SPEC §4 conversions."""
+    """`default` hook for json.dumps: numpy values, sets, bytes (base64), dates (ISO 8601), Decimals."""
     module = type(value).__module__
     if module == "numpy" and hasattr(value, "tolist"):
         return value.tolist()
@@ -56,6 +56,13 @@ def finite(value):
 dumps = json.JSONEncoder(
     default=to_json_value, allow_nan=False, ensure_ascii=False, separators=(",", ":"),
 ).encode
+
+
+# What serialize raises for a value that cannot become JSON.
+SERIALIZE_ERRORS = (TypeError, ValueError, RecursionError)
+
+# Samples arrive as UTF-8 JSON bytes.
+loads = json.loads
 
 
 def serialize(prediction):

@@ -35,19 +35,18 @@ SPIN_WHEN_WAITED = 200e-6
 
 
 class Channel:
-    """The control channel: length-prefixed frames over two private file
-    descriptors. A payload is a msgpack map, or a raw frame: `predict`
+    """The control channel: length-prefixed frames over one connected socket's
+    file descriptor. A payload is a msgpack map, or a raw frame: `predict`
     [0x01][u64 id][u8 flags][sample] in, `result` [0x02][u64 id][prediction]
     out (see src/python/protocol.ts)."""
 
-    def __init__(self, fd_in, fd_out, max_frame, spin=False):
-        self.fd_in = fd_in
-        self.fd_out = fd_out
+    def __init__(self, fd, max_frame, spin=False):
+        self.fd = fd
         self.max_frame = max_frame
-        self.reader = io.FileIO(fd_in, "rb", closefd=False)
+        self.reader = io.FileIO(fd, "rb", closefd=False)
         # For the polls of `_read` (the main channel only); it owns no more than
         # the channel does: both live as long as the worker.
-        self.sock = socket.socket(fileno=fd_in) if spin else None
+        self.sock = socket.socket(fileno=fd) if spin else None
         self.last_wait = 1.0
         # Bytes read and not yet taken: buffer[start:end]. One read usually
         # brings a whole frame (or several), so a frame costs one syscall.
@@ -152,6 +151,10 @@ class Channel:
         payload = self._payload(message)
         return HEADER.pack(len(payload)) + payload
 
+    def pack_item(self, request_id, body):
+        """A framed `item` of a stream; OverflowError when it is over the maximum frame size."""
+        return self.pack({"type": "item", "id": request_id, "value": body})
+
     def _result_head(self, request_id, body):
         """Length prefix and raw `result` header; OverflowError when the frame is too large."""
         length = RAW_RESULT_HEAD_BYTES + len(body)
@@ -177,11 +180,11 @@ class Channel:
     def _writev(self, header, payload):
         with self.send_lock:
             # Header and payload in one syscall, without copying the payload behind the header.
-            written = os.writev(self.fd_out, (header, payload))
+            written = os.writev(self.fd, (header, payload))
             if written < len(header) + len(payload):  # a short write: finish from where it stopped
                 data = memoryview(header + payload)[written:]
                 while data:
-                    data = data[os.write(self.fd_out, data):]
+                    data = data[os.write(self.fd, data):]
 
     def send_many(self, messages):
         """Sends several messages (dicts, or frames from `pack`) with one write."""
@@ -191,7 +194,7 @@ class Channel:
         data = memoryview(data)
         with self.send_lock:
             while data:
-                written = os.write(self.fd_out, data)
+                written = os.write(self.fd, data)
                 data = data[written:]
 
 

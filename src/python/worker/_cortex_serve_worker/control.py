@@ -205,7 +205,7 @@ class Control:
             if self.closed:
                 break
             if not channel.has_frame():
-                ready, _, _ = select.select([channel.fd_in, self.wake_r], [], [])
+                ready, _, _ = select.select([channel.fd, self.wake_r], [], [])
                 if self.wake_r in ready:
                     self._drain_wake()
                     continue

@@ -30,7 +30,7 @@ def signature_text(name, fn):
 
 
 class Interface:
-    """One loaded inference file: `init()` once, then `predict(sample)`.
+    """One loaded inference file: `init()` once, then `pre`, `run` and `post` per request.
     `has_pre`/`has_post`: whether `pre`/`post` do anything (the hot path skips them otherwise)."""
 
     has_pre = False
@@ -47,9 +47,6 @@ class Interface:
 
     def post(self, prediction):
         return prediction
-
-    def predict(self, sample):
-        return self.post(self.run(self.pre(sample)))
 
 
 class ModuleInterface(Interface):

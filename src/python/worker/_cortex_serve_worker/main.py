@@ -34,7 +34,7 @@ def main(argv):
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     main_fd, cancel_fd = take_over_stdio(channel_path)
     watch_parent()
-    worker = Worker(Channel(main_fd, main_fd, max_frame, spin=True), Channel(cancel_fd, cancel_fd, max_frame))
+    worker = Worker(Channel(main_fd, max_frame, spin=True), Channel(cancel_fd, max_frame))
     # Cancellation reaches the main thread as SIGUSR1 (see Control).
     signal.signal(signal.SIGUSR1, worker.control.on_signal)
     try:

@@ -3,12 +3,11 @@ time in order (Worker.serve), each answered as a raw `result`, a stream of
 `item` frames and `end`, or an `error`. The hot path: names it uses per
 request are bound at import or kept in locals."""
 
-import json
 import os
 import sys
 import traceback
 
-from .answers import PLAIN_TYPES, batch_shape_error, is_stream, serialize
+from .answers import PLAIN_TYPES, SERIALIZE_ERRORS, batch_shape_error, is_stream, loads, serialize
 from .control import Cancelled, Control
 from .interfaces import Interface, build_interface
 from .process import flush_output, log, truncate
@@ -24,7 +23,6 @@ class Worker:
         self.channel = channel
         self.control = Control(channel, cancels)
         self.interface = Interface()
-        self.metadata = {}
         self.api = "?"
         self.window = DEFAULT_STREAM_WINDOW
 
@@ -44,7 +42,6 @@ class Worker:
             })
             return False
         self.api = message["api"]
-        self.metadata = message.get("metadata") or {}
         self.window = max(1, int(message.get("stream_window") or DEFAULT_STREAM_WINDOW))
         relative = os.path.relpath(message["inference"], message["project_dir"])
         try:
@@ -106,18 +103,25 @@ class Worker:
         sys.stderr.write(tb)
         return error_frame(request_id, "predict", describe(exc), tb)
 
+    def trace(self, request_id, what, data):
+        """Logs a sample or an answer of a request sent with the debug flag."""
+        text = bytes(data).decode("utf-8", "replace")
+        log("api %s request %d %s: %s" % (self.api, request_id, what, truncate(text)))
+
+    # The three answer paths (a request, a stream's item, a batch's request)
+    # share the error frames below; the single request's path stays inline,
+    # without calls the others need (it is the hot path).
+
     def predict(self, job):
         request_id = job.ids[0]
         debug = job.debug
         raw = job.sample
-        try:
-            sample = json.loads(raw)
-        except RecursionError:
-            return self.fail(request_id, "sample", "it nests too deeply to parse", "")
-        except Exception as exc:  # noqa: BLE001 - any parse failure is the client's, never the worker's
-            return self.fail(request_id, "sample", str(exc) or type(exc).__name__, "")
         if debug:
-            log("api %s request %d sample: %s" % (self.api, request_id, truncate(bytes(raw).decode("utf-8", "replace"))))
+            self.trace(request_id, "sample", raw)
+        try:
+            sample = loads(raw)
+        except Exception as exc:  # noqa: BLE001 - any parse failure is the client's, never the worker's
+            return self.channel.send(sample_error(request_id, exc))
         interface = self.interface
         control = self.control
         streaming = False
@@ -145,19 +149,41 @@ class Worker:
             return self.stream(request_id, prediction, debug)
         try:
             body = serialize(prediction)
-        except (TypeError, ValueError, RecursionError) as exc:
-            return self.fail(request_id, "serialize", "cannot serialize the prediction: %s" % exc, traceback.format_exc())
+        except SERIALIZE_ERRORS as exc:
+            return self.channel.send(serialize_error(request_id, "the prediction", exc))
         if debug:
-            log("api %s request %d prediction: %s" % (self.api, request_id, truncate(body.decode("utf-8", "replace"))))
+            self.trace(request_id, "prediction", body)
         try:
             self.channel.send_result(request_id, body)
         except OverflowError as exc:
-            self.fail(request_id, "serialize", "the prediction is too large: %s (raise --max-frame)" % exc, "")
+            self.channel.send(too_large_error(request_id, exc))
+
+    def answer(self, request_id, value, debug, what, pack):
+        """`pack(request_id, body)` of `value` after the post hook, or the error frame saying why not.
+        For an answer that is not the single request's (a stream's item, a batch's request)."""
+        try:
+            value = self.control.call(self.interface.post, value)
+        except BaseException as exc:  # noqa: BLE001
+            if isinstance(exc, KeyboardInterrupt):
+                raise
+            return self.user_error(request_id, exc)
+        try:
+            body = serialize(value)
+        except SERIALIZE_ERRORS as exc:
+            return serialize_error(request_id, what, exc)
+        try:
+            frame = pack(request_id, body)
+        except OverflowError as exc:
+            return too_large_error(request_id, exc)
+        if debug:
+            self.trace(request_id, what, body)
+        return frame
 
     def stream(self, request_id, iterator, debug):
         """Sends the iterator's items as `item` frames, at most `window` ahead of credit."""
         control = self.control
-        post = self.interface.post
+        channel = self.channel
+        pack = channel.pack_item
         sent = 0
         try:
             while True:
@@ -166,28 +192,19 @@ class Worker:
                     item = control.call(next, iterator)
                 except StopIteration:
                     break
-                item = control.call(post, item)
-                try:
-                    body = serialize(item)
-                    frame = self.channel.pack({"type": "item", "id": request_id, "value": body})
-                except (TypeError, ValueError, RecursionError, OverflowError) as exc:
+                frame = self.answer(request_id, item, debug, "item %d of the stream" % sent, pack)
+                if type(frame) is dict:
                     self.close_iterator(iterator)
-                    return self.fail(
-                        request_id, "serialize",
-                        "cannot serialize item %d of the stream: %s" % (sent, exc),
-                        traceback.format_exc(),
-                    )
-                if debug:
-                    log("api %s request %d item %d: %s" % (self.api, request_id, sent, truncate(body.decode("utf-8", "replace"))))
-                self.channel.write(frame)
+                    return channel.send(frame)
+                channel.write(frame)
                 sent += 1
         except BaseException as exc:  # noqa: BLE001
             if isinstance(exc, (KeyboardInterrupt, ProtocolViolation)):
                 raise  # a violation read while waiting for credit ends the worker
             error = self.user_error(request_id, exc)
             self.close_iterator(iterator)
-            return self.channel.send(error)
-        self.channel.send({"type": "end", "id": request_id, "items": sent})
+            return channel.send(error)
+        channel.send({"type": "end", "id": request_id, "items": sent})
 
     def close_iterator(self, iterator):
         """Closes a generator that will not be resumed, so its `finally` blocks run."""
@@ -212,54 +229,46 @@ class Worker:
         ids = []
         samples = []
         for request_id, raw in zip(job.ids, job.samples):
-            try:
-                samples.append(json.loads(raw))
-                ids.append(request_id)
-            except RecursionError:
-                answers[request_id] = error_frame(request_id, "sample", "it nests too deeply to parse", "")
-            except Exception as exc:  # noqa: BLE001 - any parse failure is the client's
-                answers[request_id] = error_frame(request_id, "sample", str(exc) or type(exc).__name__, "")
             if debug:
-                log("api %s request %d sample: %s" % (self.api, request_id, truncate(bytes(raw).decode("utf-8", "replace"))))
-        in_order = lambda: [answers[i] for i in job.ids]  # noqa: E731
-        if not ids:
-            return self.channel.send_many(in_order())
-        try:
-            samples = [call(interface.pre, sample) for sample in samples]
-            predictions = call(interface.run, samples)
-        except BaseException as exc:  # noqa: BLE001
-            if isinstance(exc, KeyboardInterrupt):
-                raise
-            first = self.user_error(ids[0], exc)
-            answers.update((i, dict(first, id=i)) for i in ids)
-            return self.channel.send_many(in_order())
-        wrong = batch_shape_error(predictions, len(ids))
-        if wrong is not None:
-            log("api %s: %s" % (self.api, wrong))
-            answers.update((i, error_frame(i, "predict", wrong, "")) for i in ids)
-            return self.channel.send_many(in_order())
-        for request_id, prediction in zip(ids, predictions):
-            answers[request_id] = self.batch_item(request_id, prediction, debug)
-        self.channel.send_many(in_order())
+                self.trace(request_id, "sample", raw)
+            try:
+                samples.append(loads(raw))
+                ids.append(request_id)
+            except Exception as exc:  # noqa: BLE001 - any parse failure is the client's
+                answers[request_id] = sample_error(request_id, exc)
+        if ids:
+            try:
+                samples = [call(interface.pre, sample) for sample in samples]
+                predictions = call(interface.run, samples)
+            except BaseException as exc:  # noqa: BLE001
+                if isinstance(exc, KeyboardInterrupt):
+                    raise
+                first = self.user_error(ids[0], exc)
+                answers.update((i, dict(first, id=i)) for i in ids)
+            else:
+                wrong = batch_shape_error(predictions, len(ids))
+                if wrong is not None:
+                    log("api %s: %s" % (self.api, wrong))
+                    answers.update((i, error_frame(i, "predict", wrong, "")) for i in ids)
+                else:
+                    pack = self.channel.pack_result
+                    for request_id, prediction in zip(ids, predictions):
+                        answers[request_id] = self.answer(request_id, prediction, debug, "the prediction", pack)
+        self.channel.send_many([answers[i] for i in job.ids])
 
-    def batch_item(self, request_id, prediction, debug):
-        """The answer of one request of a batch: a packed `result`, or an `error` message."""
-        try:
-            prediction = self.control.call(self.interface.post, prediction)
-        except BaseException as exc:  # noqa: BLE001
-            if isinstance(exc, KeyboardInterrupt):
-                raise
-            return self.user_error(request_id, exc)
-        try:
-            body = serialize(prediction)
-            frame = self.channel.pack_result(request_id, body)
-        except (TypeError, ValueError, RecursionError) as exc:
-            return error_frame(request_id, "serialize", "cannot serialize the prediction: %s" % exc, traceback.format_exc())
-        except OverflowError as exc:
-            return error_frame(request_id, "serialize", "the prediction is too large: %s (raise --max-frame)" % exc, "")
-        if debug:
-            log("api %s request %d prediction: %s" % (self.api, request_id, truncate(body.decode("utf-8", "replace"))))
-        return frame
 
-    def fail(self, request_id, kind, error, tb):
-        self.channel.send(error_frame(request_id, kind, error, tb))
+def sample_error(request_id, exc):
+    """The error frame for a sample that is not JSON (the client's fault)."""
+    if isinstance(exc, RecursionError):
+        return error_frame(request_id, "sample", "it nests too deeply to parse", "")
+    return error_frame(request_id, "sample", str(exc) or type(exc).__name__, "")
+
+
+def serialize_error(request_id, what, exc):
+    """The error frame for an answer that cannot become JSON."""
+    return error_frame(request_id, "serialize", "cannot serialize %s: %s" % (what, exc), traceback.format_exc())
+
+
+def too_large_error(request_id, exc):
+    """The error frame for an answer over the maximum frame size."""
+    return error_frame(request_id, "serialize", "the prediction is too large: %s (raise --max-frame)" % exc, "")
