@@ -15,6 +15,7 @@ import { binOf, binValue, LatencyWindow } from "../src/http/console/latency_wind
 import { LogRing, RequestRing } from "../src/http/console/recent.ts";
 import { ConsoleActivity } from "../src/http/console/activity.ts";
 import { consoleState } from "../src/http/console/data.ts";
+import { REPLICA_STATES, STATE_INFO } from "../src/supervision/replica_states.ts";
 import { ROOT, tempDir } from "./_helpers.ts";
 
 const BROWSER_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,*/*;q=0.8";
@@ -89,6 +90,7 @@ Deno.test("the console data: each API's state, counters and last minute, recent 
   assert.equal(data.deployment, "iris");
   assert.equal(data.apis[0].name, "classifier");
   assert.equal(data.apis[0].state, "starting");
+  assert.equal(data.apis[0].state_label, "starting");
   assert.equal(data.apis[0].last_minute.requests, 2);
   assert.equal(data.apis[0].last_minute.errors, 1);
   assert.equal(data.apis[0].last_minute.rate.length, 60);
@@ -184,4 +186,16 @@ Deno.test("an API whose every ready replica is predicting shows as busy", () => 
   assert.equal(consoleState("ready", { ready: 0, busy: 2 }), "busy");
   assert.equal(consoleState("ready", { ready: 1, busy: 1 }), "ready");
   assert.equal(consoleState("restarting", { ready: 0, busy: 0 }), "restarting");
+});
+
+Deno.test("the console styles every replica state of the one list, and takes its labels from the server", async () => {
+  const app = await iris();
+  const css = await (await app.request("/_console/console.css")).text();
+  for (const state of REPLICA_STATES) {
+    assert.match(css, new RegExp(`\\.state-${state}\\b`), `console.css has no .state-${state}`);
+    assert.ok(STATE_INFO[state].label.length > 0);
+  }
+  const js = await (await app.request("/_console/console.js")).text();
+  assert.match(js, /state_label/);
+  assert.doesNotMatch(js, /init failed|out of memory/, "no state list of its own");
 });

@@ -6,6 +6,10 @@
 import assert from "node:assert/strict";
 import { delay, makeProject, post, startServer } from "./_helpers.ts";
 import { checkExposition, type Exposition, parsePrometheus, scrape, valueOf } from "./_prometheus.ts";
+import { ServerMetrics } from "../src/http/metrics.ts";
+import { ApiPool } from "../src/supervision/pool.ts";
+import { waitUntil } from "../src/supervision/events.ts";
+import { fakeReplica, FakeSpawner, recordingLogger } from "./_fake_worker.ts";
 
 const CONFIG = `- kind: deployment
   name: m
@@ -187,4 +191,49 @@ Deno.test("/metrics: request counters, latency histogram, tracker, replica gauge
     assert.equal(res.headers.get("allow"), "GET");
     await res.body?.cancel();
   });
+});
+
+Deno.test("/metrics: restarts of a replica retired between two scrapes are still counted", async () => {
+  const { logger } = recordingLogger("info");
+  let pools: ApiPool[] = [];
+  const metrics = new ServerMetrics({ pools: () => pools });
+  const pool = new ApiPool({
+    api: "api",
+    queuePerReplica: 1,
+    maxReplicas: 2,
+    predictTimeoutMs: 10_000,
+    logger,
+    counters: metrics,
+  });
+  pools = [pool];
+  const spawners = [new FakeSpawner(), new FakeSpawner()];
+  const replicas = spawners.map((spawner, index) =>
+    fakeReplica(spawner, logger, { index, counters: metrics })
+  );
+  pool.setReplicas(replicas);
+  replicas.forEach((r) => r.start());
+  const allReady = () => replicas.every((r) => r.state === "ready") || undefined;
+  await waitUntil([pool.changes], allReady, { timeoutMs: 2000 });
+  const scrapeNow = () => parsePrometheus(metrics.render().body);
+  const restarts = (e: Exposition) => valueOf(e, "cortex_serve_replica_restarts_total", { api: "api" });
+  assert.equal(restarts(scrapeNow()), 0);
+
+  // Replica 1's worker crashes and comes back; autoscaling retires the
+  // replica before the next scrape: its restart is not lost with it.
+  spawners[1]!.last.exit(3);
+  await spawners[1]!.nth(2);
+  await waitUntil([pool.changes], allReady, { timeoutMs: 2000 });
+  assert.equal(pool.retireIdle(), replicas[1]);
+  await replicas[1]!.stop();
+  const after = scrapeNow();
+  assert.equal(pool.replicas.length, 1);
+  assert.equal(restarts(after), 1);
+  assert.equal(valueOf(after, "cortex_serve_scale_events_total", { api: "api", direction: "down" }), 1);
+  assert.equal(valueOf(after, "cortex_serve_scale_events_total", { api: "api", direction: "up" }), 0);
+  assert.equal(valueOf(after, "cortex_serve_cancelled_total", { api: "api", reason: "client" }), 0);
+
+  // A reload replaces the pool: the counter keeps its total.
+  pools = [];
+  assert.equal(restarts(scrapeNow()), 1);
+  await replicas[0]!.stop();
 });

@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import type { ApiError } from "../src/errors/api_error.ts";
 import { ApiPool, type Prediction } from "../src/supervision/pool.ts";
+import { Job } from "../src/supervision/job.ts";
 import { waitUntil } from "../src/supervision/events.ts";
 import { blockFor, fakeReplica, FakeSpawner, recordingLogger, sample } from "./_fake_worker.ts";
 
@@ -142,14 +143,16 @@ Deno.test("pool: predict past --predict-timeout is 504 and the replica restarts;
   await stop();
 });
 
-Deno.test("pool: a client that leaves while queued is dropped before it reaches the worker", async () => {
+Deno.test("pool: a client that leaves while queued is dropped before it reaches the worker: 499, as when running", async () => {
   const { pool, spawners, records, stop } = await makePool();
   const worker = spawners[0]!.last;
   const first = pool.submit(sample(1), { debug: false });
   const client = new AbortController();
   const gone = pool.submit(sample(2), { debug: false, signal: client.signal }).catch((e: ApiError) => e);
   client.abort();
-  assert.equal(((await gone) as ApiError).code, "BAD_REQUEST");
+  const error = (await gone) as ApiError;
+  assert.equal(error.code, "CLIENT_CLOSED");
+  assert.equal(error.status, 499);
   assert.equal(pool.queueLength, 0);
   worker.answer(1);
   await first;
@@ -175,7 +178,7 @@ Deno.test("drain wakes when the last queued job leaves by queue timeout or disco
     if (leave === "disconnect") client.abort();
     assert.equal(await drained, true);
     assert.ok(performance.now() - started < 2000, `drain took ${performance.now() - started} ms`);
-    assert.ok(["QUEUE_TIMEOUT", "BAD_REQUEST"].includes(((await queued) as ApiError).code));
+    assert.ok(["QUEUE_TIMEOUT", "CLIENT_CLOSED"].includes(((await queued) as ApiError).code));
     await stop();
   }
 });
@@ -403,4 +406,44 @@ Deno.test("pipelining: not while predictions are slow, nor when turned off, nor 
   b.pending ? b.answer(0) : undefined;
   await Promise.all(answers);
   await stop();
+});
+
+Deno.test("job: one lifecycle state; it leaves the queue once, and only a sent job comes back", () => {
+  const settled: unknown[] = [];
+  const make = () =>
+    new Job(
+      sample(1),
+      { debug: false },
+      100,
+      (p) => settled.push(p),
+      (e) => settled.push(e),
+    );
+  const dropped = make();
+  assert.equal(dropped.state, "queued");
+  assert.ok(Math.abs(dropped.deadlineAt - dropped.arrived - 100) < 1e-6, "its queue wait");
+  assert.throws(() => dropped.returned(), /Job is queued, not sent/);
+  assert.equal(dropped.clientGone(), true, "a queued job is the pool's to drop");
+  dropped.cancelled = true; // what the queue does when it drops it
+  assert.equal(dropped.state, "answered");
+  assert.equal(dropped.cancelled, true);
+  dropped.answer(new Error("gone"));
+  assert.equal(settled.length, 1);
+  assert.throws(() => dropped.send({} as never), /Job is answered, not queued/);
+
+  const job = make();
+  let cancels = 0;
+  const run = { started: false, cancel: () => cancels++ } as never;
+  job.send(run);
+  assert.equal(job.state, "sent");
+  assert.equal(job.started, false, "the replica says when it started");
+  assert.equal(job.clientGone(), false, "a sent job is cancelled in its replica");
+  assert.equal(cancels, 1);
+  job.returned();
+  assert.equal(job.state, "queued");
+  job.send(run);
+  job.begin(1000, 50);
+  assert.equal(job.deadlineAt, 1050);
+  job.finish();
+  assert.equal(job.state, "finished");
+  assert.equal(job.cancelled, false);
 });

@@ -5,7 +5,16 @@
 import assert from "node:assert/strict";
 import { ApiError } from "../src/errors/api_error.ts";
 import { Replica, type ReplicaRun, type ReplicaState } from "../src/supervision/replica.ts";
-import { nextState, TRANSITIONS } from "../src/supervision/replica_states.ts";
+import {
+  apiState,
+  countStates,
+  isReady,
+  nextState,
+  REPLICA_STATES,
+  STATE_INFO,
+  TRANSITIONS,
+} from "../src/supervision/replica_states.ts";
+import { RestartBackoff } from "../src/supervision/backoff.ts";
 import { waitUntil } from "../src/supervision/events.ts";
 import { FakeSpawner, type FakeWorker, recordingLogger, sample } from "./_fake_worker.ts";
 
@@ -54,6 +63,55 @@ Deno.test("transition table: every state but stopped can stop; an illegal event 
     /Illegal replica transition: event "dispatch" in state "starting"/,
   );
   assert.throws(() => nextState("stopped", "spawn"), /Illegal/);
+});
+
+Deno.test("replica states: one list; the table, the facts and readiness all cover it", () => {
+  assert.deepEqual(Object.keys(TRANSITIONS), [...REPLICA_STATES]);
+  assert.deepEqual(Object.keys(STATE_INFO), [...REPLICA_STATES]);
+  assert.deepEqual(REPLICA_STATES.filter(isReady), ["ready", "busy"]);
+  assert.deepEqual(Object.keys(countStates([])), [...REPLICA_STATES]);
+  assert.equal(countStates(["busy", "busy", "ready"]).busy, 2);
+  assert.equal(apiState(["busy", "init_failed"]), "ready");
+  assert.equal(apiState(["starting", "restarting"]), "restarting");
+  assert.equal(apiState(["init_failed", "out_of_memory"]), "out_of_memory");
+  assert.equal(apiState([]), "starting");
+});
+
+Deno.test("transition table: its effects are what the replica does on the way", () => {
+  for (const [from, events] of Object.entries(TRANSITIONS)) {
+    for (const [event, transition] of Object.entries(events)) {
+      const where = `${from} --${event}--> ${transition.to}`;
+      if (transition.effect === "serve") assert.equal(transition.to, "ready", where);
+      if (transition.effect === "drop") assert.equal(from, "starting", where);
+      if (from === "busy" && transition.to !== "busy" && transition.to !== "ready" && event !== "stop") {
+        assert.equal(transition.effect, "kill", `${where}: a worker left busy must go`);
+      }
+    }
+  }
+  assert.equal(nextState("starting", "ready").effect, "serve");
+  assert.equal(nextState("starting", "init_failed").effect, "drop");
+  assert.equal(nextState("busy", "stuck").effect, "kill");
+});
+
+Deno.test("restart backoff: doubles while workers die before doing any work; a healthy one resets it", () => {
+  let now = 1000;
+  const backoff = new RestartBackoff({ initialMs: 10, maxMs: 40, resetAfterMs: 1000 }, () => now);
+  // Init keeps failing: never ready.
+  assert.deepEqual([backoff.next(), backoff.next(), backoff.next(), backoff.next()], [10, 20, 40, 40]);
+  // Ready, answered a request, then crashed: the shortest delay again.
+  backoff.starting();
+  backoff.ready();
+  backoff.answered();
+  assert.equal(backoff.next(), 10);
+  // Ready but gone before answering anything: backs off further.
+  backoff.starting();
+  backoff.ready();
+  assert.equal(backoff.next(), 20);
+  // Ready and up for resetAfterMs without a request: reset too.
+  backoff.starting();
+  backoff.ready();
+  now += 1000;
+  assert.equal(backoff.next(), 10);
 });
 
 Deno.test("replica: starting → ready → busy → ready, each transition logged at debug", async () => {

@@ -63,6 +63,12 @@ async function run(
   logger.info("python", { executable: interpreter.executable, version: interpreter.version });
   for (const warning of interpreter.warnings) logger.warn(warning, { python: interpreter.executable });
   const workerPath = await writeWorker(stateDir);
+  // The server's metrics outlive every deployment: restarts and cancels of
+  // any version are counted in them as they happen.
+  const metrics = new ServerMetrics({
+    pools: () => reloader.current.deployment.pools.values(),
+    build: { version: VERSION, protocol: PROTOCOL_VERSION },
+  });
   const runtime = {
     workerPath,
     maxFrameBytes: options.maxFrameBytes,
@@ -78,6 +84,7 @@ async function run(
     scale: { windowMs: options.scaleWindowMs, cooldownMs: options.scaleCooldownMs },
     enforceMem: options.enforceMem,
     modelDir: modelDir(stateDir),
+    counters: metrics,
   };
   /** Config → staging → Python environment → a deployment not yet started; at startup and on reload. */
   const buildDeployment = async (): Promise<Deployment> => {
@@ -117,10 +124,6 @@ async function run(
 
   deployment.start();
 
-  const metrics = new ServerMetrics({
-    pools: () => reloader.current.deployment.pools.values(),
-    build: { version: VERSION, protocol: PROTOCOL_VERSION },
-  });
   const stats = new RequestStats();
   const buildApp = (project: ResolvedProject, pools: ReadonlyMap<string, ApiPool>): CortexApp =>
     createApp({

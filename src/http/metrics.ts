@@ -3,15 +3,20 @@
  *
  * Request counters and histograms are fed from the app's request middleware
  * through label children bound once per API, so the hot path is a few number
- * updates and one map lookup (the status), with no allocation. Everything
- * about replicas and queues is read at scrape time from the current pools, so
- * pools may be swapped (reload) without telling this file. The metric objects
- * belong to the server, not to a deployment.
+ * updates and one map lookup (the status), with no allocation. Restarts,
+ * cancels and scale events are counted as they happen: the server's metrics
+ * are the deployments' {@link SupervisionCounters} and their counters own
+ * the totals, so a replica retired or a pool replaced (reload) between two
+ * scrapes loses nothing. Gauges about replicas and queues are read at scrape
+ * time from the current pools, so pools may be swapped without telling this
+ * file. The metric objects belong to the server, not to a deployment.
  */
 import { Counter, type CounterChild, Gauge, Histogram, type HistogramChild, Registry } from "./prometheus.ts";
 import type { ResolvedTracker } from "../config/types.ts";
+import type { ScaleDirection, SupervisionCounters } from "../supervision/counters.ts";
 import type { ApiPool } from "../supervision/pool.ts";
-import type { CancelReason, Replica, ReplicaState } from "../supervision/replica.ts";
+import type { CancelReason } from "../supervision/replica.ts";
+import { REPLICA_STATES } from "../supervision/replica_states.ts";
 
 /** Where scrape-time values come from. */
 export interface MetricsSources {
@@ -33,15 +38,6 @@ const BATCH_SIZE_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024];
 /** Distinct classes counted per API; later ones are counted as `__other__`. */
 export const MAX_CLASSES_PER_API = 500;
 const MAX_CLASS_CHARS = 128;
-const STATES: readonly ReplicaState[] = [
-  "starting",
-  "ready",
-  "busy",
-  "restarting",
-  "init_failed",
-  "out_of_memory",
-  "stopped",
-];
 
 /** The request counters and histograms of one API. */
 export class ApiRequestMetrics {
@@ -69,8 +65,8 @@ export class ApiRequestMetrics {
   }
 }
 
-/** The server's metrics. */
-export class ServerMetrics {
+/** The server's metrics; also where its deployments count restarts, cancels and scale events. */
+export class ServerMetrics implements SupervisionCounters {
   /** Holds this server's metrics, in the order `/metrics` shows them. */
   readonly registry: Registry = new Registry();
   readonly #requests: Counter<"api" | "status">;
@@ -83,14 +79,43 @@ export class ServerMetrics {
   readonly #batchChildren = new Map<string, HistogramChild>();
   readonly #apis = new Map<string, ApiRequestMetrics>();
   readonly #classChildren = new Map<string, Map<string, CounterChild>>();
-  /** Restarts already added to the counter, per replica object. */
-  readonly #seenRestarts = new WeakMap<Replica, number>();
-  /** Cancels already added to the counter, per replica object. */
-  readonly #seenCancels = new WeakMap<Replica, Readonly<Record<CancelReason, number>>>();
-  /** Scale events already added to the counter, per pool object. */
-  readonly #seenScale = new WeakMap<ApiPool, { up: number; down: number }>();
+  readonly #pools: () => Iterable<ApiPool>;
+  // Counted as they happen (see the module doc); at each scrape every
+  // current API shows its series, zero until something happened.
+  readonly #restarts = new Counter({
+    name: "cortex_serve_replica_restarts_total",
+    help: "Workers restarted after they exited, crashed or went over compute.mem",
+    labelNames: ["api"],
+    collect: (counter) => {
+      for (const pool of this.#pools()) counter.inc({ api: pool.api }, 0);
+    },
+  });
+  readonly #cancelled = new Counter({
+    name: "cortex_serve_cancelled_total",
+    help: "Running requests cancelled in the worker, by API and reason (client: the client went away; " +
+      "timeout: --predict-timeout passed)",
+    labelNames: ["api", "reason"],
+    collect: (counter) => {
+      for (const pool of this.#pools()) {
+        counter.inc({ api: pool.api, reason: "client" }, 0);
+        counter.inc({ api: pool.api, reason: "timeout" }, 0);
+      }
+    },
+  });
+  readonly #scaleEvents = new Counter({
+    name: "cortex_serve_scale_events_total",
+    help: "Replicas added (up) or retired (down) by autoscaling, by API and direction",
+    labelNames: ["api", "direction"],
+    collect: (counter) => {
+      for (const pool of this.#pools()) {
+        counter.inc({ api: pool.api, direction: "up" }, 0);
+        counter.inc({ api: pool.api, direction: "down" }, 0);
+      }
+    },
+  });
 
   constructor(sources: MetricsSources) {
+    this.#pools = sources.pools;
     const registry = this.registry;
     this.#requests = registry.register(
       new Counter({
@@ -172,9 +197,19 @@ export class ServerMetrics {
     child.observe(size);
   }
 
-  /** Counts one finished API request (`seconds` from arrival to response). */
-  observeRequest(api: string, status: number, seconds: number, queueSeconds: number | undefined): void {
-    this.forApi(api).observe(status, seconds, queueSeconds);
+  /** Counts a worker restart of `api`. */
+  restarted(api: string): void {
+    this.#restarts.inc({ api });
+  }
+
+  /** Counts a request of `api` cancelled in its worker. */
+  cancelled(api: string, reason: CancelReason): void {
+    this.#cancelled.inc({ api, reason });
+  }
+
+  /** Counts a replica of `api` added or retired by autoscaling. */
+  scaled(api: string, direction: ScaleDirection): void {
+    this.#scaleEvents.inc({ api, direction });
   }
 
   /**
@@ -250,69 +285,14 @@ export class ServerMetrics {
           gauge.reset();
           for (const pool of pools()) {
             const counts = pool.counts();
-            for (const state of STATES) gauge.set({ api: pool.api, state }, counts[state]);
+            for (const state of REPLICA_STATES) gauge.set({ api: pool.api, state }, counts[state]);
           }
         },
       }),
     );
-    const seen = this.#seenRestarts;
-    registry.register(
-      new Counter({
-        name: "cortex_serve_replica_restarts_total",
-        help: "Workers restarted after they exited, crashed or went over compute.mem",
-        labelNames: ["api"],
-        collect(counter) {
-          for (const pool of pools()) {
-            let added = 0;
-            for (const replica of pool.replicas) {
-              added += replica.restarts - (seen.get(replica) ?? 0);
-              seen.set(replica, replica.restarts);
-            }
-            counter.inc({ api: pool.api }, added);
-          }
-        },
-      }),
-    );
-    const seenCancels = this.#seenCancels;
-    registry.register(
-      new Counter({
-        name: "cortex_serve_cancelled_total",
-        help: "Running requests cancelled in the worker, by API and reason (client: the client went away; " +
-          "timeout: --predict-timeout passed)",
-        labelNames: ["api", "reason"],
-        collect(counter) {
-          for (const pool of pools()) {
-            const added = { client: 0, timeout: 0 };
-            for (const replica of pool.replicas) {
-              const now = replica.cancels;
-              const before = seenCancels.get(replica) ?? { client: 0, timeout: 0 };
-              added.client += now.client - before.client;
-              added.timeout += now.timeout - before.timeout;
-              seenCancels.set(replica, { ...now });
-            }
-            counter.inc({ api: pool.api, reason: "client" }, added.client);
-            counter.inc({ api: pool.api, reason: "timeout" }, added.timeout);
-          }
-        },
-      }),
-    );
-    const seenScale = this.#seenScale;
-    registry.register(
-      new Counter({
-        name: "cortex_serve_scale_events_total",
-        help: "Replicas added (up) or retired (down) by autoscaling, by API and direction",
-        labelNames: ["api", "direction"],
-        collect(counter) {
-          for (const pool of pools()) {
-            const now = pool.scaleEvents;
-            const before = seenScale.get(pool) ?? { up: 0, down: 0 };
-            seenScale.set(pool, { up: now.up, down: now.down });
-            counter.inc({ api: pool.api, direction: "up" }, now.up - before.up);
-            counter.inc({ api: pool.api, direction: "down" }, now.down - before.down);
-          }
-        },
-      }),
-    );
+    registry.register(this.#restarts);
+    registry.register(this.#cancelled);
+    registry.register(this.#scaleEvents);
     registry.register(
       new Gauge({
         name: "cortex_serve_init_duration_seconds",

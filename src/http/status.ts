@@ -1,9 +1,12 @@
-/** What `GET /`, `GET /healthz` and `GET <endpoint>` say about an API. */
+/**
+ * What `GET /`, `GET /healthz` and `GET <endpoint>` say about an API. The
+ * states, their groups and the API's overall state come from the one list
+ * in src/supervision/replica_states.ts.
+ */
 import type { ApiPool, ReplicaCounts } from "../supervision/pool.ts";
-import type { ReplicaState } from "../supervision/replica.ts";
+import { type ApiState, apiState, REPLICA_STATES, STATE_INFO } from "../supervision/replica_states.ts";
 
-/** Overall state of an API, from its replicas. */
-export type ApiState = "ready" | "starting" | "restarting" | "init_failed" | "out_of_memory" | "stopped";
+export type { ApiState } from "../supervision/replica_states.ts";
 
 /** One API's status. */
 export interface ApiStatus {
@@ -23,32 +26,20 @@ export interface ApiStatus {
   readonly in_flight: number;
 }
 
-const PRECEDENCE: readonly ApiState[] = [
-  "ready",
-  "restarting",
-  "starting",
-  "out_of_memory",
-  "init_failed",
-  "stopped",
-];
-
-function overall(states: readonly ReplicaState[]): ApiState {
-  const mapped = new Set<ApiState>(states.map((s) => (s === "busy" ? "ready" : s)));
-  return PRECEDENCE.find((state) => mapped.has(state)) ?? "starting";
-}
-
 /** Summarises a pool's replicas. */
 export function apiStatus(pool: ApiPool, endpoint: string): ApiStatus {
   const counts = pool.counts();
   const replicas = pool.replicas;
+  const groups = { ready: 0, starting: 0, failed: 0, stopped: 0 };
+  for (const state of REPLICA_STATES) groups[STATE_INFO[state].group] += counts[state];
   return {
     name: pool.api,
     endpoint,
-    status: overall(replicas.map((r) => r.state)),
+    status: apiState(replicas.map((r) => r.state)),
     replicas: {
-      ready: counts.ready + counts.busy,
-      starting: counts.starting + counts.restarting,
-      failed: counts.init_failed + counts.out_of_memory,
+      ready: groups.ready,
+      starting: groups.starting,
+      failed: groups.failed,
       total: replicas.length,
       states: counts,
     },

@@ -12,7 +12,9 @@ import type { BackoffOptions } from "./backoff.ts";
 import { ApiPool } from "./pool.ts";
 import { Replica } from "./replica.ts";
 import { waitUntil } from "./events.ts";
+import { isReady, STATE_INFO } from "./replica_states.ts";
 import type { SpawnWorker } from "./replica_worker.ts";
+import type { SupervisionCounters } from "./counters.ts";
 
 /** How workers are run; the same for every API. */
 export interface RuntimeOptions {
@@ -43,6 +45,8 @@ export interface RuntimeOptions {
   readonly enforceMem?: boolean;
   /** Where workers download `s3://` models. */
   readonly modelDir?: string;
+  /** Where restarts, cancels and scale events are counted (the server's metrics); default none. */
+  readonly counters?: SupervisionCounters;
 }
 
 /** Pools of every API of one project version. */
@@ -80,7 +84,7 @@ export class Deployment {
       if (options.failOnInitError) {
         const failed = pools.find((pool) =>
           pool.replicas.length > 0 &&
-          pool.replicas.every((r) => r.state === "init_failed" || r.state === "out_of_memory")
+          pool.replicas.every((r) => STATE_INFO[r.state].group === "failed")
         );
         if (failed !== undefined) {
           const why = failed.replicas.find((r) => r.lastError !== undefined)?.lastError ?? "init failed";
@@ -102,7 +106,7 @@ export class Deployment {
     const off = () => offs.splice(0).forEach((f) => f());
     const check = (pool: ApiPool) => {
       const api = pending.get(pool.api);
-      if (api === undefined || !pool.replicas.some(isReady)) return;
+      if (api === undefined || !pool.replicas.some((r) => isReady(r.state))) return;
       pending.delete(pool.api);
       if (pending.size === 0) off();
       onReady(api);
@@ -147,6 +151,7 @@ export class Deployment {
       predictTimeoutMs: rt.predictTimeoutMs,
       ...(rt.queueTimeoutMs === undefined ? {} : { queueTimeoutMs: rt.queueTimeoutMs }),
       batching: api.batching,
+      ...(rt.counters === undefined ? {} : { counters: rt.counters }),
       logger: rt.logger,
     });
     const replicas = Array.from({ length: count }, (_, index) => this.#replica(api, index));
@@ -192,14 +197,11 @@ export class Deployment {
       memBytes: rt.enforceMem ? api.compute.memBytes : undefined,
       memText: api.compute.mem,
       logger: rt.logger,
+      ...(rt.counters === undefined ? {} : { counters: rt.counters }),
     });
   }
 }
 
-function isReady(replica: Replica): boolean {
-  return replica.state === "ready" || replica.state === "busy";
-}
-
 function hasReadyReplica(pool: ApiPool): boolean {
-  return pool.replicas.length === 0 || pool.replicas.some(isReady);
+  return pool.replicas.length === 0 || pool.replicas.some((r) => isReady(r.state));
 }

@@ -1,33 +1,41 @@
 /**
  * One replica of an API: a supervised worker. Starts it, restarts it with
- * backoff when it exits, fails init or goes over its memory cap, and runs
- * one prediction at a time with a time limit; a request whose client went
- * away or whose time is up is cancelled in the worker, and a worker that
- * does not stop it within the cancel grace is restarted. Every state change goes
- * through the transition table of ./replica_states.ts, is logged at debug
+ * backoff (./backoff.ts) when it exits, fails init or goes over its memory
+ * cap (./memory_watch.ts), and runs the requests the pool hands it. Every
+ * state change goes through the transition table of ./replica_states.ts,
+ * which also says what the replica does on the way; each is logged at debug
  * and announced on {@link Replica.changes}.
  *
- * The replica owns its worker and its state; the pool (./pool.ts) owns the
- * queue and hands one job at a time to a `ready` replica through
- * {@link Replica.run}.
+ * What a worker was sent and how cancels, the cancel grace and pipelining
+ * play out per request is ./worker_calls.ts; what a failed request is
+ * answered is ./request_errors.ts. The replica owns its worker and its
+ * state; the pool (./pool.ts) owns the queue and hands one job at a time to
+ * a `ready` replica through {@link Replica.run}.
  */
 import type { InitMessage } from "../python/protocol.ts";
-import {
-  type CallEnd,
-  describeExit,
-  InitFailedError,
-  PredictFailedError,
-  type WorkerExit,
-} from "../python/worker_process.ts";
+import { describeExit, type WorkerExit } from "../python/worker_process.ts";
 import type { Logger } from "../log/logger.ts";
-import { ApiError } from "../errors/api_error.ts";
-import { backoffDelay, type BackoffOptions } from "./backoff.ts";
+import { type BackoffOptions, RestartBackoff } from "./backoff.ts";
+import { NO_COUNTERS, type SupervisionCounters } from "./counters.ts";
 import { Emitter } from "./events.ts";
-import { readRssBytes } from "./rss.ts";
-import { nextState, type ReplicaEvent, type ReplicaState } from "./replica_states.ts";
+import { watchMemory } from "./memory_watch.ts";
+import {
+  isReady,
+  nextState,
+  type ReplicaEffect,
+  type ReplicaEvent,
+  type ReplicaState,
+} from "./replica_states.ts";
 import type { ReplicaWorker, SpawnWorker } from "./replica_worker.ts";
+import type { CancelReason, FailureContext } from "./request_errors.ts";
+import { type ReplicaBatchRun, type ReplicaRun, startBatchRun, startRun } from "./replica_run.ts";
+import { type CallHooks, WorkerCalls } from "./worker_calls.ts";
+import { initErrorText, initWithTimeout } from "./worker_init.ts";
 
 export type { ReplicaState } from "./replica_states.ts";
+export type { CancelReason } from "./request_errors.ts";
+export type { RunEnd } from "./worker_calls.ts";
+export type { ReplicaBatchRun, ReplicaRun, RunAnswer } from "./replica_run.ts";
 
 /** What a replica needs; the pool builds one per replica. */
 export interface ReplicaOptions {
@@ -46,68 +54,10 @@ export interface ReplicaOptions {
   readonly memBytes: number | undefined;
   readonly memText: string | undefined;
   readonly logger: Logger;
-  /** Reads a process's RSS in bytes; default /proc (see ./rss.ts). */
+  /** Reads a process's RSS in bytes; default /proc (see ./memory_watch.ts). */
   readonly readRss?: (pid: number) => Promise<number | undefined>;
-}
-
-const RSS_POLL_MS = 200;
-
-/** Why a running request was cancelled: its client went away, or its deadline passed. */
-export type CancelReason = "client" | "timeout";
-
-/** The first answer of a prediction: a body, or a stream of items (failures as ApiError). */
-export type RunAnswer =
-  | { readonly type: "body"; readonly body: Uint8Array }
-  | { readonly type: "stream"; readonly stream: AsyncIterable<Uint8Array> };
-
-/**
- * How a replica was done with a request: `done` once it ran (answered,
- * failed, cancelled or lost with its worker), `returned` when the worker was
- * lost before it started a request sent behind another one: that request did
- * not run, its answer never settles, and the caller queues it again.
- */
-export type RunEnd = "done" | "returned";
-
-/** A prediction sent to a replica. */
-export interface ReplicaRun {
-  /** The first answer; rejects with an ApiError. */
-  readonly answer: Promise<RunAnswer>;
-  /** Resolves when the replica is done with the request (ready again, busy with the next one, or restarting). */
-  readonly finished: Promise<RunEnd>;
-  /** The client went away: cancel the request (logged and counted; 499). */
-  cancel(): void;
-  /** Its `--predict-timeout` passed (counted from its start): cancel the request (logged and counted; 504). */
-  timeOut(): void;
-  /**
-   * Takes back a request sent behind the running one before it started:
-   * answers `error` at once and has the worker drop it. Does nothing once
-   * the request started.
-   */
-  withdraw(error: ApiError): void;
-}
-
-/** A batch running on a replica (see {@link Replica.runBatch}). */
-export interface ReplicaBatchRun {
-  /** One answer per sample, in order; rejects with one ApiError when the batch was lost or cancelled. */
-  readonly answers: Promise<(Uint8Array | ApiError)[]>;
-  /** Resolves when the replica is done with the batch (ready again, or restarting). */
-  readonly finished: Promise<RunEnd>;
-  /** Every request of the batch has gone: cancel it (logged and counted). */
-  cancel(): void;
-  /** Its `--predict-timeout` passed: cancel it (logged and counted; 504 for every request). */
-  timeOut(): void;
-}
-
-/** A request or batch the current worker has been sent and not finished, oldest first. */
-interface InWorker {
-  /** False while it waits behind the running one (pipelining). */
-  started: boolean;
-  readonly batch: boolean;
-  /** Set once cancelled or withdrawn. */
-  cancelled: CancelReason | "withdrawn" | undefined;
-  readonly onStart: (() => void) | undefined;
-  /** Starts the cancel grace of a cancelled request; deferred until it starts. */
-  graceOnStart: (() => void) | undefined;
+  /** Where restarts and cancels are counted; default none. */
+  readonly counters?: SupervisionCounters;
 }
 
 /** A supervised worker. */
@@ -117,30 +67,46 @@ export class Replica {
   readonly changes: Emitter<Replica> = new Emitter();
   readonly #o: ReplicaOptions;
   readonly #log: Logger;
+  readonly #counters: SupervisionCounters;
+  readonly #backoff: RestartBackoff;
   #state: ReplicaState = "starting";
   #worker: ReplicaWorker | undefined;
+  /** What the current worker was sent and has not finished. */
+  #calls: WorkerCalls;
+  readonly #hooks: CallHooks;
   #lastError: string | undefined;
   #restarts = 0;
-  #attempt = 0;
-  #readyAt = 0;
-  /** Requests the current worker answered (result or Python error). */
-  #answered = 0;
   #retryAt = 0;
   /** True from the first `ready` until init fails: queued work may wait for it. */
   #serving = false;
   #stopping = false;
   #wake: (() => void) | undefined;
+  /** Why the current worker was killed for its memory, if it was. */
   #oom: string | undefined;
   #loop: Promise<void> | undefined;
   #initMs: number | undefined;
   readonly #cancels: Record<CancelReason, number> = { client: 0, timeout: 0 };
-  /** What the current worker was sent and has not finished: the running request first. */
-  readonly #inWorker: InWorker[] = [];
 
   constructor(options: ReplicaOptions) {
     this.index = options.index;
     this.#o = options;
     this.#log = options.logger.child({ api: options.api, replica: options.index });
+    this.#counters = options.counters ?? NO_COUNTERS;
+    this.#backoff = new RestartBackoff(options.backoff);
+    this.#hooks = {
+      cancelled: (reason, started) => this.#cancelled(reason, started),
+      stuck: () => {
+        this.#log.warn("predict did not stop within --cancel-grace: restarting the worker", {
+          pid: this.#worker?.pid,
+          grace_ms: this.#o.cancelGraceMs,
+        });
+        this.#fire("stuck");
+      },
+      answered: () => this.#backoff.answered(),
+      ended: (next) => this.#ended(next),
+      dropped: () => this.changes.emit(this),
+    };
+    this.#calls = new WorkerCalls(options.cancelGraceMs, this.#hooks);
   }
 
   get state(): ReplicaState {
@@ -168,6 +134,10 @@ export class Replica {
   get retryAfterSeconds(): number {
     return Math.max(1, Math.ceil((this.#retryAt - Date.now()) / 1000));
   }
+  /** Requests cancelled so far on this replica, by reason. */
+  get cancels(): Readonly<Record<CancelReason, number>> {
+    return this.#cancels;
+  }
 
   /** Starts the supervision loop. */
   start(): void {
@@ -181,9 +151,7 @@ export class Replica {
    * waiting for the server to hear of that answer.
    */
   get canTakeNext(): boolean {
-    if (this.#state !== "busy" || this.#inWorker.length !== 1 || this.#worker?.alive !== true) return false;
-    const running = this.#inWorker[0]!;
-    return !running.batch && running.cancelled === undefined;
+    return this.#state === "busy" && this.#calls.canTakeNext && this.#worker?.alive === true;
   }
 
   /**
@@ -197,50 +165,18 @@ export class Replica {
    *
    * A request whose client went away ({@link ReplicaRun.cancel}) or whose
    * time is up ({@link ReplicaRun.timeOut}; `--predict-timeout`, counted
-   * from its start) is
-   * answered at once (499 or 504) and cancelled in the worker, which raises
-   * inside `predict` (or drops it, not started); if predict has not stopped
-   * within `--cancel-grace`, the worker is killed and restarted.
+   * from its start) is answered at once (499 or 504) and cancelled in the
+   * worker (see ./worker_calls.ts).
    *
    * When the worker is lost, the request it was running fails (502); one
    * sent behind it that had not started is `returned`, never run.
    *
-   * The answer rejects with an ApiError: PREDICT_FAILED, BAD_REQUEST (the
-   * worker could not parse the sample), WORKER_DIED, OUT_OF_MEMORY,
-   * PREDICT_TIMEOUT or CLIENT_CLOSED, or the error given to `withdraw`.
+   * The answer rejects with an ApiError (see ./request_errors.ts), or the
+   * error given to `withdraw`.
    */
   run(sample: Uint8Array, debug: boolean, onStart?: () => void): ReplicaRun {
     const worker = this.#dispatch();
-    const call = worker.run(sample, debug);
-    const answer = Promise.withResolvers<RunAnswer>();
-    answer.promise.catch(() => {}); // after a cancel nobody may wait for it
-    const tracked = this.#track(worker, call, (error) => answer.reject(error), false, onStart);
-    // Lost with its worker: answered once `finished` tells whether it ran (502) or goes back (never answered).
-    let lost: unknown;
-    call.answer.then(
-      (first) =>
-        answer.resolve(
-          first.type === "body"
-            ? first
-            : { type: "stream", stream: this.#mapErrors(first.stream, tracked.cancelled) },
-        ),
-      (error) => {
-        if (error instanceof PredictFailedError || error instanceof ApiError) {
-          answer.reject(this.#requestError(error));
-        } else lost = error;
-      },
-    );
-    const finished = tracked.finished.then((end) => {
-      if (end === "done" && lost !== undefined) answer.reject(this.#requestError(lost));
-      return end;
-    });
-    return {
-      answer: answer.promise,
-      finished,
-      cancel: tracked.cancel,
-      timeOut: tracked.timeOut,
-      withdraw: tracked.withdraw,
-    };
+    return startRun(worker.run(sample, debug), this.#calls, onStart, this.#failure);
   }
 
   /**
@@ -257,20 +193,17 @@ export class Replica {
   runBatch(samples: readonly Uint8Array[], debug: boolean): ReplicaBatchRun {
     if (this.#state !== "ready") throw new Error(`Replica ${this.index} is ${this.#state}, not ready`);
     const worker = this.#dispatch();
-    const call = worker.runBatch(samples, debug);
-    const answers = Promise.withResolvers<(Uint8Array | ApiError)[]>();
-    answers.promise.catch(() => {}); // after a cancel nobody may wait for it
-    const tracked = this.#track(worker, call, (error) => answers.reject(error), true, undefined);
-    call.outcomes.then(
-      (outcomes) => answers.resolve(outcomes.map((o) => o.ok ? o.body : this.#requestError(o.error))),
-      (error) => answers.reject(error instanceof ApiError ? error : this.#requestError(error)),
-    );
-    return {
-      answers: answers.promise,
-      finished: tracked.finished,
-      cancel: tracked.cancel,
-      timeOut: tracked.timeOut,
-    };
+    return startBatchRun(worker.runBatch(samples, debug), this.#calls, this.#failure);
+  }
+
+  /** Stops the worker (shutdown message, then SIGKILL after the grace period). */
+  async stop(): Promise<void> {
+    this.#stopping = true;
+    this.#wake?.();
+    const worker = this.#worker;
+    if (worker) await worker.shutdown(this.#o.killGraceMs);
+    await this.#loop;
+    if (this.#state !== "stopped") this.#fire("stop");
   }
 
   /** Checks that the replica may take a request and marks it busy; returns its worker. */
@@ -287,173 +220,28 @@ export class Replica {
     throw new Error(`Replica ${this.index} is ${this.#state}, not ready`);
   }
 
-  /**
-   * Cancellation, the deadline and the end of one call (a request or a
-   * batch): a cancel answers at once through `fail` and asks the worker to
-   * stop; past `--cancel-grace` the worker is restarted. When the worker is
-   * done with its running call it goes on to the one sent behind it, if
-   * any; with none the replica is ready again (or restarting, if the worker
-   * is gone).
-   */
-  #track(
-    worker: ReplicaWorker,
-    call: { readonly finished: Promise<CallEnd>; cancel(): void },
-    fail: (error: ApiError) => void,
-    batch: boolean,
-    onStart: (() => void) | undefined,
-  ): {
-    finished: Promise<RunEnd>;
-    cancel: () => void;
-    timeOut: () => void;
-    withdraw: (error: ApiError) => void;
-    cancelled: () => CancelReason | undefined;
-  } {
-    const entry: InWorker = {
-      started: this.#inWorker.length === 0,
-      batch,
-      cancelled: undefined,
-      onStart,
-      graceOnStart: undefined,
-    };
-    this.#inWorker.push(entry);
-    if (entry.started) onStart?.();
-    const stop = (reason: CancelReason | "withdrawn", error: ApiError) => {
-      if (entry.cancelled !== undefined || this.#worker !== worker || !this.#inWorker.includes(entry)) return;
-      entry.cancelled = reason;
-      if (reason !== "withdrawn") {
-        this.#cancels[reason]++;
-        this.#log.info("request cancelled", {
-          reason: reason === "client" ? "client closed the connection" : "--predict-timeout passed",
-          pid: worker.pid,
-          ...(entry.started ? {} : { started: false }),
-        });
-        this.#fire("cancel");
-      }
-      // Settled before the worker hears of it: whatever it answers now is too late.
-      fail(error);
-      call.cancel();
-      // One not started is dropped when the worker gets to it: its grace starts then.
-      if (entry.started) grace();
-      else entry.graceOnStart = grace;
-    };
-    // Code stuck in C may never see the cancellation: the grace bounds it.
-    const grace = () => {
-      const timer = setTimeout(() => {
-        if (this.#worker !== worker || !this.#inWorker.includes(entry)) return;
-        this.#log.warn("predict did not stop within --cancel-grace: restarting the worker", {
-          pid: worker.pid,
-          grace_ms: this.#o.cancelGraceMs,
-        });
-        this.#fire("stuck");
-        this.#terminate(worker);
-      }, this.#o.cancelGraceMs);
-      void call.finished.then(() => clearTimeout(timer));
-    };
-    const cancel = (reason: CancelReason) => stop(reason, this.#cancelError(reason));
-    const finished = call.finished.then((end): RunEnd => {
-      const at = this.#inWorker.indexOf(entry);
-      if (at >= 0) this.#inWorker.splice(at, 1);
-      // Lost before the worker started it: it never ran, so it may run elsewhere.
-      if (end === "lost" && !entry.started && entry.cancelled === undefined) return "returned";
-      if (end !== "lost") this.#answered++;
-      if (at !== 0) {
-        // Dropped while it waited behind the running one: a place is free again.
-        if (this.#worker === worker) this.changes.emit(this);
-        return "done";
-      }
-      // The worker went on to the next request as soon as it was done with this one.
-      const next = this.#inWorker[0];
-      if (end !== "lost" && next !== undefined && !next.started) {
-        next.started = true;
-        next.onStart?.();
-        next.graceOnStart?.();
-      }
-      if (this.#worker !== worker || this.#state !== "busy") return "done";
-      if (worker.alive) {
-        this.#fire(next === undefined ? "done" : "next");
-      } else {
-        // Dead, or alive but unusable (protocol broken, channel closed):
-        // make sure it is gone; its replacement takes the queued work.
-        this.#terminate(worker);
-        this.#fire(this.#oom !== undefined ? "oom" : "lost");
-      }
-      return "done";
+  #cancelled(reason: CancelReason, started: boolean): void {
+    this.#cancels[reason]++;
+    this.#counters.cancelled(this.#o.api, reason);
+    this.#log.info("request cancelled", {
+      reason: reason === "client" ? "client closed the connection" : "--predict-timeout passed",
+      pid: this.#worker?.pid,
+      ...(started ? {} : { started: false }),
     });
-    return {
-      finished,
-      cancel: () => cancel("client"),
-      timeOut: () => cancel("timeout"),
-      withdraw: (error) => {
-        if (!entry.started) stop("withdrawn", error);
-      },
-      cancelled: () => entry.cancelled === "withdrawn" ? undefined : entry.cancelled,
-    };
+    this.#fire("cancel");
   }
 
-  /** Requests cancelled so far on this replica, by reason. */
-  get cancels(): Readonly<Record<CancelReason, number>> {
-    return this.#cancels;
+  /** The running call ended: ready again, on to the next one, or the worker is gone. */
+  #ended(next: boolean): void {
+    if (this.#state !== "busy") return;
+    if (this.#worker?.alive) this.#fire(next ? "next" : "done");
+    // Dead, or alive but unusable (protocol broken, channel closed): the
+    // transition makes sure it is gone; its replacement takes the queued work.
+    else this.#fire(this.#oom !== undefined ? "oom" : "lost");
   }
 
-  /** The stream with its failures as ApiErrors (what the HTTP layer shows). */
-  async *#mapErrors(
-    stream: AsyncIterable<Uint8Array>,
-    cancelled: () => CancelReason | undefined,
-  ): AsyncGenerator<Uint8Array> {
-    try {
-      yield* stream;
-    } catch (error) {
-      const reason = cancelled();
-      if (reason !== undefined) throw this.#cancelError(reason);
-      throw error instanceof ApiError ? error : this.#requestError(error);
-    }
-  }
-
-  /** Stops the worker (shutdown message, then SIGKILL after the grace period). */
-  async stop(): Promise<void> {
-    this.#stopping = true;
-    this.#wake?.();
-    const worker = this.#worker;
-    if (worker) await worker.shutdown(this.#o.killGraceMs);
-    await this.#loop;
-    if (this.#state !== "stopped") this.#fire("stop");
-  }
-
-  #cancelError(reason: CancelReason): ApiError {
-    if (reason === "client") return new ApiError("CLIENT_CLOSED", "The client closed the connection");
-    return new ApiError(
-      "PREDICT_TIMEOUT",
-      "predict did not finish within --predict-timeout; it was cancelled",
-    );
-  }
-
-  #requestError(error: unknown): ApiError {
-    if (error instanceof ApiError) return error;
-    const api = this.#o.api;
-    if (error instanceof PredictFailedError) {
-      if (error.kind === "out_of_memory") {
-        return new ApiError("OUT_OF_MEMORY", error.message, { detail: error.traceback });
-      }
-      if (error.kind === "sample") {
-        return new ApiError("BAD_REQUEST", `The request body is not valid JSON: ${error.message}`);
-      }
-      return new ApiError("PREDICT_FAILED", error.message, { detail: error.traceback });
-    }
-    if (this.#oom !== undefined) {
-      return new ApiError("OUT_OF_MEMORY", `The worker of api ${api} ${this.#oom}; it is restarting`);
-    }
-    const reason = error instanceof Error ? error.message : String(error);
-    if (this.#stopping) {
-      return new ApiError(
-        "WORKER_DIED",
-        `The server stopped the worker of api ${api} before the request finished (${lowerFirst(reason)})`,
-      );
-    }
-    return new ApiError(
-      "WORKER_DIED",
-      `The worker of api ${api} stopped during the request (${lowerFirst(reason)}); it is restarting`,
-    );
-  }
+  /** What a failed request's answer depends on (see ./request_errors.ts). */
+  readonly #failure = (): FailureContext => ({ api: this.#o.api, oom: this.#oom, stopping: this.#stopping });
 
   /** SIGTERM, then SIGKILL after the grace period. */
   #terminate(worker: ReplicaWorker): void {
@@ -466,17 +254,11 @@ export class Replica {
     while (!this.#stopping) {
       const exit = await this.#runOnce();
       if (this.#stopping) break;
-      // A worker that had a healthy period (it answered requests, or stayed
-      // up for resetAfterMs) restarts with the shortest delay; one that dies
-      // before doing any work backs off further each time.
-      const healthy = this.#readyAt > 0 &&
-        (this.#answered > 0 || Date.now() - this.#readyAt >= this.#o.backoff.resetAfterMs);
-      if (healthy) this.#attempt = 0;
-      this.#readyAt = 0;
-      const delay = backoffDelay(this.#attempt++, this.#o.backoff);
+      const delay = this.#backoff.next();
       this.#retryAt = Date.now() + delay;
       if (exit !== undefined) {
         this.#restarts++;
+        this.#counters.restarted(this.#o.api);
         this.#log.warn("worker stopped; restarting", { reason: this.#lastError, restart_in_ms: delay });
       } else {
         this.#log.warn("init failed; retrying", { error: this.#lastError, retry_in_ms: delay });
@@ -488,8 +270,10 @@ export class Replica {
   /** One worker's life. Returns its exit after it was ready, or undefined if init failed. */
   async #runOnce(): Promise<WorkerExit | undefined> {
     this.#oom = undefined;
-    this.#answered = 0;
-    this.#inWorker.length = 0; // the last worker's calls all ended with it
+    this.#backoff.starting();
+    // The last worker's calls all ended with it.
+    this.#calls.retire();
+    this.#calls = new WorkerCalls(this.#o.cancelGraceMs, this.#hooks);
     if (this.#state !== "starting") this.#fire("spawn");
     const started = performance.now();
     let worker: ReplicaWorker;
@@ -502,16 +286,13 @@ export class Replica {
     this.#worker = worker;
     const stopWatch = this.#watchMemory(worker);
     try {
-      const ready = await this.#initWithTimeout(worker);
+      const ready = await initWithTimeout(worker, this.#o.init, this.#o.initTimeoutMs);
       if (this.#stopping) {
         stopWatch();
         await worker.exited;
         return undefined;
       }
       this.#initMs = performance.now() - started;
-      this.#readyAt = Date.now();
-      this.#serving = true;
-      this.#lastError = undefined;
       this.#log.info("worker ready", {
         pid: ready.pid,
         python: ready.python,
@@ -524,7 +305,7 @@ export class Replica {
       stopWatch();
       // Stopped by the server while starting: not a failure of the user's code.
       if (this.#stopping) return undefined;
-      this.#initFailed(this.#initErrorText(error, exit));
+      this.#initFailed(initErrorText(error, exit, this.#oom));
       return undefined;
     }
     const exit = await worker.exited;
@@ -532,64 +313,29 @@ export class Replica {
     if (this.#stopping) return exit;
     this.#lastError = this.#oom !== undefined ? `Worker ${this.#oom}` : `Worker ${describeExit(exit)}`;
     if (this.#oom !== undefined && this.#state !== "out_of_memory") this.#fire("oom");
-    else if (this.#state === "ready" || this.#state === "busy") this.#fire("lost");
+    else if (isReady(this.#state)) this.#fire("lost");
     return exit;
-  }
-
-  #initWithTimeout(worker: ReplicaWorker) {
-    const init = worker.init(this.#o.init);
-    const limit = this.#o.initTimeoutMs;
-    if (limit === undefined) return init;
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () => reject(new Error(`init did not finish within --init-timeout (${limit / 1000} s)`)),
-        limit,
-      );
-    });
-    return Promise.race([init, timeout]).finally(() => clearTimeout(timer));
-  }
-
-  #initErrorText(error: unknown, exit: WorkerExit): string {
-    if (this.#oom !== undefined) return `Worker ${this.#oom} during init`;
-    if (error instanceof InitFailedError) return `${error.phase} failed: ${error.message}`;
-    const text = error instanceof Error ? error.message : String(error);
-    return text.startsWith("Worker ") ? `Worker ${describeExit(exit)} during init` : text;
   }
 
   #initFailed(message: string): void {
     this.#lastError = message;
-    this.#serving = false;
-    this.#worker = undefined;
     this.#log.error("init failed", { error: message });
     this.#fire(this.#oom !== undefined ? "oom" : "init_failed");
   }
 
-  /** Samples the worker's RSS; kills it when over `compute.mem`. One read at a time. */
+  /** Kills the worker when over `compute.mem`; returns the function that stops watching. */
   #watchMemory(worker: ReplicaWorker): () => void {
-    const cap = this.#o.memBytes;
-    if (cap === undefined) return () => {};
-    const readRss = this.#o.readRss ?? readRssBytes;
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    let stopped = false;
-    const sample = async () => {
-      const rss = await readRss(worker.pid).catch(() => undefined);
-      if (stopped) return;
-      if (rss !== undefined && rss > cap && this.#oom === undefined) {
-        this.#oom = `used ${mib(rss)} MiB, over compute.mem ${
-          this.#o.memText ?? mib(cap) + " MiB"
-        }, and was killed (out of memory)`;
-        this.#log.error("worker over its memory cap: killing it", { rss_bytes: rss, cap_bytes: cap });
-        worker.kill("SIGKILL");
-        return;
-      }
-      timer = setTimeout(sample, RSS_POLL_MS);
-    };
-    timer = setTimeout(sample, RSS_POLL_MS);
-    return () => {
-      stopped = true;
-      clearTimeout(timer);
-    };
+    const bytes = this.#o.memBytes;
+    if (bytes === undefined) return () => {};
+    return watchMemory(worker, {
+      bytes,
+      text: this.#o.memText,
+      readRss: this.#o.readRss,
+      onOver: (reason, rss) => {
+        this.#oom = reason;
+        this.#log.error("worker over its memory cap: killing it", { rss_bytes: rss, cap_bytes: bytes });
+      },
+    });
   }
 
   #sleep(ms: number): Promise<void> {
@@ -606,7 +352,8 @@ export class Replica {
   }
 
   /**
-   * Applies `event` through the transition table. While the replica is being
+   * Applies `event` through the transition table: the new state, then the
+   * transition's effect, then the announcement. While the replica is being
    * stopped only `stop` moves it: the other events of a worker being shut
    * down are expected and ignored.
    */
@@ -624,18 +371,31 @@ export class Replica {
       throw error;
     }
     this.#state = transition.to;
+    this.#apply(transition.effect);
     // Two transitions per request: build the record only when it is written.
     if (this.#log.enabled("debug")) {
       this.#log.debug("replica state", { from, event, to: transition.to, action: transition.action });
     }
     this.changes.emit(this);
   }
-}
 
-function mib(bytes: number): string {
-  return (bytes / 1048576).toFixed(0);
-}
-
-function lowerFirst(text: string): string {
-  return text.charAt(0).toLowerCase() + text.slice(1);
+  /** Carries out what a transition does besides changing the state (see {@link ReplicaEffect}). */
+  #apply(effect: ReplicaEffect): void {
+    switch (effect) {
+      case "none":
+        return;
+      case "serve":
+        this.#serving = true;
+        this.#lastError = undefined;
+        this.#backoff.ready();
+        return;
+      case "kill":
+        if (this.#worker !== undefined) this.#terminate(this.#worker);
+        return;
+      case "drop":
+        this.#serving = false;
+        this.#worker = undefined;
+        return;
+    }
+  }
 }

@@ -1,7 +1,13 @@
 /**
- * The replica lifecycle as a table: for each state, the events it accepts,
- * the state each leads to, and what the replica does on the way. An event a
- * state does not list is a bug in the supervisor: {@link nextState} throws.
+ * The replica lifecycle, the one list of its states and the one table of its
+ * transitions. Everything else that names a state (pool counts, status
+ * pages, metrics, the console) takes it from {@link REPLICA_STATES} and
+ * {@link STATE_INFO}; "is it ready" is {@link isReady}.
+ *
+ * The table gives, for each state, the events it accepts, the state each
+ * leads to and the {@link ReplicaEffect} the replica carries out on the way
+ * (./replica.ts applies it in one place). An event a state does not list is
+ * a bug in the supervisor: {@link nextState} throws.
  *
  * ```
  * starting ──ready──▶ ready ──dispatch──▶ busy ──done──▶ ready
@@ -18,15 +24,74 @@
  * @module
  */
 
+/** Every replica state, in the order status pages and metrics list them. */
+export const REPLICA_STATES = [
+  "starting",
+  "ready",
+  "busy",
+  "restarting",
+  "init_failed",
+  "out_of_memory",
+  "stopped",
+] as const;
+
 /** Named replica states (see README, "What happens when your code fails"). */
-export type ReplicaState =
-  | "starting"
-  | "ready"
-  | "busy"
-  | "restarting"
-  | "init_failed"
-  | "out_of_memory"
-  | "stopped";
+export type ReplicaState = typeof REPLICA_STATES[number];
+
+/** The state of an API as a whole: its replicas' states, `busy` counted as `ready`. */
+export type ApiState = Exclude<ReplicaState, "busy">;
+
+/** What the rest of the server needs to know about a state. */
+export interface StateInfo {
+  /** For people (console, logs): `init failed`. */
+  readonly label: string;
+  /** The worker is up and takes requests. */
+  readonly ready: boolean;
+  /** How status pages count it. */
+  readonly group: "ready" | "starting" | "failed" | "stopped";
+  /** What an API with a replica in this state is, as a whole. */
+  readonly api: ApiState;
+}
+
+/** Facts about each state. */
+export const STATE_INFO: Readonly<Record<ReplicaState, StateInfo>> = {
+  starting: { label: "starting", ready: false, group: "starting", api: "starting" },
+  ready: { label: "ready", ready: true, group: "ready", api: "ready" },
+  busy: { label: "busy", ready: true, group: "ready", api: "ready" },
+  restarting: { label: "restarting", ready: false, group: "starting", api: "restarting" },
+  init_failed: { label: "init failed", ready: false, group: "failed", api: "init_failed" },
+  out_of_memory: { label: "out of memory", ready: false, group: "failed", api: "out_of_memory" },
+  stopped: { label: "stopped", ready: false, group: "stopped", api: "stopped" },
+};
+
+/** Which API state wins when replicas differ: the first one any replica is in. */
+const API_PRECEDENCE: readonly ApiState[] = [
+  "ready",
+  "restarting",
+  "starting",
+  "out_of_memory",
+  "init_failed",
+  "stopped",
+];
+
+/** True when a replica in `state` has a worker taking requests (`ready` or `busy`). */
+export function isReady(state: ReplicaState): boolean {
+  return STATE_INFO[state].ready;
+}
+
+/** How many of `states` are in each state (every state present, zero or more). */
+export function countStates(states: Iterable<ReplicaState>): Record<ReplicaState, number> {
+  const counts = Object.fromEntries(REPLICA_STATES.map((s) => [s, 0])) as Record<ReplicaState, number>;
+  for (const state of states) counts[state]++;
+  return counts;
+}
+
+/** The state of an API whose replicas are in `states`; `starting` with none. */
+export function apiState(states: Iterable<ReplicaState>): ApiState {
+  const present = new Set<ApiState>();
+  for (const state of states) present.add(STATE_INFO[state].api);
+  return API_PRECEDENCE.find((state) => present.has(state)) ?? "starting";
+}
 
 /** What can happen to a replica. */
 export type ReplicaEvent =
@@ -48,51 +113,70 @@ export type ReplicaEvent =
   | "next"
   /** The request's client went away or `--predict-timeout` passed: `cancel` sent. */
   | "cancel"
-  /** A cancelled request did not stop within `--cancel-grace`: the worker is being killed. */
+  /** A cancelled request did not stop within `--cancel-grace`. */
   | "stuck"
   /** The worker exited, broke the protocol or closed its channel. */
   | "lost"
   /** The server stopped the replica. */
   | "stop";
 
-/** Where an event leads and what the replica does then (for the debug log and readers). */
+/**
+ * What the replica does on a transition, besides announcing its new state:
+ * - `none`: nothing more (the caller already did what the event says: sent
+ *   predict, sent cancel, spawned a worker; or the supervision loop will
+ *   restart after backoff once the worker exited);
+ * - `serve`: the worker is ready: queued work may wait for this replica,
+ *   its last error is cleared;
+ * - `kill`: the worker is no longer wanted (stuck, unusable, over its
+ *   memory): SIGTERM, SIGKILL after the kill grace; its exit restarts it;
+ * - `drop`: init failed: the worker is gone, queued work stops waiting for
+ *   this replica until one is ready again.
+ */
+export type ReplicaEffect = "none" | "serve" | "kill" | "drop";
+
+/** Where an event leads, what the replica does then, and why (for the debug log and readers). */
 export interface Transition {
   readonly to: ReplicaState;
+  readonly effect: ReplicaEffect;
   readonly action: string;
 }
 
-const STOP: Transition = { to: "stopped", action: "worker shut down; no restart" };
-const RESPAWN: Transition = { to: "starting", action: "spawn a worker and send init" };
+const STOP: Transition = { to: "stopped", effect: "none", action: "worker shut down; no restart" };
+const RESPAWN: Transition = { to: "starting", effect: "none", action: "spawn a worker and send init" };
 
 /** Every legal transition. */
 export const TRANSITIONS: Readonly<
   Record<ReplicaState, Readonly<Partial<Record<ReplicaEvent, Transition>>>>
 > = {
   starting: {
-    ready: { to: "ready", action: "take requests" },
-    init_failed: { to: "init_failed", action: "kill the worker; retry init after backoff" },
-    oom: { to: "out_of_memory", action: "retry after backoff" },
+    ready: { to: "ready", effect: "serve", action: "take requests" },
+    init_failed: { to: "init_failed", effect: "drop", action: "retry init after backoff" },
+    oom: { to: "out_of_memory", effect: "drop", action: "retry after backoff" },
     stop: STOP,
   },
   ready: {
-    dispatch: { to: "busy", action: "send predict" },
-    lost: { to: "restarting", action: "restart after backoff" },
-    oom: { to: "out_of_memory", action: "restart after backoff" },
+    dispatch: { to: "busy", effect: "none", action: "send predict" },
+    lost: { to: "restarting", effect: "none", action: "restart after backoff" },
+    oom: { to: "out_of_memory", effect: "kill", action: "restart after backoff" },
     stop: STOP,
   },
   busy: {
-    done: { to: "ready", action: "take the next request" },
-    pipeline: { to: "busy", action: "send predict behind the running one" },
-    next: { to: "busy", action: "start the predict timeout of the request sent behind" },
-    cancel: { to: "busy", action: "answer 499 or 504; send cancel; wait --cancel-grace for predict to stop" },
-    stuck: { to: "restarting", action: "kill the worker; restart after backoff" },
-    lost: { to: "restarting", action: "answer 502; restart after backoff" },
-    oom: { to: "out_of_memory", action: "answer 502; restart after backoff" },
+    done: { to: "ready", effect: "none", action: "take the next request" },
+    pipeline: { to: "busy", effect: "none", action: "send predict behind the running one" },
+    next: { to: "busy", effect: "none", action: "start the predict timeout of the request sent behind" },
+    cancel: {
+      to: "busy",
+      effect: "none",
+      action: "answer 499 or 504; send cancel; wait --cancel-grace for predict to stop",
+    },
+    stuck: { to: "restarting", effect: "kill", action: "kill the worker; restart after backoff" },
+    lost: { to: "restarting", effect: "kill", action: "answer 502; make sure the worker is gone; restart" },
+    oom: { to: "out_of_memory", effect: "kill", action: "answer 502; restart after backoff" },
     stop: STOP,
   },
   restarting: {
     spawn: RESPAWN,
-    oom: { to: "out_of_memory", action: "restart after backoff" },
+    oom: { to: "out_of_memory", effect: "none", action: "restart after backoff" },
     stop: STOP,
   },
   init_failed: { spawn: RESPAWN, stop: STOP },

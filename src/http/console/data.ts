@@ -8,6 +8,7 @@ import { dirname, join } from "node:path";
 import type { ResolvedProject } from "../../config/types.ts";
 import type { ApiPool } from "../../supervision/pool.ts";
 import type { RequestStats } from "../stats.ts";
+import { type ApiState, type ReplicaState, STATE_INFO } from "../../supervision/replica_states.ts";
 import { apiStatus } from "../status.ts";
 import type { ConsoleActivity } from "./activity.ts";
 
@@ -23,7 +24,7 @@ export interface ConsoleSources {
 export const MAX_SAMPLE_BYTES = 256 * 1024;
 
 /** The state the console shows: the API's status, or `busy` when every ready replica is predicting. */
-export function consoleState(status: string, states: { ready: number; busy: number }): string {
+export function consoleState(status: ApiState, states: { ready: number; busy: number }): ReplicaState {
   return status === "ready" && states.ready === 0 && states.busy > 0 ? "busy" : status;
 }
 
@@ -35,9 +36,12 @@ export function consoleData(sources: ConsoleSources, nowMs = Date.now()): Record
     time: nowMs,
     apis: project.apis.map((api) => {
       const status = apiStatus(pools.get(api.name)!, api.endpoint);
+      const state = consoleState(status.status, status.replicas.states);
       return {
         ...status,
-        state: consoleState(status.status, status.replicas.states),
+        state,
+        // The page shows the server's words for a state: it keeps no list of its own.
+        state_label: STATE_INFO[state].label,
         last_error: status.last_error ?? null,
         ...stats.of(api.name).snapshot(),
         last_minute: activity.lastMinute(api.name, nowMs),

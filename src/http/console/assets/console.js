@@ -38,16 +38,6 @@ const els = {
   logsEmpty: byId("logs-empty"),
 };
 
-const STATE_LABELS = {
-  ready: "ready",
-  busy: "busy",
-  starting: "starting",
-  restarting: "restarting",
-  init_failed: "init failed",
-  out_of_memory: "out of memory",
-  stopped: "stopped",
-};
-
 /** @type {Record<string, string | null>} */
 let samples = {};
 /** Edited request bodies by API name. @type {Map<string, string>} */
@@ -177,7 +167,8 @@ function apiCard(api) {
   const head = document.createElement("div");
   head.className = "api-head";
   const title = el("h3", api.name);
-  const stateLabel = STATE_LABELS[/** @type {keyof typeof STATE_LABELS} */ (api.state)] ?? api.state;
+  // The server names the state (`state_label`); console.css colours every state it has.
+  const stateLabel = String(api.state_label ?? api.state);
   const badge = el("span", stateLabel, `badge state-${api.state}`);
   badge.setAttribute("aria-label", `state: ${stateLabel}`);
   head.append(title, badge);

@@ -1,0 +1,187 @@
+/**
+ * One prediction on its way through a pool (./pool.ts), with its lifecycle
+ * as one state:
+ *
+ * ```
+ * queued ──dispatch──▶ sent ──(the replica is done with it)──▶ finished
+ *   │  ▲                 │
+ *   │  └───returned──────┘  (its worker was lost before it started it)
+ *   ├──batch──▶ batched ──(the replica is done with the batch)──▶ finished
+ *   └──▶ answered  (queue timeout, client gone, not ready, shutting down, queue full)
+ * ```
+ *
+ * `sent` covers a request waiting in the worker behind a running one
+ * (pipelining) and a running one: whether it started is the replica's to
+ * say ({@link ReplicaRun.started}); the pool is told when, to start its
+ * predict deadline. `answered` and `finished` are final.
+ *
+ * @module
+ */
+import type { RunningBatch } from "./batcher.ts";
+import type { ApiError } from "../errors/api_error.ts";
+import type { Prediction, SubmitOptions } from "./pool.ts";
+import type { ReplicaBatchRun, ReplicaRun } from "./replica.ts";
+
+/** Where a job is in its life (see the module doc). */
+export type JobState = "queued" | "sent" | "batched" | "answered" | "finished";
+
+/** A batch as its jobs know it: which requests left together, and the replica's run of it. */
+export interface JobBatch {
+  readonly batch: RunningBatch<Job>;
+  readonly run: ReplicaBatchRun;
+}
+
+const NOTHING = () => {};
+
+/** A prediction in a pool. */
+export class Job {
+  readonly sample: Uint8Array;
+  readonly debug: boolean;
+  /** `performance.now()` when it arrived. */
+  readonly arrived: number;
+  readonly onBatch: ((size: number) => void) | undefined;
+  readonly #resolve: (value: Prediction) => void;
+  readonly #reject: (error: Error) => void;
+  #state: JobState = "queued";
+  /** `performance.now()` when the worker started it; 0 until then. */
+  startedAt = 0;
+  /**
+   * `performance.now()` at which the job times out: the end of its queue
+   * wait until it started, the end of its predict time once running.
+   */
+  deadlineAt: number;
+  /** Its replica's run, while `sent`. */
+  #run: ReplicaRun | undefined;
+  /** Its batch, while `batched`. */
+  #batch: JobBatch | undefined;
+  /** Stops watching the deadline and the client (set by the pool when it arms the job). */
+  release: () => void = NOTHING;
+
+  /** A job queued now, to wait at most `queueTimeoutMs`; `resolve` and `reject` answer its caller. */
+  constructor(
+    sample: Uint8Array,
+    options: Pick<SubmitOptions, "debug" | "onBatch">,
+    queueTimeoutMs: number,
+    resolve: (value: Prediction) => void,
+    reject: (error: Error) => void,
+  ) {
+    this.sample = sample;
+    this.debug = options.debug;
+    this.onBatch = options.onBatch;
+    this.arrived = performance.now();
+    this.deadlineAt = this.arrived + queueTimeoutMs;
+    this.#resolve = resolve;
+    this.#reject = reject;
+  }
+
+  get state(): JobState {
+    return this.#state;
+  }
+
+  /** For the queue (./queue.ts): a job that left it while waiting is skipped there. */
+  get cancelled(): boolean {
+    return this.#state === "answered";
+  }
+  set cancelled(value: boolean) {
+    if (value && this.#state === "queued") this.#state = "answered";
+  }
+
+  /** Its replica's run, while `sent`. */
+  get run(): ReplicaRun | undefined {
+    return this.#run;
+  }
+
+  /** Its batch, while `batched`. */
+  get batch(): JobBatch | undefined {
+    return this.#batch;
+  }
+
+  /** True once the worker started it. */
+  get started(): boolean {
+    return this.#batch !== undefined || this.#run?.started === true;
+  }
+
+  /** Handed to a replica, which runs it as `run` (`queued` → `sent`). */
+  send(run: ReplicaRun): void {
+    this.#expect("queued");
+    this.#state = "sent";
+    this.#run = run;
+  }
+
+  /** Left the queue in a batch (`queued` → `batched`), which starts now. */
+  batched(batch: JobBatch, now: number, predictTimeoutMs: number): void {
+    this.#expect("queued");
+    this.#state = "batched";
+    this.#batch = batch;
+    this.begin(now, predictTimeoutMs);
+  }
+
+  /** The worker started it: its predict deadline runs from `now`. */
+  begin(now: number, predictTimeoutMs: number): void {
+    this.startedAt = now;
+    this.deadlineAt = now + predictTimeoutMs;
+  }
+
+  /** Its worker was lost before it started (`sent` → `queued`): it waits again. */
+  returned(): void {
+    this.#expect("sent");
+    this.#state = "queued";
+    this.#run = undefined;
+  }
+
+  /** Answers it without running it (`queued` → `answered`). */
+  answer(error: Error): void {
+    if (this.#state === "queued") this.#state = "answered";
+    this.release();
+    this.#reject(error);
+  }
+
+  /** Its run answered. */
+  resolve(prediction: Prediction): void {
+    this.#resolve(prediction);
+  }
+
+  /** Its run failed. */
+  reject(error: Error): void {
+    this.#reject(error);
+  }
+
+  /**
+   * Its client went away: one sent to a replica is cancelled in the worker
+   * (499), one in a batch leaves it (the batch is cancelled once every
+   * request in it has gone). Returns true when it is queued: the pool drops
+   * it and answers 499.
+   */
+  clientGone(): boolean {
+    if (this.#state === "sent") this.#run?.cancel();
+    else if (this.#state === "batched") this.#batch?.batch.leave(this);
+    return this.#state === "queued";
+  }
+
+  /**
+   * Its deadline passed: one waiting in the worker behind a running request
+   * is taken back (503 `queueTimeout()`), a running one is stopped (the
+   * replica answers 504 and cancels it), a batch is stopped by the first of
+   * its requests to time out. Returns true when it is queued: the pool
+   * drops it and answers 503.
+   */
+  expired(queueTimeout: () => ApiError): boolean {
+    if (this.#state === "sent") {
+      if (this.#run?.started) this.#run.timeOut();
+      else this.#run?.withdraw(queueTimeout());
+    } else if (this.#state === "batched") this.#batch?.run.timeOut();
+    return this.#state === "queued";
+  }
+
+  /** The replica is done with it (`sent`/`batched` → `finished`). */
+  finish(): void {
+    this.#state = "finished";
+    this.#run = undefined;
+    this.#batch = undefined;
+    this.release();
+  }
+
+  #expect(state: JobState): void {
+    if (this.#state !== state) throw new Error(`Job is ${this.#state}, not ${state}`);
+  }
+}
