@@ -72,17 +72,27 @@ export class AcceptErrors {
   }
 }
 
+/** Where accepted connections go. */
+export interface ConnectionSink {
+  /** Takes an accepted connection. */
+  take(conn: Deno.Conn): void;
+  /** Undefined when a connection may be accepted now, else when one may. */
+  whenRoom(): Promise<void> | undefined;
+}
+
 /**
- * Accepts connections from `listener` and hands each to `take` until the
+ * Accepts connections from `listener` and hands each to `sink` until the
  * listener is closed; failures go to `errors`.
  */
 export async function acceptLoop(
   listener: Deno.Listener,
-  take: (conn: Deno.Conn) => void,
+  sink: ConnectionSink,
   errors: AcceptErrors,
 ): Promise<void> {
   let backoff = 0;
   while (true) {
+    const room = sink.whenRoom();
+    if (room !== undefined) await room;
     let conn: Deno.Conn;
     try {
       conn = await listener.accept();
@@ -94,7 +104,7 @@ export async function acceptLoop(
       continue;
     }
     backoff = 0;
-    take(conn);
+    sink.take(conn);
   }
 }
 

@@ -55,6 +55,13 @@ export interface ConnectionStats {
 const MAX_REFUSING = 32;
 /** How long a refused connection may take to read the 503 before it is closed. */
 const REFUSAL_LINGER_MS = 250;
+/**
+ * Connections closed but not yet released: a closed connection holds its
+ * descriptor until the HTTP engine has let it go, so past this many the
+ * accept loop waits (clients wait in the kernel's backlog) rather than open
+ * descriptors faster than they are released.
+ */
+const MAX_CLOSING = 32;
 /** Oldest connections looked at for one eviction. */
 const EVICTION_SCAN = 256;
 const REFUSAL = new TextEncoder().encode(
@@ -89,6 +96,8 @@ export class ConnectionTracker implements ConnectionStats {
   readonly #sweepMs: number;
   #sweeper: ReturnType<typeof setInterval> | undefined;
   #refusing = 0;
+  #closing = 0;
+  #room: PromiseWithResolvers<void> | undefined;
   #draining = false;
   accepted = 0;
   readonly closed: Record<CloseReason, number> = {
@@ -109,6 +118,16 @@ export class ConnectionTracker implements ConnectionStats {
   /** Connections open now. */
   get open(): number {
     return this.#open.size;
+  }
+
+  /**
+   * Undefined when another connection may be accepted now, else a promise
+   * that resolves once enough closed connections released their descriptors.
+   */
+  whenRoom(): Promise<void> | undefined {
+    if (this.#closing < MAX_CLOSING || this.#draining) return undefined;
+    this.#room ??= Promise.withResolvers();
+    return this.#room.promise;
   }
 
   /** Serves `conn`, or refuses it when at the cap with every connection busy. */
@@ -145,6 +164,7 @@ export class ConnectionTracker implements ConnectionStats {
    */
   async shutdown(): Promise<void> {
     this.#draining = true;
+    this.#released();
     const finishing: Promise<void>[] = [];
     for (const tracked of this.#open) {
       if (tracked.active === 0) tracked.abort.abort();
@@ -166,6 +186,18 @@ export class ConnectionTracker implements ConnectionStats {
     this.closed[reason]++;
     tracked.abort.abort();
     this.#forget(tracked);
+    this.#closing++;
+    tracked.served!.finished.then(() => {
+      this.#closing--;
+      this.#released();
+    });
+  }
+
+  /** Lets the accept loop go on when it waits for room. */
+  #released(): void {
+    if (this.#room === undefined || (this.#closing >= MAX_CLOSING && !this.#draining)) return;
+    this.#room.resolve();
+    this.#room = undefined;
   }
 
   /** Closes idle connections past their timeout. */

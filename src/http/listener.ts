@@ -121,11 +121,14 @@ export class HttpListener {
   }
 
   #run(listener: Deno.Listener, tls: boolean): void {
-    const loop: Promise<void> = acceptLoop(
-      listener,
-      (conn) => this.#connections.take(conn, tls),
-      this.#acceptErrors,
-    ).finally(() => this.#loops.delete(loop));
+    const connections = this.#connections;
+    const sink = {
+      take: (conn: Deno.Conn) => connections.take(conn, tls),
+      whenRoom: () => connections.whenRoom(),
+    };
+    const loop: Promise<void> = acceptLoop(listener, sink, this.#acceptErrors).finally(() =>
+      this.#loops.delete(loop)
+    );
     this.#loops.add(loop);
   }
 }
