@@ -239,6 +239,9 @@ Deno.test("hostile connections: at the cap with every connection busy, a new one
   assert.equal(refused.status, 503, refused.head);
   assert.match(refused.head, /^connection: close$/im);
   assert.match(refused.head, /^retry-after: 1$/im);
+  const length = Number(/^content-length: (\d+)$/im.exec(refused.head)?.[1]);
+  assert.equal(refused.body, "Too many open connections: retry in a moment\n");
+  assert.equal(length, refused.body.length);
   assert.equal((await busy).status, 200);
   const exposition = await metrics(server.url);
   assert.equal(valueOf(exposition, "cortex_serve_connections_closed_total", { reason: "over_limit" }), 1);

@@ -64,10 +64,10 @@ const REFUSAL_LINGER_MS = 250;
 const MAX_CLOSING = 32;
 /** Oldest connections looked at for one eviction. */
 const EVICTION_SCAN = 256;
+const REFUSAL_BODY = "Too many open connections: retry in a moment\n";
 const REFUSAL = new TextEncoder().encode(
   "HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nRetry-After: 1\r\n" +
-    "Content-Type: text/plain\r\nContent-Length: 48\r\n\r\n" +
-    "Too many open connections: retry in a moment.\r\n\r\n",
+    `Content-Type: text/plain; charset=utf-8\r\nContent-Length: ${REFUSAL_BODY.length}\r\n\r\n${REFUSAL_BODY}`,
 );
 
 type Handler = (request: Request, info: ConnectionHandlerInfo) => Response | Promise<Response>;
