@@ -41,11 +41,12 @@ Deno.test("connection flags: defaults, durations and counts", () => {
   }
 });
 
-Deno.test("connection cap: the open-file limit less a reserve, within 16 and 10000", () => {
+Deno.test("connection cap: the open-file limit less a reserve, within 16 and 4096", () => {
   assert.equal(defaultMaxConnections(256), 192);
   assert.equal(defaultMaxConnections(1024), 768);
   assert.equal(defaultMaxConnections(4096), 3072);
-  assert.equal(defaultMaxConnections(65536), 10_000);
+  assert.equal(defaultMaxConnections(8192), 4096);
+  assert.equal(defaultMaxConnections(65536), 4096);
   assert.equal(defaultMaxConnections(64), 16);
 });
 

@@ -21,7 +21,7 @@ export const DEFAULT_HEADER_TIMEOUT_MS = 30_000;
 /** Default of `--keepalive-timeout` (above the 60 s idle timeout of common load balancers). */
 export const DEFAULT_KEEPALIVE_TIMEOUT_MS = 75_000;
 /** Largest default `--max-connections`, whatever the open-file limit. */
-export const MAX_DEFAULT_CONNECTIONS = 10_000;
+export const MAX_DEFAULT_CONNECTIONS = 4096;
 const MAX_CONNECTIONS = 1_000_000;
 
 /** Help text lines for the connection flags. */
@@ -72,7 +72,7 @@ export function parseConnectionFlags(values: ConnectionFlagValues): ConnectionOp
  * The default `--max-connections` for a soft open-file limit: the limit less
  * a quarter of it (at least 64) kept for worker pipes, log and model files,
  * the Python environment; at least 16, at most {@link MAX_DEFAULT_CONNECTIONS}.
- * `256` → 192, `1024` → 768, `65536` → 10000.
+ * `256` → 192, `1024` → 768, `65536` → 4096.
  */
 export function defaultMaxConnections(openFileLimit: number): number {
   const reserve = Math.max(64, Math.floor(openFileLimit / 4));
