@@ -8,6 +8,12 @@ import {
   SECURITY_HELP,
   type SecurityOptions,
 } from "./security_options.ts";
+import {
+  CONNECTION_FLAGS,
+  CONNECTION_HELP,
+  type ConnectionOptions,
+  parseConnectionFlags,
+} from "./connection_options.ts";
 import { parseBytes, parseDuration, parsePositiveInt, UsageError } from "./units.ts";
 
 /** Everything `serve` needs, defaults applied. */
@@ -45,6 +51,8 @@ export interface ServeOptions {
   readonly debug: boolean;
   /** `--api-key-file`, `--tls-cert`, `--tls-key`, `--cors-origin`. */
   readonly security: SecurityOptions;
+  /** `--header-timeout`, `--keepalive-timeout`, `--max-connections`. */
+  readonly connections: ConnectionOptions;
 }
 
 export const SERVE_HELP = `Usage: cortex-serve serve [DIR] [options]
@@ -86,6 +94,7 @@ Options:
                           that needed it (default 60s)
   --log-format FORMAT     text or json (default text)
   --log-level LEVEL       debug, info, warn or error (default info)
+${CONNECTION_HELP}
 ${SECURITY_HELP}
   --debug                 tracebacks in error bodies, debug logs, no line cap
   -h, --help              this help
@@ -118,6 +127,7 @@ const FLAGS = {
   "log-format": { type: "string" },
   "log-level": { type: "string" },
   debug: { type: "boolean" },
+  ...CONNECTION_FLAGS,
   ...SECURITY_FLAGS,
   help: { type: "boolean", short: "h" },
 } as const;
@@ -168,6 +178,7 @@ export function parseServeArgs(args: readonly string[]): ServeOptions | "help" {
       : oneOf("log-level", values["log-level"] ?? "info", ["debug", "info", "warn", "error"] as const),
     debug,
     security: parseSecurityFlags(values),
+    connections: parseConnectionFlags(values),
   };
 }
 
