@@ -82,6 +82,8 @@ export interface StartOptions {
   readonly entry?: string;
   readonly cwd?: string;
   readonly env?: Record<string, string>;
+  /** A command that execs the server, e.g. `["prlimit", "--nofile=256:256", "--"]`. */
+  readonly wrap?: readonly string[];
 }
 
 const DENO = Deno.execPath();
@@ -103,8 +105,10 @@ export const CLI: readonly string[] = [
  */
 export async function startServer(projectDir: string, options: StartOptions = {}): Promise<ServerProcess> {
   const state = await tempDir("cortex-serve-state-");
-  const child = new Deno.Command(DENO, {
+  const [command = DENO, ...wrapArgs] = options.wrap === undefined ? [] : [...options.wrap, DENO];
+  const child = new Deno.Command(command, {
     args: [
+      ...wrapArgs,
       ...(options.entry === undefined
         ? CLI
         : ["run", "--allow-all", "--unstable-no-legacy-abort", options.entry]),

@@ -289,7 +289,7 @@ Deno.test("get and predict send $CORTEX_API_KEY to a server that requires keys",
   await anonymous.body?.cancel();
 });
 
-Deno.test("the README walk-through: validate, predict and get on the iris example", async () => {
+Deno.test("the docs/operations.md walk-through: validate, predict and get on the iris example", async () => {
   const validated = await runCli(["validate", "examples/iris-classifier", `--python=${PYTHON}`]);
   assert.equal(validated.code, 0, validated.stderr);
   await using server = await startServer(IRIS);

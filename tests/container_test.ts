@@ -93,8 +93,11 @@ Deno.test("Containerfile: Debian 12 slim, the Python packages, a non-root user, 
   const tags = [...text.matchAll(/ -t (\S+) /g)].map((m) => m[1]);
   assert.ok(tags.length > 0, "a documented build command");
   for (const tag of tags) assert.equal(tag, container.image);
-  const readme = await Deno.readTextFile(join(ROOT, "README.md"));
-  assert.ok(readme.includes(`-t ${container.image}`), "README shows the build with the manifests' tag");
+  const operations = await Deno.readTextFile(join(ROOT, "docs", "operations.md"));
+  assert.ok(
+    operations.includes(`-t ${container.image}`),
+    "docs/operations.md shows the build with the manifests' tag",
+  );
 
   const env = new Map(
     instructions.filter((i) => i.keyword === "ENV").map((i) => i.args.split("=", 2) as [string, string]),

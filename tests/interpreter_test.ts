@@ -1,6 +1,7 @@
 /**
- * Interpreter choice and checks (SPEC §3) with real interpreters: Debian's
- * python3 and a virtual environment built here without msgpack.
+ * Interpreter choice and checks (docs/python-environment.md, "Interpreter")
+ * with real interpreters: Debian's python3 and a virtual environment built
+ * here without msgpack.
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";

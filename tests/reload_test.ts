@@ -77,7 +77,10 @@ Deno.test("SIGHUP swaps in a new version without a failed request; the old worke
     assert.equal(results.at(0)?.body, "v1");
     assert.equal(results.at(-1)?.body, "v2");
     const bodies = results.map((r) => r.body);
-    assert.ok(bodies.lastIndexOf("v1") < bodies.indexOf("v2") + 4, "versions did not interleave for long");
+    assert.ok(
+      bodies.lastIndexOf("v1") < bodies.indexOf("v2") + 4,
+      `versions did not interleave for long: ${bodies.join(" ")}`,
+    );
 
     const workers = await processesMatching(join(stateDir, "worker.py"));
     assert.equal(workers.length, 1);

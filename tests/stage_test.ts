@@ -57,7 +57,7 @@ function mode(info: Deno.FileInfo): number {
   return (info.mode ?? 0) & 0o777;
 }
 
-Deno.test("isExcluded: the SPEC §2 rules", () => {
+Deno.test("isExcluded: the staging rules of docs/configuration.md", () => {
   const cases: [string, boolean, boolean][] = [
     ["cortex.yaml", false, true],
     ["cortex.yaml", true, false],

@@ -21,6 +21,10 @@ import { Deployment } from "../supervision/deployment.ts";
 import type { ApiPool } from "../supervision/pool.ts";
 import { Reloader } from "../supervision/reloader.ts";
 import { HttpListener } from "../http/listener.ts";
+import type { ConnectionLimits } from "../http/connections.ts";
+import { registerConnectionMetrics } from "../http/connection_metrics.ts";
+import { type ConnectionOptions, defaultMaxConnections } from "./connection_options.ts";
+import { raiseOpenFileLimit } from "./fd_limit.ts";
 import { Security } from "./security.ts";
 import { ServerMetrics } from "../http/metrics.ts";
 import { RequestStats } from "../http/stats.ts";
@@ -63,6 +67,7 @@ async function run(
   const stateDir = await ensureStateDir(options.stateDir ?? defaultStateDir());
   const interpreter = await checkInterpreter(chooseInterpreter(options.python, Deno.env.toObject()));
   logger.info("python", { executable: interpreter.executable, version: interpreter.version });
+  const limits = await connectionLimits(options.connections, interpreter.executable, logger);
   for (const warning of interpreter.warnings) logger.warn(warning, { python: interpreter.executable });
   const workerPath = await writeWorker(stateDir);
   // Durable jobs outlive every deployment too: the runner is given each version's pools.
@@ -157,6 +162,7 @@ async function run(
       keys: security.keys,
       cors: security.cors,
       jobs,
+      version: VERSION,
     });
   const reloader: Reloader = new Reloader({
     deployment,
@@ -177,7 +183,10 @@ async function run(
     port: options.port,
     tls: security.tls,
     handler: reloader.fetch,
+    limits,
+    logger,
   });
+  registerConnectionMetrics(metrics.registry, server);
   const addr = server.addr;
   const base = server.url;
   logger.info("listening", { url: base, deployment: project.deployment.name });
@@ -227,6 +236,35 @@ async function run(
   logger.info("stopped", { drained });
   await notifyingStop;
   return 0;
+}
+
+/**
+ * Raises the open-file limit and resolves `--max-connections` from it when
+ * it was not given; logs both.
+ */
+async function connectionLimits(
+  options: ConnectionOptions,
+  python: string,
+  logger: Logger,
+): Promise<ConnectionLimits> {
+  const files = await raiseOpenFileLimit(python);
+  const maxConnections = options.maxConnections ??
+    (files === undefined ? 1024 : defaultMaxConnections(files.soft));
+  logger.info("connection limits", {
+    max_connections: maxConnections,
+    open_file_limit: files?.soft,
+    open_file_hard_limit: files?.hard,
+    header_timeout_s: options.headerTimeoutMs / 1000,
+    keepalive_timeout_s: options.keepAliveTimeoutMs / 1000,
+  });
+  if (files !== undefined && maxConnections > files.soft) {
+    logger.warn("--max-connections is above the open-file limit: accepts may fail when descriptors run out", {
+      max_connections: maxConnections,
+      open_file_limit: files.soft,
+      fix: "raise LimitNOFILE= (systemd) or ulimit -n, or lower --max-connections",
+    });
+  }
+  return { ...options, maxConnections };
 }
 
 /**

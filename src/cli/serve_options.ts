@@ -8,6 +8,12 @@ import {
   SECURITY_HELP,
   type SecurityOptions,
 } from "./security_options.ts";
+import {
+  CONNECTION_FLAGS,
+  CONNECTION_HELP,
+  type ConnectionOptions,
+  parseConnectionFlags,
+} from "./connection_options.ts";
 import { parseBytes, parseDuration, parsePositiveInt, UsageError } from "./units.ts";
 
 /** Everything `serve` needs, defaults applied. */
@@ -45,6 +51,8 @@ export interface ServeOptions {
   readonly debug: boolean;
   /** `--api-key-file`, `--tls-cert`, `--tls-key`, `--cors-origin`. */
   readonly security: SecurityOptions;
+  /** `--header-timeout`, `--keepalive-timeout`, `--max-connections`. */
+  readonly connections: ConnectionOptions;
   /** `--jobs`, `--job-ttl`, `--job-lease`, `--job-attempts` (docs/async.md). */
   readonly jobs: JobsOptions;
 }
@@ -112,6 +120,7 @@ Options:
   --job-attempts N        a job whose worker dies N times is failed (default 3)
   --job-queue N           jobs that may wait per API; past it a submit is answered
                           503 (default 100000)
+${CONNECTION_HELP}
 ${SECURITY_HELP}
   --debug                 tracebacks in error bodies, debug logs, no line cap
   -h, --help              this help
@@ -149,6 +158,7 @@ const FLAGS = {
   "job-lease": { type: "string" },
   "job-attempts": { type: "string" },
   "job-queue": { type: "string" },
+  ...CONNECTION_FLAGS,
   ...SECURITY_FLAGS,
   help: { type: "boolean", short: "h" },
 } as const;
@@ -210,6 +220,7 @@ export function parseServeArgs(args: readonly string[]): ServeOptions | "help" {
         ? 100_000
         : parsePositiveInt("job-queue", values["job-queue"]),
     },
+    connections: parseConnectionFlags(values),
   };
 }
 

@@ -189,7 +189,7 @@ export function validateConfig(
 }
 
 const _MIXING_FIX =
-  "write every resource of one cortex.yaml in one dialect (see the README's configuration reference)";
+  "write every resource of one cortex.yaml in one dialect (see cortex-serve's docs/configuration.md, dialects)";
 const _MAP_FIX_013 = 'write "- name: <api>" with "predictor:" ("type: python", "path: <file>") below it';
 
 /** The scope of a resource, named by its `name` when it has one. */

@@ -24,6 +24,9 @@ import { ErrorAnswers, errorResponse } from "./error_answer.ts";
 import { type PredictContext, PredictRoute } from "./predict.ts";
 import type { JobService } from "../jobs/service.ts";
 import { addJobRoutes } from "./jobs.ts";
+import { addOpenApiRoute } from "./openapi.ts";
+import { addInferenceV2Routes } from "./inference_v2.ts";
+import { startTracing, tracingEnabled } from "./tracing.ts";
 
 export type { AppEnv };
 
@@ -48,6 +51,8 @@ export interface AppOptions {
   readonly activity?: ConsoleActivity;
   /** Durable jobs (docs/async.md): `Prefer: respond-async`, `async: true` APIs and the job routes; none when absent. */
   readonly jobs?: JobService | undefined;
+  /** The server's version, for `GET /openapi.json` and `GET /v2`. */
+  readonly version?: string;
 }
 
 /** The app and the counters it keeps. */
@@ -61,6 +66,7 @@ export interface CortexApp {
 export function createApp(options: AppOptions): CortexApp {
   const { project, pools, logger } = options;
   const app = new Hono<AppEnv>();
+  const traced = tracingEnabled() ? startTracing(app, { project, pools, logger }) : undefined;
   const stats = options.stats ?? new RequestStats();
   const activity = options.activity ?? new ConsoleActivity();
   const pacer = new ShedPacer();
@@ -95,6 +101,8 @@ export function createApp(options: AppOptions): CortexApp {
     project.apis.forEach((api) => app.use(api.endpoint, middleware));
     // The job routes (`<endpoint>/<id>`, `<endpoint>/<id>/cancel`): a browser cancels with POST.
     if (options.jobs !== undefined) project.apis.forEach((api) => app.use(`${api.endpoint}/*`, middleware));
+    // The Open Inference Protocol's routes predict too, and browser tools read the OpenAPI document.
+    for (const path of ["/v2", "/v2/*", "/openapi.json"]) app.use(path, middleware);
   }
   if (options.keys !== undefined) app.use(requireApiKey(options.keys, logger, rejections));
 
@@ -171,6 +179,14 @@ export function createApp(options: AppOptions): CortexApp {
     );
   });
   addConsoleRoutes(app, { project, pools, stats, activity, jobs });
+  const version = options.version ?? "unknown";
+  addOpenApiRoute(app, {
+    project,
+    version,
+    metrics: options.metrics !== undefined,
+    keys: options.keys !== undefined,
+  });
+  addInferenceV2Routes(app, { ...options, version });
   app.get("/", (c) => {
     if (wantsConsolePage(c)) return consolePage(c);
     c.header("vary", "Accept");
@@ -219,6 +235,7 @@ export function createApp(options: AppOptions): CortexApp {
     return route(request, env, executionCtx);
   };
 
+  traced?.(app);
   return { app, stats, activity };
 }
 

@@ -16,7 +16,12 @@ import { isOpenConsoleRequest } from "./console/routes.ts";
 import type { Exchange } from "./exchange.ts";
 
 /** Paths orchestrators probe; they stay open and reveal no error text when keys are on. */
-export const OPEN_PATHS: ReadonlySet<string> = new Set(["/livez", "/healthz"]);
+export const OPEN_PATHS: ReadonlySet<string> = new Set([
+  "/livez",
+  "/healthz",
+  "/v2/health/live",
+  "/v2/health/ready",
+]);
 
 /** The `WWW-Authenticate` challenge of a 401 (RFC 6750). */
 export const CHALLENGE = 'Bearer realm="cortex-serve"';

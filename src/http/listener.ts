@@ -1,14 +1,23 @@
 /**
- * The HTTP(S) listener around `Deno.serve`. `Deno.serve` cannot swap its
- * certificate in place, so a new certificate takes effect by restarting the
- * listener on the same address: the old one stops accepting (connections it
- * already has finish their requests with the old certificate), the new one
- * binds at once and serves every new connection. Between the two a
- * connection attempt may be refused for about a millisecond.
+ * The HTTP(S) listener: our own accept loop ({@link acceptLoop}) hands each
+ * connection to the {@link ConnectionTracker}, which serves it with the
+ * runtime's HTTP engine within the connection limits. A failed accept never
+ * ends the process.
+ *
+ * A TLS listener cannot swap its certificate in place, so a new certificate
+ * takes effect by binding a new listening socket on the same address: the
+ * old one stops accepting (connections it already has finish their requests
+ * with the old certificate), the new one serves every new connection.
+ * Between the two a connection attempt may be refused for about a
+ * millisecond.
  *
  * @module
  */
+import type { Logger } from "../log/logger.ts";
 import type { TlsMaterial } from "../security/tls.ts";
+import { AcceptErrors, acceptLoop } from "./accept_loop.ts";
+import { type ConnectionLimits, type ConnectionStats, ConnectionTracker } from "./connections.ts";
+import { assertConnectionServing, type ConnectionHandlerInfo } from "./serve_connection.ts";
 
 /** Options for {@link HttpListener.start}. */
 export interface ListenOptions {
@@ -17,7 +26,10 @@ export interface ListenOptions {
   readonly port: number;
   /** Serve HTTPS with this certificate; plain HTTP when absent. */
   readonly tls?: TlsMaterial | undefined;
-  readonly handler: Deno.ServeHandler<Deno.NetAddr>;
+  readonly handler: (request: Request, info: ConnectionHandlerInfo) => Response | Promise<Response>;
+  readonly limits: ConnectionLimits;
+  /** Where accept failures and unhandled handler errors are logged. */
+  readonly logger?: Logger | undefined;
 }
 
 /** How long a restart waits for the old socket to release the address. */
@@ -26,29 +38,46 @@ const REBIND_TIMEOUT_MS = 2000;
 /** A listening server whose TLS certificate can be replaced. */
 export class HttpListener {
   readonly #options: ListenOptions;
-  #server: Deno.HttpServer<Deno.NetAddr>;
+  readonly #connections: ConnectionTracker;
+  readonly #acceptErrors: AcceptErrors;
+  #listener: Deno.Listener;
   #tls: TlsMaterial | undefined;
-  /** Shutdowns of listeners replaced by a new certificate, until they finish. */
-  readonly #retired = new Set<Promise<void>>();
+  /** Accept loops of this listener and of those replaced by a new certificate, until they end. */
+  readonly #loops = new Set<Promise<void>>();
 
-  private constructor(options: ListenOptions, server: Deno.HttpServer<Deno.NetAddr>) {
+  private constructor(options: ListenOptions, listener: Deno.Listener) {
     this.#options = options;
-    this.#server = server;
+    this.#connections = new ConnectionTracker(options.limits, options.handler, options.logger);
+    this.#acceptErrors = new AcceptErrors(options.logger);
+    this.#listener = listener;
     this.#tls = options.tls;
+    this.#run(listener, options.tls !== undefined);
   }
 
   /**
    * Binds and starts serving.
    *
    * @throws {Deno.errors.AddrInUse} and other bind errors
+   * @throws {ConnectionServingUnavailable} on a Deno this program is not built for
    */
   static start(options: ListenOptions): HttpListener {
-    return new HttpListener(options, _serve(options, options.port, options.tls));
+    assertConnectionServing();
+    return new HttpListener(options, _listen(options, options.port, options.tls));
   }
 
   /** The bound address (the real port when 0 was asked for). */
   get addr(): Deno.NetAddr {
-    return this.#server.addr;
+    return this.#listener.addr as Deno.NetAddr;
+  }
+
+  /** Open connections and counts of accepted, closed and refused ones. */
+  get connections(): ConnectionStats {
+    return this.#connections;
+  }
+
+  /** Failed accepts since start. */
+  get acceptErrors(): number {
+    return this.#acceptErrors.total;
   }
 
   /** `https` when serving TLS. */
@@ -72,32 +101,51 @@ export class HttpListener {
   async useTls(tls: TlsMaterial): Promise<void> {
     const port = this.addr.port;
     const previous = this.#tls;
-    const retired: Promise<void> = this.#server.shutdown()
-      .catch(() => {}) // a failed shutdown of a replaced listener leaves nothing to do
-      .finally(() => this.#retired.delete(retired));
-    this.#retired.add(retired);
+    _closeListener(this.#listener);
     try {
-      this.#server = await _rebind(this.#options, port, tls);
+      this.#listener = await _rebind(this.#options, port, tls);
       this.#tls = tls;
     } catch (error) {
-      this.#server = await _rebind(this.#options, port, previous);
+      this.#listener = await _rebind(this.#options, port, previous);
       throw error;
+    } finally {
+      this.#run(this.#listener, this.#tls !== undefined);
     }
   }
 
   /** Stops accepting and resolves once every open request has finished. */
   async shutdown(): Promise<void> {
-    await Promise.all([this.#server.shutdown(), ...this.#retired]);
+    _closeListener(this.#listener);
+    await Promise.all([this.#connections.shutdown(), ...this.#loops]);
+    this.#acceptErrors[Symbol.dispose]();
+  }
+
+  #run(listener: Deno.Listener, tls: boolean): void {
+    const connections = this.#connections;
+    const sink = {
+      take: (conn: Deno.Conn) => connections.take(conn, tls),
+      whenRoom: () => connections.whenRoom(),
+    };
+    const loop: Promise<void> = acceptLoop(listener, sink, this.#acceptErrors).finally(() =>
+      this.#loops.delete(loop)
+    );
+    this.#loops.add(loop);
   }
 }
 
-function _serve(options: ListenOptions, port: number, tls: TlsMaterial | undefined) {
-  return Deno.serve({
-    hostname: options.hostname,
-    port,
-    onListen: () => {},
-    ...(tls === undefined ? {} : { cert: tls.cert, key: tls.key }),
-  }, options.handler);
+function _listen(options: ListenOptions, port: number, tls: TlsMaterial | undefined): Deno.Listener {
+  const address = { hostname: options.hostname, port };
+  return tls === undefined
+    ? Deno.listen(address)
+    : Deno.listenTls({ ...address, cert: tls.cert, key: tls.key, alpnProtocols: ["h2", "http/1.1"] });
+}
+
+function _closeListener(listener: Deno.Listener): void {
+  try {
+    listener.close();
+  } catch {
+    // Closed already.
+  }
 }
 
 /** Binds `port` again, retrying while the retired socket still holds it. */
@@ -105,11 +153,11 @@ async function _rebind(
   options: ListenOptions,
   port: number,
   tls: TlsMaterial | undefined,
-): Promise<Deno.HttpServer<Deno.NetAddr>> {
+): Promise<Deno.Listener> {
   const deadline = Date.now() + REBIND_TIMEOUT_MS;
   while (true) {
     try {
-      return _serve(options, port, tls);
+      return _listen(options, port, tls);
     } catch (error) {
       if (!(error instanceof Deno.errors.AddrInUse) || Date.now() > deadline) throw error;
       await new Promise((resolve) => setTimeout(resolve, 1));

@@ -1,7 +1,8 @@
 /**
- * `--project-mount PATH` (SPEC §2): the staged project made visible at a
- * fixed path, so Cortex code that reads `/mnt/project/...` literally runs
- * unchanged. PATH becomes a symbolic link to the staged tree.
+ * `--project-mount PATH` (docs/python-environment.md, "/mnt/project"): the
+ * staged project made visible at a fixed path, so Cortex code that reads
+ * `/mnt/project/...` literally runs unchanged. PATH becomes a symbolic link
+ * to the staged tree.
  *
  * A link at PATH that points into this server's state directory is ours (left
  * by an earlier start) and is replaced atomically; anything else at PATH is

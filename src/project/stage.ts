@@ -1,7 +1,8 @@
 /**
- * Staging (SPEC §2): the project is copied into a content-keyed directory
- * under the state directory before any Python runs, so the running API never
- * sees half-edited files and an unchanged project restarts without copying.
+ * Staging (docs/configuration.md, "Staging"): the project is copied into a
+ * content-keyed directory under the state directory before any Python runs,
+ * so the running API never sees half-edited files and an unchanged project
+ * restarts without copying.
  *
  * Layout: `<stateDir>/projects/<sha256 of the real root path, 12 hex>/`
  * holds `stat-cache.json` and one `<content key>/` tree per staged version.

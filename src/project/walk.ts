@@ -1,6 +1,7 @@
 /**
  * Walking a project directory: which entries are staged, which are left out
- * by rule, and which are skipped and reported (SPEC §2).
+ * by rule, and which are skipped and reported (docs/configuration.md,
+ * "Staging").
  *
  * @module
  */
@@ -49,7 +50,7 @@ export class StagingError extends UserError {
 }
 
 /**
- * The exclusion rule of SPEC §2: `true` when an entry with this name is left
+ * The exclusion rule of staging: `true` when an entry with this name is left
  * out of the staged tree. Left out are every file or directory whose name
  * starts with `.` (`.git`, `.venv`, `.env` …), files named `cortex.yaml` at
  * any depth, and `*.pyc`, `*.pyo`, `*.pyd` files. `__pycache__` directories

@@ -1,7 +1,7 @@
 /**
- * Preparing the Python environment of one staged project version (SPEC §3):
- * `dependencies.sh` when asked for, then the cached virtual environment of
- * `requirements.txt` when the project has one. Called at startup and again
+ * Preparing the Python environment of one staged project version
+ * (docs/python-environment.md): `dependencies.sh` when asked for, then the
+ * cached virtual environment of `requirements.txt` when the project has one. Called at startup and again
  * on reload, since `requirements.txt` may have changed.
  *
  * @module

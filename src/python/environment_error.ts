@@ -1,6 +1,7 @@
 /**
- * The error of preparing a project's Python environment (SPEC §3):
- * `dependencies.sh`, the virtual environment, `pip install -r requirements.txt`.
+ * The error of preparing a project's Python environment
+ * (docs/python-environment.md): `dependencies.sh`, the virtual environment,
+ * `pip install -r requirements.txt`.
  *
  * @module
  */

@@ -1,5 +1,5 @@
 /**
- * TLS material for `Deno.serve`: the PEM certificate chain and private key
+ * TLS material for the HTTPS listener: the PEM certificate chain and private key
  * named by `--tls-cert` / `--tls-key`, read and checked (parseable, key
  * belongs to the certificate) before a listener uses them, so a bad pair is
  * a clear message at startup and leaves the old pair serving on SIGHUP.
@@ -17,7 +17,7 @@ export interface TlsFiles {
   readonly keyFile: string;
 }
 
-/** A checked certificate and key, ready for `Deno.serve`. */
+/** A checked certificate and key, ready for the HTTPS listener. */
 export interface TlsMaterial {
   readonly cert: string;
   readonly key: string;

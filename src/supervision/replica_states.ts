@@ -35,7 +35,7 @@ export const REPLICA_STATES = [
   "stopped",
 ] as const;
 
-/** Named replica states (see README, "What happens when your code fails"). */
+/** Named replica states (docs/inference.md, "Replica states"). */
 export type ReplicaState = typeof REPLICA_STATES[number];
 
 /** The state of an API as a whole: its replicas' states, `busy` counted as `ready`. */
