@@ -230,7 +230,7 @@ async function run(
   const notifyingStop = notifier.stopping();
   logger.info("shutting down", { signal, drain_timeout_s: options.drainTimeoutMs / 1000 });
   // No new job starts; runs under way end with the drain (or go back to the queue).
-  const jobsClosed = jobs?.close();
+  const jobsClosed = jobs?.close(options.drainTimeoutMs + 10_000);
   const [drained] = await Promise.all([reloader.stop(options.drainTimeoutMs), server.shutdown()]);
   await jobsClosed;
   logger.info("stopped", { drained });

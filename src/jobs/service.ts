@@ -130,10 +130,22 @@ export class JobService implements AsyncDisposable {
     return this.#depth.get(api) ?? NO_JOBS;
   }
 
-  /** Stops taking jobs, waits for runs under way (they end with the pools' drain), stops webhooks. */
-  async close(): Promise<void> {
+  /**
+   * Stops taking jobs and waits, at most `timeoutMs`, for the runs under way
+   * to record their end (they end with the pools' drain).
+   */
+  async close(timeoutMs = 60_000): Promise<void> {
     clearInterval(this.#sweeper);
-    await this.#runner.close();
+    // The runs end with the pools' drain; a store that stopped answering must not hold the exit.
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const late = new Promise<"late">((resolve) => timer = setTimeout(() => resolve("late"), timeoutMs));
+    const ended = await Promise.race([this.#runner.close(), late]);
+    clearTimeout(timer);
+    if (ended === "late") {
+      this.#logger.warn("jobs still recording their end at exit: their leases expire and they run again", {
+        store: this.store.description,
+      });
+    }
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
