@@ -8,7 +8,8 @@ import { loadProjectConfig } from "../src/config/load.ts";
 import { ConfigError, formatIssue } from "../src/config/errors.ts";
 import { parseServeArgs, type ServeOptions } from "../src/cli/serve_options.ts";
 import { UsageError } from "../src/cli/units.ts";
-import { tempDir } from "./_helpers.ts";
+import { makeProject, tempDir } from "./_helpers.ts";
+import { serveOnce } from "./_serve_once.ts";
 
 const PYTHON_DIALECT = (extra: string) =>
   `- kind: deployment
@@ -88,4 +89,25 @@ Deno.test("serve: --jobs, --job-ttl, --job-lease, --job-attempts, --job-queue", 
       e instanceof UsageError && /--jobs: "postgres:\/\/x" is not sqlite, off or a redis/.test(e.message),
   );
   assert.throws(() => parse("--job-attempts=0"), UsageError);
+});
+
+Deno.test("serve refuses to start on a job store it cannot use, in one line", async () => {
+  await using project = await makeProject({
+    "inference.py": "def predict(sample, metadata):\n    return sample\n",
+  });
+  await using state = await tempDir();
+  const unreachable = await serveOnce(project.path, { args: ["--jobs=redis://127.0.0.1:1/0"] });
+  assert.equal(unreachable.code, 1, unreachable.output);
+  assert.match(
+    unreachable.error,
+    /^error: Cannot reach the job store redis:\/\/127\.0\.0\.1:1\/0: .*; start Redis there/,
+  );
+  await Deno.mkdir(join(state.path, "jobs"));
+  await Deno.writeTextFile(join(state.path, "jobs", "jobs.sqlite"), "not a database");
+  const garbage = await serveOnce(project.path, { args: [`--state-dir=${state.path}`] });
+  assert.equal(garbage.code, 1, garbage.output);
+  assert.match(
+    garbage.error,
+    /^error: Cannot open the job store ".*jobs\.sqlite": file is not a database; remove the file/,
+  );
 });

@@ -12,6 +12,7 @@
  */
 import { Buffer } from "node:buffer";
 import { Redis } from "ioredis";
+import { JobStoreError } from "./errors.ts";
 import { CANCEL, FINISH, GROUP, LEASE, REAP, REAPER, RENEW } from "./redis_scripts.ts";
 import type {
   JobDepth,
@@ -64,9 +65,9 @@ export class RedisJobStore implements JobStore {
       await redis.ping();
     } catch (error) {
       redis.disconnect();
-      throw new Error(
+      throw new JobStoreError(
         `Cannot reach the job store ${url.replace(/\/\/[^@/]*@/, "//***@")}: ${
-          error instanceof Error ? error.message : error
+          String(error instanceof Error ? error.message : error).replace(/\.$/, "")
         }; start Redis there or pass another --jobs`,
         { cause: error },
       );

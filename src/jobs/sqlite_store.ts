@@ -15,6 +15,7 @@
  * @module
  */
 import workerSource from "./sqlite_worker.js" with { type: "text" };
+import { JobStoreError } from "./errors.ts";
 import type { JobDepth, JobOutcome, JobRecord, JobStore, LeasedJob, NewJob } from "./job.ts";
 
 /** Settings of a {@link SqliteJobStore}. */
@@ -42,7 +43,7 @@ export class SqliteJobStore implements JobStore {
   /**
    * Opens (or creates) the store in `options.dir`.
    *
-   * @throws {Error} When the file cannot be opened as a job database
+   * @throws {JobStoreError} When the file cannot be opened as a job database
    */
   static async open(options: SqliteStoreOptions): Promise<SqliteJobStore> {
     const url = URL.createObjectURL(new Blob([workerSource], { type: "text/javascript" }));
@@ -68,7 +69,7 @@ export class SqliteJobStore implements JobStore {
       file = String(await opening.promise);
     } catch (error) {
       worker.terminate();
-      throw error;
+      throw new JobStoreError(error instanceof Error ? error.message : String(error), { cause: error });
     }
     const store = new SqliteJobStore(worker, file);
     // From now on the store's own map answers.
