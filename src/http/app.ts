@@ -185,6 +185,7 @@ export function createApp(options: AppOptions): CortexApp {
     version,
     metrics: options.metrics !== undefined,
     keys: options.keys !== undefined,
+    jobs: options.jobs !== undefined,
   });
   addInferenceV2Routes(app, { ...options, version });
   app.get("/", (c) => {
