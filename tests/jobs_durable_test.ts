@@ -161,3 +161,19 @@ Deno.test("jobs go on across a reload (SIGHUP): queued ones run on the new versi
     return true;
   });
 });
+
+Deno.test("a job running longer than --job-lease keeps its lease (renewed) and runs once", async () => {
+  await using scratch = await tempDir();
+  const log = join(scratch.path, "executions");
+  await using project = await asyncProject({ executions: log });
+  await using server = await startServer(project.path, { args: ["--job-lease=1s"] });
+  const { id } = await (await post(`${server.url}/api`, { n: 1, sleep: 3 })).json();
+  let view: Record<string, unknown> = {};
+  await eventually("the job to complete", async () => {
+    view = await (await fetch(`${server.url}/api/${id}`)).json();
+    return view.status === "completed";
+  });
+  assert.equal(view.attempts, 1);
+  assert.deepEqual(await executions(log), [1]);
+  assert.ok(!server.lines.some((l) => l.includes("requeued")));
+});
