@@ -66,6 +66,14 @@ Deno.test("redis store: lease, renew, complete once, cancel, reclaim and poison"
   assert.equal(failed?.status, "failed");
   assert.match(failed.error ?? "", /stopped 2 times/);
   assert.equal(await store.lease("api", "two", 200), undefined);
+
+  // Cancelled while it runs (from another server): its runner's next renew reports the lease lost.
+  await store.submit(job("d", 4));
+  assert.equal((await store.lease("api", "two", 200))?.id, "d");
+  assert.equal((await store.cancel("api", "d"))?.status, "cancelled");
+  assert.deepEqual(await store.renew(["d"], "two", 200), ["d"]);
+  assert.equal(await store.finish("d", "two", { kind: "completed", result }, 2), undefined);
+  assert.equal((await store.get("api", "d"))?.status, "cancelled");
 });
 
 Deno.test("two servers on one Redis split a backlog and finish it when one is SIGKILLed", async () => {
