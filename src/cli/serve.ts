@@ -130,6 +130,7 @@ async function run(
       project,
       pools,
       maxBodyBytes: options.maxBodyBytes,
+      bodyTimeoutMs: options.bodyTimeoutMs,
       debug: options.debug,
       logger,
       keys: security.keys,

@@ -12,6 +12,7 @@ import { Counter, type CounterChild, Gauge, Histogram, type HistogramChild, Regi
 import type { ResolvedTracker } from "../config/types.ts";
 import type { ApiPool } from "../supervision/pool.ts";
 import type { CancelReason, Replica, ReplicaState } from "../supervision/replica.ts";
+import type { BodyFailure } from "./exchange.ts";
 
 /** Where scrape-time values come from. */
 export interface MetricsSources {
@@ -49,11 +50,23 @@ export class ApiRequestMetrics {
   readonly #byStatus = new Map<number, CounterChild>();
   readonly #latency: HistogramChild;
   readonly #queueWait: HistogramChild;
+  readonly #bodyFailures: Readonly<Record<BodyFailure, CounterChild>>;
 
-  constructor(counter: (status: number) => CounterChild, latency: HistogramChild, queueWait: HistogramChild) {
+  constructor(
+    counter: (status: number) => CounterChild,
+    latency: HistogramChild,
+    queueWait: HistogramChild,
+    bodyFailures: Readonly<Record<BodyFailure, CounterChild>>,
+  ) {
     this.#counter = counter;
     this.#latency = latency;
     this.#queueWait = queueWait;
+    this.#bodyFailures = bodyFailures;
+  }
+
+  /** Counts a request whose body did not arrive (it is also counted by {@link observe}). */
+  bodyFailure(reason: BodyFailure): void {
+    this.#bodyFailures[reason].inc();
   }
 
   /** Counts one finished request (`seconds` from arrival to response). */
@@ -80,6 +93,7 @@ export class ServerMetrics {
   readonly #values: Histogram<"api">;
   readonly #skipped: Counter<"api">;
   readonly #batchSize: Histogram<"api">;
+  readonly #bodyFailures: Counter<"api" | "reason">;
   readonly #batchChildren = new Map<string, HistogramChild>();
   readonly #apis = new Map<string, ApiRequestMetrics>();
   readonly #classChildren = new Map<string, Map<string, CounterChild>>();
@@ -145,6 +159,14 @@ export class ServerMetrics {
         buckets: BATCH_SIZE_BUCKETS,
       }),
     );
+    this.#bodyFailures = registry.register(
+      new Counter({
+        name: "cortex_serve_request_body_failures_total",
+        help: "Request bodies not received, by API and reason (timeout: no byte for --body-timeout, " +
+          "answered 408; client_closed: the client hung up mid-body, logged as 499)",
+        labelNames: ["api", "reason"],
+      }),
+    );
     this.#scrapeTimeMetrics(sources);
   }
 
@@ -156,6 +178,10 @@ export class ServerMetrics {
         (status) => this.#requests.labels({ api, status: String(status) }),
         this.#latency.labels({ api }),
         this.#queueWait.labels({ api }),
+        {
+          timeout: this.#bodyFailures.labels({ api, reason: "timeout" }),
+          client_closed: this.#bodyFailures.labels({ api, reason: "client_closed" }),
+        },
       );
       this.#apis.set(api, bound);
     }
