@@ -11,6 +11,7 @@ import { ApiError } from "../errors/api_error.ts";
 import type { KeyStore } from "../security/api_keys.ts";
 import { requireApiKey } from "./auth.ts";
 import { BodyWatch } from "./body_watch.ts";
+import { DirectReads } from "./body.ts";
 import { corsMiddleware, type CorsPolicy, corsRule } from "./cors.ts";
 import type { ServerMetrics } from "./metrics.ts";
 import type { ApiPool } from "../supervision/pool.ts";
@@ -99,7 +100,11 @@ export function createApp(options: AppOptions): CortexApp {
   /** `POST <endpoint>` of each API, by endpoint. */
   const predictions = new Map<string, PredictRoute>();
   const shared: PredictContext = {
-    body: { maxBytes: options.maxBodyBytes, watch: new BodyWatch(options.bodyTimeoutMs) },
+    body: {
+      maxBytes: options.maxBodyBytes,
+      watch: new BodyWatch(options.bodyTimeoutMs),
+      direct: new DirectReads(),
+    },
     debug: options.debug,
     logger,
     metrics: options.metrics,

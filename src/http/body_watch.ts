@@ -19,18 +19,27 @@ export interface BodyRead {
   done(): void;
 }
 
-/** A watched read. */
+/**
+ * A watched read: a node of the watch's list (linking and unlinking cost a
+ * few field writes, less than a Set). Time is counted in sweeps of the
+ * watch, not read from a clock, so bytes arriving cost one field write.
+ */
 class WatchedRead implements BodyRead {
-  /** `performance.now()` of the last byte (or of the start). */
-  last = performance.now();
+  /** The watch's sweep count when the last byte (or the start) was seen. */
+  tick: number;
+  prev: WatchedRead | undefined = undefined;
+  next: WatchedRead | undefined = undefined;
+  linked = false;
 
   constructor(
     readonly watch: BodyWatch,
     readonly onTimeout: () => void,
-  ) {}
+  ) {
+    this.tick = watch.tick;
+  }
 
   progress(): void {
-    this.last = performance.now();
+    this.tick = this.watch.tick;
   }
 
   done(): void {
@@ -41,48 +50,74 @@ class WatchedRead implements BodyRead {
 /** Watches body reads and calls their `onTimeout` once they were idle for `timeoutMs`. */
 export class BodyWatch {
   readonly timeoutMs: number;
-  readonly #reads = new Set<WatchedRead>();
+  /** Sweeps so far; a read's idle time is counted in sweeps. */
+  tick = 0;
   /** How often idle reads are looked for: a read is given up at most this late. */
   readonly #periodMs: number;
+  /**
+   * Sweeps without a byte after which a read is given up: a sweep comes at
+   * least a period after the one before, so this many mean at least
+   * `timeoutMs` (and at most a period more).
+   */
+  readonly #idleSweeps: number;
+  #first: WatchedRead | undefined = undefined;
+  #count = 0;
   #timer: ReturnType<typeof setTimeout> | undefined;
 
   constructor(timeoutMs: number = DEFAULT_BODY_TIMEOUT_MS) {
     this.timeoutMs = timeoutMs;
     this.#periodMs = Math.min(1000, Math.max(5, Math.floor(timeoutMs / 8)));
+    this.#idleSweeps = Math.ceil(timeoutMs / this.#periodMs) + 1;
   }
 
   /** Reads being watched. */
   get reading(): number {
-    return this.#reads.size;
+    return this.#count;
   }
 
   /** Starts watching a read; `onTimeout` is called at most once, after which the read is forgotten. */
   start(onTimeout: () => void): BodyRead {
     const read = new WatchedRead(this, onTimeout);
-    this.#reads.add(read);
-    if (this.#timer === undefined) {
-      this.#timer = setTimeout(this.#sweep, this.#periodMs);
-      // The listener keeps the process alive, not this timer.
-      Deno.unrefTimer(this.#timer);
-    }
+    const first = this.#first;
+    read.next = first;
+    if (first !== undefined) first.prev = read;
+    this.#first = read;
+    read.linked = true;
+    this.#count++;
+    if (this.#timer === undefined) this.#schedule();
     return read;
   }
 
   /** Stops watching `read`. */
   forget(read: BodyRead): void {
-    this.#reads.delete(read as WatchedRead);
+    const node = read as WatchedRead;
+    if (!node.linked) return;
+    node.linked = false;
+    const { prev, next } = node;
+    if (prev === undefined) this.#first = next;
+    else prev.next = next;
+    if (next !== undefined) next.prev = prev;
+    node.prev = node.next = undefined;
+    this.#count--;
+  }
+
+  #schedule(): void {
+    this.#timer = setTimeout(this.#sweep, this.#periodMs);
+    // The listener keeps the process alive, not this timer.
+    Deno.unrefTimer(this.#timer);
   }
 
   readonly #sweep = (): void => {
     this.#timer = undefined;
-    const idleSince = performance.now() - this.timeoutMs;
-    for (const read of this.#reads) {
-      if (read.last > idleSince) continue;
-      this.#reads.delete(read);
-      read.onTimeout();
+    const tick = ++this.tick;
+    for (let read = this.#first; read !== undefined;) {
+      const next = read.next;
+      if (tick - read.tick >= this.#idleSweeps) {
+        this.forget(read);
+        read.onTimeout();
+      }
+      read = next;
     }
-    if (this.#reads.size === 0) return;
-    this.#timer = setTimeout(this.#sweep, this.#periodMs);
-    Deno.unrefTimer(this.#timer);
+    if (this.#count > 0) this.#schedule();
   };
 }
