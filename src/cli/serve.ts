@@ -21,6 +21,7 @@ import { Deployment } from "../supervision/deployment.ts";
 import type { ApiPool } from "../supervision/pool.ts";
 import { Reloader } from "../supervision/reloader.ts";
 import { HttpListener } from "../http/listener.ts";
+import { BodyWatch } from "../http/body_watch.ts";
 import { Security } from "./security.ts";
 import { ServerMetrics } from "../http/metrics.ts";
 import { RequestStats } from "../http/stats.ts";
@@ -117,8 +118,10 @@ async function run(
 
   deployment.start();
 
+  const bodyWatch = new BodyWatch(options.bodyTimeoutMs);
   const metrics = new ServerMetrics({
     pools: () => reloader.current.deployment.pools.values(),
+    bodiesReading: () => bodyWatch.reading,
     build: { version: VERSION, protocol: PROTOCOL_VERSION },
   });
   const stats = new RequestStats();
@@ -130,7 +133,7 @@ async function run(
       project,
       pools,
       maxBodyBytes: options.maxBodyBytes,
-      bodyTimeoutMs: options.bodyTimeoutMs,
+      bodyWatch,
       debug: options.debug,
       logger,
       keys: security.keys,

@@ -34,8 +34,12 @@ export interface AppOptions {
   /** One pool per API, by API name. */
   readonly pools: ReadonlyMap<string, ApiPool>;
   readonly maxBodyBytes: number;
-  /** `--body-timeout`: a request body with no byte for this long is answered 408; default 30 s. */
-  readonly bodyTimeoutMs?: number;
+  /**
+   * Watches the idle gap of request bodies (`--body-timeout`: no byte for
+   * that long is answered 408); pass the server's own to keep it across
+   * reloads and show it in the metrics. Default: a watch of 30 s.
+   */
+  readonly bodyWatch?: BodyWatch;
   /** Include Python tracebacks in error bodies (`--debug`). */
   readonly debug: boolean;
   readonly logger: Logger;
@@ -102,7 +106,7 @@ export function createApp(options: AppOptions): CortexApp {
   const shared: PredictContext = {
     body: {
       maxBytes: options.maxBodyBytes,
-      watch: new BodyWatch(options.bodyTimeoutMs),
+      watch: options.bodyWatch ?? new BodyWatch(),
       direct: new DirectReads(),
     },
     debug: options.debug,

@@ -18,6 +18,8 @@ import type { BodyFailure } from "./exchange.ts";
 export interface MetricsSources {
   /** The pools serving right now (read at every scrape). */
   readonly pools: () => Iterable<ApiPool>;
+  /** Request bodies being read now (see ./body_watch.ts); the gauge is left out when absent. */
+  readonly bodiesReading?: () => number;
   /** Labels of `cortex_serve_build_info`. */
   readonly build?: { readonly version: string; readonly protocol: number };
 }
@@ -355,6 +357,19 @@ export class ServerMetrics {
         },
       }),
     );
+    const reading = sources.bodiesReading;
+    if (reading !== undefined) {
+      registry.register(
+        new Gauge({
+          name: "cortex_serve_request_bodies_reading",
+          labelNames: [],
+          help: "Request bodies being received now (each is given up after --body-timeout without a byte)",
+          collect(gauge) {
+            gauge.set({}, reading());
+          },
+        }),
+      );
+    }
     if (sources.build !== undefined) {
       const build = registry.register(
         new Gauge({
