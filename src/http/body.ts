@@ -1,14 +1,18 @@
 /**
  * Reading and checking a prediction request's body. Memory follows the bytes
  * that arrived, not the length a client declares: a declared length over
- * `--max-body` is refused before reading; a small one (up to
- * {@link DIRECT_READ_BYTES}) is read in one go, which sizes its buffer from
- * the declared length, while the declared lengths of such reads in progress
- * stay within {@link DIRECT_READ_BUDGET}; anything else is read as a stream
- * into a buffer that grows with what was received, counted against
+ * `--max-body` is refused before reading. A body of up to
+ * {@link DIRECT_READ_BYTES} is read in one go (the runtime sizes its buffer
+ * from the declared length), as long as the declared lengths of such reads in
+ * progress stay within {@link DIRECT_READ_BUDGET}; anything else is read as a
+ * stream into a buffer that grows with what was received, counted against
  * `--max-body` as it comes. So clients that declare lengths and send nothing
- * hold at most the budget, whatever their number. Every read is watched for
- * `--body-timeout` (./body_watch.ts): no byte for that long answers 408. A
+ * hold at most the budget, whatever their number.
+ *
+ * Every read is watched (./body_watch.ts): a streamed body is given up after
+ * `--body-timeout` without a byte; a body read in one go shows no progress
+ * until it is whole, so it gets `--body-timeout` per
+ * {@link DIRECT_BYTES_PER_TIMEOUT} declared. Given up, it is answered 408. A
  * client that hangs up mid-body is a 499, not a server error.
  *
  * Why two reads: `arrayBuffer()` is the runtime's direct read, and costs a
@@ -22,6 +26,8 @@ import type { BodyWatch } from "./body_watch.ts";
 
 /** Declared lengths up to this may be read in one go. */
 export const DIRECT_READ_BYTES = 1024 * 1024;
+/** A body read in one go may take `--body-timeout` per this many declared bytes (at least one). */
+export const DIRECT_BYTES_PER_TIMEOUT = 64 * 1024;
 /** The declared lengths of the direct reads in progress stay within this. */
 export const DIRECT_READ_BUDGET = 16 * 1024 * 1024;
 /** Smallest buffer of a streamed body, allocated with its first bytes; it doubles as more arrive. */
@@ -62,16 +68,18 @@ export function readBody(request: Request, limits: BodyLimits): Promise<Uint8Arr
 }
 
 /**
- * A small body in one read, without touching `request.body` first: reading
- * through the body stream costs more per request than the runtime's direct
- * read. (Not an async function: one promise less per request.) When the
- * watch gives up, the read is left to fail once the answer is sent.
+ * A body in one read, without touching `request.body` first. (Not an async
+ * function: one promise less per request.) When the watch gives up, the read
+ * is left to fail once the answer is sent.
  */
 function readDirect(request: Request, length: number, limits: BodyLimits): Promise<Uint8Array> {
   const { watch, direct } = limits;
   direct.bytes += length;
   return new Promise((resolve, reject) => {
-    const read = watch.start(() => reject(timedOut(watch.timeoutMs)));
+    const read = watch.start(
+      () => reject(timedOut(watch.timeoutMs)),
+      Math.max(1, Math.ceil(length / DIRECT_BYTES_PER_TIMEOUT)),
+    );
     request.arrayBuffer().then(
       (buffer) => {
         direct.bytes -= length;
@@ -144,7 +152,7 @@ function tooLarge(maxBytes: number): ApiError {
 function timedOut(timeoutMs: number): ApiError {
   return new ApiError(
     "BODY_TIMEOUT",
-    `No byte of the request body arrived for ${timeoutMs / 1000} s (--body-timeout): send the body promptly`,
+    `The request body did not arrive in time (--body-timeout ${timeoutMs / 1000} s): send it without pauses`,
     // Deno closes the connection once the client stops sending.
     { headers: { connection: "close" } },
   );

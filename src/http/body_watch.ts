@@ -27,6 +27,8 @@ export interface BodyRead {
 class WatchedRead implements BodyRead {
   /** The watch's sweep count when the last byte (or the start) was seen. */
   tick: number;
+  /** Sweeps without a byte after which the read is given up. */
+  readonly sweeps: number;
   prev: WatchedRead | undefined = undefined;
   next: WatchedRead | undefined = undefined;
   linked = false;
@@ -34,8 +36,10 @@ class WatchedRead implements BodyRead {
   constructor(
     readonly watch: BodyWatch,
     readonly onTimeout: () => void,
+    sweeps: number,
   ) {
     this.tick = watch.tick;
+    this.sweeps = sweeps;
   }
 
   progress(): void {
@@ -75,9 +79,15 @@ export class BodyWatch {
     return this.#count;
   }
 
-  /** Starts watching a read; `onTimeout` is called at most once, after which the read is forgotten. */
-  start(onTimeout: () => void): BodyRead {
-    const read = new WatchedRead(this, onTimeout);
+  /**
+   * Starts watching a read; `onTimeout` is called at most once, after which
+   * the read is forgotten, when no byte came for `timeouts` × `timeoutMs`.
+   */
+  start(onTimeout: () => void, timeouts = 1): BodyRead {
+    const sweeps = timeouts === 1
+      ? this.#idleSweeps
+      : Math.ceil((timeouts * this.timeoutMs) / this.#periodMs) + 1;
+    const read = new WatchedRead(this, onTimeout, sweeps);
     const first = this.#first;
     read.next = first;
     if (first !== undefined) first.prev = read;
@@ -112,7 +122,7 @@ export class BodyWatch {
     const tick = ++this.tick;
     for (let read = this.#first; read !== undefined;) {
       const next = read.next;
-      if (tick - read.tick >= this.#idleSweeps) {
+      if (tick - read.tick >= read.sweeps) {
         this.forget(read);
         read.onTimeout();
       }
