@@ -9,6 +9,7 @@ import { ApiError } from "../src/errors/api_error.ts";
 import { DIRECT_READ_BUDGET, DirectReads, readBody } from "../src/http/body.ts";
 import { BodyWatch } from "../src/http/body_watch.ts";
 import { cutText } from "../src/log/cut_text.ts";
+import { parseServeArgs, type ServeOptions } from "../src/cli/serve_options.ts";
 
 /** A request whose body is `chunks`, then (unless `end` is false) its end, or an error. */
 function request(
@@ -149,4 +150,13 @@ Deno.test("cutText keeps short text and cuts long text saying how much was left 
   assert.equal(cutText("x".repeat(10_000), 4096), `${"x".repeat(4096)}... (5904 more characters)`);
   // A surrogate pair is never split.
   assert.equal(cutText("ab😀cd", 3), "ab... (4 more characters)");
+});
+
+Deno.test("--body-timeout: a duration, 30 s by default, more than 0", () => {
+  const parse = (...args: string[]) => parseServeArgs(["."].concat(args)) as ServeOptions;
+  assert.equal(parse().bodyTimeoutMs, 30_000);
+  assert.equal(parse("--body-timeout=2m").bodyTimeoutMs, 120_000);
+  assert.equal(parse("--body-timeout", "500ms").bodyTimeoutMs, 500);
+  assert.throws(() => parse("--body-timeout=0"), /--body-timeout: "0" must be more than 0/);
+  assert.throws(() => parse("--body-timeout=soon"), /--body-timeout: "soon" is not a duration/);
 });
