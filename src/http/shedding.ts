@@ -64,9 +64,9 @@ export class ShedPacer {
 
 /**
  * Logs rejected requests as one warn line per second per (message, fields)
- * with a `count`, instead of one line each (bodies a client did not send,
- * at info). With `--log-level debug` the
- * caller logs each one instead ({@link RejectionLog.perRequest}).
+ * with a `count`, instead of one line each; bodies a client did not send are
+ * counted the same way at info. With `--log-level debug` the caller logs
+ * each one instead ({@link RejectionLog.perRequest}).
  */
 export class RejectionLog {
   readonly #logger: Logger;
