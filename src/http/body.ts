@@ -57,8 +57,9 @@ export class DirectReads {
  */
 export function readBody(request: Request, limits: BodyLimits): Promise<Uint8Array> {
   const declared = request.headers.get("content-length");
-  if (declared === null) return readStream(request, undefined, limits);
-  const length = Number(declared);
+  const length = declared === null ? NaN : Number(declared);
+  // No length (chunked), or one the HTTP parser would have refused: count as it comes.
+  if (!(length >= 0)) return readStream(request, undefined, limits);
   if (length > limits.maxBytes) return Promise.reject(tooLarge(limits.maxBytes));
   const direct = limits.direct;
   if (length <= DIRECT_READ_BYTES && direct.bytes + length <= DIRECT_READ_BUDGET) {
