@@ -66,6 +66,8 @@ export interface ServerProcess extends AsyncDisposable {
   /** Sends a signal to the server process. */
   kill(signal: Deno.Signal): void;
   readonly status: Promise<Deno.CommandStatus>;
+  /** True once the server process has exited (and the runtime has seen it). */
+  readonly exited: boolean;
 }
 
 /** One parsed `--log-format json` line. */
@@ -144,7 +146,9 @@ export async function startServer(projectDir: string, options: StartOptions = {}
     }
   };
   const reading = Promise.all([pump(child.stderr, onLine), pump(child.stdout, onLine)]);
+  let exited = false;
   const status = child.status.then(async (s) => {
+    exited = true;
     await reading;
     return s;
   });
@@ -186,6 +190,9 @@ export async function startServer(projectDir: string, options: StartOptions = {}
       }
     },
     status,
+    get exited() {
+      return exited;
+    },
     async [Symbol.asyncDispose]() {
       server.kill("SIGTERM");
       const timer = setTimeout(() => server.kill("SIGKILL"), 15_000);
@@ -203,6 +210,22 @@ export async function startServer(projectDir: string, options: StartOptions = {}
     throw error;
   }
   return server;
+}
+
+/**
+ * Asserts the server process is still running: it answers `GET /livez` (a
+ * dead server refuses the connection) and its exit has not been seen.
+ */
+export async function assertServerRunning(server: ServerProcess): Promise<void> {
+  let live: Response;
+  try {
+    live = await fetch(`${server.url}/livez`);
+  } catch (error) {
+    throw new Error(`The server does not answer /livez (exited: ${server.exited}): ${error}`);
+  }
+  await live.body?.cancel();
+  if (live.status !== 200) throw new Error(`GET /livez answered ${live.status}`);
+  if (server.exited) throw new Error("The server process exited");
 }
 
 /** Waits for the server's "every api is ready" line, and for `replicas` "worker ready" lines. */

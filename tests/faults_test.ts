@@ -8,10 +8,10 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import {
   assertNoWorkersLeft,
+  assertServerRunning,
   makeProject,
   post,
   processesMatching,
-  type ServerProcess,
   singleApiConfig,
   startServer,
 } from "./_helpers.ts";
@@ -116,15 +116,6 @@ const PREDICT_FAULTS: readonly PredictFault[] = [
   },
 ];
 
-/** Asserts the server child is still running and answering. */
-async function assertServerAlive(server: ServerProcess): Promise<void> {
-  const exited = await Promise.race([server.status.then(() => true), Promise.resolve(false)]);
-  assert.equal(exited, false, "the server process exited");
-  const live = await fetch(`${server.url}/livez`);
-  assert.equal(live.status, 200);
-  await live.body?.cancel();
-}
-
 for (const fault of PREDICT_FAULTS) {
   Deno.test(`fault ${fault.fixture}: the request gets ${fault.status}, the next one succeeds`, async () => {
     let stateDir = "";
@@ -169,7 +160,7 @@ for (const fault of PREDICT_FAULTS) {
         const restart = await server.waitFor((r) => r.msg === "worker stopped; restarting");
         assert.match(String(restart.reason), /./);
       }
-      await assertServerAlive(server);
+      await assertServerRunning(server);
       await assertGrandchildGone(stateDir);
     }
     await assertNoWorkersLeft(stateDir);
@@ -212,7 +203,7 @@ def predict(sample, metadata):
     const answers = await Promise.all(queued);
     assert.deepEqual(answers.map((r) => r.status), [200, 200, 200, 200, 200]);
     assert.deepEqual(await Promise.all(answers.map((r) => r.json())), [0, 1, 2, 3, 4]);
-    await assertServerAlive(server);
+    await assertServerRunning(server);
   }
   await assertNoWorkersLeft(stateDir);
 });

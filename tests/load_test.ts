@@ -5,7 +5,14 @@
  * after a worker did useful work.
  */
 import assert from "node:assert/strict";
-import { assertNoWorkersLeft, makeProject, post, type ServerProcess, startServer } from "./_helpers.ts";
+import {
+  assertNoWorkersLeft,
+  assertServerRunning,
+  makeProject,
+  post,
+  type ServerProcess,
+  startServer,
+} from "./_helpers.ts";
 import { waitHealthy } from "./_faults.ts";
 
 const CRASH_EVERY_50 = `import os
@@ -50,10 +57,7 @@ Deno.test(`load: ${CONNECTIONS} connections for ${SECONDS} s against a worker cr
     const after = await post(api, {});
     assert.equal(after.status, 200);
     await after.body?.cancel();
-    assert.equal(
-      await Promise.race([server.status.then(() => "exited"), Promise.resolve("running")]),
-      "running",
-    );
+    await assertServerRunning(server);
   }
   await assertNoWorkersLeft(stateDir);
 });

@@ -6,7 +6,7 @@
  * log summarises the refusals instead of one line each.
  */
 import assert from "node:assert/strict";
-import { makeProject, post, startServer } from "./_helpers.ts";
+import { assertServerRunning, makeProject, post, startServer } from "./_helpers.ts";
 
 /** A predict of about 2 ms that does not use the CPU: capacity ~400/s whatever the machine's load. */
 const SLEEPY = "import time\n\ndef predict(sample, metadata):\n    time.sleep(0.002)\n    return sample\n";
@@ -69,10 +69,7 @@ Deno.test("overload: clients retrying at once past the queue do not starve the r
     line.includes('"msg":"request"') && line.includes('"status":503')
   );
   assert.deepEqual(lines, [], "a refusal was logged on its own line");
-  assert.equal(
-    await Promise.race([server.status.then(() => "exited"), Promise.resolve("running")]),
-    "running",
-  );
+  await assertServerRunning(server);
   const restarted = server.lines.filter((line) => line.includes("worker stopped"));
   assert.deepEqual(restarted, [], "the worker restarted");
 });

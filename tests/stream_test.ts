@@ -1,7 +1,8 @@
 /**
- * Streamed answers and cancellation through a real server (SPEC §10): both
- * formats, time to first item, errors and crashes mid-stream, clients that
- * go away, code stuck in C, timeouts, and a slow reader.
+ * Streamed answers and cancellation through a real server (README,
+ * "Streaming and cancellation"): both formats, time to first item, errors
+ * and crashes mid-stream, clients that go away, code stuck in C, timeouts,
+ * and a slow reader.
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";

@@ -25,6 +25,7 @@ import type { ConnectionLimits } from "../http/connections.ts";
 import { registerConnectionMetrics } from "../http/connection_metrics.ts";
 import { type ConnectionOptions, defaultMaxConnections } from "./connection_options.ts";
 import { raiseOpenFileLimit } from "./fd_limit.ts";
+import { BodyWatch } from "../http/body_watch.ts";
 import { Security } from "./security.ts";
 import { ServerMetrics } from "../http/metrics.ts";
 import { RequestStats } from "../http/stats.ts";
@@ -87,8 +88,10 @@ async function run(
   if (jobs) logger.info("jobs", { store: jobs.store.description });
   // The server's metrics outlive every deployment: restarts and cancels of
   // any version are counted in them as they happen.
+  const bodyWatch = new BodyWatch(options.bodyTimeoutMs);
   const metrics = new ServerMetrics({
     pools: () => reloader.current.deployment.pools.values(),
+    bodiesReading: () => bodyWatch.reading,
     build: { version: VERSION, protocol: PROTOCOL_VERSION },
     ...(jobs === undefined ? {} : { jobs: (api: string) => jobs.depth(api) }),
   });
@@ -157,6 +160,7 @@ async function run(
       project,
       pools,
       maxBodyBytes: options.maxBodyBytes,
+      bodyWatch,
       debug: options.debug,
       logger,
       keys: security.keys,

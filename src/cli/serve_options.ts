@@ -33,6 +33,8 @@ export interface ServeOptions {
   readonly enforceMem: boolean;
   readonly queuePerReplica: number;
   readonly maxBodyBytes: number;
+  /** `--body-timeout`: longest gap between two bytes of a request body before it is answered 408. */
+  readonly bodyTimeoutMs: number;
   readonly maxFrameBytes: number;
   /** `--predict-timeout`: how long predict may run once a replica took the request. */
   readonly predictTimeoutMs: number;
@@ -94,6 +96,8 @@ Options:
                           compute.mem (beyond Cortex, where mem is only a request)
   --queue N               requests that may wait per replica (default 64)
   --max-body SIZE         largest request body (default 32Mi)
+  --body-timeout DUR      a request body with no byte for DUR is answered 408
+                          (default 30s)
   --max-frame SIZE        largest worker message (default: max-body + 32Mi)
   --predict-timeout DUR   how long predict may run; past it the request gets 504
                           and predict is cancelled (default 60s)
@@ -142,6 +146,7 @@ const FLAGS = {
   "enforce-mem": { type: "boolean" },
   queue: { type: "string" },
   "max-body": { type: "string" },
+  "body-timeout": { type: "string" },
   "max-frame": { type: "string" },
   "predict-timeout": { type: "string" },
   "cancel-grace": { type: "string" },
@@ -189,6 +194,7 @@ export function parseServeArgs(args: readonly string[]): ServeOptions | "help" {
     enforceMem: values["enforce-mem"] ?? false,
     queuePerReplica: values.queue === undefined ? 64 : parsePositiveInt("queue", values.queue),
     maxBodyBytes,
+    bodyTimeoutMs: positiveDuration("body-timeout", values["body-timeout"] ?? "30"),
     maxFrameBytes: values["max-frame"] === undefined
       ? maxBodyBytes + 32 * 1024 * 1024
       : parseBytes("max-frame", values["max-frame"]),
@@ -238,6 +244,12 @@ function parseStrict(args: readonly string[]) {
   } catch (error) {
     throw new UsageError(`${error instanceof Error ? error.message : error} (see cortex-serve serve --help)`);
   }
+}
+
+function positiveDuration(flag: string, value: string): number {
+  const ms = parseDuration(flag, value);
+  if (ms > 0) return ms;
+  throw new UsageError(`--${flag}: ${JSON.stringify(value)} must be more than 0`);
 }
 
 function parsePort(value: string): number {

@@ -11,9 +11,13 @@ export const ERROR_STATUS = {
   UNAUTHORIZED: 401,
   NOT_FOUND: 404,
   METHOD_NOT_ALLOWED: 405,
+  /** No byte of the request body for `--body-timeout`. */
+  BODY_TIMEOUT: 408,
   PAYLOAD_TOO_LARGE: 413,
   /** nginx's status for a client that closed the connection: only ever logged. */
   CLIENT_CLOSED: 499,
+  /** The client closed the connection before its whole body arrived (499, only logged). */
+  BODY_INCOMPLETE: 499,
   PREDICT_FAILED: 500,
   INTERNAL: 500,
   WORKER_DIED: 502,

@@ -1,14 +1,17 @@
 /**
- * The HTTP surface (SPEC §5) as a Hono app: a pure `fetch` handler built from
+ * The HTTP surface (README, "HTTP API") as a Hono app: a pure `fetch` handler built from
  * the resolved project and the API pools. Binding a socket is `main.ts`'s job.
  */
 import { Hono } from "hono";
 import { getPath } from "hono/utils/url";
 import type { ResolvedApi, ResolvedProject } from "../config/types.ts";
 import type { Logger } from "../log/logger.ts";
+import { cutText } from "../log/cut_text.ts";
 import { ApiError } from "../errors/api_error.ts";
 import type { KeyStore } from "../security/api_keys.ts";
 import { requireApiKey } from "./auth.ts";
+import { BodyWatch } from "./body_watch.ts";
+import { DirectReads } from "./body.ts";
 import { corsMiddleware, type CorsPolicy, corsRule } from "./cors.ts";
 import type { ServerMetrics } from "./metrics.ts";
 import type { ApiPool } from "../supervision/pool.ts";
@@ -36,6 +39,12 @@ export interface AppOptions {
   /** One pool per API, by API name. */
   readonly pools: ReadonlyMap<string, ApiPool>;
   readonly maxBodyBytes: number;
+  /**
+   * Watches the idle gap of request bodies (`--body-timeout`: no byte for
+   * that long is answered 408); pass the server's own to keep it across
+   * reloads and show it in the metrics. Default: a watch of 30 s.
+   */
+  readonly bodyWatch?: BodyWatch;
   /** Include Python tracebacks in error bodies (`--debug`). */
   readonly debug: boolean;
   readonly logger: Logger;
@@ -109,7 +118,11 @@ export function createApp(options: AppOptions): CortexApp {
   /** `POST <endpoint>` of each API, by endpoint. */
   const predictions = new Map<string, PredictRoute>();
   const shared: PredictContext = {
-    maxBodyBytes: options.maxBodyBytes,
+    body: {
+      maxBytes: options.maxBodyBytes,
+      watch: options.bodyWatch ?? new BodyWatch(),
+      direct: new DirectReads(),
+    },
     debug: options.debug,
     logger,
     metrics: options.metrics,
@@ -187,7 +200,7 @@ export function createApp(options: AppOptions): CortexApp {
     keys: options.keys !== undefined,
     jobs: options.jobs !== undefined,
   });
-  addInferenceV2Routes(app, { ...options, version });
+  addInferenceV2Routes(app, { ...options, version, body: shared.body });
   app.get("/", (c) => {
     if (wantsConsolePage(c)) return consolePage(c);
     c.header("vary", "Accept");
@@ -216,7 +229,8 @@ export function createApp(options: AppOptions): CortexApp {
 
   app.notFound((c) => {
     const x = c.get("exchange");
-    const error = new ApiError("NOT_FOUND", `No route for ${c.req.method} ${c.req.path}`);
+    // The path is the client's: echoed up to a few KiB (URLs may be 64 KiB long).
+    const error = new ApiError("NOT_FOUND", `No route for ${c.req.method} ${cutText(c.req.path, 1024)}`);
     return errorResponse(error, x.api, x.requestId, options);
   });
   app.onError((error, c) => {

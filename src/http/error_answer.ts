@@ -6,6 +6,7 @@
  * @module
  */
 import { ApiError, type ErrorStatus } from "../errors/api_error.ts";
+import { echoedError, echoedTraceback } from "../log/cut_text.ts";
 import type { Logger } from "../log/logger.ts";
 import { shedReason } from "./exchange.ts";
 import type { ShedPacer } from "./shedding.ts";
@@ -25,7 +26,12 @@ export function logFailure(
   requestId: string | undefined,
 ): void {
   if (error.detail !== undefined && error.status >= 500) {
-    logger.error("request failed", { request_id: requestId, api, code: error.code, error: error.message });
+    logger.error("request failed", {
+      request_id: requestId,
+      api,
+      code: error.code,
+      error: echoedError(error.message),
+    });
   }
 }
 
@@ -38,9 +44,14 @@ export function errorResponse(
 ): Response {
   logFailure(options.logger, error, api, requestId);
   // Nobody reads it: the status is for the request log (nginx's 499).
-  if (error.code === "CLIENT_CLOSED") return new Response(null, { status: 499 });
-  const body: Record<string, unknown> = { error: error.message, api: api ?? null, request_id: requestId };
-  if (options.debug && error.detail) body.traceback = error.detail;
+  if (error.status === 499) return new Response(null, { status: 499 });
+  // Capped here too, whatever made the error: an answer never echoes more than a few KiB.
+  const body: Record<string, unknown> = {
+    error: echoedError(error.message),
+    api: api ?? null,
+    request_id: requestId,
+  };
+  if (options.debug && error.detail) body.traceback = echoedTraceback(error.detail);
   const headers: Record<string, string> = { "content-type": "application/json", ...error.headers };
   if (error.retryAfter !== undefined) headers["retry-after"] = String(error.retryAfter);
   // Through a Headers object, as the app always answered errors: the headers go out sorted by name.
@@ -73,7 +84,7 @@ export class ErrorAnswers {
     }
     options.logger.error("unhandled error", {
       request_id: requestId,
-      error: error instanceof Error ? (error.stack ?? error.message) : String(error),
+      error: echoedTraceback(error instanceof Error ? (error.stack ?? error.message) : String(error)),
     });
     return errorResponse(new ApiError("INTERNAL", "Internal server error"), api, requestId, options);
   }

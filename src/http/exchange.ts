@@ -7,6 +7,7 @@
  * @module
  */
 import { ApiError } from "../errors/api_error.ts";
+import { echoedError } from "../log/cut_text.ts";
 import type { Logger } from "../log/logger.ts";
 import type { ApiRequestMetrics } from "./metrics.ts";
 import type { ApiStats } from "./stats.ts";
@@ -48,6 +49,20 @@ export function shedReason(error: Error | undefined): string | undefined {
   return error instanceof ApiError ? SHED_REASONS[error.code] : undefined;
 }
 
+/** Bodies a client did not send (see ./body.ts): summarised at info, counted by reason. */
+const BODY_FAILURES: Readonly<Partial<Record<string, BodyFailure>>> = {
+  BODY_TIMEOUT: "timeout",
+  BODY_INCOMPLETE: "client_closed",
+};
+
+/** Why a request body was not received: `--body-timeout` passed, or the client hung up mid-body. */
+export type BodyFailure = "timeout" | "client_closed";
+
+/** The reason a body was not received, or undefined for any other outcome. */
+export function bodyFailure(error: Error | undefined): BodyFailure | undefined {
+  return error instanceof ApiError ? BODY_FAILURES[error.code] : undefined;
+}
+
 /** Counters and metric children of one API, bound once. */
 export interface ApiRecorders {
   readonly stats: ApiStats;
@@ -76,7 +91,8 @@ export class AccessLog {
   /**
    * Records a finished request of an API (nothing when `x.api` is unset):
    * counters, console, metrics, and one access log line, or a count in the
-   * rejection summary for a shed request.
+   * rejection summary for a shed request or a body the client did not send
+   * (unless each gets its own line at debug level).
    */
   finish(x: Exchange, status: number, streamItems?: number, streamError?: string): void {
     const api = x.api;
@@ -87,11 +103,8 @@ export class AccessLog {
     this.#activity.record(api, status, ms, x.requestId);
     const queueMs = x.queueMs;
     bound.metrics?.observe(status, ms / 1000, queueMs === undefined ? undefined : queueMs / 1000);
-    const shed = this.#rejections.perRequest ? undefined : shedReason(x.error);
-    if (shed !== undefined) {
-      this.#rejections.count("requests rejected", { api, status, reason: shed });
-      return;
-    }
+    const error = x.error;
+    if (error !== undefined && this.#summarised(api, status, error, bound)) return;
     this.#logger.info("request", {
       request_id: x.requestId,
       api,
@@ -103,8 +116,23 @@ export class AccessLog {
       batch_size: x.batchSize,
       key_id: x.keyId,
       stream_items: streamItems,
-      stream_error: streamError,
+      stream_error: streamError === undefined ? undefined : echoedError(streamError),
     });
+  }
+
+  /** Counts a shed request or a body not received; true when it is summarised instead of logged alone. */
+  #summarised(api: string, status: number, error: Error, bound: ApiRecorders): boolean {
+    const failure = bodyFailure(error);
+    if (failure !== undefined) bound.metrics?.bodyFailure(failure);
+    if (this.#rejections.perRequest) return false;
+    if (failure !== undefined) {
+      this.#rejections.count("request bodies not received", { api, status, reason: failure }, "info");
+      return true;
+    }
+    const shed = shedReason(error);
+    if (shed === undefined) return false;
+    this.#rejections.count("requests rejected", { api, status, reason: shed });
+    return true;
   }
 }
 

@@ -24,7 +24,7 @@ import { ApiError } from "../errors/api_error.ts";
 import type { Logger } from "../log/logger.ts";
 import type { ApiPool } from "../supervision/pool.ts";
 import type { AppEnv } from "./app_env.ts";
-import { readBody } from "./body.ts";
+import { type BodyLimits, readBody } from "./body.ts";
 import { samples } from "./console/data.ts";
 import { logFailure } from "./error_answer.ts";
 import { round } from "./exchange.ts";
@@ -41,7 +41,8 @@ export const PLATFORM = "cortex_python";
 export interface InferenceV2Options {
   readonly project: ResolvedProject;
   readonly pools: ReadonlyMap<string, ApiPool>;
-  readonly maxBodyBytes: number;
+  /** The body limits the prediction route reads with (`--max-body`, `--body-timeout`). */
+  readonly body: BodyLimits;
   readonly version: string;
   readonly debug: boolean;
   readonly logger: Logger;
@@ -128,7 +129,7 @@ async function infer(c: Context<AppEnv>, model: Model, options: InferenceV2Optio
   x.api = model.api.name;
   const refused = model.pool.refusal();
   if (refused !== undefined) throw refused;
-  const body = await readBody(c.req.raw, options.maxBodyBytes);
+  const body = await readBody(c.req.raw, options.body);
   let request: unknown;
   try {
     request = JSON.parse(new TextDecoder().decode(body));

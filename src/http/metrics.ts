@@ -18,11 +18,14 @@ import type { ApiPool } from "../supervision/pool.ts";
 import type { JobDepth } from "../jobs/job.ts";
 import type { CancelReason } from "../supervision/replica.ts";
 import { REPLICA_STATES } from "../supervision/replica_states.ts";
+import type { BodyFailure } from "./exchange.ts";
 
 /** Where scrape-time values come from. */
 export interface MetricsSources {
   /** The pools serving right now (read at every scrape). */
   readonly pools: () => Iterable<ApiPool>;
+  /** Request bodies being read now (see ./body_watch.ts); the gauge is left out when absent. */
+  readonly bodiesReading?: () => number;
   /** Labels of `cortex_serve_build_info`. */
   readonly build?: { readonly version: string; readonly protocol: number };
   /** Durable jobs queued and running of an API (docs/async.md); no job gauge when absent. */
@@ -48,11 +51,23 @@ export class ApiRequestMetrics {
   readonly #byStatus = new Map<number, CounterChild>();
   readonly #latency: HistogramChild;
   readonly #queueWait: HistogramChild;
+  readonly #bodyFailures: Readonly<Record<BodyFailure, CounterChild>>;
 
-  constructor(counter: (status: number) => CounterChild, latency: HistogramChild, queueWait: HistogramChild) {
+  constructor(
+    counter: (status: number) => CounterChild,
+    latency: HistogramChild,
+    queueWait: HistogramChild,
+    bodyFailures: Readonly<Record<BodyFailure, CounterChild>>,
+  ) {
     this.#counter = counter;
     this.#latency = latency;
     this.#queueWait = queueWait;
+    this.#bodyFailures = bodyFailures;
+  }
+
+  /** Counts a request whose body did not arrive (it is also counted by {@link observe}). */
+  bodyFailure(reason: BodyFailure): void {
+    this.#bodyFailures[reason].inc();
   }
 
   /** Counts one finished request (`seconds` from arrival to response). */
@@ -79,6 +94,7 @@ export class ServerMetrics implements SupervisionCounters {
   readonly #values: Histogram<"api">;
   readonly #skipped: Counter<"api">;
   readonly #batchSize: Histogram<"api">;
+  readonly #bodyFailures: Counter<"api" | "reason">;
   readonly #batchChildren = new Map<string, HistogramChild>();
   readonly #apis = new Map<string, ApiRequestMetrics>();
   readonly #classChildren = new Map<string, Map<string, CounterChild>>();
@@ -173,6 +189,14 @@ export class ServerMetrics implements SupervisionCounters {
         buckets: BATCH_SIZE_BUCKETS,
       }),
     );
+    this.#bodyFailures = registry.register(
+      new Counter({
+        name: "cortex_serve_request_body_failures_total",
+        help: "Request bodies not received, by API and reason (timeout: no byte for --body-timeout, " +
+          "answered 408; client_closed: the client hung up mid-body, logged as 499)",
+        labelNames: ["api", "reason"],
+      }),
+    );
     this.#scrapeTimeMetrics(sources);
   }
 
@@ -184,6 +208,10 @@ export class ServerMetrics implements SupervisionCounters {
         (status) => this.#requests.labels({ api, status: String(status) }),
         this.#latency.labels({ api }),
         this.#queueWait.labels({ api }),
+        {
+          timeout: this.#bodyFailures.labels({ api, reason: "timeout" }),
+          client_closed: this.#bodyFailures.labels({ api, reason: "client_closed" }),
+        },
       );
       this.#apis.set(api, bound);
     }
@@ -330,6 +358,19 @@ export class ServerMetrics implements SupervisionCounters {
         },
       }),
     );
+    const reading = sources.bodiesReading;
+    if (reading !== undefined) {
+      registry.register(
+        new Gauge({
+          name: "cortex_serve_request_bodies_reading",
+          labelNames: [],
+          help: "Request bodies being received now (each is given up after --body-timeout without a byte)",
+          collect(gauge) {
+            gauge.set({}, reading());
+          },
+        }),
+      );
+    }
     if (sources.build !== undefined) {
       const build = registry.register(
         new Gauge({

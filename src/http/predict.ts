@@ -14,7 +14,7 @@ import type { KeyStore } from "../security/api_keys.ts";
 import type { ApiPool } from "../supervision/pool.ts";
 import type { JobService } from "../jobs/service.ts";
 import { authenticate, OPEN_PATHS } from "./auth.ts";
-import { checkNotEmpty, readBody } from "./body.ts";
+import { type BodyLimits, checkNotEmpty, readBody } from "./body.ts";
 import type { CorsRule } from "./cors.ts";
 import { type ErrorAnswers, logFailure } from "./error_answer.ts";
 import { type AccessLog, Exchange, round } from "./exchange.ts";
@@ -26,7 +26,8 @@ import { streamFormat, streamResponse } from "./stream_body.ts";
 
 /** What the prediction routes of an app share. */
 export interface PredictContext {
-  readonly maxBodyBytes: number;
+  /** `--max-body` and the `--body-timeout` watch. */
+  readonly body: BodyLimits;
   /** Include Python tracebacks in error bodies and stream errors (`--debug`). */
   readonly debug: boolean;
   readonly logger: Logger;
@@ -79,7 +80,7 @@ export class PredictRoute {
       // Shed before reading and checking the body: a refusal must cost little.
       const refused = pool.refusal();
       if (refused !== undefined) throw refused;
-      const body = await readBody(request, shared.maxBodyBytes);
+      const body = await readBody(request, shared.body);
       checkNotEmpty(body);
       const prediction = await pool.submit(body, {
         debug: getQueryParam(request.url, "debug") === "true",

@@ -17,7 +17,7 @@
  *
  * @module
  */
-import type { LogFields, Logger } from "../log/logger.ts";
+import type { LogFields, Logger, LogLevel } from "../log/logger.ts";
 
 /** Rejections answered per timer turn, at least. */
 export const SHED_PER_TURN = 1;
@@ -64,14 +64,18 @@ export class ShedPacer {
 
 /**
  * Logs rejected requests as one warn line per second per (message, fields)
- * with a `count`, instead of one line each. With `--log-level debug` the
- * caller logs each one instead ({@link RejectionLog.perRequest}).
+ * with a `count`, instead of one line each; bodies a client did not send are
+ * counted the same way at info. With `--log-level debug` the caller logs
+ * each one instead ({@link RejectionLog.perRequest}).
  */
 export class RejectionLog {
   readonly #logger: Logger;
   /** True when each rejection gets its own line (debug level); nothing is summarised then. */
   readonly perRequest: boolean;
-  readonly #counts = new Map<string, { message: string; fields: LogFields; count: number }>();
+  readonly #counts = new Map<
+    string,
+    { message: string; fields: LogFields; level: LogLevel; count: number }
+  >();
   #timer: ReturnType<typeof setTimeout> | undefined;
 
   constructor(logger: Logger) {
@@ -79,13 +83,20 @@ export class RejectionLog {
     this.perRequest = logger.enabled("debug");
   }
 
-  /** Counts one rejection; `fields` values must be short strings or numbers. */
-  count(message: string, fields: Readonly<Record<string, string | number>>): void {
+  /**
+   * Counts one rejection; `fields` values must be short strings or numbers.
+   * The summary line has `level` (one level per message).
+   */
+  count(
+    message: string,
+    fields: Readonly<Record<string, string | number>>,
+    level: "info" | "warn" = "warn",
+  ): void {
     let key = message;
     for (const field in fields) key += `\u0000${fields[field]}`;
     const entry = this.#counts.get(key);
     if (entry !== undefined) entry.count++;
-    else this.#counts.set(key, { message, fields, count: 1 });
+    else this.#counts.set(key, { message, fields, level, count: 1 });
     if (this.#timer === undefined) {
       this.#timer = setTimeout(this.flush, SUMMARY_MS);
       Deno.unrefTimer(this.#timer);
@@ -96,8 +107,8 @@ export class RejectionLog {
   readonly flush = (): void => {
     clearTimeout(this.#timer);
     this.#timer = undefined;
-    for (const { message, fields, count } of this.#counts.values()) {
-      this.#logger.warn(message, { ...fields, count, period_s: SUMMARY_MS / 1000 });
+    for (const { message, fields, level, count } of this.#counts.values()) {
+      this.#logger.log(level, message, { ...fields, count, period_s: SUMMARY_MS / 1000 });
     }
     this.#counts.clear();
   };

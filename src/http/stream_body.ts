@@ -1,5 +1,6 @@
 /**
- * The HTTP answer of a streamed prediction (SPEC §10): Server-Sent Events
+ * The HTTP answer of a streamed prediction (a `predict` that returns a
+ * generator; README, "Streaming and cancellation"): Server-Sent Events
  * when the client accepts `text/event-stream`, else chunked
  * `application/x-ndjson`. The body is pulled: the next item is taken from
  * the worker only when the client has read the previous one, so a slow
@@ -7,6 +8,7 @@
  * instead of making the server buffer.
  */
 import { ApiError } from "../errors/api_error.ts";
+import { echoedError, echoedTraceback } from "../log/cut_text.ts";
 
 /** How the items are framed. */
 export type StreamFormat = "sse" | "ndjson";
@@ -93,11 +95,13 @@ export function streamResponse(
           return end(499, undefined);
         }
         const payload: Record<string, unknown> = {
-          error: apiError.message,
+          error: echoedError(apiError.message),
           api: fields.api,
           request_id: fields.requestId,
         };
-        if (fields.debug && apiError.detail) payload.traceback = apiError.detail;
+        if (fields.debug && apiError.detail) {
+          payload.traceback = echoedTraceback(apiError.detail);
+        }
         controller.enqueue(frameEvent(format, "error", payload));
         controller.close();
         return end(200, apiError);

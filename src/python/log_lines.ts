@@ -3,6 +3,8 @@
  * `print()` cannot produce a huge log line.
  */
 
+import { cutMarker } from "../log/cut_text.ts";
+
 /** Default cap on one log line, in characters. */
 export const DEFAULT_MAX_LINE_CHARS = 8192;
 
@@ -20,7 +22,7 @@ export async function readLines(
   let line = "";
   let dropped = 0;
   const emit = () => {
-    onLine(dropped > 0 ? `${line}... (${dropped} more characters)` : line);
+    onLine(dropped > 0 ? line + cutMarker(dropped) : line);
     line = "";
     dropped = 0;
   };

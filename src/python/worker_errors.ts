@@ -1,6 +1,10 @@
 /**
- * How a worker process ended, and the errors its calls fail with.
+ * How a worker process ended, and the errors its calls fail with. The
+ * worker's text (its exception message and traceback) is untrusted: it is
+ * cut to a few KiB here, where it enters the server, so no answer, stream
+ * event or log line made from it can be larger.
  */
+import { cutText, MAX_ERROR_CHARS, MAX_TRACEBACK_CHARS } from "../log/cut_text.ts";
 import type { InitPhase, PredictErrorKind } from "./protocol.ts";
 
 /** How a worker process ended. */
@@ -31,10 +35,10 @@ export class InitFailedError extends Error {
   readonly phase: InitPhase;
   readonly traceback: string;
   constructor(phase: InitPhase, message: string, traceback: string) {
-    super(message);
+    super(cutText(message, MAX_ERROR_CHARS));
     this.name = "InitFailedError";
     this.phase = phase;
-    this.traceback = traceback;
+    this.traceback = cutText(traceback, MAX_TRACEBACK_CHARS);
   }
 }
 
@@ -44,9 +48,9 @@ export class PredictFailedError extends Error {
   readonly kind: PredictErrorKind;
   readonly traceback: string;
   constructor(kind: PredictErrorKind, message: string, traceback: string) {
-    super(message);
+    super(cutText(message, MAX_ERROR_CHARS));
     this.name = "PredictFailedError";
     this.kind = kind;
-    this.traceback = traceback;
+    this.traceback = cutText(traceback, MAX_TRACEBACK_CHARS);
   }
 }
