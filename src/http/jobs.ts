@@ -13,7 +13,7 @@ import type { JobService } from "../jobs/service.ts";
 import { jobView } from "../jobs/view.ts";
 import { parseWebhook } from "../jobs/webhooks.ts";
 import type { AppEnv } from "./app_env.ts";
-import { checkNotEmpty, readBody } from "./body.ts";
+import { type BodyLimits, checkNotEmpty, readBody } from "./body.ts";
 
 /** Headers not kept with a job: credentials, and what only framed the request. */
 const NOT_KEPT = new Set([
@@ -41,7 +41,7 @@ export async function submitJob(
   jobs: JobService,
   api: { readonly name: string; readonly endpoint: string },
   request: Request,
-  maxBodyBytes: number,
+  limits: BodyLimits,
 ): Promise<Response> {
   const url = new URL(request.url);
   const params = url.searchParams;
@@ -51,7 +51,7 @@ export async function submitJob(
   } catch (error) {
     throw new ApiError("BAD_REQUEST", (error as Error).message);
   }
-  const body = await readBody(request, maxBodyBytes);
+  const body = await readBody(request, limits);
   checkNotEmpty(body);
   const headers: Record<string, string> = {};
   request.headers.forEach((value, name) => {

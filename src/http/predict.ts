@@ -71,7 +71,7 @@ export class PredictRoute {
       }
       x.api = api.name;
       if (shared.jobs !== undefined && (api.async === true || prefersAsync(headers))) {
-        response = await submitJob(shared.jobs, api, request, shared.maxBodyBytes);
+        response = await submitJob(shared.jobs, api, request, shared.body);
         shared.access.finish(x, response.status);
         cors?.addTo(response.headers, origin);
         response.headers.set("x-request-id", x.requestId);
