@@ -1,0 +1,333 @@
+/**
+ * Validates one api of the Cortex 0.17–0.35 dialects: a kindless list item
+ * with `networking`/`monitoring` (0.17–0.18) or a `kind: RealtimeAPI`
+ * resource (0.19–0.35; `SyncAPI` and `AsyncAPI` too). The predictor is
+ * `type: python` with `class PythonPredictor`, its payload parsed by
+ * Content-Type. Keys that mean nothing on one machine are accepted and
+ * collected as ignored; `processes_per_replica` multiplies the workers.
+ */
+
+import type { IgnoredField, ResolvedCompute } from "./types.ts";
+import {
+  checkKeys,
+  get,
+  keyPos,
+  readInteger,
+  readMap,
+  readString,
+  type RefusedKey,
+  report,
+  type Scope,
+} from "./_fields.ts";
+import type { PathCheck } from "./_paths.ts";
+import { validateBatching } from "./_validate_batching.ts";
+import { endpointProblem, normalizeEndpoint } from "./_endpoint.ts";
+import {
+  type ApiDraft,
+  readApiName,
+  readEndpoint,
+  readEnv,
+  readInferencePath,
+  readPlainMap,
+  readTracker,
+  REFUSED_FRAMEWORKS,
+} from "./_validate_api.ts";
+import { ignoreKeys, readPythonPath, validateScaling } from "./_validate_predictor.ts";
+import { readModels } from "./_validate_models.ts";
+import type { YamlMap } from "./_yaml_nodes.ts";
+
+/** The later kindless dialect or the `kind:` one. */
+export type RealtimeDialect = "0.17" | "0.19";
+
+/** Most `processes_per_replica` (Cortex allowed 1–100). */
+export const MAX_PROCESSES = 100;
+
+const _IMAGE = "workers run the interpreter chosen with --python (or CORTEX_PYTHON)";
+const _THREADS = "each worker runs one request at a time; processes_per_replica and min_replicas add " +
+  "workers, server_side_batching groups requests into one predict call";
+const _IGNORED_PREDICTOR: Readonly<Record<string, string>> = {
+  image: _IMAGE,
+  shm_size: "workers share the machine's /dev/shm",
+  log_level: "the worker's log level follows serve --log-level",
+  threads_per_process: _THREADS,
+};
+const _IGNORED_DEPENDENCIES: Readonly<Record<string, string>> = {
+  conda: "conda is not used: requirements.txt is installed with pip into the API's virtual environment",
+};
+const _IGNORED_NETWORKING: Readonly<Record<string, string>> = {
+  api_gateway: "the server answers on --host/--port itself, there is no gateway",
+  local_port: "the server answers on --port for every api",
+};
+const _IGNORED_COMPUTE: Readonly<Record<string, string>> = {
+  inf: "Inferentia chips are not managed on one machine",
+  node_groups: "there are no node groups on one machine",
+};
+
+const _REFUSED_PREDICTOR: Readonly<Record<string, RefusedKey>> = {
+  model: {
+    problem: "is refused for type: python",
+    fix: "put the model's path in config, or use multi_model_reloading with load_model(self, model_path)",
+  },
+  signature_key: {
+    problem: "belongs to TensorFlow predictors, which are out of scope",
+    fix: "remove it and load the model in a PythonPredictor",
+  },
+};
+
+/** Validates one api resource of the Cortex 0.17–0.35 dialects. */
+export function validateRealtimeApi(
+  scope: Scope,
+  map: YamlMap,
+  dialect: RealtimeDialect,
+  ignored: IgnoredField[],
+): ApiDraft {
+  const before = scope.issues.length;
+  const keys = [
+    "name",
+    "predictor",
+    "compute",
+    "autoscaling",
+    "update_strategy",
+    "networking",
+    "monitoring",
+  ];
+  if (dialect === "0.19") keys.push("kind");
+  else keys.push("endpoint", "local_port", "tracker");
+  ignoreKeys(
+    scope,
+    map,
+    "",
+    dialect === "0.17" ? { local_port: _IGNORED_NETWORKING.local_port! } : {},
+    ignored,
+  );
+  checkKeys(scope, map, "", keys, {
+    ...REFUSED_FRAMEWORKS,
+    endpoint: {
+      problem: "moved under networking: in Cortex 0.18",
+      fix: "write it as networking.endpoint",
+    },
+  });
+  const { name, pos: namePos } = readApiName(scope, map);
+  const checks: PathCheck[] = [];
+  const predictor = _predictor(scope, map, ignored, checks);
+  const tracker = get(map, "tracker") !== undefined
+    ? readTracker(scope, map)
+    : readTracker(scope, map, "monitoring");
+  const compute = validateScaling(scope, map, "0.13", ignored, _IGNORED_COMPUTE);
+  const endpoint = get(map, "networking") !== undefined
+    ? readNetworking(scope, map, ignored)
+    : dialect === "0.17"
+    ? readEndpoint(scope, map)
+    : "default";
+  const ok = scope.issues.length === before;
+  const kind = get(map, "kind")?.value;
+  const async = kind?.kind === "scalar" && kind.value === "AsyncAPI";
+  return {
+    scope,
+    name,
+    namePos,
+    endpoint,
+    rest: ok && predictor !== undefined && tracker !== null && compute !== undefined
+      ? {
+        ...predictor.fields,
+        tracker,
+        compute: _multiply(compute, predictor.processes),
+        ...(async ? { async: true } : {}),
+      }
+      : undefined,
+    pathChecks: checks,
+  };
+}
+
+/** Reads `networking:` (`endpoint`; `api_gateway` and `local_port` ignored). */
+export function readNetworking(scope: Scope, map: YamlMap, ignored: IgnoredField[]): ApiDraft["endpoint"] {
+  const entry = get(map, "networking")!;
+  const networking = readMap(
+    scope,
+    entry,
+    "networking",
+    'write "networking:" with "endpoint: /path" below it',
+  );
+  if (networking === undefined) return "invalid";
+  ignoreKeys(scope, networking, "networking", _IGNORED_NETWORKING, ignored);
+  checkKeys(scope, networking, "networking", ["endpoint", ...Object.keys(_IGNORED_NETWORKING)]);
+  const endpoint = get(networking, "endpoint");
+  if (endpoint === undefined) return "default";
+  const raw = readString(scope, endpoint, "networking.endpoint", '"/iris-classifier"');
+  if (raw === undefined) return "invalid";
+  const problem = endpointProblem(raw);
+  if (problem !== undefined) {
+    report(
+      scope,
+      endpoint.value.pos,
+      "networking.endpoint",
+      problem,
+      'write a path such as "/iris-classifier"',
+    );
+    return "invalid";
+  }
+  return { path: normalizeEndpoint(raw), pos: endpoint.value.pos };
+}
+
+type _Fields = Omit<NonNullable<ApiDraft["rest"]>, "tracker" | "compute" | "async">;
+
+function _predictor(
+  scope: Scope,
+  map: YamlMap,
+  ignored: IgnoredField[],
+  checks: PathCheck[],
+): { fields: _Fields; processes: number } | undefined {
+  const entry = get(map, "predictor");
+  if (entry === undefined) {
+    report(
+      scope,
+      keyPos(map, "predictor"),
+      "predictor",
+      "is required",
+      'add "predictor:" with "type: python" and "path: <your .py file>" below it',
+    );
+    return undefined;
+  }
+  const predictor = readMap(scope, entry, "predictor", 'write "predictor:" with "type: python" below it');
+  if (predictor === undefined) return undefined;
+  const before = scope.issues.length;
+  ignoreKeys(scope, predictor, "predictor", _IGNORED_PREDICTOR, ignored);
+  const known = [
+    "type",
+    "path",
+    "config",
+    "python_path",
+    "env",
+    "processes_per_replica",
+    "server_side_batching",
+    "dependencies",
+    "multi_model_reloading",
+    "models",
+    "model_path",
+    ...Object.keys(_IGNORED_PREDICTOR),
+  ];
+  checkKeys(scope, predictor, "predictor", known, _REFUSED_PREDICTOR);
+  _type(scope, predictor);
+  const inference = readInferencePath(scope, predictor, "path", checks);
+  const pythonPath = readPythonPath(scope, predictor, checks);
+  const metadata = readPlainMap(scope, predictor, "config", "predictor.config");
+  const env = readEnv(scope, predictor, "predictor.env");
+  _cortexEnv(scope, predictor);
+  const batching = validateBatching(scope, predictor, "predictor");
+  const processesEntry = get(predictor, "processes_per_replica");
+  const processes = processesEntry === undefined
+    ? 1
+    : readInteger(scope, processesEntry, "predictor.processes_per_replica", 1);
+  if (processes !== undefined && processes > MAX_PROCESSES) {
+    report(
+      scope,
+      processesEntry!.value.pos,
+      "predictor.processes_per_replica",
+      `must be at most ${MAX_PROCESSES}, got ${processes}`,
+      "use fewer processes per replica, or more replicas",
+    );
+  }
+  _dependencies(scope, predictor, ignored);
+  const models = readModels(scope, predictor, checks);
+  if (
+    scope.issues.length > before || inference === undefined || metadata === undefined ||
+    env === undefined || batching === null || processes === undefined || models === null
+  ) {
+    return undefined;
+  }
+  return {
+    fields: {
+      inference,
+      env,
+      metadata,
+      pythonInterface: "realtime_predictor",
+      model: undefined,
+      pythonPath,
+      batching,
+      ...(models === undefined ? {} : { models }),
+    },
+    processes,
+  };
+}
+
+/** Every replica count times `processes_per_replica`: each process is one worker here. */
+function _multiply(compute: ResolvedCompute, processes: number): ResolvedCompute {
+  if (processes === 1) return compute;
+  return {
+    ...compute,
+    minReplicas: compute.minReplicas * processes,
+    maxReplicas: compute.maxReplicas * processes,
+    initReplicas: compute.initReplicas * processes,
+  };
+}
+
+function _type(scope: Scope, predictor: YamlMap): void {
+  const entry = get(predictor, "type");
+  if (entry === undefined) {
+    report(scope, keyPos(predictor, "type"), "predictor.type", "is required", 'add "type: python"');
+    return;
+  }
+  const value = readString(scope, entry, "predictor.type", '"python"');
+  if (value === undefined || value === "python") return;
+  const framework = value === "tensorflow" || value === "onnx";
+  report(
+    scope,
+    entry.value.pos,
+    "predictor.type",
+    framework
+      ? `out of scope: only Python predictors are supported, not ${JSON.stringify(value)}`
+      : `must be "python", got ${JSON.stringify(value)}`,
+    framework
+      ? `load the model with ${
+        value === "onnx" ? "onnxruntime" : "tensorflow"
+      } in a PythonPredictor and write "type: python"`
+      : 'write "type: python"',
+  );
+}
+
+/** Cortex refused `env` names starting with `CORTEX_`: they are the server's. */
+function _cortexEnv(scope: Scope, predictor: YamlMap): void {
+  const env = get(predictor, "env");
+  if (env?.value.kind !== "map") return;
+  for (const { key, keyPos } of env.value.entries) {
+    if (!key.startsWith("CORTEX_")) continue;
+    report(
+      scope,
+      keyPos,
+      `predictor.env.${key}`,
+      'names starting with "CORTEX_" are reserved for the server',
+      "rename the variable",
+    );
+  }
+}
+
+/**
+ * `dependencies: {pip, conda, shell}` (Cortex 0.30+): the files must be the
+ * default names (`requirements.txt`, `dependencies.sh`), which are what the
+ * server installs; `conda` is accepted and ignored.
+ */
+function _dependencies(scope: Scope, predictor: YamlMap, ignored: IgnoredField[]): void {
+  const entry = get(predictor, "dependencies");
+  if (entry === undefined) return;
+  const deps = readMap(
+    scope,
+    entry,
+    "predictor.dependencies",
+    'write "dependencies:" with "pip: requirements.txt"',
+  );
+  if (deps === undefined) return;
+  ignoreKeys(scope, deps, "predictor.dependencies", _IGNORED_DEPENDENCIES, ignored);
+  checkKeys(scope, deps, "predictor.dependencies", ["pip", "shell", "conda"]);
+  for (const [key, wanted] of [["pip", "requirements.txt"], ["shell", "dependencies.sh"]] as const) {
+    const value = get(deps, key);
+    const text = value && readString(scope, value, `predictor.dependencies.${key}`, `"${wanted}"`);
+    if (text === undefined || text.replace(/^\.\//, "") === wanted) continue;
+    report(
+      scope,
+      value!.value.pos,
+      `predictor.dependencies.${key}`,
+      `only the default "${wanted}" at the project root is installed, got ${JSON.stringify(text)}`,
+      `rename the file to ${wanted} at the project root and remove this key`,
+    );
+  }
+}
