@@ -1,6 +1,6 @@
 /** Spawns the real worker.py on a user inference file and drives it over its channel. */
 import { join } from "node:path";
-import { WorkerProcess } from "../src/python/worker_process.ts";
+import { type BatchOutcome, WorkerProcess } from "../src/python/worker_process.ts";
 import { writeWorker } from "../src/python/worker_source.ts";
 import { type InitMessage, PROTOCOL_VERSION } from "../src/python/protocol.ts";
 import { PYTHON, tempDir } from "./_helpers.ts";
@@ -79,6 +79,37 @@ export function json(value: unknown): Uint8Array {
 /** Parses JSON bytes. */
 export function parse(bytes: Uint8Array): unknown {
   return JSON.parse(decoder.decode(bytes));
+}
+
+/**
+ * Runs one prediction and resolves with its JSON; a streamed answer is
+ * collected into a JSON array of its items. Rejects with
+ * PredictFailedError, WorkerExitedError or ProtocolError.
+ */
+export async function predict(
+  worker: WorkerProcess,
+  sample: Uint8Array,
+  debug: boolean,
+): Promise<Uint8Array> {
+  const answer = await worker.run(sample, debug).answer;
+  if (answer.type === "body") return answer.body;
+  const items: string[] = [];
+  for await (const item of answer.stream) items.push(decoder.decode(item));
+  return encoder.encode(`[${items.join(",")}]`);
+}
+
+/**
+ * Runs one batch: resolves with one outcome per sample, in order (a
+ * request's PredictFailedError is its outcome, not a rejection). Rejects
+ * with WorkerExitedError or ProtocolError when the worker died or broke
+ * the protocol before answering every sample.
+ */
+export function predictBatch(
+  worker: WorkerProcess,
+  samples: readonly Uint8Array[],
+  debug: boolean,
+): Promise<BatchOutcome[]> {
+  return worker.runBatch(samples, debug).outcomes;
 }
 
 /** Resolves with `promise`'s value, or "timeout" after `ms`. */

@@ -1,7 +1,7 @@
 /** `predict_batch` against the real worker: one predict call, one outcome per sample. */
 import assert from "node:assert/strict";
 import { PredictFailedError } from "../src/python/worker_process.ts";
-import { json, parse, startWorker } from "./_worker.ts";
+import { json, parse, predict, predictBatch, startWorker } from "./_worker.ts";
 
 const BATCHED = `
 calls = []
@@ -32,11 +32,11 @@ def post_inference(prediction, metadata):
 
 Deno.test("a batch is one predict call on a list; hooks run per sample; answers keep their order", async () => {
   await using w = await startWorker(BATCHED);
-  const outcomes = await w.worker.predictBatch([json({ x: 1 }), json({ x: 2 }), json({ x: 3 })], false);
+  const outcomes = await predictBatch(w.worker, [json({ x: 1 }), json({ x: 2 }), json({ x: 3 })], false);
   assert.deepEqual(outcomes.map((o) => o.ok && parse(o.body)), [{ y: 10 }, { y: 20 }, { y: 30 }]);
-  const calls = await w.worker.predictBatch([json({ x: "calls" }), json({ x: "calls" })], false);
+  const calls = await predictBatch(w.worker, [json({ x: "calls" }), json({ x: "calls" })], false);
   assert.deepEqual(calls.map((o) => o.ok && parse(o.body)), [{ y: [3, 2] }, { y: [3, 2] }]);
-  const tuple = await w.worker.predictBatch([json({ x: "tuple" }), json({ x: 5 })], false);
+  const tuple = await predictBatch(w.worker, [json({ x: "tuple" }), json({ x: 5 })], false);
   assert.deepEqual(tuple.map((o) => o.ok && parse(o.body)), [{ y: "tuple" }, { y: 5 }]);
 });
 
@@ -48,7 +48,7 @@ Deno.test("a raise, a non-list and a wrong length fail every request of the batc
     ["short", /^predict returned 3 items for a batch of 4$/],
   ];
   for (const [mode, message] of cases) {
-    const outcomes = await w.worker.predictBatch([mode, 1, 2, 3].map((x) => json({ x })), false);
+    const outcomes = await predictBatch(w.worker, [mode, 1, 2, 3].map((x) => json({ x })), false);
     assert.equal(outcomes.length, 4);
     for (const outcome of outcomes) {
       assert.ok(!outcome.ok, mode);
@@ -58,16 +58,17 @@ Deno.test("a raise, a non-list and a wrong length fail every request of the batc
     }
   }
   // The worker is still healthy afterwards.
-  const after = await w.worker.predictBatch([json({ x: 4 })], false);
+  const after = await predictBatch(w.worker, [json({ x: 4 })], false);
   assert.deepEqual(after.map((o) => o.ok && parse(o.body)), [{ y: 40 }]);
 });
 
 Deno.test("one unserialisable prediction fails its request only", async () => {
   await using w = await startWorker(BATCHED);
-  const outcomes = await w.worker.predictBatch(
-    [json({ x: "object" }), json({ x: 7 }), json({ x: "object" })],
-    false,
-  );
+  const outcomes = await predictBatch(w.worker, [
+    json({ x: "object" }),
+    json({ x: 7 }),
+    json({ x: "object" }),
+  ], false);
   const middle = outcomes[1]!;
   assert.ok(middle.ok);
   assert.deepEqual(parse(middle.body), { y: 7 });
@@ -83,9 +84,9 @@ Deno.test("batches and single requests may be pipelined; each answer reaches its
 def predict(sample, metadata):
     return sample if not isinstance(sample, list) else [s + 1 for s in sample]
 `);
-  const single = w.worker.predict(json(1), false);
-  const batch = w.worker.predictBatch([json(10), json(20)], false);
-  const again = w.worker.predict(json(2), false);
+  const single = predict(w.worker, json(1), false);
+  const batch = predictBatch(w.worker, [json(10), json(20)], false);
+  const again = predict(w.worker, json(2), false);
   assert.deepEqual(parse(await single), 1);
   assert.deepEqual((await batch).map((o) => o.ok && parse(o.body)), [11, 21]);
   assert.deepEqual(parse(await again), 2);
@@ -98,7 +99,7 @@ def predict(samples, metadata):
     os._exit(9)
 `);
   await assert.rejects(
-    w.worker.predictBatch([json(1), json(2)], false),
+    predictBatch(w.worker, [json(1), json(2)], false),
     (error: Error) => error.name === "WorkerExitedError" && /exited with code 9/.test(error.message),
   );
 });
@@ -123,7 +124,8 @@ Deno.test("a sample the worker cannot parse fails its own request; predict gets 
 def predict(samples, metadata):
     return [len(samples)] * len(samples)
 `);
-  const outcomes = await w.worker.predictBatch(
+  const outcomes = await predictBatch(
+    w.worker,
     [json(1), new TextEncoder().encode("{not json"), json(3)],
     false,
   );

@@ -11,9 +11,9 @@ import {
   type WorkerMessage,
 } from "../src/python/protocol.ts";
 import { InitFailedError } from "../src/python/worker_process.ts";
-import { WORKER_SOURCE } from "../src/python/worker_source.ts";
+import { writeWorker } from "../src/python/worker_source.ts";
 import { PYTHON, ROOT, tempDir } from "./_helpers.ts";
-import { initFields, json, parse, spawnWorker, startWorker, within } from "./_worker.ts";
+import { initFields, json, parse, predict, spawnWorker, startWorker, within } from "./_worker.ts";
 
 const STREAM = `
 import os
@@ -41,11 +41,7 @@ async function initWith(
     join(dir.path, "inference.py"),
     "def predict(sample, metadata):\n    return sample\n",
   );
-  let workerPath = program;
-  if (workerPath === undefined) {
-    workerPath = join(dir.path, "worker.py");
-    await Deno.writeTextFile(workerPath, WORKER_SOURCE);
-  }
+  const workerPath = program ?? await writeWorker(dir.path);
   const lines: string[] = [];
   const worker = spawnWorker(dir.path, workerPath, lines);
   let error: unknown;
@@ -89,12 +85,12 @@ def predict(sample, metadata):
 `);
   const samples = [{}, "é ü 漢字 \u{1f600}", { big: "x".repeat(200_000) }, [1, 2.5, null, true]];
   for (const sample of samples) {
-    assert.deepEqual(parse(await w.worker.predict(json(sample), false)), sample);
+    assert.deepEqual(parse(await predict(w.worker, json(sample), false)), sample);
   }
   // Several requests in flight at once: answered in order, each by its id.
-  const answers = await Promise.all(samples.map((s) => w.worker.predict(json(s), false)));
+  const answers = await Promise.all(samples.map((s) => predict(w.worker, json(s), false)));
   assert.deepEqual(answers.map(parse), samples);
-  assert.deepEqual(parse(await w.worker.predict(json({ logged: 1 }), true)), { logged: 1 });
+  assert.deepEqual(parse(await predict(w.worker, json({ logged: 1 }), true)), { logged: 1 });
   assert.ok(w.lines.some((line) => line.includes('sample: {"logged":1}')), w.lines.join("\n"));
   assert.ok(w.lines.some((line) => line.includes('prediction: {"logged":1}')), w.lines.join("\n"));
 });
@@ -140,7 +136,7 @@ Deno.test("a cancel that arrives after the answer is ignored", async () => {
   const answer = await call.answer;
   assert.deepEqual(answer.type === "body" && parse(answer.body), [1]);
   call.cancel(); // finished already: nothing is sent
-  assert.deepEqual(parse(await w.worker.predict(json([2]), false)), [2]);
+  assert.deepEqual(parse(await predict(w.worker, json([2]), false)), [2]);
   assert.ok(w.worker.alive);
 });
 
@@ -151,8 +147,7 @@ async function sendRawAfterReady(payload: Uint8Array): Promise<{ code: number; l
     join(dir.path, "inference.py"),
     "def predict(sample, metadata):\n    return sample\n",
   );
-  const workerPath = join(dir.path, "worker.py");
-  await Deno.writeTextFile(workerPath, WORKER_SOURCE);
+  const workerPath = await writeWorker(dir.path);
   const listener = ChannelListener.open(join(dir.path, "run"));
   const child = new Deno.Command(PYTHON, {
     args: [workerPath, "--max-frame", "65536", "--channel", listener.path],

@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { PredictFailedError, type PredictStream, type WorkerProcess } from "../src/python/worker_process.ts";
 import { delay, ROOT } from "./_helpers.ts";
-import { json, parse, startWorker, within } from "./_worker.ts";
+import { json, parse, predict, startWorker, within } from "./_worker.ts";
 
 const STREAMING = `
 import os, time
@@ -59,7 +59,7 @@ Deno.test("a generator streams its items in order, then ends; other returns answ
   assert.equal(plain.type, "body");
   assert.deepEqual(plain.type === "body" && parse(plain.body), { plain: true });
   // `predict` collects a stream into a JSON array.
-  assert.deepEqual(parse(await w.worker.predict(json({ n: 3 }), false)), [
+  assert.deepEqual(parse(await predict(w.worker, json({ n: 3 }), false)), [
     { i: 0, token: "t0" },
     { i: 1, token: "t1" },
     { i: 2, token: "t2" },
@@ -79,7 +79,7 @@ Deno.test("an exception mid-stream ends the stream with the error after the item
       error.message === "RuntimeError: broke at 2" && error.traceback.includes("generate"),
   );
   assert.equal(items.length, 2);
-  assert.deepEqual(parse(await w.worker.predict(json({ plain: true }), false)), { plain: true });
+  assert.deepEqual(parse(await predict(w.worker, json({ plain: true }), false)), { plain: true });
 });
 
 Deno.test("the generator waits while the window is full; credit moves it on", async () => {
@@ -127,7 +127,7 @@ def predict(sample, metadata):
   assert.equal(await call.finished, "cancelled");
   assert.ok(performance.now() - started < 1000);
   assert.equal(await Deno.readTextFile(join(w.dir, "finally")), "MainThread");
-  assert.deepEqual(parse(await w.worker.predict(json({ quick: true }), false)), { quick: true, main: true });
+  assert.deepEqual(parse(await predict(w.worker, json({ quick: true }), false)), { quick: true, main: true });
   assert.ok(w.worker.alive);
 });
 
@@ -159,7 +159,7 @@ Deno.test("leaving a stream early cancels it: the generator is closed and the wo
   assert.equal(await within(call.finished, 2000), "cancelled");
   assert.equal(await Deno.readTextFile(join(w.dir, "closed")), "yes");
   assert.ok(await readInt(join(w.dir, "produced")) < 20);
-  assert.deepEqual(parse(await w.worker.predict(json({ plain: true }), false)), { plain: true });
+  assert.deepEqual(parse(await predict(w.worker, json({ plain: true }), false)), { plain: true });
 });
 
 Deno.test("code stuck in C does not see the cancel: the request stays running", async () => {

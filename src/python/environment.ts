@@ -1,5 +1,5 @@
 /**
- * Preparing the Python environment of one staged project version (SPEC §3):
+ * Preparing the Python environment of one staged project version:
  * `dependencies.sh` when asked for, then the cached virtual environment of
  * `requirements.txt` when the project has one. Called at startup and again
  * on reload, since `requirements.txt` may have changed.

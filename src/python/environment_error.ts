@@ -1,5 +1,5 @@
 /**
- * The error of preparing a project's Python environment (SPEC §3):
+ * The error of preparing a project's Python environment:
  * `dependencies.sh`, the virtual environment, `pip install -r requirements.txt`.
  *
  * @module

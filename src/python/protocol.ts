@@ -207,13 +207,6 @@ export class ProtocolError extends Error {
   }
 }
 
-/** Encodes a server message as its payload (unframed): raw for `predict`, msgpack otherwise. */
-export function encodeMessage(message: ServerMessage): Uint8Array {
-  return message.type === "predict"
-    ? encodePredictFrame(message, Number.MAX_SAFE_INTEGER).subarray(HEADER_BYTES)
-    : encode(message);
-}
-
 /** Encodes and frames a server message; `predict` goes out as a raw frame. */
 export function encodeMessageFrame(message: ServerMessage, maxFrameBytes: number): Uint8Array {
   return message.type === "predict"

@@ -1,5 +1,5 @@
 /**
- * The cached virtual environment of a project's `requirements.txt` (SPEC §3).
+ * The cached virtual environment of a project's `requirements.txt`.
  *
  * Layout under the state directory:
  * `venvs/<key>/` a complete environment, `venvs/<key>.lock` the lock that

@@ -16,7 +16,7 @@ import {
   type ServerMessage,
 } from "./protocol.ts";
 import { readLines } from "./log_lines.ts";
-import { type BatchCall, type BatchOutcome, CallRouter, type PredictCall } from "./call_router.ts";
+import { type BatchCall, CallRouter, type PredictCall } from "./call_router.ts";
 import { describeExit, InitFailedError, type WorkerExit, WorkerExitedError } from "./worker_errors.ts";
 
 export { PredictStream } from "./predict_stream.ts";
@@ -170,11 +170,6 @@ export class WorkerProcess {
     return this.#failure === undefined && this.#exit === undefined;
   }
 
-  /** Requests (batch members included) sent and not yet finished. */
-  get outstanding(): number {
-    return this.#calls.outstanding;
-  }
-
   /**
    * Sends `init` and waits for `ready`; rejects with InitFailedError (phase
    * `protocol` when the worker speaks another protocol version; it is then
@@ -209,34 +204,11 @@ export class WorkerProcess {
   }
 
   /**
-   * Runs one prediction and resolves with its JSON; a streamed answer is
-   * collected into a JSON array of its items. Rejects with
-   * PredictFailedError, WorkerExitedError or ProtocolError.
-   */
-  async predict(sample: Uint8Array, debug: boolean): Promise<Uint8Array> {
-    const answer = await this.run(sample, debug).answer;
-    if (answer.type === "body") return answer.body;
-    const items: Uint8Array[] = [];
-    for await (const item of answer.stream) items.push(item);
-    return joinJsonArray(items);
-  }
-
-  /**
    * Sends one `predict_batch`: the user's `predict` gets the samples as one
    * list. Each sample gets its own outcome; see {@link BatchCall}.
    */
   runBatch(samples: readonly Uint8Array[], debug: boolean): BatchCall {
     return this.#calls.batch(samples, debug, this.#gone());
-  }
-
-  /**
-   * Runs one batch: resolves with one outcome per sample, in order (a
-   * request's PredictFailedError is its outcome, not a rejection). Rejects
-   * with WorkerExitedError or ProtocolError when the worker died or broke
-   * the protocol before answering every sample.
-   */
-  predictBatch(samples: readonly Uint8Array[], debug: boolean): Promise<BatchOutcome[]> {
-    return this.runBatch(samples, debug).outcomes;
   }
 
   /** Asks the worker to exit; kills it if it is still there after `graceMs`. */
@@ -342,16 +314,6 @@ export class WorkerProcess {
   #fail(error: Error): void {
     this.#calls.failAll(error);
   }
-}
-
-const COMMA = new Uint8Array([0x2c]);
-
-/** `[item,item,...]` from JSON items. */
-function joinJsonArray(items: readonly Uint8Array[]): Uint8Array {
-  const parts: Uint8Array[] = [new Uint8Array([0x5b])];
-  items.forEach((item, i) => parts.push(...(i === 0 ? [item] : [COMMA, item])));
-  parts.push(new Uint8Array([0x5d]));
-  return concat(parts);
 }
 
 /** The parts one after the other, in one buffer. */
