@@ -22,6 +22,7 @@ import { addConsoleRoutes, consolePage, wantsConsolePage } from "./console/route
 import { AccessLog, Exchange } from "./exchange.ts";
 import { ErrorAnswers, errorResponse } from "./error_answer.ts";
 import { type PredictContext, PredictRoute } from "./predict.ts";
+import { SplitRoute, splitterStatus } from "./splitter.ts";
 
 export type { AppEnv };
 
@@ -89,11 +90,13 @@ export function createApp(options: AppOptions): CortexApp {
   if (cors !== undefined) {
     const middleware = corsMiddleware(cors);
     project.apis.forEach((api) => app.use(api.endpoint, middleware));
+    (project.splitters ?? []).forEach((splitter) => app.use(splitter.endpoint, middleware));
   }
   if (options.keys !== undefined) app.use(requireApiKey(options.keys, logger, rejections));
 
-  /** `POST <endpoint>` of each API, by endpoint. */
-  const predictions = new Map<string, PredictRoute>();
+  /** `POST <endpoint>` of each API and splitter, by endpoint. */
+  const predictions = new Map<string, PredictRoute | SplitRoute>();
+  const routesByApi = new Map<string, PredictRoute>();
   const shared: PredictContext = {
     maxBodyBytes: options.maxBodyBytes,
     debug: options.debug,
@@ -112,7 +115,9 @@ export function createApp(options: AppOptions): CortexApp {
     if (api.batching !== undefined && metrics !== undefined) {
       pool.addBatchListener((size) => metrics.observeBatch(api.name, size));
     }
-    predictions.set(api.endpoint, new PredictRoute(api, pool, shared));
+    const route = new PredictRoute(api, pool, shared);
+    predictions.set(api.endpoint, route);
+    routesByApi.set(api.name, route);
     app.get(api.endpoint, (c) => {
       const status = apiStatus(pool, api.endpoint);
       return c.json({
@@ -122,7 +127,9 @@ export function createApp(options: AppOptions): CortexApp {
         replicas: status.replicas,
         batching: batchingOf(api),
         last_error: status.last_error ?? null,
-        usage: `POST a JSON sample to ${api.endpoint}; the answer is predict's return value as JSON`,
+        usage: api.pythonInterface === "realtime_predictor"
+          ? `POST a payload to ${api.endpoint}: JSON, text, a form or bytes, by its Content-Type`
+          : `POST a JSON sample to ${api.endpoint}; the answer is predict's return value as JSON`,
         example:
           `curl -X POST -H 'content-type: application/json' -d @sample.json http://HOST:PORT${api.endpoint}`,
       });
@@ -132,6 +139,22 @@ export function createApp(options: AppOptions): CortexApp {
       throw new ApiError("METHOD_NOT_ALLOWED", `Use POST to predict or GET to describe ${api.endpoint}`, {
         headers: { allow: "GET, POST" },
       });
+    });
+  }
+
+  const apiEndpoints = new Map(project.apis.map((api) => [api.name, api.endpoint]));
+  const splitters = project.splitters ?? [];
+  for (const splitter of splitters) {
+    predictions.set(splitter.endpoint, new SplitRoute(splitter, routesByApi));
+    app.get(splitter.endpoint, (c) => c.json(splitterStatus(splitter, pools, apiEndpoints)));
+    app.all(splitter.endpoint, () => {
+      throw new ApiError(
+        "METHOD_NOT_ALLOWED",
+        `Use POST to predict or GET to describe ${splitter.endpoint}`,
+        {
+          headers: { allow: "GET, POST" },
+        },
+      );
     });
   }
 
@@ -166,6 +189,9 @@ export function createApp(options: AppOptions): CortexApp {
         last_error: s.last_error ?? null,
         ...stats.of(s.name).snapshot(),
       })),
+      ...(splitters.length === 0
+        ? {}
+        : { splitters: splitters.map((splitter) => splitterStatus(splitter, pools, apiEndpoints)) }),
     });
   });
   const metrics = options.metrics;

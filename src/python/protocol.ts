@@ -86,6 +86,16 @@ export interface InitMessage {
   readonly model_dir: string | null;
   /** Items of one stream the worker may send ahead of the server's `credit`. */
   readonly stream_window: number;
+  /** Multi-model settings of a `realtime_predictor` (served through `python_client`); absent otherwise. */
+  readonly models?: InitModels;
+}
+
+/** `models` of `init`: locations are absolute paths or `s3://` URLs. */
+export interface InitModels {
+  readonly sources: readonly { readonly name: string; readonly path: string }[] | null;
+  readonly dir: string | null;
+  readonly cache_size: number | null;
+  readonly disk_cache_size: number | null;
 }
 
 /** Server → worker: run one prediction. */

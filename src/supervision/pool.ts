@@ -32,6 +32,7 @@ import { BoundedQueue } from "./queue.ts";
 import { Batcher, RunningBatch } from "./batcher.ts";
 import type { ResolvedBatching } from "../config/types.ts";
 import type { Replica, ReplicaRun, ReplicaState, RunAnswer } from "./replica.ts";
+import { decodeAnswer, encodeRequest, type RequestMeta } from "../python/envelope.ts";
 
 /**
  * Average predict time (ms) under which a busy replica is sent the next
@@ -49,12 +50,26 @@ export interface SubmitOptions {
   readonly signal?: AbortSignal;
   /** Told the size of the batch the request runs in (server-side batching only). */
   readonly onBatch?: ((size: number) => void) | undefined;
+  /**
+   * The request's Content-Type, query and headers, for an API whose worker
+   * parses the payload by Content-Type (`realtime_predictor`, Cortex 0.17+):
+   * the sample is then the raw body, sent with them in one envelope
+   * (../python/envelope.ts), and the answer carries its own content type,
+   * status and headers. Absent for the other dialects (the sample is JSON).
+   */
+  readonly request?: RequestMeta | undefined;
 }
 
 /** A prediction (a body, or a stream of items) and how long it waited for a replica. */
 export interface Prediction {
   readonly answer: RunAnswer;
   readonly queueMs: number;
+  /** With {@link SubmitOptions.request}: the answer's Content-Type (a body answer only). */
+  readonly contentType?: string;
+  /** With {@link SubmitOptions.request}: the answer's HTTP status (a body answer only). */
+  readonly status?: number;
+  /** With {@link SubmitOptions.request}: headers the answer sets, e.g. a passed-through Response's. */
+  readonly headers?: readonly (readonly [string, string])[];
 }
 
 /** Settings of a pool. */
@@ -82,6 +97,8 @@ interface Job {
   cancelled: boolean;
   queued: boolean;
   readonly sample: Uint8Array;
+  /** The sample is a request envelope, and a body answer an answer envelope. */
+  readonly enveloped: boolean;
   readonly debug: boolean;
   readonly arrived: number;
   /** Set once the worker started it (a job sent behind a running one waits first). */
@@ -242,7 +259,8 @@ export class ApiPool {
       const job: Job = {
         cancelled: false,
         queued: true,
-        sample,
+        sample: options.request === undefined ? sample : encodeRequest(options.request, sample),
+        enveloped: options.request !== undefined,
         debug: options.debug,
         arrived,
         started: false,
@@ -509,7 +527,9 @@ export class ApiPool {
     run.answer.then(
       (answer) => {
         if (answer.type === "stream") this.#streamed = true;
-        job.resolve({ answer, queueMs: job.startedAt - job.arrived });
+        const queueMs = job.startedAt - job.arrived;
+        if (job.enveloped && answer.type === "body") _resolveEnveloped(job, answer.body, queueMs);
+        else job.resolve({ answer, queueMs });
       },
       (error: Error) => job.reject(error),
     );
@@ -587,6 +607,7 @@ export class ApiPool {
         jobs.forEach((job, i) => {
           const answer = answers[i]!;
           if (answer instanceof ApiError) job.reject(answer);
+          else if (job.enveloped) _resolveEnveloped(job, answer, now - job.arrived);
           else job.resolve({ answer: { type: "body", body: answer }, queueMs: now - job.arrived });
         }),
       (error: Error) => jobs.forEach((job) => job.reject(error)),
@@ -608,4 +629,22 @@ export class ApiPool {
     job.reject(error);
     if (wasQueued) this.changes.emit(this);
   }
+}
+
+/** Resolves a job of the `realtime_predictor` interface with its answer envelope read. */
+function _resolveEnveloped(job: Job, bytes: Uint8Array, queueMs: number): void {
+  let answer;
+  try {
+    answer = decodeAnswer(bytes);
+  } catch (error) {
+    job.reject(new ApiError("PREDICT_FAILED", `The worker's answer could not be read: ${String(error)}`));
+    return;
+  }
+  job.resolve({
+    answer: { type: "body", body: answer.body },
+    queueMs,
+    contentType: answer.contentType,
+    status: answer.status,
+    headers: answer.headers,
+  });
 }

@@ -9,6 +9,7 @@ import type { ResolvedProject } from "../../config/types.ts";
 import type { ApiPool } from "../../supervision/pool.ts";
 import type { RequestStats } from "../stats.ts";
 import { apiStatus } from "../status.ts";
+import { splitterStatus } from "../splitter.ts";
 import type { ConsoleActivity } from "./activity.ts";
 
 /** What the console reads. */
@@ -43,6 +44,9 @@ export function consoleData(sources: ConsoleSources, nowMs = Date.now()): Record
         last_minute: activity.lastMinute(api.name, nowMs),
       };
     }),
+    splitters: (project.splitters ?? []).map((splitter) =>
+      splitterStatus(splitter, pools, new Map(project.apis.map((api) => [api.name, api.endpoint])))
+    ),
     requests: activity.recentRequests(),
     logs: activity.recentLogs(),
   };
