@@ -275,26 +275,41 @@ const CORTEX_018 = `# Cortex 0.18 (docs/deployments/api-configuration.md): a lis
     api_gateway: none
 `;
 
-const REVERSER = `class PythonPredictor:
+const REVERSER = `import os
+
+
+class PythonPredictor:
     def __init__(self, config):
         pass
 
     def predict(self, payload, headers):
         if isinstance(payload, bytes):
             return payload[::-1]
-        return {"got": payload, "agent": headers.get("user-agent") is not None}
+        return {"got": payload, "greeting": os.environ.get("GREETING"), "ignored": os.path.exists("notes")}
 `;
 
-Deno.test("Cortex 0.18 project: bytes in, bytes out; processes_per_replica starts two workers", async () => {
-  await using project = await makeProject({ "cortex.yaml": CORTEX_018, "reverser.py": REVERSER });
+Deno.test("Cortex 0.18 project: bytes in and out, .env and .cortexignore, two processes per replica", async () => {
+  await using project = await makeProject({
+    "cortex.yaml": CORTEX_018,
+    "reverser.py": REVERSER,
+    ".env": "export GREETING='hello there'\n",
+    ".cortexignore": "notes/\n",
+    "notes/draft.txt": "not shipped",
+  });
   await using server = await startServer(project.path, { replicas: 2 });
-  const response = await fetch(`${server.url}/reverse`, {
+  let response = await fetch(`${server.url}/reverse`, {
     method: "POST",
     headers: { "content-type": "application/octet-stream" },
     body: new Uint8Array([1, 2, 3]),
   });
   assert.equal(response.status, 200);
   assert.deepEqual(new Uint8Array(await response.arrayBuffer()), new Uint8Array([3, 2, 1]));
+  response = await fetch(`${server.url}/reverse`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: "[1]",
+  });
+  assert.deepEqual(await response.json(), { got: [1], greeting: "hello there", ignored: false });
   const index = await (await fetch(`${server.url}/`, { headers: { accept: "application/json" } })).json();
   assert.equal(index.apis[0].replicas.total, 2);
 });
