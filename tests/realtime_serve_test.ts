@@ -313,3 +313,66 @@ Deno.test("Cortex 0.18 project: bytes in and out, .env and .cortexignore, two pr
   const index = await (await fetch(`${server.url}/`, { headers: { accept: "application/json" } })).json();
   assert.equal(index.apis[0].replicas.total, 2);
 });
+
+const CORTEX_025_MODELS = `# Cortex 0.25 (docs/workloads/realtime/models.md)
+- name: models
+  kind: RealtimeAPI
+  predictor:
+    type: python
+    path: predictor.py
+    multi_model_reloading:
+      dir: models
+      cache_size: 1
+      disk_cache_size: 1
+`;
+
+const MULTI_MODEL = `import os
+
+
+class PythonPredictor:
+    def __init__(self, config, python_client):
+        self.client = python_client
+
+    def load_model(self, model_path):
+        with open(os.path.join(model_path, "weights.txt")) as f:
+            return f.read().strip()
+
+    def predict(self, query_params):
+        name = query_params["model"]
+        version = query_params.get("version", "latest")
+        return {"model": name, "weights": self.client.get_model(name, version)}
+`;
+
+Deno.test("Cortex 0.25 multi-model: versions, the cache, a version added while serving, metrics", async () => {
+  await using project = await makeProject({
+    "cortex.yaml": CORTEX_025_MODELS,
+    "predictor.py": MULTI_MODEL,
+    "models/iris/1/weights.txt": "iris-v1",
+    "models/iris/2/weights.txt": "iris-v2",
+    "models/wine/weights.txt": "wine",
+  });
+  await using server = await startServer(project.path);
+  const ask = async (query: string) => {
+    const response = await fetch(`${server.url}/models?${query}`, { method: "POST" });
+    const body = await response.json();
+    assert.equal(response.status, 200, JSON.stringify(body));
+    return body.weights;
+  };
+  assert.equal(await ask("model=iris"), "iris-v2");
+  assert.equal(await ask("model=iris&version=1"), "iris-v1");
+  assert.equal(await ask("model=wine"), "wine");
+  const missing = await fetch(`${server.url}/models?model=iris&version=7`, { method: "POST" });
+  assert.equal(missing.status, 500);
+  assert.match((await missing.json()).error, /has no version 7; it has 1, 2/);
+
+  await Deno.mkdir(join(project.path, "models/iris/3"));
+  await Deno.writeTextFile(join(project.path, "models/iris/3/weights.txt"), "iris-v3");
+  assert.equal(await ask("model=iris"), "iris-v3");
+
+  const metrics = await (await fetch(`${server.url}/metrics`)).text();
+  const value = (name: string, model: string) =>
+    Number(new RegExp(`^${name}\\{api="models",model="${model}"\\} (\\S+)$`, "m").exec(metrics)?.[1]);
+  assert.equal(value("cortex_serve_model_loads_total", "iris"), 3);
+  assert.equal(value("cortex_serve_model_loads_total", "wine"), 1);
+  assert.ok(value("cortex_serve_model_evictions_total", "iris") >= 2, metrics);
+});

@@ -13,6 +13,7 @@ import { checkInterpreter, chooseInterpreter } from "../python/interpreter.ts";
 import { DEFAULT_MAX_LINE_CHARS } from "../python/log_lines.ts";
 import { writeWorker } from "../python/worker_source.ts";
 import { modelDir } from "../python/worker_launch.ts";
+import type { ModelMessage } from "../python/protocol.ts";
 import { DIALECT_NAMES } from "../config/dialect.ts";
 import { memoryShortfall, readMemAvailable } from "./memory_check.ts";
 import { type CortexApp, createApp } from "../http/app.ts";
@@ -63,6 +64,8 @@ async function run(
   logger.info("python", { executable: interpreter.executable, version: interpreter.version });
   for (const warning of interpreter.warnings) logger.warn(warning, { python: interpreter.executable });
   const workerPath = await writeWorker(stateDir);
+  // Created once the deployment started (it reads the pools); workers report model events to it.
+  let metrics: ServerMetrics | undefined;
   const runtime = {
     workerPath,
     maxFrameBytes: options.maxFrameBytes,
@@ -78,6 +81,7 @@ async function run(
     scale: { windowMs: options.scaleWindowMs, cooldownMs: options.scaleCooldownMs },
     enforceMem: options.enforceMem,
     modelDir: modelDir(stateDir),
+    onModelEvent: (api: string, event: ModelMessage) => metrics?.observeModel(api, event),
   };
   /** Config → staging → Python environment → a deployment not yet started; at startup and on reload. */
   const buildDeployment = async (): Promise<Deployment> => {
@@ -117,7 +121,7 @@ async function run(
 
   deployment.start();
 
-  const metrics = new ServerMetrics({
+  metrics = new ServerMetrics({
     pools: () => reloader.current.deployment.pools.values(),
     build: { version: VERSION, protocol: PROTOCOL_VERSION },
   });

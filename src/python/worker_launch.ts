@@ -73,9 +73,12 @@ export function apiInitMessage(
   return {
     ...init,
     model_dir: s3 && modelDownloads !== undefined ? modelDownloads : null,
+    // Read where they are, not from the staged copy: a version added there is served live.
     models: {
-      sources: models.sources?.map((s) => ({ name: s.name, path: _modelLocation(s.location, dir)! })) ?? null,
-      dir: models.dir === undefined ? null : _modelLocation(models.dir, dir),
+      sources:
+        models.sources?.map((s) => ({ name: s.name, path: _modelLocation(s.location, project.root)! })) ??
+          null,
+      dir: models.dir === undefined ? null : _modelLocation(models.dir, project.root),
       cache_size: models.cacheSize ?? null,
       disk_cache_size: models.diskCacheSize ?? null,
     },

@@ -23,17 +23,24 @@ def _model_failure(url, problem, fix):
     return InitFailure("init", "predictor.model %s: %s: %s" % (url, problem, fix))
 
 
-def download_s3(url, cache_root):
-    """Downloads an S3 object or prefix into `cache_root`; reused while its ETags are unchanged."""
-    local_fix = "or download the model yourself and set predictor.model to its path"
+class S3Unavailable(Exception):
+    """No client for S3: boto3 missing, or no credentials (problem, fix)."""
+
+    def __init__(self, problem, fix):
+        super().__init__("%s: %s" % (problem, fix))
+        self.problem = problem
+        self.fix = fix
+
+
+def s3_client(local_fix):
+    """A boto3 S3 client that never asks the instance metadata unless enabled; S3Unavailable otherwise."""
     try:
         import boto3
         import botocore.config
-        import botocore.exceptions
         import botocore.session
     except ImportError:
-        raise _model_failure(
-            url, "downloading it needs boto3, which this Python lacks",
+        raise S3Unavailable(
+            "downloading it needs boto3, which this Python lacks",
             "apt-get install python3-boto3 (Debian) or add boto3 to requirements.txt, " + local_fix,
         )
     core = botocore.session.get_session()
@@ -48,18 +55,29 @@ def download_s3(url, cache_root):
                 pass
     session = boto3.Session(botocore_session=core)
     if session.get_credentials() is None:
-        raise _model_failure(
-            url, "boto3 found no AWS credentials to download it",
+        raise S3Unavailable(
+            "boto3 found no AWS credentials to download it",
             "write ~/.aws/credentials for the user that runs cortex-serve (on EC2 with an "
             "instance role, set CORTEX_AWS_INSTANCE_METADATA=1 in the server's environment), " + local_fix,
         )
-    bucket, _, key = url[len("s3://"):].partition("/")
     # CORTEX_S3_ENDPOINT_URL points at S3-compatible storage (MinIO, a local gateway).
     endpoint = os.environ.get("CORTEX_S3_ENDPOINT_URL") or None
-    client = session.client("s3", endpoint_url=endpoint, config=botocore.config.Config(
+    return session.client("s3", endpoint_url=endpoint, config=botocore.config.Config(
         connect_timeout=5, read_timeout=60, retries={"max_attempts": 2},
         s3={"addressing_style": "path"} if endpoint else {},
     ))
+
+
+def download_s3(url, cache_root):
+    """Downloads an S3 object or prefix into `cache_root`; reused while its ETags are unchanged."""
+    local_fix = "or download the model yourself and set predictor.model to its path"
+    try:
+        client = s3_client(local_fix)
+    except S3Unavailable as exc:
+        raise _model_failure(url, exc.problem, exc.fix)
+    import botocore.exceptions
+
+    bucket, _, key = url[len("s3://"):].partition("/")
     target = os.path.join(cache_root, hashlib.sha256(url.encode("utf-8")).hexdigest()[:16])
     os.makedirs(target, exist_ok=True)
     try:
@@ -117,3 +135,41 @@ def _s3_objects(client, bucket, key, client_error):
             if rel and not rel.endswith("/"):
                 found.append((os.path.join(_prefix_name(key), rel), item["Key"], item.get("ETag", "")))
     return found
+
+
+def list_prefix(url):
+    """The versions under an s3:// model directory: {version: [(relative path, key)]}; objects not
+    under a numbered folder make version "1" (an unversioned model)."""
+    client = s3_client("or copy the models to a local directory")
+    bucket, _, key = url[len("s3://"):].partition("/")
+    prefix = key.rstrip("/") + "/" if key else ""
+    versions = {}
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for item in page.get("Contents", []):
+            rel = item["Key"][len(prefix):]
+            if not rel or rel.endswith("/"):
+                continue
+            head, _, rest = rel.partition("/")
+            if head.isdigit() and rest:
+                versions.setdefault(head, []).append((rest, item["Key"]))
+            else:
+                versions.setdefault("1", []).append((rel, item["Key"]))
+    return versions
+
+
+def download_keys(url, objects, target):
+    """Downloads `objects` ((relative path, key) pairs of the bucket of `url`) into `target`."""
+    client = s3_client("or copy the models to a local directory")
+    bucket = url[len("s3://"):].partition("/")[0]
+    partial_dir = "%s.part-%d" % (target, os.getpid())
+    for rel, key in objects:
+        path = os.path.join(partial_dir, rel)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        client.download_file(bucket, key, path)
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    if os.path.isdir(target):
+        import shutil
+
+        shutil.rmtree(target)
+    os.replace(partial_dir, target)
+    log("model %s: %d file(s) downloaded into %s" % (url, len(objects), target))

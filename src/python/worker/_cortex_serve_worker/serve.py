@@ -54,6 +54,8 @@ class Worker:
 
                 self.predict = functools.partial(realtime_serve.predict, self)
                 self.predict_batch = functools.partial(realtime_serve.predict_batch, self)
+                if self.interface.models is not None:
+                    self.interface.models.emit = self.channel.send  # load/evict events, for the metrics
             model_path = resolve_model(message)
             try:
                 self.interface.init(model_path)
