@@ -8,7 +8,8 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { makeProject, startServer } from "./_helpers.ts";
+import { makeProject, PYTHON, startServer } from "./_helpers.ts";
+import { runCli } from "./_cli.ts";
 
 const CORTEX_030 = `# Cortex 0.30 (docs/workloads/realtime/configuration.md)
 - name: inspector
@@ -375,4 +376,32 @@ Deno.test("Cortex 0.25 multi-model: versions, the cache, a version added while s
   assert.equal(value("cortex_serve_model_loads_total", "iris"), 3);
   assert.equal(value("cortex_serve_model_loads_total", "wine"), 1);
   assert.ok(value("cortex_serve_model_evictions_total", "iris") >= 2, metrics);
+});
+
+Deno.test("validate: a PythonPredictor's wrong signature names the file, the line and the fix", async () => {
+  const config = "- name: api\n  kind: RealtimeAPI\n  predictor:\n    type: python\n    path: predictor.py\n";
+  const check = async (source: string, extra = "") => {
+    await using project = await makeProject({
+      "cortex.yaml": config + extra,
+      "predictor.py": source,
+      "models/a/1/w.txt": "w",
+    });
+    return await runCli(["validate", project.path, `--python=${PYTHON}`]);
+  };
+  let result = await check(
+    "class PythonPredictor:\n    def __init__(self, config):\n        pass\n\n" +
+      "    def predict(self, payload, request):\n        return 1\n",
+  );
+  assert.notEqual(result.code, 0);
+  assert.match(
+    result.stderr,
+    /predictor\.py:1: PythonPredictor\.predict has the parameter 'request', which Cortex never passes .*remove it or give it a default/,
+  );
+  result = await check(
+    "class PythonPredictor:\n    def __init__(self, config, python_client):\n        pass\n\n" +
+      "    def predict(self, payload):\n        return 1\n",
+    "    multi_model_reloading:\n      dir: models\n",
+  );
+  assert.notEqual(result.code, 0);
+  assert.match(result.stderr, /needs PythonPredictor\.load_model\(self, model_path\)/);
 });
