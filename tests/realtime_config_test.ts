@@ -271,3 +271,23 @@ Deno.test("later-dialect errors: top-level endpoint moved, unknown key, CORTEX_ 
   assert.match(text, /cortex\.yaml:7.*did you mean "processes_per_replica"/);
   assert.match(text, /cortex\.yaml:9.*CORTEX_.*reserved/);
 });
+
+Deno.test("Cortex 0.35: handler: is the predictor of the Handler interface; both at once is an error", async () => {
+  const project = await load(yaml(
+    "- name: h",
+    "  kind: RealtimeAPI",
+    "  handler:",
+    "    type: python",
+    "    path: predictor.py",
+    "    processes_per_replica: 3",
+  ));
+  assert.equal(project.apis[0]!.pythonInterface, "realtime_handler");
+  assert.equal(project.apis[0]!.compute.minReplicas, 3);
+  const error = await fail(yaml(
+    "- name: h", // 1
+    "  kind: RealtimeAPI", // 2
+    "  predictor: {type: python, path: predictor.py}", // 3
+    "  handler: {type: python, path: predictor.py}", // 4
+  ));
+  assert.match(error.message, /cortex\.yaml:4.*handler.*cannot be used together with predictor/);
+});

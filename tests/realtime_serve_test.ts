@@ -405,3 +405,54 @@ Deno.test("validate: a PythonPredictor's wrong signature names the file, the lin
   assert.notEqual(result.code, 0);
   assert.match(result.stderr, /needs PythonPredictor\.load_model\(self, model_path\)/);
 });
+
+const CORTEX_035 = `# Cortex 0.35 (docs/workloads/realtime/configuration.md): handler, class Handler
+- name: greeter
+  kind: RealtimeAPI
+  handler:
+    type: python
+    path: handler.py
+    config:
+      greeting: hello
+  networking:
+    endpoint: /greet
+`;
+
+const HANDLER = `class Handler:
+    def __init__(self, config):
+        self.greeting = config["greeting"]
+
+    def handle_post(self, payload, query_params):
+        def callback():
+            print("callback after %s" % payload, flush=True)
+
+        if query_params.get("broken") == "1":
+            def callback():
+                raise RuntimeError("callback broke")
+
+        return "%s %s" % (self.greeting, payload), callback
+
+    def handle_get(self):
+        return "never served"
+`;
+
+Deno.test("Cortex 0.35 project: handler:, class Handler, handle_post's callback after the answer", async () => {
+  await using project = await makeProject({ "cortex.yaml": CORTEX_035, "handler.py": HANDLER });
+  await using server = await startServer(project.path);
+  await server.waitFor((r) => String(r.msg).includes("Handler.handle_get is not served"));
+  let response = await fetch(`${server.url}/greet`, {
+    method: "POST",
+    headers: { "content-type": "text/plain" },
+    body: "world",
+  });
+  assert.equal(await response.text(), "hello world");
+  await server.waitFor((r) => String(r.msg).includes("callback after world"));
+  response = await fetch(`${server.url}/greet?broken=1`, {
+    method: "POST",
+    headers: { "content-type": "text/plain" },
+    body: "again",
+  });
+  assert.equal(response.status, 200);
+  assert.equal(await response.text(), "hello again");
+  await server.waitFor((r) => String(r.msg).includes("the callback of handle_post raised RuntimeError"));
+});

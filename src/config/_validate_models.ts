@@ -34,6 +34,7 @@ export function readModels(
   scope: Scope,
   predictor: YamlMap,
   checks: PathCheck[],
+  parent = "predictor",
 ): ResolvedModels | undefined | null {
   const reloading = get(predictor, "multi_model_reloading");
   const models = get(predictor, "models");
@@ -44,20 +45,20 @@ export function readModels(
     report(
       scope,
       given[1]!.keyPos,
-      `predictor.${given[1]!.key}`,
-      `cannot be used together with predictor.${given[0]!.key}`,
+      `${parent}.${given[1]!.key}`,
+      `cannot be used together with ${parent}.${given[0]!.key}`,
       "keep one way of naming the models",
     );
     return null;
   }
   if (modelPath !== undefined) {
-    const location = readModelLocation(scope, modelPath, "predictor.model_path", checks);
+    const location = readModelLocation(scope, modelPath, `${parent}.model_path`, checks);
     return location === null
       ? null
       : { sources: [{ name: "", location }], dir: undefined, cacheSize: undefined, diskCacheSize: undefined };
   }
   const entry = (reloading ?? models)!;
-  const prefix = `predictor.${entry.key}`;
+  const prefix = `${parent}.${entry.key}`;
   const map = readMap(scope, entry, prefix, `write "${entry.key}:" with "dir: models/" below it`);
   if (map === undefined) return null;
   const legacy = entry.key === "models";

@@ -85,6 +85,7 @@ export function validateRealtimeApi(
   const keys = [
     "name",
     "predictor",
+    "handler",
     "compute",
     "autoscaling",
     "update_strategy",
@@ -177,7 +178,14 @@ function _predictor(
   ignored: IgnoredField[],
   checks: PathCheck[],
 ): { fields: _Fields; processes: number } | undefined {
-  const entry = get(map, "predictor");
+  // Cortex 0.34–0.35 renamed predictor: to handler: (and PythonPredictor to Handler).
+  const handler = get(map, "handler");
+  const key = handler !== undefined && get(map, "predictor") === undefined ? "handler" : "predictor";
+  if (handler !== undefined && key === "predictor") {
+    report(scope, handler.keyPos, "handler", "cannot be used together with predictor", "keep one of them");
+    return undefined;
+  }
+  const entry = get(map, key);
   if (entry === undefined) {
     report(
       scope,
@@ -188,10 +196,10 @@ function _predictor(
     );
     return undefined;
   }
-  const predictor = readMap(scope, entry, "predictor", 'write "predictor:" with "type: python" below it');
+  const predictor = readMap(scope, entry, key, `write "${key}:" with "type: python" below it`);
   if (predictor === undefined) return undefined;
   const before = scope.issues.length;
-  ignoreKeys(scope, predictor, "predictor", _IGNORED_PREDICTOR, ignored);
+  ignoreKeys(scope, predictor, key, _IGNORED_PREDICTOR, ignored);
   const known = [
     "type",
     "path",
@@ -206,29 +214,29 @@ function _predictor(
     "model_path",
     ...Object.keys(_IGNORED_PREDICTOR),
   ];
-  checkKeys(scope, predictor, "predictor", known, _REFUSED_PREDICTOR);
-  _type(scope, predictor);
+  checkKeys(scope, predictor, key, known, _REFUSED_PREDICTOR);
+  _type(scope, predictor, key);
   const inference = readInferencePath(scope, predictor, "path", checks);
   const pythonPath = readPythonPath(scope, predictor, checks);
-  const metadata = readPlainMap(scope, predictor, "config", "predictor.config");
-  const env = readEnv(scope, predictor, "predictor.env");
-  _cortexEnv(scope, predictor);
-  const batching = validateBatching(scope, predictor, "predictor");
+  const metadata = readPlainMap(scope, predictor, "config", `${key}.config`);
+  const env = readEnv(scope, predictor, `${key}.env`);
+  _cortexEnv(scope, predictor, key);
+  const batching = validateBatching(scope, predictor, key);
   const processesEntry = get(predictor, "processes_per_replica");
   const processes = processesEntry === undefined
     ? 1
-    : readInteger(scope, processesEntry, "predictor.processes_per_replica", 1);
+    : readInteger(scope, processesEntry, `${key}.processes_per_replica`, 1);
   if (processes !== undefined && processes > MAX_PROCESSES) {
     report(
       scope,
       processesEntry!.value.pos,
-      "predictor.processes_per_replica",
+      `${key}.processes_per_replica`,
       `must be at most ${MAX_PROCESSES}, got ${processes}`,
       "use fewer processes per replica, or more replicas",
     );
   }
-  _dependencies(scope, predictor, ignored);
-  const models = readModels(scope, predictor, checks);
+  _dependencies(scope, predictor, ignored, key);
+  const models = readModels(scope, predictor, checks, key);
   if (
     scope.issues.length > before || inference === undefined || metadata === undefined ||
     env === undefined || batching === null || processes === undefined || models === null
@@ -240,7 +248,7 @@ function _predictor(
       inference,
       env,
       metadata,
-      pythonInterface: "realtime_predictor",
+      pythonInterface: key === "handler" ? "realtime_handler" : "realtime_predictor",
       model: undefined,
       pythonPath,
       batching,
@@ -261,19 +269,19 @@ function _multiply(compute: ResolvedCompute, processes: number): ResolvedCompute
   };
 }
 
-function _type(scope: Scope, predictor: YamlMap): void {
+function _type(scope: Scope, predictor: YamlMap, key: string): void {
   const entry = get(predictor, "type");
   if (entry === undefined) {
-    report(scope, keyPos(predictor, "type"), "predictor.type", "is required", 'add "type: python"');
+    report(scope, keyPos(predictor, "type"), `${key}.type`, "is required", 'add "type: python"');
     return;
   }
-  const value = readString(scope, entry, "predictor.type", '"python"');
+  const value = readString(scope, entry, `${key}.type`, '"python"');
   if (value === undefined || value === "python") return;
   const framework = value === "tensorflow" || value === "onnx";
   report(
     scope,
     entry.value.pos,
-    "predictor.type",
+    `${key}.type`,
     framework
       ? `out of scope: only Python predictors are supported, not ${JSON.stringify(value)}`
       : `must be "python", got ${JSON.stringify(value)}`,
@@ -286,15 +294,15 @@ function _type(scope: Scope, predictor: YamlMap): void {
 }
 
 /** Cortex refused `env` names starting with `CORTEX_`: they are the server's. */
-function _cortexEnv(scope: Scope, predictor: YamlMap): void {
+function _cortexEnv(scope: Scope, predictor: YamlMap, prefix: string): void {
   const env = get(predictor, "env");
   if (env?.value.kind !== "map") return;
-  for (const { key, keyPos } of env.value.entries) {
-    if (!key.startsWith("CORTEX_")) continue;
+  for (const { key: name, keyPos } of env.value.entries) {
+    if (!name.startsWith("CORTEX_")) continue;
     report(
       scope,
       keyPos,
-      `predictor.env.${key}`,
+      `${prefix}.env.${name}`,
       'names starting with "CORTEX_" are reserved for the server',
       "rename the variable",
     );
@@ -306,26 +314,26 @@ function _cortexEnv(scope: Scope, predictor: YamlMap): void {
  * default names (`requirements.txt`, `dependencies.sh`), which are what the
  * server installs; `conda` is accepted and ignored.
  */
-function _dependencies(scope: Scope, predictor: YamlMap, ignored: IgnoredField[]): void {
+function _dependencies(scope: Scope, predictor: YamlMap, ignored: IgnoredField[], prefix: string): void {
   const entry = get(predictor, "dependencies");
   if (entry === undefined) return;
   const deps = readMap(
     scope,
     entry,
-    "predictor.dependencies",
+    `${prefix}.dependencies`,
     'write "dependencies:" with "pip: requirements.txt"',
   );
   if (deps === undefined) return;
-  ignoreKeys(scope, deps, "predictor.dependencies", _IGNORED_DEPENDENCIES, ignored);
-  checkKeys(scope, deps, "predictor.dependencies", ["pip", "shell", "conda"]);
+  ignoreKeys(scope, deps, `${prefix}.dependencies`, _IGNORED_DEPENDENCIES, ignored);
+  checkKeys(scope, deps, `${prefix}.dependencies`, ["pip", "shell", "conda"]);
   for (const [key, wanted] of [["pip", "requirements.txt"], ["shell", "dependencies.sh"]] as const) {
     const value = get(deps, key);
-    const text = value && readString(scope, value, `predictor.dependencies.${key}`, `"${wanted}"`);
+    const text = value && readString(scope, value, `${prefix}.dependencies.${key}`, `"${wanted}"`);
     if (text === undefined || text.replace(/^\.\//, "") === wanted) continue;
     report(
       scope,
       value!.value.pos,
-      `predictor.dependencies.${key}`,
+      `${prefix}.dependencies.${key}`,
       `only the default "${wanted}" at the project root is installed, got ${JSON.stringify(text)}`,
       `rename the file to ${wanted} at the project root and remove this key`,
     );

@@ -57,7 +57,17 @@ export type PythonInterface =
    * Content-Type and the answer's type choosing its Content-Type (see
    * docs/dialects-realtime.md).
    */
-  | "realtime_predictor";
+  | "realtime_predictor"
+  /**
+   * Cortex 0.34–0.35: `handler:` and `class Handler` with `handle_post`, as
+   * `realtime_predictor` otherwise; `handle_post` may return `(result, callback)`.
+   */
+  | "realtime_handler";
+
+/** True for the interfaces whose payload is parsed by Content-Type (Cortex 0.17+). */
+export function parsesByContentType(pythonInterface: PythonInterface): boolean {
+  return pythonInterface === "realtime_predictor" || pythonInterface === "realtime_handler";
+}
 
 /** `predictor.model` (Cortex 0.10/0.11): where the model is. */
 export type ResolvedModel =

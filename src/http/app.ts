@@ -4,7 +4,7 @@
  */
 import { Hono } from "hono";
 import { getPath } from "hono/utils/url";
-import type { ResolvedApi, ResolvedProject } from "../config/types.ts";
+import { parsesByContentType, type ResolvedApi, type ResolvedProject } from "../config/types.ts";
 import type { Logger } from "../log/logger.ts";
 import { ApiError } from "../errors/api_error.ts";
 import type { KeyStore } from "../security/api_keys.ts";
@@ -127,7 +127,7 @@ export function createApp(options: AppOptions): CortexApp {
         replicas: status.replicas,
         batching: batchingOf(api),
         last_error: status.last_error ?? null,
-        usage: api.pythonInterface === "realtime_predictor"
+        usage: parsesByContentType(api.pythonInterface)
           ? `POST a payload to ${api.endpoint}: JSON, text, a form or bytes, by its Content-Type`
           : `POST a JSON sample to ${api.endpoint}; the answer is predict's return value as JSON`,
         example:

@@ -8,7 +8,7 @@
  * @module
  */
 import { getQueryParam } from "hono/utils/url";
-import type { ResolvedApi } from "../config/types.ts";
+import { parsesByContentType, type ResolvedApi } from "../config/types.ts";
 import type { Logger } from "../log/logger.ts";
 import type { KeyStore } from "../security/api_keys.ts";
 import type { ApiPool, Prediction } from "../supervision/pool.ts";
@@ -50,7 +50,7 @@ export class PredictRoute {
     this.#api = api;
     this.#pool = pool;
     this.#shared = shared;
-    this.#typed = api.pythonInterface === "realtime_predictor";
+    this.#typed = parsesByContentType(api.pythonInterface);
   }
 
   /** The API this route predicts with. */

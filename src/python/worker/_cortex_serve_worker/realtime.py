@@ -1,4 +1,4 @@
-"""The Cortex 0.17–0.35 PythonPredictor (interface `realtime_predictor`):
+"""The Cortex 0.17–0.33 PythonPredictor (interface `realtime_predictor`):
 `__init__(self, config[, python_client][, job_spec][, metrics_client])` and
 `predict(self[, payload][, query_params][, headers][, batch_id])`, the
 optional arguments passed by name, only those the method declares; an
@@ -7,7 +7,12 @@ run after the answer went out; `load_model(self, model_path)` for
 multi-model APIs (see models.py). Each request arrives as an envelope
 (payloads.read_request) and is answered with one (pack_answer): JSON for
 JSON-able values, text/plain for str, application/octet-stream for bytes, a
-Starlette Response passed through with its status, headers and media type."""
+Starlette Response passed through with its status, headers and media type.
+
+Cortex 0.34–0.35 (interface `realtime_handler`) renamed the class Handler,
+`predict` handle_post (the only verb served here), `python_client`
+model_client, and replaced post_predict by a callback: handle_post may
+return `(result, callback)`, and the callback runs after the answer."""
 
 import inspect
 import struct
@@ -27,6 +32,9 @@ U32 = struct.Struct(">I")
 PREDICT_ARGS = ("payload", "query_params", "headers", "batch_id")
 POST_PREDICT_ARGS = ("response", "payload", "query_params", "headers")
 INIT_ARGS = ("config", "python_client", "job_spec", "metrics_client")
+HANDLER_INIT_ARGS = ("config", "model_client", "metrics_client")
+HANDLER_ARGS = ("payload", "query_params", "headers")
+OTHER_VERBS = ("handle_get", "handle_put", "handle_patch", "handle_delete")
 
 JSON_TYPE = "application/json"
 TEXT_TYPE = "text/plain; charset=utf-8"
@@ -39,7 +47,7 @@ def _params(fn):
     return list(inspect.signature(fn).parameters.values())[1:]
 
 
-def _named(where, method, fn, allowed, required=()):
+def _named(where, method, fn, allowed, required=(), cls_name="PythonPredictor"):
     """The names of `allowed` that `fn` declares; InitFailure for a required one it lacks or one it cannot get."""
     names = []
     for param in _params(fn):
@@ -50,16 +58,16 @@ def _named(where, method, fn, allowed, required=()):
         elif param.default is param.empty:
             raise InitFailure(
                 "signature",
-                "%s: PythonPredictor.%s has the parameter %r, which Cortex never passes (it passes %s by "
+                "%s: %s.%s has the parameter %r, which Cortex never passes (it passes %s by "
                 "name); yours is %s: remove it or give it a default"
-                % (where, method, param.name, ", ".join(allowed), signature_text(method, fn)),
+                % (where, cls_name, method, param.name, ", ".join(allowed), signature_text(method, fn)),
             )
     for name in required:
         if name not in names:
             raise InitFailure(
                 "signature",
-                "%s: PythonPredictor.%s must accept %r; yours is %s"
-                % (where, method, name, signature_text(method, fn)),
+                "%s: %s.%s must accept %r; yours is %s"
+                % (where, cls_name, method, name, signature_text(method, fn)),
             )
     return tuple(names)
 
@@ -67,27 +75,34 @@ def _named(where, method, fn, allowed, required=()):
 class RealtimeInterface(Interface):
     """A PythonPredictor whose methods get their optional arguments by name."""
 
-    def __init__(self, cls, message, where):
+    def __init__(self, cls, message, where, handler=False):
         self.cls = cls
         self.config = message.get("metadata") or {}
         self.where = where
-        self.init_names = _named(where, "__init__", cls.__init__, INIT_ARGS, ("config",))
-        self.predict_names = _named(where, "predict", cls.predict, PREDICT_ARGS)
-        post = getattr(cls, "post_predict", None)
+        # Cortex 0.34+: class Handler, handle_post, model_client, (result, callback) answers.
+        self.handler = handler
+        name = cls.__name__
+        self.method = "handle_post" if handler else "predict"
+        self.client_name = "model_client" if handler else "python_client"
+        init_args = HANDLER_INIT_ARGS if handler else INIT_ARGS
+        self.init_names = _named(where, "__init__", cls.__init__, init_args, ("config",), name)
+        method_args = HANDLER_ARGS if handler else PREDICT_ARGS
+        self.predict_names = _named(where, self.method, getattr(cls, self.method), method_args, (), name)
+        post = None if handler else getattr(cls, "post_predict", None)
         self.post_names = None if post is None else _named(where, "post_predict", post, POST_PREDICT_ARGS)
         self.wants_payload = "payload" in self.predict_names
         self.models = ModelClient.from_init(message)
         if self.models is not None and not callable(getattr(cls, "load_model", None)):
             raise InitFailure(
                 "signature",
-                "%s: predictor.multi_model_reloading needs PythonPredictor.load_model(self, model_path), "
-                "which returns the loaded model" % where,
+                "%s: multi_model_reloading needs %s.load_model(self, model_path), "
+                "which returns the loaded model" % (where, name),
             )
-        if self.models is not None and "python_client" not in self.init_names:
+        if self.models is not None and self.client_name not in self.init_names:
             raise InitFailure(
                 "signature",
-                "%s: with models configured, PythonPredictor.__init__ must accept python_client: "
-                "write `def __init__(self, config, python_client):` and keep it for get_model()" % where,
+                "%s: with models configured, %s.__init__ must accept %s: write `def __init__(self, "
+                "config, %s):` and keep it for get_model()" % (where, name, self.client_name, self.client_name),
             )
         self.instance = None
 
@@ -98,6 +113,7 @@ class RealtimeInterface(Interface):
         values = {
             "config": self.config,
             "python_client": self.models,
+            "model_client": self.models,
             "job_spec": None,
             "metrics_client": MetricsClient(),
         }
@@ -108,7 +124,7 @@ class RealtimeInterface(Interface):
         """`predict` with the arguments it declares; `sample` is (payload, query_params, headers)."""
         payload, query_params, headers = sample
         values = {"payload": payload, "query_params": query_params, "headers": headers, "batch_id": None}
-        return self.instance.predict(**{name: values[name] for name in self.predict_names})
+        return getattr(self.instance, self.method)(**{name: values[name] for name in self.predict_names})
 
     def post_predict(self, response, sample):
         payload, query_params, headers = sample
@@ -116,22 +132,31 @@ class RealtimeInterface(Interface):
         self.instance.post_predict(**{name: values[name] for name in self.post_names})
 
 
-def realtime_interface(module, message, relative):
+def realtime_interface(module, message, relative, log):
     """Checks the class's shape and its methods' parameters, before `ready`."""
-    lines = class_lines(message["inference"], "PythonPredictor")
+    handler = message.get("interface") == "realtime_handler"
+    name, method = ("Handler", "handle_post") if handler else ("PythonPredictor", "predict")
+    lines = class_lines(message["inference"], name)
     where = "%s:%d" % (relative, lines[-1]) if lines else relative
-    cls = getattr(module, "PythonPredictor", None)
+    cls = getattr(module, name, None)
     if cls is None or not inspect.isclass(cls):
         raise InitFailure(
             "signature",
-            "%s defines no class PythonPredictor: add `class PythonPredictor:` with "
-            "`def __init__(self, config):` and `def predict(self, payload):`" % relative,
+            "%s defines no class %s: add `class %s:` with `def __init__(self, config):` and "
+            "`def %s(self, payload):`" % (relative, name, name, method),
         )
-    if not callable(getattr(cls, "predict", None)):
+    if not callable(getattr(cls, method, None)):
         raise InitFailure(
-            "signature", "%s: class PythonPredictor has no predict method: add `def predict(self, payload):`" % where
+            "signature", "%s: class %s has no %s method: add `def %s(self, payload):`"
+            % (where, name, method, method)
+            + (" (only POST is served: handle_get, handle_put, handle_patch and handle_delete are not)"
+               if handler else ""),
         )
-    return RealtimeInterface(cls, message, where)
+    if handler:
+        for verb in OTHER_VERBS:
+            if callable(getattr(cls, verb, None)):
+                log("%s: Handler.%s is not served: only POST requests reach the Handler (handle_post)" % (where, verb))
+    return RealtimeInterface(cls, message, where, handler)
 
 
 def is_response(value):
@@ -178,15 +203,22 @@ def _response(response):
     return _head(int(response.status_code), content_type, headers) + bytes(body)
 
 
-def run_post_predict(interface, response, sample, log):
-    """Runs post_predict after the answer went out; its errors are logged, never answered."""
+def split_callback(interface, value):
+    """(answer, callback) of a Handler's `(result, callable)` return; (value, None) otherwise."""
+    if interface.handler and type(value) is tuple and len(value) == 2 and callable(value[1]):
+        return value[0], value[1]
+    return value, None
+
+
+def after_answer(what, fn, log):
+    """Runs post_predict or a Handler's callback after the answer went out; errors logged, never answered."""
     try:
-        interface.post_predict(response, sample)
+        fn()
     except BaseException as exc:  # noqa: BLE001 - user code may raise anything; the answer is gone
         if isinstance(exc, KeyboardInterrupt):
             raise
         sys.stderr.write(traceback.format_exc())
-        log("post_predict raised %s: %s (the answer had already been sent)" % (type(exc).__name__, exc))
+        log("%s raised %s: %s (the answer had already been sent)" % (what, type(exc).__name__, exc))
 
 
-__all__ = ["RealtimeInterface", "realtime_interface", "pack_answer", "run_post_predict", "SERIALIZE_ERRORS"]
+__all__ = ["RealtimeInterface", "realtime_interface", "pack_answer", "split_callback", "after_answer", "SERIALIZE_ERRORS"]

@@ -9,7 +9,7 @@ from .answers import PLAIN_TYPES, SERIALIZE_ERRORS, batch_shape_error, is_stream
 from .payloads import PayloadError, headers_of, parse_payload, query_params, read_request
 from .process import flush_output, log
 from .protocol import error_frame
-from .realtime import pack_answer, run_post_predict
+from .realtime import after_answer, pack_answer, split_callback
 from .serve import sample_error, serialize_error, too_large_error
 
 
@@ -36,6 +36,7 @@ def predict(worker, job):
         if isinstance(exc, KeyboardInterrupt):
             raise
         return worker.channel.send(worker.user_error(request_id, exc))
+    prediction, callback = split_callback(interface, prediction)
     if type(prediction) not in PLAIN_TYPES and is_stream(prediction):
         return worker.stream(request_id, prediction, debug)
     try:
@@ -48,10 +49,13 @@ def predict(worker, job):
         worker.channel.send_result(request_id, body)
     except OverflowError as exc:
         return worker.channel.send(too_large_error(request_id, exc))
+    # After the answer went out: it never waits for post_predict (or a Handler's callback), nor fails with it.
     if interface.post_names is not None:
-        # After the answer went out: it never waits for post_predict, nor fails with it.
         flush_output()
-        run_post_predict(interface, prediction, sample, log)
+        after_answer("post_predict", lambda: interface.post_predict(prediction, sample), log)
+    elif callback is not None:
+        flush_output()
+        after_answer("the callback of handle_post", callback, log)
 
 
 def predict_batch(worker, job):

@@ -48,7 +48,7 @@ class Worker:
         try:
             module = load_user_module(message)
             self.interface = build_interface(module, message, relative)
-            if message.get("interface") == "realtime_predictor":
+            if message.get("interface") in ("realtime_predictor", "realtime_handler"):
                 # Requests come as envelopes (payload by Content-Type), answers go as envelopes.
                 from . import realtime_serve  # Starlette only for the dialects that use it
 
