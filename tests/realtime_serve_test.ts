@@ -8,7 +8,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { makeProject, PYTHON, startServer } from "./_helpers.ts";
+import { makeProject, PYTHON, ROOT, startServer } from "./_helpers.ts";
 import { runCli } from "./_cli.ts";
 
 const CORTEX_030 = `# Cortex 0.30 (docs/workloads/realtime/configuration.md)
@@ -455,4 +455,73 @@ Deno.test("Cortex 0.35 project: handler:, class Handler, handle_post's callback 
   assert.equal(response.status, 200);
   assert.equal(await response.text(), "hello again");
   await server.waitFor((r) => String(r.msg).includes("the callback of handle_post raised RuntimeError"));
+});
+
+Deno.test("Cortex 0.30 server_side_batching: predict gets lists, each request its own typed answer", async () => {
+  await using project = await makeProject({
+    "cortex.yaml": `- name: batched
+  kind: RealtimeAPI
+  predictor:
+    type: python
+    path: batched.py
+    server_side_batching:
+      max_batch_size: 4
+      batch_interval: 200ms
+`,
+    "batched.py": `class PythonPredictor:
+    def __init__(self, config):
+        pass
+
+    def predict(self, payload, headers):
+        assert isinstance(payload, list) and isinstance(headers, list)
+        return [p.upper() if isinstance(p, str) else {"n": p, "batch": len(payload)} for p in payload]
+`,
+  });
+  await using server = await startServer(project.path);
+  const send = (body: string, type: string) =>
+    fetch(`${server.url}/batched`, { method: "POST", headers: { "content-type": type }, body });
+  const answers = await Promise.all([
+    send("abc", "text/plain"),
+    send("1", "application/json"),
+    send("{bad", "application/json"),
+    send("xyz", "text/plain"),
+  ]);
+  assert.deepEqual(answers.map((r) => r.status), [200, 200, 400, 200]);
+  assert.equal(await answers[0]!.text(), "ABC");
+  const json = await answers[1]!.json();
+  assert.equal(json.n, 1);
+  assert.ok(json.batch >= 1);
+  await answers[2]!.body?.cancel();
+  assert.equal(await answers[3]!.text(), "XYZ");
+});
+
+Deno.test("without Starlette the worker's own FormData, UploadFile, QueryParams and Headers read the same", async () => {
+  const script = `
+import sys
+sys.modules["starlette"] = None  # as if it were not installed
+sys.path.insert(0, sys.argv[1])
+from _cortex_serve_worker import payloads
+assert not payloads.STARLETTE
+body = (b'--B\\r\\nContent-Disposition: form-data; name="f"; filename="a.bin"\\r\\n'
+        b'Content-Type: application/x-thing\\r\\n\\r\\n\\x00\\x01\\r\\n'
+        b'--B\\r\\nContent-Disposition: form-data; name="k"\\r\\n\\r\\nv\\r\\n--B--\\r\\n')
+form = payloads.parse_payload("multipart/form-data; boundary=B", body)
+upload = form["f"]
+q = payloads.query_params("a=1&a=2&b=")
+h = payloads.headers_of([["x-thing", "T"]])
+print(upload.filename, upload.content_type, upload.file.read().hex(), form["k"], q["a"], q.getlist("a"), h["X-Thing"])
+`;
+  const worker = join(ROOT, "src", "python", "worker");
+  const output = await new Deno.Command(PYTHON, {
+    args: ["-c", script, worker],
+    stdout: "piped",
+    stderr: "piped",
+  })
+    .output();
+  const stderr = new TextDecoder().decode(output.stderr);
+  assert.equal(output.code, 0, stderr);
+  assert.equal(
+    new TextDecoder().decode(output.stdout).trim(),
+    "a.bin application/x-thing 0001 v 2 ['1', '2'] T",
+  );
 });
