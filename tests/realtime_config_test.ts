@@ -130,8 +130,10 @@ Deno.test("Cortex 0.14: a kindless list without later keys stays the JSON-bodied
     "    model_type: classification",
     "  autoscaling:",
     "    workers_per_replica: 2",
+    "  local_port: 8890", // Cortex 0.16
   ));
   assert.equal(project.dialect, "0.13");
+  assert.ok(project.ignored.some((f) => f.path === "local_port"));
   assert.equal(project.apis[0]!.pythonInterface, "python_predictor");
 });
 

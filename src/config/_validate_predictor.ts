@@ -97,6 +97,11 @@ export function validatePredictorApi(
   const apiKeys = ["name", "endpoint", "predictor", "tracker", "compute"];
   if (dialect !== "0.13") apiKeys.push("kind");
   if (dialect !== "0.11") apiKeys.push("autoscaling", "update_strategy");
+  if (dialect === "0.13") {
+    // Cortex 0.16's local provider port: the server answers on --port.
+    apiKeys.push("local_port");
+    ignoreKeys(scope, map, "", { local_port: "the server answers on --port for every api" }, ignored);
+  }
   const metadata: RefusedKey = dialect === "0.11"
     ? { problem: "belongs under predictor: in Cortex 0.10/0.11", fix: "move it to predictor.metadata" }
     : { problem: "is not read by a PythonPredictor", fix: "move it to predictor.config" };
@@ -364,6 +369,11 @@ export function ignoreKeys(
   for (const { key, keyPos } of map.entries) {
     const reason = Object.hasOwn(reasons, key) ? reasons[key] : undefined;
     if (reason === undefined) continue;
-    ignored.push({ resource: scope.resource, path: `${prefix}.${key}`, ...keyPos, reason });
+    ignored.push({
+      resource: scope.resource,
+      path: prefix === "" ? key : `${prefix}.${key}`,
+      ...keyPos,
+      reason,
+    });
   }
 }

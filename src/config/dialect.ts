@@ -39,8 +39,11 @@ export const LATER_KINDS: readonly string[] = [
   "TaskAPI",
 ];
 
-/** Keys of an api without kind that only Cortex 0.17–0.18 have. */
-const _LATER_API_KEYS = ["networking", "monitoring", "local_port"];
+/**
+ * Keys of an api without kind that only Cortex 0.17–0.18 have (`local_port`
+ * came in 0.16, whose bodies were still always JSON: it marks nothing).
+ */
+const _LATER_API_KEYS = ["networking", "monitoring"];
 /** Keys of `predictor:` that only Cortex 0.18 and later have. */
 const _LATER_PREDICTOR_KEYS = ["processes_per_replica", "threads_per_process"];
 
