@@ -1,21 +1,29 @@
 /**
  * A worker the test scripts, for in-process tests of supervision (replica,
  * pool, deployment, reloader, autoscale). It implements the seam a replica
- * drives (src/supervision/replica_worker.ts) with the same failure contract
- * as the real `WorkerProcess`: `init` and `predict` calls stay pending until
- * the test answers them, and every call and signal is recorded.
+ * drives (src/supervision/replica_worker.ts) with the real `CallRouter`
+ * (src/python/call_router.ts) between the replica and a scripted worker
+ * side: calls and cancels reach the script as the protocol's messages, the
+ * script's answers go back as the worker's messages, and the router decides
+ * what they mean for each call, as with a real worker. `init` and requests
+ * stay pending until the test answers them; every call and signal is recorded.
  */
 import {
   type BatchCall,
-  type BatchOutcome,
-  type CallEnd,
   InitFailedError,
-  type PredictAnswer,
   type PredictCall,
-  PredictFailedError,
   type WorkerExit,
 } from "../src/python/worker_process.ts";
-import type { InitMessage, PredictErrorKind, ReadyMessage } from "../src/python/protocol.ts";
+import { CallRouter } from "../src/python/call_router.ts";
+import {
+  type InitMessage,
+  type PredictErrorKind,
+  PROTOCOL_TABLE,
+  PROTOCOL_VERSION,
+  type ReadyMessage,
+  type ReplyMessage,
+  type ServerMessage,
+} from "../src/python/protocol.ts";
 import type { ReplicaWorker } from "../src/supervision/replica_worker.ts";
 import { Emitter, waitUntil } from "../src/supervision/events.ts";
 import { Logger } from "../src/log/logger.ts";
@@ -24,18 +32,16 @@ import { Replica, type ReplicaOptions } from "../src/supervision/replica.ts";
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
-/** One `predict` call waiting for the test's answer. */
+/** One request the worker side holds, waiting for the test's answer. */
 export interface PendingPredict {
+  readonly id: number;
   readonly sample: string;
-  readonly resolve: (value: Uint8Array) => void;
-  readonly reject: (error: Error) => void;
 }
 
-/** One `runBatch` call waiting for the test's answer. */
+/** One batch the worker side holds, waiting for the test's answer. */
 export interface PendingBatch {
+  readonly ids: readonly number[];
   readonly samples: readonly string[];
-  readonly resolve: (value: BatchOutcome[]) => void;
-  readonly reject: (error: Error) => void;
 }
 
 /** How a fake answers `init` unless the test answers it by hand. */
@@ -47,7 +53,7 @@ let nextPid = 100_000;
 export class FakeWorker implements ReplicaWorker {
   readonly pid = nextPid++;
   readonly exited: Promise<WorkerExit>;
-  /** Samples of every predict call, in order. */
+  /** Samples of every request the worker side received, in order. */
   readonly samples: string[] = [];
   /** Signals sent with `kill`. */
   readonly signals: Deno.Signal[] = [];
@@ -58,27 +64,27 @@ export class FakeWorker implements ReplicaWorker {
   /** When set, `shutdown` rejects with this error instead of exiting. */
   shutdownError: Error | undefined;
   shutdowns = 0;
-  /** When set, every later predict is answered with this value at once. */
+  /** When set, every later request the worker side receives while idle is answered with this value at once. */
   autoAnswer: unknown = undefined;
-  /** `cancel` calls received. */
+  /** Calls cancelled (a batch counts once, though a `cancel` goes out per id). */
   cancels = 0;
   /**
-   * When true, a cancelled call waiting behind the running one is dropped
-   * only when the worker gets to it (after the running one's answer), not
-   * at once.
+   * When true, a cancelled request waiting behind the running one is
+   * dropped only when the worker gets to it (after the running one's
+   * answer), not at once.
    */
   dropWhenReached = false;
-  readonly #dropped = new Set<PendingPredict>();
-  #nextId = 1;
+  /** Samples of every batch the worker side received, one list per batch, in order. */
+  readonly batches: string[][] = [];
+  readonly #router = new CallRouter((message) => this.#receive(message));
+  readonly #dropped = new Set<number>();
   #alive = true;
   #exit: WorkerExit | undefined;
   readonly #exited = Promise.withResolvers<WorkerExit>();
-  #init: { resolve: (m: ReadyMessage) => void; reject: (e: Error) => void } | undefined;
-  /** Predict calls waiting for an answer, oldest (the running one) first. */
+  #initPending = false;
+  /** Requests the worker side holds, oldest (the running one) first. */
   readonly #predicts: PendingPredict[] = [];
   #batch: PendingBatch | undefined;
-  /** Samples of every runBatch call, one list per call, in order. */
-  readonly batches: string[][] = [];
 
   constructor(readonly initScript: InitScript = "ready") {
     this.exited = this.#exited.promise;
@@ -90,142 +96,71 @@ export class FakeWorker implements ReplicaWorker {
   get ended(): boolean {
     return this.#exit !== undefined;
   }
-  /** The running predict call (the oldest unanswered), if any. */
+  /** The running request (the oldest unanswered), if any. */
   get pending(): PendingPredict | undefined {
     return this.#predicts[0];
   }
-  /** Predict calls sent and not answered: the running one and any sent behind it. */
+  /** Requests the worker side holds: the running one and any sent behind it. */
   get outstanding(): number {
     return this.#predicts.length;
   }
   get initPending(): boolean {
-    return this.#init !== undefined;
+    return this.#initPending;
   }
-
-  init(_message: Omit<InitMessage, "type">): Promise<ReadyMessage> {
-    if (!this.#alive) return Promise.reject(new Error("Worker is not running"));
-    const script = this.initScript;
-    const reply = new Promise<ReadyMessage>((resolve, reject) => this.#init = { resolve, reject });
-    if (script === "ready") this.ready();
-    else if (script !== "pending") this.failInit(script.fail);
-    this.changes.emit(this);
-    return reply;
-  }
-
-  /** Answers the pending `init` with `ready`. */
-  ready(): void {
-    const init = this.#take("init");
-    init.resolve({ type: "ready", protocol: 1, pid: this.pid, python: "3.fake" });
-  }
-
-  /** Answers the pending `init` with `init_error`. */
-  failInit(message: string): void {
-    this.#take("init").reject(new InitFailedError("init", message, ""));
-  }
-
-  /**
-   * One predict call. Calls sent while one is pending wait behind it, as in
-   * the real worker (pipelining); the test answers them in order.
-   */
-  predict(sample: Uint8Array, _debug: boolean): Promise<Uint8Array> {
-    return this.#enqueue(sample).reply;
-  }
-
-  #enqueue(sample: Uint8Array): { reply: Promise<Uint8Array>; call: PendingPredict | undefined } {
-    if (this.#batch) throw new Error("Worker is busy with a batch");
-    if (!this.#alive) return { reply: Promise.reject(new Error("Worker is not running")), call: undefined };
-    const text = decoder.decode(sample);
-    this.samples.push(text);
-    if (this.autoAnswer !== undefined && this.#predicts.length === 0) {
-      return { reply: Promise.resolve(encoder.encode(JSON.stringify(this.autoAnswer))), call: undefined };
-    }
-    let call: PendingPredict | undefined;
-    const reply = new Promise<Uint8Array>((resolve, reject) => {
-      call = { sample: text, resolve, reject };
-    });
-    this.#predicts.push(call!);
-    this.changes.emit(this);
-    return { reply, call };
-  }
-
-  /**
-   * A request as the replica sends it: answered through the pending predict
-   * ({@link FakeWorker.answer}, {@link FakeWorker.failPredict},
-   * {@link FakeWorker.cancelled}). `cancel` is recorded; like the real
-   * worker, a cancel of a call waiting behind the running one drops it and
-   * answers it `cancelled` at once.
-   */
-  run(sample: Uint8Array, _debug: boolean): PredictCall {
-    const finished = Promise.withResolvers<CallEnd>();
-    const sent = this.#enqueue(sample);
-    const answer = sent.reply.then((body): PredictAnswer => ({ type: "body", body }));
-    answer.then(
-      () => finished.resolve("answered"),
-      (error) =>
-        finished.resolve(
-          !(error instanceof PredictFailedError)
-            ? "lost"
-            : error.kind === "cancelled"
-            ? "cancelled"
-            : "answered",
-        ),
-    );
-    return {
-      id: this.#nextId++,
-      answer,
-      finished: finished.promise,
-      cancel: () => {
-        this.cancels++;
-        const at = sent.call === undefined ? -1 : this.#predicts.indexOf(sent.call);
-        if (at > 0 && this.dropWhenReached) {
-          this.#dropped.add(sent.call!);
-        } else if (at > 0) {
-          this.#predicts.splice(at, 1);
-          sent.call!.reject(new PredictFailedError("cancelled", "the request was cancelled", ""));
-        }
-        this.changes.emit(this);
-      },
-    };
-  }
-
-  /** The runBatch call waiting for an answer, if any. */
+  /** The batch waiting for an answer, if any. */
   get pendingBatch(): PendingBatch | undefined {
     return this.#batch;
   }
 
+  async init(message: Omit<InitMessage, "type">): Promise<ReadyMessage> {
+    if (!this.#alive) throw new Error("Worker is not running");
+    const reply = this.#router.init({
+      ...message,
+      stream_window: message.stream_window ?? PROTOCOL_TABLE.stream_window,
+    });
+    const script = this.initScript;
+    if (script === "ready") this.ready();
+    else if (script !== "pending") this.failInit(script.fail);
+    this.changes.emit(this);
+    const answer = await reply;
+    if (answer.type === "ready") return answer;
+    if (answer.type === "init_error") throw new InitFailedError(answer.phase, answer.error, answer.traceback);
+    throw new Error(`Worker answered init with "${answer.type}"`);
+  }
+
+  /** Answers the pending `init` with `ready`. */
+  ready(): void {
+    this.#takeInit();
+    this.#reply({ type: "ready", protocol: PROTOCOL_VERSION, pid: this.pid, python: "3.fake" });
+  }
+
+  /** Answers the pending `init` with `init_error` (phase `init`). */
+  failInit(message: string): void {
+    this.#takeInit();
+    this.#reply({ type: "init_error", phase: "init", error: message, traceback: "" });
+  }
+
+  /**
+   * A request as the replica sends it. Requests sent while one is pending
+   * wait behind it, as in the real worker (pipelining); the test answers
+   * them in order ({@link FakeWorker.answer}, {@link FakeWorker.failPredict},
+   * {@link FakeWorker.cancelled}). Like the real worker, a cancel of a
+   * request waiting behind the running one drops it and answers it
+   * `cancelled` at once (or when reached, with `dropWhenReached`); a cancel
+   * of the running one waits for the test's answer.
+   */
+  run(sample: Uint8Array, debug: boolean): PredictCall {
+    if (this.#batch) throw new Error("Worker is busy with a batch");
+    return this.#router.single(sample, debug, this.#gone());
+  }
+
   /**
    * A batch as the replica sends it (server-side batching): answered with
-   * {@link FakeWorker.answerBatch}; `cancel` is only recorded.
+   * {@link FakeWorker.answerBatch}; a cancel is only recorded.
    */
-  runBatch(samples: readonly Uint8Array[], _debug: boolean): BatchCall {
+  runBatch(samples: readonly Uint8Array[], debug: boolean): BatchCall {
     if (this.#predicts.length > 0 || this.#batch) throw new Error("Worker is busy: one call at a time");
-    const ids = samples.map(() => this.#nextId++);
-    const finished = Promise.withResolvers<CallEnd>();
-    let outcomes: Promise<BatchOutcome[]>;
-    if (!this.#alive) {
-      outcomes = Promise.reject(new Error("Worker is not running"));
-    } else {
-      const texts = samples.map((s) => decoder.decode(s));
-      this.batches.push(texts);
-      outcomes = new Promise<BatchOutcome[]>((resolve, reject) => {
-        this.#batch = { samples: texts, resolve, reject };
-      });
-    }
-    outcomes.then(
-      (all) =>
-        finished.resolve(all.every((o) => !o.ok && o.error.kind === "cancelled") ? "cancelled" : "answered"),
-      () => finished.resolve("lost"),
-    );
-    this.changes.emit(this);
-    return {
-      ids,
-      outcomes,
-      finished: finished.promise,
-      cancel: () => {
-        this.cancels++;
-        this.changes.emit(this);
-      },
-    };
+    return this.#router.batch(samples, debug, this.#gone());
   }
 
   /**
@@ -237,48 +172,44 @@ export class FakeWorker implements ReplicaWorker {
     failed: Readonly<Record<number, string>> = {},
     kind: PredictErrorKind = "predict",
   ): void {
-    const call = this.#batch;
-    if (call === undefined) throw new Error("No runBatch call is pending");
+    const batch = this.#batch;
+    if (batch === undefined) throw new Error("No runBatch call is pending");
     this.#batch = undefined;
-    call.resolve(values.map((value, i): BatchOutcome => {
+    batch.ids.forEach((id, i) => {
       const error = failed[i];
-      if (error !== undefined) return { ok: false, error: new PredictFailedError(kind, error, "") };
-      return { ok: true, body: encoder.encode(JSON.stringify(value)) };
-    }));
+      this.#reply(
+        error === undefined ? this.#result(id, values[i]) : { type: "error", id, kind, error, traceback: "" },
+      );
+    });
     this.changes.emit(this);
   }
 
-  /** Answers the pending predict the way a worker answers `cancel`. */
+  /** Answers the pending request the way a worker answers `cancel`. */
   cancelled(): void {
     this.failPredict("cancelled", "the request was cancelled");
   }
 
-  /** Answers the pending predict with `value` as JSON. */
+  /** Answers the pending request with `value` as JSON. */
   answer(value: unknown): void {
-    const call = this.#take("predict");
-    call.resolve(encoder.encode(JSON.stringify(value)));
+    this.#reply(this.#result(this.#takePredict().id, value));
+    this.#reachDropped();
     this.changes.emit(this);
   }
 
-  /** Answers the pending predict with an `error` frame (the worker stays usable). */
+  /** Answers the pending request with an `error` frame (the worker stays usable). */
   failPredict(kind: PredictErrorKind, message: string): void {
-    this.#take("predict").reject(new PredictFailedError(kind, message, ""));
+    this.#reply({ type: "error", id: this.#takePredict().id, kind, error: message, traceback: "" });
+    this.#reachDropped();
     this.changes.emit(this);
   }
 
   /**
    * The worker's channel ended while the process stays up (a protocol
-   * failure): the pending call fails and the worker is unusable.
+   * failure): the pending calls fail and the worker is unusable.
    */
   breakChannel(): void {
     this.#alive = false;
-    const error = new Error("Worker broke the protocol: it closed its control channel but kept running");
-    this.#init?.reject(error);
-    for (const call of this.#predicts.splice(0)) call.reject(error);
-    this.#batch?.reject(error);
-    this.#init = undefined;
-    this.#batch = undefined;
-    this.changes.emit(this);
+    this.#end(new Error("Worker broke the protocol: it closed its control channel but kept running"));
   }
 
   /** The process ends (crash): pending calls fail, `exited` resolves. */
@@ -286,12 +217,7 @@ export class FakeWorker implements ReplicaWorker {
     if (this.#exit) return;
     this.#alive = false;
     this.#exit = { code, signal };
-    const error = new Error(`Worker ${signal ? `killed by signal ${signal}` : `exited with code ${code}`}`);
-    this.#init?.reject(error);
-    for (const call of this.#predicts.splice(0)) call.reject(error);
-    this.#batch?.reject(error);
-    this.#init = undefined;
-    this.#batch = undefined;
+    this.#end(new Error(`Worker ${signal ? `killed by signal ${signal}` : `exited with code ${code}`}`));
     this.#exited.resolve(this.#exit);
     this.changes.emit(this);
   }
@@ -315,18 +241,100 @@ export class FakeWorker implements ReplicaWorker {
     return waitUntil([this.changes], () => check() || undefined, { timeoutMs });
   }
 
-  #take(kind: "init"): { resolve: (m: ReadyMessage) => void; reject: (e: Error) => void };
-  #take(kind: "predict"): PendingPredict;
-  #take(kind: "init" | "predict") {
-    const call = kind === "init" ? this.#init : this.#predicts[0];
-    if (call === undefined) throw new Error(`No ${kind} call is pending`);
-    if (kind === "init") this.#init = undefined;
-    else this.#predicts.shift();
-    // The worker reaches the calls behind: cancelled ones are answered now.
-    while (this.#predicts[0] !== undefined && this.#dropped.delete(this.#predicts[0])) {
-      this.#predicts.shift()!.reject(new PredictFailedError("cancelled", "the request was cancelled", ""));
+  /** The worker side: a message from the router, as the real worker would read it. */
+  #receive(message: ServerMessage): void {
+    switch (message.type) {
+      case "init":
+        this.#initPending = true;
+        return;
+      case "predict": {
+        const sample = decoder.decode(message.sample);
+        this.samples.push(sample);
+        if (this.autoAnswer !== undefined && this.#predicts.length === 0) {
+          this.#reply(this.#result(message.id, this.autoAnswer));
+          return;
+        }
+        this.#predicts.push({ id: message.id, sample });
+        this.changes.emit(this);
+        return;
+      }
+      case "predict_batch": {
+        const samples = message.samples.map((s) => decoder.decode(s));
+        this.batches.push(samples);
+        this.#batch = { ids: message.ids, samples };
+        this.changes.emit(this);
+        return;
+      }
+      case "cancel":
+        this.#cancel(message.id);
+        this.changes.emit(this);
+        return;
+      case "credit":
+      case "shutdown":
+        return;
     }
+  }
+
+  #cancel(id: number): void {
+    if (this.#batch !== undefined && this.#batch.ids.includes(id)) {
+      if (id === this.#batch.ids[0]) this.cancels++;
+      return;
+    }
+    this.cancels++;
+    const at = this.#predicts.findIndex((p) => p.id === id);
+    if (at <= 0) return; // running (the test answers it), or answered already
+    if (this.dropWhenReached) {
+      this.#dropped.add(id);
+      return;
+    }
+    this.#predicts.splice(at, 1);
+    this.#reply(this.#cancelledError(id));
+  }
+
+  /** The worker reaches the requests behind the one answered: cancelled ones are answered now. */
+  #reachDropped(): void {
+    while (this.#predicts[0] !== undefined && this.#dropped.delete(this.#predicts[0].id)) {
+      this.#reply(this.#cancelledError(this.#predicts.shift()!.id));
+    }
+  }
+
+  #takeInit(): void {
+    if (!this.#initPending) throw new Error("No init call is pending");
+    this.#initPending = false;
+  }
+
+  #takePredict(): PendingPredict {
+    const call = this.#predicts.shift();
+    if (call === undefined) throw new Error("No predict call is pending");
     return call;
+  }
+
+  /** A message from the worker side, routed as the real worker's would be. */
+  #reply(message: ReplyMessage): void {
+    this.#router.deliver(message, false);
+  }
+
+  #result(id: number, value: unknown): ReplyMessage {
+    return { type: "result", id, prediction: encoder.encode(JSON.stringify(value)) };
+  }
+
+  #cancelledError(id: number): ReplyMessage {
+    return { type: "error", id, kind: "cancelled", error: "the request was cancelled", traceback: "" };
+  }
+
+  /** Why calls cannot be sent, or undefined while they can. */
+  #gone(): Error | undefined {
+    return this.#alive ? undefined : new Error("Worker is not running");
+  }
+
+  /** The worker is gone: every call fails with `error`, the worker side forgets its work. */
+  #end(error: Error): void {
+    this.#initPending = false;
+    this.#predicts.length = 0;
+    this.#batch = undefined;
+    this.#dropped.clear();
+    this.#router.failAll(error);
+    this.changes.emit(this);
   }
 }
 

@@ -2,8 +2,8 @@
  * The later Cortex dialects through a real server and real workers: every
  * example answers its expected.json, the worker adapts the interface
  * (module functions with or without model_path, PythonPredictor, the
- * three-argument hooks), `env` and `model` reach the user's code, bad
- * combinations fail with the line, `compute.mem` is a request unless
+ * three-argument hooks), `env` and `model` reach the user's code (s3://
+ * models: tests/s3_model_test.ts), bad combinations fail with the line, `compute.mem` is a request unless
  * `--enforce-mem`, and `--no-requirements` skips pip.
  */
 import assert from "node:assert/strict";
@@ -14,15 +14,6 @@ import { makeProject, post, PYTHON, ROOT, startServer, tempDir } from "./_helper
 import { runCli } from "./_cli.ts";
 
 const EXAMPLES = join(ROOT, "examples");
-
-/**
- * Environment for a CLI run whose workers get `home` as HOME; DENO_DIR keeps
- * the runner's Deno cache, which would otherwise follow HOME.
- */
-function withHome(home: string, env: Record<string, string> = {}): Record<string, string> {
-  const cache = Deno.env.get("XDG_CACHE_HOME") ?? join(Deno.env.get("HOME") ?? "/root", ".cache");
-  return { DENO_DIR: Deno.env.get("DENO_DIR") ?? join(cache, "deno"), ...env, HOME: home };
-}
 
 for (const entry of Deno.readDirSync(EXAMPLES)) {
   const dir = join(EXAMPLES, entry.name);
@@ -173,27 +164,6 @@ Deno.test("type: python with module functions only points to the class interface
   );
 });
 
-Deno.test("an s3:// model without AWS credentials fails init with the fix, without any network", async () => {
-  await using home = await tempDir();
-  const result = await validateFiles({
-    "cortex.yaml": `- kind: deployment
-  name: d
-- kind: api
-  name: api
-  predictor:
-    path: predictor.py
-    model: s3://cortex-serve-test-bucket/model.pkl
-`,
-    "predictor.py":
-      "def init(model_path, metadata):\n    pass\n\n\ndef predict(sample, metadata):\n    return 1\n",
-  }, withHome(home.path));
-  assert.equal(result.code, 1);
-  assert.match(
-    result.stderr,
-    /init failed: predictor\.model s3:\/\/cortex-serve-test-bucket\/model\.pkl: boto3 found no AWS credentials to download it: write ~\/\.aws\/credentials/,
-  );
-});
-
 Deno.test("compute.mem is a request: a worker above it keeps serving, and a startup warning names the shortfall", async () => {
   await using project = await makeProject({
     "cortex.yaml": `- kind: deployment
@@ -261,72 +231,4 @@ sys.meta_path.insert(0, _HideBoto3())
     checked.warnings[0]!,
     /lacks boto3, which Cortex had pre-installed: .*apt-get install python3-boto3/,
   );
-});
-
-Deno.test("an s3:// model is downloaded before init, and reused while its ETag is unchanged", async () => {
-  // A minimal S3-compatible endpoint on 127.0.0.1: HEAD and GET of one object.
-  const requests: string[] = [];
-  let body = "weights-v1";
-  const etag = () => `"${body.length}-${body}"`;
-  await using s3 = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, (request) => {
-    const path = new URL(request.url).pathname;
-    requests.push(`${request.method} ${path}`);
-    if (path !== "/models-bucket/dir/weights.txt") return new Response(null, { status: 404 });
-    const headers = {
-      etag: etag(),
-      "content-length": String(body.length),
-      "last-modified": new Date(0).toUTCString(),
-    };
-    return new Response(request.method === "HEAD" ? null : body, { headers });
-  });
-  await using home = await tempDir();
-  await Deno.mkdir(join(home.path, ".aws"));
-  await Deno.writeTextFile(
-    join(home.path, ".aws", "credentials"),
-    "[default]\naws_access_key_id = test\naws_secret_access_key = test\n",
-  );
-  await Deno.writeTextFile(join(home.path, ".aws", "config"), "[default]\nregion = us-east-1\n");
-  await using project = await makeProject({
-    "cortex.yaml": `- kind: deployment
-  name: d
-- kind: api
-  name: api
-  predictor:
-    path: predictor.py
-    model: s3://models-bucket/dir/weights.txt
-`,
-    "predictor.py": `import os
-
-
-def init(model_path, metadata):
-    with open(model_path) as f:
-        content = f.read()
-    expected = os.environ["CORTEX_EXPECTED_MODEL"]
-    if content != expected or not model_path.endswith("/weights.txt"):
-        raise ValueError("model %s holds %r, expected %r" % (model_path, content, expected))
-
-
-def predict(sample, metadata):
-    return 1
-`,
-  });
-  await using state = await tempDir();
-  const validate = (expected: string) =>
-    runCli(["validate", project.path, `--python=${PYTHON}`, `--state-dir=${state.path}`], {
-      env: withHome(home.path, {
-        CORTEX_S3_ENDPOINT_URL: `http://127.0.0.1:${s3.addr.port}`,
-        CORTEX_EXPECTED_MODEL: expected,
-      }),
-    });
-  const first = await validate("weights-v1");
-  assert.equal(first.code, 0, first.stderr);
-  const gets = () => requests.filter((r) => r.startsWith("GET")).length;
-  assert.equal(gets(), 1, requests.join("\n"));
-  const second = await validate("weights-v1");
-  assert.equal(second.code, 0, second.stderr);
-  assert.equal(gets(), 1, `the unchanged model was downloaded again:\n${requests.join("\n")}`);
-  body = "weights-v2";
-  const third = await validate("weights-v2");
-  assert.equal(third.code, 0, third.stderr);
-  assert.equal(gets(), 2, requests.join("\n"));
 });

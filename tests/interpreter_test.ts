@@ -1,5 +1,5 @@
 /**
- * Interpreter choice and checks (SPEC §3) with real interpreters: Debian's
+ * Interpreter choice and checks with real interpreters: Debian's
  * python3 and a virtual environment built here without msgpack.
  */
 import assert from "node:assert/strict";

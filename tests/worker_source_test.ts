@@ -6,13 +6,13 @@ import { ROOT, tempDir } from "./_helpers.ts";
 
 const SOURCE_DIR = join(ROOT, "src", "python", "worker");
 
-/** Paths of the .py files under `dir`, relative to it. */
+/** Paths of the worker's files (.py, .json) under `dir`, relative to it. */
 function pythonFiles(dir: string, under = dir): string[] {
   const found: string[] = [];
   for (const entry of Deno.readDirSync(dir)) {
     const path = join(dir, entry.name);
     if (entry.isDirectory && entry.name !== "__pycache__") found.push(...pythonFiles(path, under));
-    else if (entry.isFile && entry.name.endsWith(".py")) found.push(relative(under, path));
+    else if (entry.isFile && /\.(py|json)$/.test(entry.name)) found.push(relative(under, path));
   }
   return found.sort();
 }
@@ -20,7 +20,9 @@ function pythonFiles(dir: string, under = dir): string[] {
 Deno.test("the binary carries every file of the worker package, as in the source tree", async () => {
   assert.deepEqual(WORKER_FILES.map((f) => f.path).sort(), pythonFiles(SOURCE_DIR));
   for (const file of WORKER_FILES) {
-    assert.equal(file.source, await Deno.readTextFile(join(SOURCE_DIR, file.path)), file.path);
+    const text = await Deno.readTextFile(join(SOURCE_DIR, file.path));
+    if (file.path.endsWith(".json")) assert.deepEqual(JSON.parse(file.source), JSON.parse(text), file.path);
+    else assert.equal(file.source, text, file.path);
   }
 });
 

@@ -52,8 +52,10 @@ export interface BatchCall {
   /** Like {@link PredictCall.finished}: `cancelled` when every id was. */
   readonly finished: Promise<CallEnd>;
   /**
-   * Cancels the whole batch (sends `cancel` for its first id). A batch
-   * serves several clients: call it only once every one of them is gone.
+   * Cancels the whole batch: sends `cancel` for each of its ids not yet
+   * answered (the worker may not have read the batch yet; any one id
+   * cancels it all once running). A batch serves several clients: call it
+   * only once every one of them is gone.
    */
   cancel(): void;
 }
@@ -95,13 +97,6 @@ export class CallRouter {
 
   constructor(send: (message: ServerMessage) => void) {
     this.#send = send;
-  }
-
-  /** Requests (batch members included) sent and not yet finished. */
-  get outstanding(): number {
-    let n = 0;
-    for (const route of this.#routes.values()) if (route.kind !== "init") n++;
-    return n;
   }
 
   /** Sends `init`; resolves with the worker's reply to it. */

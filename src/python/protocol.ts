@@ -1,6 +1,8 @@
 /**
  * Messages on the worker control channel (see ./codec.ts for framing and
- * ./worker.py for the other side): a tagged union on `type`. A frame's
+ * ./worker/_cortex_serve_worker/ for the other side): a tagged union on
+ * `type`. The version, tags, sizes, kinds and each message's fields come
+ * from one table both sides read, ./worker/_cortex_serve_worker/protocol.json. A frame's
  * payload is either a msgpack map with a `type` key, or a raw frame whose
  * first byte is a tag that never starts a msgpack map (maps start with
  * 0x80-0x8f, 0xde or 0xdf): the two messages of every request, `predict`
@@ -65,9 +67,13 @@
 import type { PythonInterface } from "../config/types.ts";
 import { Decoder, encode } from "@msgpack/msgpack";
 import { encodeFrame, HEADER_BYTES } from "./codec.ts";
+import TABLE from "./worker/_cortex_serve_worker/protocol.json" with { type: "json" };
+
+/** The protocol table both sides read (constants, error kinds, each message's fields). */
+export const PROTOCOL_TABLE: Readonly<typeof TABLE> = TABLE;
 
 /** Bumped on any incompatible change; checked in the handshake. */
-export const PROTOCOL_VERSION = 3;
+export const PROTOCOL_VERSION: number = TABLE.version;
 
 /** Server → worker: the first message; the worker answers `ready` or `init_error`. */
 export interface InitMessage {
@@ -88,8 +94,8 @@ export interface InitMessage {
   readonly model_dir: string | null;
   /** Items of one stream the worker may send ahead of the server's `credit`. */
   readonly stream_window: number;
-  /** Multi-model settings of a `realtime_predictor` (served through `python_client`); absent otherwise. */
-  readonly models?: InitModels;
+  /** Multi-model settings of a `realtime_predictor` (served through `python_client`); null or absent otherwise. */
+  readonly models?: InitModels | null;
 }
 
 /** `models` of `init`: locations are absolute paths or `s3://` URLs. */
@@ -244,15 +250,15 @@ export function encodeMessageFrame(message: ServerMessage, maxFrameBytes: number
 }
 
 /** First byte of a raw `predict` payload (server → worker). */
-export const RAW_PREDICT = 0x01;
+export const RAW_PREDICT: number = TABLE.raw_predict;
 /** First byte of a raw `result` payload (worker → server). */
-export const RAW_RESULT = 0x02;
+export const RAW_RESULT: number = TABLE.raw_result;
 /** Bytes before the sample in a raw `predict` payload: tag, u64 id, flags. */
-export const RAW_PREDICT_HEAD = 10;
+export const RAW_PREDICT_HEAD: number = TABLE.raw_predict_head_bytes;
 /** Bytes before the prediction in a raw `result` payload: tag, u64 id. */
-export const RAW_RESULT_HEAD = 9;
+export const RAW_RESULT_HEAD: number = TABLE.raw_result_head_bytes;
 /** Bit of a raw `predict`'s flags byte: log the sample and the prediction. */
-const FLAG_DEBUG = 0x01;
+const FLAG_DEBUG: number = TABLE.flag_debug;
 
 /**
  * Frames a raw `predict` in one buffer, copying the sample once:
@@ -316,19 +322,8 @@ function startsMap(byte: number): boolean {
 /** One decoder for every worker message: decoding is synchronous, so it is never shared mid-call. */
 const DECODER = new Decoder();
 
-const INIT_PHASES: ReadonlySet<string> = new Set([
-  "protocol",
-  "import",
-  "signature",
-  "init",
-]);
-const ERROR_KINDS: ReadonlySet<string> = new Set([
-  "predict",
-  "serialize",
-  "sample",
-  "out_of_memory",
-  "cancelled",
-]);
+const INIT_PHASES: ReadonlySet<string> = new Set(TABLE.init_phases);
+const ERROR_KINDS: ReadonlySet<string> = new Set(TABLE.error_kinds);
 
 /**
  * Decodes and checks one payload from the worker.

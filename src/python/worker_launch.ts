@@ -5,7 +5,7 @@
  */
 import { join } from "node:path";
 import type { ResolvedApi, ResolvedProject } from "../config/types.ts";
-import { type InitMessage, PROTOCOL_VERSION } from "./protocol.ts";
+import { type InitMessage, PROTOCOL_TABLE, PROTOCOL_VERSION } from "./protocol.ts";
 import { workerEnv } from "./worker_env.ts";
 
 /**
@@ -13,7 +13,7 @@ import { workerEnv } from "./worker_env.ts";
  * them: with the HTTP client's socket buffers, what a slow reader can make
  * the server hold per stream.
  */
-export const STREAM_WINDOW = 8;
+export const STREAM_WINDOW: number = PROTOCOL_TABLE.stream_window;
 
 /** Devices for replica `index` when each replica takes `perReplica` GPUs. */
 export function gpuDevices(perReplica: number, index: number): string {
@@ -67,6 +67,7 @@ export function apiInitMessage(
     model: _modelLocation(api.model, dir),
     model_dir: api.model?.kind === "s3" && modelDownloads !== undefined ? modelDownloads : null,
     stream_window: STREAM_WINDOW,
+    models: null,
   };
   if (models === undefined) return init;
   const s3 = models.dir?.kind === "s3" || (models.sources ?? []).some((s) => s.location.kind === "s3");

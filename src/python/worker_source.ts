@@ -19,6 +19,7 @@ import interfaces from "./worker/_cortex_serve_worker/interfaces.py" with { type
 import main from "./worker/_cortex_serve_worker/main.py" with { type: "text" };
 import process from "./worker/_cortex_serve_worker/process.py" with { type: "text" };
 import protocol from "./worker/_cortex_serve_worker/protocol.py" with { type: "text" };
+import protocolTable from "./worker/_cortex_serve_worker/protocol.json" with { type: "json" };
 import s3 from "./worker/_cortex_serve_worker/s3.py" with { type: "text" };
 import serve from "./worker/_cortex_serve_worker/serve.py" with { type: "text" };
 import userModule from "./worker/_cortex_serve_worker/user_module.py" with { type: "text" };
@@ -49,6 +50,8 @@ export const WORKER_FILES: readonly WorkerFile[] = [
     "main.py": main,
     "process.py": process,
     "protocol.py": protocol,
+    // A JSON module is imported as data (the protocol's table, ./protocol.ts reads it too).
+    "protocol.json": `${JSON.stringify(protocolTable, null, 2)}\n`,
     "s3.py": s3,
     "serve.py": serve,
     "user_module.py": userModule,

@@ -5,7 +5,7 @@ Started by the server through the bootstrap `worker.py --max-frame N
 the main channel (every message but `cancel`, both ways), then the cancel
 channel (`cancel` only, server to worker). Frames are length-prefixed (4-byte
 big-endian length, then a msgpack map or a raw frame; see
-src/python/protocol.ts and channel.ts). Before any user code runs, fd 1
+src/python/protocol.ts and channel.py). Before any user code runs, fd 1
 points at stderr (the log stream) so `print()` and C libraries writing to
 fd 1 can never corrupt the protocol, and fd 0 reads from /dev/null.
 
@@ -20,7 +20,8 @@ cancel reaches the worker while user code runs. A `predict` that returns a
 generator or another iterator streams its items (`item` frames, then `end`).
 
 Modules, from the bottom up:
-- protocol: the wire constants, the decoded request (Job), error messages;
+- protocol: the wire constants (from protocol.json, the table the server is
+  built from too), the decoded request (Job), error messages;
 - channel: framing over a socket (the hot path's reads and writes);
 - process: the process around user code (stdio, parent watch, log);
 - user_module: importing the inference file, InitFailure;

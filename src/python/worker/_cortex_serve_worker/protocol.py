@@ -1,17 +1,29 @@
 """The worker's side of the wire protocol (src/python/protocol.ts is the
-server's): constants, the decoded request (Job) and the error messages."""
+server's): constants, the decoded request (Job) and the error messages.
+Version, tags, sizes and kinds come from protocol.json beside this file, the
+table the server is built from too."""
 
+import json
+import os
 import struct
 
-PROTOCOL_VERSION = 3
-HEADER = struct.Struct(">I")
+with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "protocol.json"), "rb") as _table:
+    TABLE = json.load(_table)
+
+PROTOCOL_VERSION = TABLE["version"]
 # Raw frames (see channel.Channel): tag, u64 request id, and for predict a flags byte.
-RAW_PREDICT = 0x01
-RAW_RESULT = 0x02
-FLAG_DEBUG = 0x01
+RAW_PREDICT = TABLE["raw_predict"]
+RAW_RESULT = TABLE["raw_result"]
+FLAG_DEBUG = TABLE["flag_debug"]
+STREAM_WINDOW = TABLE["stream_window"]
+HEADER = struct.Struct(">I")
 RAW_PREDICT_HEAD = struct.Struct(">BQB")
-RAW_RESULT_HEAD_BYTES = 9
+RAW_RESULT_HEAD_BYTES = TABLE["raw_result_head_bytes"]
 RESULT_FRAME_HEAD = struct.Struct(">IBQ")
+if (HEADER.size, RAW_PREDICT_HEAD.size, RESULT_FRAME_HEAD.size - HEADER.size) != (
+    TABLE["frame_header_bytes"], TABLE["raw_predict_head_bytes"], RAW_RESULT_HEAD_BYTES,
+):  # pragma: no cover - caught by the unit tests before any release
+    raise ImportError("protocol.json and the worker's frame layouts disagree")
 
 
 class ProtocolViolation(Exception):

@@ -12,11 +12,9 @@ from .answers import PLAIN_TYPES, SERIALIZE_ERRORS, batch_shape_error, is_stream
 from .control import Cancelled, Control
 from .interfaces import Interface, build_interface
 from .process import flush_output, log, truncate
-from .protocol import PROTOCOL_VERSION, Job, ProtocolViolation, cancelled_error, error_frame
+from .protocol import PROTOCOL_VERSION, STREAM_WINDOW, Job, ProtocolViolation, cancelled_error, error_frame
 from .s3 import resolve_model
 from .user_module import InitFailure, describe, load_user_module
-
-DEFAULT_STREAM_WINDOW = 8
 
 
 class Worker:
@@ -25,7 +23,7 @@ class Worker:
         self.control = Control(channel, cancels)
         self.interface = Interface()
         self.api = "?"
-        self.window = DEFAULT_STREAM_WINDOW
+        self.window = STREAM_WINDOW
 
     def start(self):
         message = self.channel.receive()
@@ -43,7 +41,7 @@ class Worker:
             })
             return False
         self.api = message["api"]
-        self.window = max(1, int(message.get("stream_window") or DEFAULT_STREAM_WINDOW))
+        self.window = max(1, int(message.get("stream_window") or STREAM_WINDOW))
         relative = os.path.relpath(message["inference"], message["project_dir"])
         try:
             module = load_user_module(message)

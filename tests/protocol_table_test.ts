@@ -1,0 +1,136 @@
+/**
+ * The server's side of the protocol against the table both sides read
+ * (src/python/worker/_cortex_serve_worker/protocol.json): each message the
+ * server encodes carries exactly the table's fields, each message the table
+ * lists for the worker decodes, and the type unions name the table's kinds.
+ * tests/python/test_protocol.py holds the worker to the same table.
+ */
+import assert from "node:assert/strict";
+import { decode, encode } from "@msgpack/msgpack";
+import { HEADER_BYTES } from "../src/python/codec.ts";
+import {
+  decodeMessage,
+  encodeMessageFrame,
+  type InitPhase,
+  type PredictErrorKind,
+  PROTOCOL_TABLE,
+  PROTOCOL_VERSION,
+  ProtocolError,
+  RAW_PREDICT,
+  RAW_PREDICT_HEAD,
+  type ServerMessage,
+  type WorkerMessage,
+} from "../src/python/protocol.ts";
+import { STREAM_WINDOW } from "../src/python/worker_launch.ts";
+
+const bytes = new TextEncoder().encode("[1]");
+
+/** One example of each msgpack message the server sends: adding a type to the union without one fails to compile. */
+const SERVER_EXAMPLES: {
+  readonly [T in Exclude<ServerMessage["type"], "predict">]: ServerMessage & { type: T };
+} = {
+  init: {
+    type: "init",
+    protocol: PROTOCOL_VERSION,
+    api: "a",
+    inference: "/p/i.py",
+    metadata: {},
+    python_root: null,
+    project_dir: "/p",
+    interface: "init_metadata",
+    model: null,
+    model_dir: null,
+    stream_window: STREAM_WINDOW,
+    models: null,
+  },
+  predict_batch: { type: "predict_batch", ids: [1, 2], samples: [bytes, bytes], debug: false },
+  credit: { type: "credit", id: 1, n: 2 },
+  cancel: { type: "cancel", id: 1 },
+  shutdown: { type: "shutdown" },
+};
+
+/** A value of the right kind for each field a worker message has. */
+const FIELD_VALUES: Readonly<Record<string, unknown>> = {
+  protocol: PROTOCOL_VERSION,
+  pid: 7,
+  python: "3.11.2",
+  phase: "import",
+  error: "E",
+  traceback: "T",
+  id: 3,
+  value: bytes,
+  items: 2,
+  kind: "predict",
+  event: "load",
+  model: "iris",
+  version: "2",
+  seconds: 0.25,
+};
+
+/** The union's kinds as records: a kind missing or extra here fails to compile. */
+const ERROR_KINDS: Record<PredictErrorKind, true> = {
+  predict: true,
+  serialize: true,
+  sample: true,
+  out_of_memory: true,
+  cancelled: true,
+};
+const INIT_PHASES: Record<InitPhase, true> = { protocol: true, import: true, signature: true, init: true };
+const WORKER_MAP_TYPES: Record<Exclude<WorkerMessage["type"], "result">, true> = {
+  ready: true,
+  init_error: true,
+  item: true,
+  end: true,
+  error: true,
+  model: true,
+};
+
+const sorted = (names: Iterable<string>) => [...names].sort();
+
+Deno.test("the server sends each message with exactly the table's fields", () => {
+  assert.deepEqual(sorted(Object.keys(SERVER_EXAMPLES)), sorted(Object.keys(PROTOCOL_TABLE.server_messages)));
+  for (const [type, fields] of Object.entries(PROTOCOL_TABLE.server_messages)) {
+    const message = SERVER_EXAMPLES[type as keyof typeof SERVER_EXAMPLES];
+    const sent = decode(encodeMessageFrame(message, 1 << 20).subarray(HEADER_BYTES)) as Record<
+      string,
+      unknown
+    >;
+    assert.deepEqual(sorted(Object.keys(sent)), sorted(["type", ...fields]), type);
+  }
+});
+
+Deno.test("each worker message of the table decodes, and lacks nothing the table lists", () => {
+  assert.deepEqual(
+    sorted(Object.keys(WORKER_MAP_TYPES)),
+    sorted(Object.keys(PROTOCOL_TABLE.worker_messages)),
+  );
+  for (const [type, fields] of Object.entries(PROTOCOL_TABLE.worker_messages)) {
+    const message = Object.fromEntries([["type", type], ...fields.map((f) => [f, FIELD_VALUES[f]])]);
+    assert.deepEqual(decodeMessage(encode(message)), message, type);
+    for (const field of fields) {
+      const { [field]: _dropped, ...without } = message;
+      assert.throws(() => decodeMessage(encode(without)), ProtocolError, `${type} without ${field}`);
+    }
+  }
+});
+
+Deno.test("error kinds and init phases are the table's, no more, no fewer", () => {
+  assert.deepEqual(sorted(Object.keys(ERROR_KINDS)), sorted(PROTOCOL_TABLE.error_kinds));
+  assert.deepEqual(sorted(Object.keys(INIT_PHASES)), sorted(PROTOCOL_TABLE.init_phases));
+  const error = { type: "error", id: 1, error: "", traceback: "" };
+  for (const kind of PROTOCOL_TABLE.error_kinds) {
+    assert.equal(decodeMessage(encode({ ...error, kind })).type, "error");
+  }
+  assert.throws(() => decodeMessage(encode({ ...error, kind: "other" })), /unknown kind "other"/);
+});
+
+Deno.test("frame layouts and the default window are the table's", () => {
+  assert.equal(HEADER_BYTES, PROTOCOL_TABLE.frame_header_bytes);
+  assert.equal(STREAM_WINDOW, PROTOCOL_TABLE.stream_window);
+  const frame = encodeMessageFrame({ type: "predict", id: 1, sample: bytes, debug: true }, 1 << 20);
+  assert.equal(frame[HEADER_BYTES], RAW_PREDICT);
+  assert.equal(frame[HEADER_BYTES], PROTOCOL_TABLE.raw_predict);
+  assert.equal(frame.byteLength - HEADER_BYTES - bytes.byteLength, PROTOCOL_TABLE.raw_predict_head_bytes);
+  assert.equal(RAW_PREDICT_HEAD, PROTOCOL_TABLE.raw_predict_head_bytes);
+  assert.equal(frame[HEADER_BYTES + RAW_PREDICT_HEAD - 1], PROTOCOL_TABLE.flag_debug);
+});

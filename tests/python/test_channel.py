@@ -1,0 +1,133 @@
+"""Framing: frames read whole whatever the chunking, the limits checked
+before allocating, raw and msgpack frames told apart, writes framed."""
+
+import os
+import random
+import struct
+import threading
+import unittest
+
+from support import MAX_FRAME, decode, message, raw_predict, read_all, socket_pair, split_frames
+
+from _cortex_serve_worker.channel import READ_BUFFER_BYTES, Channel
+from _cortex_serve_worker.protocol import Job, ProtocolViolation
+
+
+def send_in_chunks(sock, data, seed):
+    """Writes `data` in random chunk sizes (1 byte to 5 KiB) from another thread, then closes."""
+    def run():
+        rng = random.Random(seed)
+        at = 0
+        while at < len(data):
+            size = rng.choice((1, 2, 3, 7, 64, 5000))
+            sock.sendall(data[at:at + size])
+            at += size
+        sock.close()
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
+class ChannelReadTest(unittest.TestCase):
+    def receive_all(self, data, spin, seed=1, max_frame=MAX_FRAME):
+        fd, server = socket_pair()
+        channel = Channel(fd, max_frame, spin=spin)
+        thread = send_in_chunks(server, data, seed)
+        got = []
+        try:
+            while True:
+                item = channel.receive()
+                if item is None:
+                    return got
+                got.append(item)
+        finally:
+            thread.join()
+            if channel.sock is not None:
+                channel.sock.close()  # it owns the fd
+            else:
+                os.close(fd)
+
+    def test_frames_arrive_whole_and_in_order_whatever_the_chunking(self):
+        big = b"[" + b"1," * 100_000 + b"1]"  # larger than the read buffer
+        self.assertGreater(len(big), READ_BUFFER_BYTES)
+        data = (
+            raw_predict(1, b'{"x": 1}')
+            + message({"type": "credit", "id": 1, "n": 2})
+            + raw_predict(2**53 - 1, big, debug=True)
+            + raw_predict(3, b"")
+            + message({"type": "shutdown"})
+        )
+        for spin in (False, True):
+            for seed in range(3):
+                got = self.receive_all(data, spin, seed)
+                self.assertEqual(len(got), 5)
+                first, credit, large, empty, shutdown = got
+                self.assertIsInstance(first, Job)
+                self.assertEqual((first.ids, bytes(first.sample), first.debug, first.samples), ((1,), b'{"x": 1}', 0, None))
+                self.assertEqual(credit, {"type": "credit", "id": 1, "n": 2})
+                self.assertEqual((large.ids, bytes(large.sample), large.debug), ((2**53 - 1,), big, 1))
+                self.assertEqual((empty.ids, bytes(empty.sample)), ((3,), b""))
+                self.assertEqual(shutdown, {"type": "shutdown"})
+
+    def test_end_of_input_mid_frame_is_the_end(self):
+        whole = raw_predict(1, b"[1]")
+        self.assertEqual(self.receive_all(whole[:2], False), [])
+        self.assertEqual(len(self.receive_all(whole + whole[:-1], False)), 1)
+
+    def assert_violation(self, data, text, max_frame=MAX_FRAME):
+        with self.assertRaises(ProtocolViolation) as caught:
+            self.receive_all(data, False, max_frame=max_frame)
+        self.assertEqual(str(caught.exception), text)
+
+    def test_lengths_are_checked_before_reading_the_payload(self):
+        self.assert_violation(struct.pack(">I", 0), "frame of 0 bytes refused (maximum 64)", max_frame=64)
+        self.assert_violation(struct.pack(">I", 65), "frame of 65 bytes refused (maximum 64)", max_frame=64)
+
+    def test_malformed_frames_name_what_is_wrong(self):
+        self.assert_violation(
+            struct.pack(">I", 3) + b"\x01\x00\x00", "raw predict frame of 3 bytes: it needs at least 10"
+        )
+        self.assert_violation(struct.pack(">I", 1) + b"\x07", "frame of unknown kind: first byte 0x07")
+        self.assert_violation(message([1, 2]), "frame of unknown kind: first byte 0x92")
+        self.assert_violation(message({"id": 1}), "frame is not a message map")
+
+
+class ChannelWriteTest(unittest.TestCase):
+    def setUp(self):
+        self.fd, self.server = socket_pair()
+        self.channel = Channel(self.fd, 64)
+
+    def tearDown(self):
+        self.server.close()
+
+    def written(self):
+        os.close(self.fd)
+        return [decode(p) for p in split_frames(read_all(self.server))]
+
+    def test_results_go_raw_and_maps_as_msgpack(self):
+        self.channel.send_result(7, b'{"a":1}')
+        self.channel.send({"type": "end", "id": 7, "items": 0})
+        self.channel.send_many([self.channel.pack_result(8, b"1"), {"type": "shutdown"}])
+        self.channel.write(self.channel.pack_item(9, b"2"))
+        self.assertEqual(self.written(), [
+            {"type": "result", "id": 7, "prediction": b'{"a":1}'},
+            {"type": "end", "id": 7, "items": 0},
+            {"type": "result", "id": 8, "prediction": b"1"},
+            {"type": "shutdown"},
+            {"type": "item", "id": 9, "value": b"2"},
+        ])
+
+    def test_a_frame_over_the_maximum_is_refused_before_anything_is_written(self):
+        for write in (
+            lambda: self.channel.send_result(1, b"x" * 56),
+            lambda: self.channel.pack_result(1, b"x" * 56),
+            lambda: self.channel.send({"type": "item", "id": 1, "value": b"x" * 64}),
+        ):
+            with self.assertRaisesRegex(OverflowError, r"over the maximum frame size of 64 bytes"):
+                write()
+        self.channel.send_result(1, b"x" * 55)  # exactly 64 bytes: allowed
+        self.assertEqual(self.written(), [{"type": "result", "id": 1, "prediction": b"x" * 55}])
+
+
+if __name__ == "__main__":
+    unittest.main()
