@@ -293,3 +293,15 @@ Deno.test("Cortex 0.35: handler: is the predictor of the Handler interface; both
   ));
   assert.match(error.message, /cortex\.yaml:4.*handler.*cannot be used together with predictor/);
 });
+
+Deno.test("Cortex 0.36+: an API of containers (pod:) is refused with why", async () => {
+  const error = await fail(yaml(
+    "- name: iris", // 1
+    "  kind: RealtimeAPI", // 2
+    "  pod:", // 3
+    "    containers:", // 4
+    "      - name: api", // 5
+    "        image: quay.io/org/iris:latest", // 6
+  ));
+  assert.match(error.message, /cortex\.yaml:3.*Cortex 0\.36\+ syntax: the API runs your own containers/);
+});

@@ -101,6 +101,19 @@ export function validateRealtimeApi(
     dialect === "0.17" ? { local_port: _IGNORED_NETWORKING.local_port! } : {},
     ignored,
   );
+  if (get(map, "pod") !== undefined) {
+    // Cortex 0.36–0.42: the API is the user's own containers, no Python predictor.
+    report(
+      scope,
+      keyPos(map, "pod"),
+      "pod",
+      "is Cortex 0.36+ syntax: the API runs your own containers, and there is no Python predictor to serve",
+      'serve the container image itself, or write the API as Cortex 0.35 did: "predictor:" with ' +
+        '"type: python" and "path: <file with class PythonPredictor>"',
+    );
+    const { name, pos: namePos } = readApiName(scope, map);
+    return { scope, name, namePos, endpoint: "invalid", rest: undefined, pathChecks: [] };
+  }
   checkKeys(scope, map, "", keys, {
     ...REFUSED_FRAMEWORKS,
     endpoint: {
