@@ -64,8 +64,11 @@ async function run(
   logger.info("python", { executable: interpreter.executable, version: interpreter.version });
   for (const warning of interpreter.warnings) logger.warn(warning, { python: interpreter.executable });
   const workerPath = await writeWorker(stateDir);
-  // Created once the deployment started (it reads the pools); workers report model events to it.
-  let metrics: ServerMetrics | undefined;
+  // Workers report model events to it; it reads the pools only when scraped, once serving.
+  const metrics = new ServerMetrics({
+    pools: () => reloader.current.deployment.pools.values(),
+    build: { version: VERSION, protocol: PROTOCOL_VERSION },
+  });
   const runtime = {
     workerPath,
     maxFrameBytes: options.maxFrameBytes,
@@ -81,7 +84,7 @@ async function run(
     scale: { windowMs: options.scaleWindowMs, cooldownMs: options.scaleCooldownMs },
     enforceMem: options.enforceMem,
     modelDir: modelDir(stateDir),
-    onModelEvent: (api: string, event: ModelMessage) => metrics?.observeModel(api, event),
+    onModelEvent: (api: string, event: ModelMessage) => metrics.observeModel(api, event),
   };
   /** Config → staging → Python environment → a deployment not yet started; at startup and on reload. */
   const buildDeployment = async (): Promise<Deployment> => {
@@ -121,10 +124,6 @@ async function run(
 
   deployment.start();
 
-  metrics = new ServerMetrics({
-    pools: () => reloader.current.deployment.pools.values(),
-    build: { version: VERSION, protocol: PROTOCOL_VERSION },
-  });
   const stats = new RequestStats();
   const buildApp = (project: ResolvedProject, pools: ReadonlyMap<string, ApiPool>): CortexApp =>
     createApp({

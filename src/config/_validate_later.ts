@@ -104,6 +104,7 @@ export function validateLaterConfig(
   if (issues.length > 0 || resolved === undefined || resolvedSplitters === undefined) {
     return { config: undefined, issues, pathChecks };
   }
+  ignored.sort((a, b) => a.line - b.line || a.column - b.column); // source order
   return { config: { apis: resolved, splitters: resolvedSplitters, ignored }, issues, pathChecks };
 }
 

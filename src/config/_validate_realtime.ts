@@ -49,7 +49,6 @@ const _IGNORED_PREDICTOR: Readonly<Record<string, string>> = {
   image: _IMAGE,
   shm_size: "workers share the machine's /dev/shm",
   log_level: "the worker's log level follows serve --log-level",
-  threads_per_process: _THREADS,
 };
 const _IGNORED_DEPENDENCIES: Readonly<Record<string, string>> = {
   conda: "conda is not used: requirements.txt is installed with pip into the API's virtual environment",
@@ -220,6 +219,7 @@ function _predictor(
     "python_path",
     "env",
     "processes_per_replica",
+    "threads_per_process",
     "server_side_batching",
     "dependencies",
     "multi_model_reloading",
@@ -247,6 +247,11 @@ function _predictor(
       `must be at most ${MAX_PROCESSES}, got ${processes}`,
       "use fewer processes per replica, or more replicas",
     );
+  }
+  const threads = get(predictor, "threads_per_process");
+  if (threads !== undefined && !(threads.value.kind === "scalar" && threads.value.value === 1)) {
+    // One thread per process is what every worker does; more is reported.
+    ignoreKeys(scope, predictor, key, { threads_per_process: _THREADS }, ignored);
   }
   _dependencies(scope, predictor, ignored, key);
   const models = readModels(scope, predictor, checks, key);
