@@ -109,6 +109,17 @@ class ArgumentsTest(unittest.TestCase):
         self.assertTrue(interface.wants_payload)
         self.assertIsNone(interface.post_names)
 
+    def test_an_async_predictor_gets_the_request_id(self):
+        class Predictor:
+            def __init__(self, config, metrics_client):
+                pass
+
+            def predict(self, payload, request_id):
+                return (payload, request_id)
+
+        interface = self.interface(Predictor)
+        self.assertEqual(interface.run(("P", "Q", {"x-request-id": "job-1"})), ("P", "job-1"))
+
     def test_a_parameter_cortex_never_passes_fails_with_the_fix(self):
         class Predictor:
             def __init__(self, config):

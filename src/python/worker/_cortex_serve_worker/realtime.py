@@ -29,7 +29,8 @@ from .user_module import InitFailure
 ANSWER_HEAD = struct.Struct(">HH")
 U32 = struct.Struct(">I")
 
-PREDICT_ARGS = ("payload", "query_params", "headers", "batch_id")
+# request_id: AsyncAPI's (Cortex 0.31+), the request's x-request-id (the job's id).
+PREDICT_ARGS = ("payload", "query_params", "headers", "batch_id", "request_id")
 POST_PREDICT_ARGS = ("response", "payload", "query_params", "headers")
 INIT_ARGS = ("config", "python_client", "job_spec", "metrics_client")
 HANDLER_INIT_ARGS = ("config", "model_client", "metrics_client")
@@ -91,6 +92,7 @@ class RealtimeInterface(Interface):
         post = None if handler else getattr(cls, "post_predict", None)
         self.post_names = None if post is None else _named(where, "post_predict", post, POST_PREDICT_ARGS)
         self.wants_payload = "payload" in self.predict_names
+        self.wants_request_id = "request_id" in self.predict_names
         self.models = ModelClient.from_init(message)
         if self.models is not None and not callable(getattr(cls, "load_model", None)):
             raise InitFailure(
@@ -124,6 +126,10 @@ class RealtimeInterface(Interface):
         """`predict` with the arguments it declares; `sample` is (payload, query_params, headers)."""
         payload, query_params, headers = sample
         values = {"payload": payload, "query_params": query_params, "headers": headers, "batch_id": None}
+        if self.wants_request_id:
+            values["request_id"] = (
+                [h.get("x-request-id") for h in headers] if type(headers) is list else headers.get("x-request-id")
+            )
         return getattr(self.instance, self.method)(**{name: values[name] for name in self.predict_names})
 
     def post_predict(self, response, sample):
