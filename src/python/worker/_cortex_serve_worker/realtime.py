@@ -93,6 +93,10 @@ class RealtimeInterface(Interface):
         self.post_names = None if post is None else _named(where, "post_predict", post, POST_PREDICT_ARGS)
         self.wants_payload = "payload" in self.predict_names
         self.wants_request_id = "request_id" in self.predict_names
+        declared = set(self.predict_names) | set(self.post_names or ())
+        self.wants_payload = self.wants_payload or "payload" in declared
+        self.wants_query = "query_params" in declared
+        self.wants_headers = "headers" in declared or self.wants_request_id
         self.models = ModelClient.from_init(message)
         if self.models is not None and not callable(getattr(cls, "load_model", None)):
             raise InitFailure(

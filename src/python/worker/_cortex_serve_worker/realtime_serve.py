@@ -18,8 +18,14 @@ def parse_request(worker, request_id, raw, debug):
     content_type, query, pairs, body = read_request(raw)
     if debug:
         worker.trace(request_id, "sample (%s)" % (content_type or "no content type"), body)
-    payload = parse_payload(content_type, body) if worker.interface.wants_payload else None
-    return payload, query_params(query), headers_of(pairs)
+    interface = worker.interface
+    # Each argument is built only when a method declares it.
+    payload = parse_payload(content_type, body) if interface.wants_payload else None
+    return (
+        payload,
+        query_params(query) if interface.wants_query else None,
+        headers_of(pairs) if interface.wants_headers else None,
+    )
 
 
 def predict(worker, job):
