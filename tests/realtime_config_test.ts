@@ -267,8 +267,10 @@ Deno.test("later-dialect errors: top-level endpoint moved, unknown key, CORTEX_ 
     "    procesess_per_replica: 2", // 7
     "    env:", // 8
     "      CORTEX_X: y", // 9
+    "    protobuf_path: api.proto", // 10
   ));
   const text = error.message;
+  assert.match(text, /cortex\.yaml:10.*gRPC server.*remove protobuf_path/);
   assert.match(text, /cortex\.yaml:3.*networking\.endpoint/);
   assert.match(text, /cortex\.yaml:7.*did you mean "processes_per_replica"/);
   assert.match(text, /cortex\.yaml:9.*CORTEX_.*reserved/);

@@ -67,6 +67,10 @@ const _REFUSED_PREDICTOR: Readonly<Record<string, RefusedKey>> = {
     problem: "is refused for type: python",
     fix: "put the model's path in config, or use multi_model_reloading with load_model(self, model_path)",
   },
+  protobuf_path: {
+    problem: "asks for a gRPC server (Cortex 0.32+), which is not served: predictions are HTTP only",
+    fix: "remove protobuf_path and send the requests over HTTP to the api's endpoint",
+  },
   signature_key: {
     problem: "belongs to TensorFlow predictors, which are out of scope",
     fix: "remove it and load the model in a PythonPredictor",
