@@ -307,3 +307,52 @@ Deno.test("Cortex 0.36+: an API of containers (pod:) is refused with why", async
   ));
   assert.match(error.message, /cortex\.yaml:3.*Cortex 0\.36\+ syntax: the API runs your own containers/);
 });
+
+Deno.test("TrafficSplitter shadow (0.31+): outside the sum, one at most; other pip files are reported", async () => {
+  const project = await load(yaml(
+    "- name: a",
+    "  kind: RealtimeAPI",
+    "  predictor: {type: python, path: predictor.py, dependencies: {pip: a_requirements.txt}}",
+    "- name: recorder",
+    "  kind: RealtimeAPI",
+    "  predictor: {type: python, path: predictor.py}",
+    "- name: split",
+    "  kind: TrafficSplitter",
+    "  apis:",
+    "    - {name: a, weight: 100}",
+    "    - {name: recorder, weight: 100, shadow: true}",
+  ));
+  assert.deepEqual(project.splitters?.[0]?.apis, [
+    { api: "a", weight: 100 },
+    { api: "recorder", weight: 100, shadow: true },
+  ]);
+  assert.match(
+    project.ignored.find((f) => f.path === "predictor.dependencies.pip")?.reason ?? "",
+    /not "a_requirements\.txt": merge its packages into requirements\.txt/,
+  );
+  const error = await fail(yaml(
+    "- name: a", // 1
+    "  kind: RealtimeAPI", // 2
+    "  predictor: {type: python, path: predictor.py}", // 3
+    "- name: split", // 4
+    "  kind: TrafficSplitter", // 5
+    "  apis:", // 6
+    "    - {name: a, weight: 100}", // 7
+    "    - {name: a, weight: 10, shadow: true}", // 8
+    "    - {name: a, weight: 10, shadow: true}", // 9
+  ));
+  assert.match(error.message, /cortex\.yaml:9.*more than one shadow api/);
+});
+
+Deno.test("Cortex 0.18: compute.inf marks a kindless file as 0.17–0.18 (it is accepted and ignored)", async () => {
+  const project = await load(yaml(
+    "- name: resnet",
+    "  predictor:",
+    "    type: python",
+    "    path: predictor.py",
+    "  compute:",
+    "    inf: 1",
+  ));
+  assert.equal(project.dialect, "0.17");
+  assert.ok(project.ignored.some((f) => f.path === "compute.inf"));
+});

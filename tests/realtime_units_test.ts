@@ -103,3 +103,45 @@ Deno.test("get lists each splitter with its APIs' shares", () => {
   }], "http://127.0.0.1:8888");
   assert.equal(text, "splitter iris (ready) http://127.0.0.1:8888/iris: a 30% (ready), b 70% (starting)");
 });
+
+Deno.test("splitter: a shadow api gets a copy of its share of the requests, body and headers included", async () => {
+  const seen: { api: string; body: string; type: string | null; aborted: boolean }[] = [];
+  const got = Promise.withResolvers<void>();
+  const route = (api: string) =>
+    ({
+      handle: async (request: Request) => {
+        seen.push({
+          api,
+          body: await request.text(),
+          type: request.headers.get("content-type"),
+          aborted: request.signal.aborted,
+        });
+        if (api === "recorder") got.resolve();
+        return new Response(api);
+      },
+    }) as unknown as PredictRoute;
+  const routes = new Map([["a", route("a")], ["recorder", route("recorder")]]);
+  const draws = [0.1, 0.5, 0.9, 0.5]; // shadow draw, then route draw, per request
+  const splitter = new SplitRoute(
+    {
+      name: "s",
+      endpoint: "/s",
+      apis: [{ api: "a", weight: 100 }, { api: "recorder", weight: 50, shadow: true }],
+    },
+    routes,
+    () => draws.shift()!,
+  );
+  const send = (body: string) =>
+    splitter.handle(
+      new Request("http://h/s", { method: "POST", headers: { "content-type": "text/plain" }, body }),
+      "/s",
+    );
+  assert.equal(await (await send("one")).text(), "a");
+  assert.equal(await (await send("two")).text(), "a");
+  await got.promise; // the mirror runs beside the answer, and may finish after it
+  const byApi = (api: string) => seen.filter((s) => s.api === api).map((s) => s.body).sort();
+  assert.deepEqual(byApi("a"), ["one", "two"]);
+  assert.deepEqual(byApi("recorder"), ["one"], "0.1 < 0.5 mirrors the first, 0.9 does not mirror the second");
+  assert.equal(seen.find((s) => s.api === "recorder")?.type, "text/plain");
+  assert.equal(seen.find((s) => s.api === "recorder")?.aborted, false, "the copy has no client signal");
+});

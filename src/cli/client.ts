@@ -49,7 +49,12 @@ export interface ListedSplitter {
   readonly name: string;
   readonly endpoint: string;
   readonly status: string;
-  readonly apis: readonly { readonly api: string; readonly weight: number; readonly status: string }[];
+  readonly apis: readonly {
+    readonly api: string;
+    readonly weight: number;
+    readonly status: string;
+    readonly shadow?: boolean;
+  }[];
 }
 
 /** Trims a trailing slash and checks the scheme. */

@@ -102,7 +102,7 @@ export function formatTable(apis: readonly ListedApi[], base: string): string {
 export function formatSplitters(splitters: readonly ListedSplitter[], base: string): string {
   return splitters.map((s) =>
     `splitter ${s.name} (${s.status}) ${base}${s.endpoint}: ` +
-    s.apis.map((a) => `${a.api} ${a.weight}% (${a.status})`).join(", ")
+    s.apis.map((a) => `${a.api} ${a.weight}%${a.shadow === true ? " mirrored" : ""} (${a.status})`).join(", ")
   ).join("\n");
 }
 

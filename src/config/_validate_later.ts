@@ -52,7 +52,12 @@ interface _SplitterDraft {
   readonly namePos: Position;
   readonly endpoint: ApiDraft["endpoint"];
   readonly apis:
-    | readonly { readonly api: string; readonly weight: number; readonly pos: Position }[]
+    | readonly {
+      readonly api: string;
+      readonly weight: number;
+      readonly shadow: boolean;
+      readonly pos: Position;
+    }[]
     | undefined;
 }
 
@@ -187,7 +192,7 @@ function _splitter(scope: Scope, map: YamlMap, ignored: IgnoredField[]): _Splitt
     return { scope, name, namePos, endpoint, apis: undefined };
   }
   const before = scope.issues.length;
-  const apis: { api: string; weight: number; pos: Position }[] = [];
+  const apis: { api: string; weight: number; shadow: boolean; pos: Position }[] = [];
   node.items.forEach((item, index) => {
     const at = `apis[${index}]`;
     if (item.kind !== "map") {
@@ -195,15 +200,13 @@ function _splitter(scope: Scope, map: YamlMap, ignored: IgnoredField[]): _Splitt
       return;
     }
     checkKeys(scope, item, at, ["name", "weight", "shadow"]);
-    const shadow = get(item, "shadow");
-    if (shadow !== undefined) {
-      report(
-        scope,
-        shadow.keyPos,
-        `${at}.shadow`,
-        "is not supported: mirrored (shadow) traffic is not served",
-        "remove the shadow api from this splitter",
-      );
+    const shadowEntry = get(item, "shadow");
+    const shadowValue = shadowEntry?.value;
+    const shadow = shadowValue?.kind === "scalar" && shadowValue.value === true;
+    if (
+      shadowEntry !== undefined && !(shadowValue?.kind === "scalar" && typeof shadowValue.value === "boolean")
+    ) {
+      report(scope, shadowEntry.value.pos, `${at}.shadow`, "must be true or false", "write shadow: true");
     }
     const nameEntry = get(item, "name");
     const weightEntry = get(item, "weight");
@@ -220,9 +223,16 @@ function _splitter(scope: Scope, map: YamlMap, ignored: IgnoredField[]): _Splitt
         "use a percentage",
       );
     }
-    if (api !== undefined && weight !== undefined) apis.push({ api, weight, pos: nameEntry!.value.pos });
+    if (api !== undefined && weight !== undefined) {
+      apis.push({ api, weight, shadow, pos: nameEntry!.value.pos });
+    }
   });
-  const total = apis.reduce((sum, a) => sum + a.weight, 0);
+  const shadows = apis.filter((a) => a.shadow);
+  if (shadows.length > 1) {
+    report(scope, shadows[1]!.pos, "apis", "has more than one shadow api", "keep shadow: true on one api");
+  }
+  // The shadow's weight is the share of traffic it mirrors, outside the sum.
+  const total = apis.reduce((sum, a) => sum + (a.shadow ? 0 : a.weight), 0);
   if (scope.issues.length === before && total !== 100) {
     report(
       scope,
@@ -299,7 +309,12 @@ function _resolveSplitters(
         ok = false;
       }
     }
-    if (ok) resolved.push({ name, endpoint, apis: draft.apis.map(({ api, weight }) => ({ api, weight })) });
+    if (ok) {
+      const apis = draft.apis.map(({ api, weight, shadow }) =>
+        shadow ? { api, weight, shadow } : { api, weight }
+      );
+      resolved.push({ name, endpoint, apis });
+    }
   }
   return resolved.length === drafts.length ? resolved : undefined;
 }

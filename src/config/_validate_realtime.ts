@@ -332,9 +332,9 @@ function _cortexEnv(scope: Scope, predictor: YamlMap, prefix: string): void {
 }
 
 /**
- * `dependencies: {pip, conda, shell}` (Cortex 0.30+): the files must be the
- * default names (`requirements.txt`, `dependencies.sh`), which are what the
- * server installs; `conda` is accepted and ignored.
+ * `dependencies: {pip, conda, shell}` (Cortex 0.30+): the server installs the
+ * default files (`requirements.txt`, `dependencies.sh` at the root); other
+ * names, and `conda`, are accepted and reported as ignored.
  */
 function _dependencies(scope: Scope, predictor: YamlMap, ignored: IgnoredField[], prefix: string): void {
   const entry = get(predictor, "dependencies");
@@ -352,12 +352,17 @@ function _dependencies(scope: Scope, predictor: YamlMap, ignored: IgnoredField[]
     const value = get(deps, key);
     const text = value && readString(scope, value, `${prefix}.dependencies.${key}`, `"${wanted}"`);
     if (text === undefined || text.replace(/^\.\//, "") === wanted) continue;
-    report(
-      scope,
-      value!.value.pos,
-      `${prefix}.dependencies.${key}`,
-      `only the default "${wanted}" at the project root is installed, got ${JSON.stringify(text)}`,
-      `rename the file to ${wanted} at the project root and remove this key`,
-    );
+    // Accepted, so the project runs unchanged where its packages are already installed.
+    ignored.push({
+      resource: scope.resource,
+      path: `${prefix}.dependencies.${key}`,
+      ...value!.keyPos,
+      reason: `only ${wanted} at the project root is ${key === "pip" ? "installed" : "run"}, not ` +
+        `${JSON.stringify(text)}: ${
+          key === "pip"
+            ? "merge its packages into requirements.txt, or install them into the interpreter (--python)"
+            : "merge it into dependencies.sh"
+        }`,
+    });
   }
 }

@@ -51,6 +51,8 @@ const _LATER_PREDICTOR_KEYS = ["processes_per_replica", "threads_per_process"];
 function _laterKey(item: YamlMap, predictor: YamlNode): string | undefined {
   const top = _LATER_API_KEYS.find((key) => get(item, key) !== undefined);
   if (top !== undefined) return top;
+  const compute = get(item, "compute")?.value;
+  if (compute?.kind === "map" && get(compute, "inf") !== undefined) return "compute.inf"; // Cortex 0.18
   if (predictor.kind !== "map") return undefined;
   const nested = _LATER_PREDICTOR_KEYS.find((key) => get(predictor, key) !== undefined);
   return nested === undefined ? undefined : `predictor.${nested}`;

@@ -153,8 +153,13 @@ export interface ResolvedModels {
 /** One API behind a `TrafficSplitter`, with its share of the traffic. */
 export interface ResolvedSplitTarget {
   readonly api: string;
-  /** 0–100; the weights of a splitter sum to 100. */
+  /** 0–100; the weights of a splitter's non-shadow APIs sum to 100. */
   readonly weight: number;
+  /**
+   * `shadow: true` (Cortex 0.31+): gets a mirrored copy of `weight` percent of
+   * the requests, whose answers are dropped; at most one per splitter.
+   */
+  readonly shadow?: boolean;
 }
 
 /** `kind: TrafficSplitter` (Cortex 0.19+): one endpoint that routes each request to one API by weight. */

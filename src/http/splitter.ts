@@ -2,7 +2,9 @@
  * `kind: TrafficSplitter` (Cortex 0.19+): one endpoint in front of several
  * APIs, each request handed to one of them at random by weight (percent).
  * The chosen API answers exactly as at its own endpoint; the access log
- * names it.
+ * names it. A `shadow` API (Cortex 0.31+) also gets a copy of `weight`
+ * percent of the requests, sent beside the real one; its answers are
+ * dropped (they show in its access log and metrics only).
  *
  * @module
  */
@@ -18,6 +20,7 @@ export class SplitRoute {
   /** Upper bounds of each route's share of [0, 100). */
   readonly #bounds: readonly number[];
   readonly #random: () => number;
+  readonly #shadow: { readonly route: PredictRoute; readonly share: number } | undefined;
 
   /**
    * @param splitter the resolved splitter
@@ -30,7 +33,7 @@ export class SplitRoute {
     random: () => number = Math.random,
   ) {
     this.splitter = splitter;
-    const targets = splitter.apis.filter((t) => t.weight > 0);
+    const targets = splitter.apis.filter((t) => t.weight > 0 && t.shadow !== true);
     this.#routes = targets.map((t) => {
       const route = routes.get(t.api);
       if (route === undefined) throw new Error(`No route for api ${t.api} of splitter ${splitter.name}`);
@@ -39,6 +42,11 @@ export class SplitRoute {
     let sum = 0;
     this.#bounds = targets.map((t) => sum += t.weight);
     this.#random = random;
+    const shadow = splitter.apis.find((t) => t.shadow === true);
+    const shadowRoute = shadow && routes.get(shadow.api);
+    this.#shadow = shadow && shadowRoute && shadow.weight > 0
+      ? { route: shadowRoute, share: shadow.weight / 100 }
+      : undefined;
   }
 
   /** The route a request goes to, for a draw `r` in [0, 1). */
@@ -49,9 +57,21 @@ export class SplitRoute {
     return this.#routes[this.#routes.length - 1]!;
   }
 
-  /** Answers a prediction request through one of the APIs. */
+  /** Answers a prediction request through one of the APIs (and mirrors it to the shadow, by its share). */
   handle(request: Request, path: string): Promise<Response> {
+    const shadow = this.#shadow;
+    if (shadow !== undefined && this.#random() < shadow.share) this.#mirror(shadow.route, request, path);
     return this.pick(this.#random()).handle(request, path);
+  }
+
+  /**
+   * Sends a copy of `request` to the shadow: its body is teed, and the copy
+   * has no signal of the client's, so it runs on after the real answer left.
+   */
+  #mirror(route: PredictRoute, request: Request, path: string): void {
+    const copy = request.clone();
+    const mirrored = new Request(request.url, { method: "POST", headers: copy.headers, body: copy.body });
+    void route.handle(mirrored, path).then((response) => response.body?.cancel(), () => {});
   }
 }
 
@@ -67,10 +87,11 @@ export function splitterStatus(
     return {
       api: t.api,
       weight: t.weight,
+      ...(t.shadow === true ? { shadow: true } : {}),
       endpoint,
       status: pool === undefined ? "unknown" : apiStatus(pool, endpoint).status,
     };
   });
-  const ready = apis.filter((a) => a.weight > 0).every((a) => a.status === "ready");
+  const ready = apis.filter((a) => a.weight > 0 && !("shadow" in a)).every((a) => a.status === "ready");
   return { name: splitter.name, endpoint: splitter.endpoint, status: ready ? "ready" : "degraded", apis };
 }

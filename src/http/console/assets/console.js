@@ -224,7 +224,8 @@ function splitterCard(splitter) {
   shares.className = "stats";
   for (const target of splitter.apis) {
     const item = document.createElement("div");
-    item.append(el("dt", target.api), el("dd", `${target.weight}% · ${target.status}`));
+    const share = target.shadow ? `${target.weight}% mirrored` : `${target.weight}%`;
+    item.append(el("dt", target.api), el("dd", `${share} · ${target.status}`));
     shares.append(item);
   }
   card.append(head, endpoint, shares);
