@@ -49,6 +49,12 @@ const CORTEX_030 = `# Cortex 0.30 (docs/workloads/realtime/configuration.md)
     path: variant.py
     config: {variant: b}
 
+- name: recorder
+  kind: RealtimeAPI
+  predictor:
+    type: python
+    path: recorder.py
+
 - name: variants
   kind: TrafficSplitter
   apis:
@@ -56,6 +62,18 @@ const CORTEX_030 = `# Cortex 0.30 (docs/workloads/realtime/configuration.md)
       weight: 50
     - name: variant-b
       weight: 50
+    - name: recorder
+      weight: 100
+      shadow: true
+`;
+
+const RECORDER = `class PythonPredictor:
+    def __init__(self, config):
+        pass
+
+    def predict(self, payload):
+        print("recorded %r" % payload, flush=True)
+        return "dropped"
 `;
 
 const INSPECTOR = `import os
@@ -132,6 +150,7 @@ Deno.test("Cortex 0.30 project: payloads by Content-Type, answers by type, post_
     "inspector.py": INSPECTOR,
     "answers.py": ANSWERS,
     "variant.py": VARIANT,
+    "recorder.py": RECORDER,
     "requirements.txt": "",
     ".cortexignore": "notes/\n",
   });
@@ -246,11 +265,13 @@ Deno.test("Cortex 0.30 project: payloads by Content-Type, answers by type, post_
   // The splitter: its own endpoint, both variants reached, shown in GET /.
   const seen = new Set<string>();
   for (let i = 0; i < 200 && seen.size < 2; i++) {
-    response = await fetch(`${url}/variants`, { method: "POST", body: "" });
+    response = await fetch(`${url}/variants`, { method: "POST", body: `call ${i}` });
     assert.equal(response.status, 200);
     seen.add(await response.text());
   }
   assert.deepEqual([...seen].sort(), ["a", "b"]);
+  // The shadow got a copy of each (weight 100), its answers dropped.
+  await server.waitFor((r) => String(r.msg).includes("recorded 'call 0'"));
   const index = await (await fetch(`${url}/`, { headers: { accept: "application/json" } })).json();
   assert.deepEqual(index.splitters, [{
     name: "variants",
@@ -259,6 +280,7 @@ Deno.test("Cortex 0.30 project: payloads by Content-Type, answers by type, post_
     apis: [
       { api: "variant-a", weight: 50, endpoint: "/variant-a", status: "ready" },
       { api: "variant-b", weight: 50, endpoint: "/variant-b", status: "ready" },
+      { api: "recorder", weight: 100, shadow: true, endpoint: "/recorder", status: "ready" },
     ],
   }]);
   const ignored = server.lines.filter((l) => l.includes("accepted and ignored"));
