@@ -53,10 +53,6 @@ export class PredictRoute {
     this.#typed = parsesByContentType(api.pythonInterface);
   }
 
-  /** The API this route predicts with. */
-  get api(): ResolvedApi {
-    return this.#api;
-  }
 
   /** Answers a prediction request; `path` is the request's (decoded) path. */
   async handle(request: Request, path: string): Promise<Response> {
