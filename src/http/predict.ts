@@ -53,7 +53,6 @@ export class PredictRoute {
     this.#typed = parsesByContentType(api.pythonInterface);
   }
 
-
   /** Answers a prediction request; `path` is the request's (decoded) path. */
   async handle(request: Request, path: string): Promise<Response> {
     const started = performance.now();
