@@ -6,7 +6,8 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { cp } from "node:fs/promises";
-import { ROOT, startServer, tempDir } from "./_helpers.ts";
+import { PYTHON, ROOT, startServer, tempDir } from "./_helpers.ts";
+import { runCli } from "./_cli.ts";
 
 const EXAMPLES = join(ROOT, "examples");
 
@@ -99,4 +100,11 @@ Deno.test("example fare-split-0.30: the splitter sends requests to both fare mod
     ["fare-current", 80],
     ["fare-candidate", 20],
   ]);
+});
+
+Deno.test("validate names a splitter and its shares", async () => {
+  const result = await runCli(["validate", join(EXAMPLES, "fare-split-0.30"), `--python=${PYTHON}`]);
+  assert.equal(result.code, 0, result.stderr);
+  assert.match(result.stdout, /; splitter fare \(\/fare\): fare-current 80%, fare-candidate 20%;/);
+  assert.match(result.stdout, /dialect: Cortex 0\.19–0\.35/);
 });
