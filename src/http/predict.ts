@@ -8,10 +8,11 @@
  * @module
  */
 import { getQueryParam } from "hono/utils/url";
-import type { ResolvedApi } from "../config/types.ts";
+import { parsesByContentType, type ResolvedApi } from "../config/types.ts";
 import type { Logger } from "../log/logger.ts";
 import type { KeyStore } from "../security/api_keys.ts";
-import type { ApiPool } from "../supervision/pool.ts";
+import type { ApiPool, Prediction } from "../supervision/pool.ts";
+import type { RequestMeta } from "../python/envelope.ts";
 import type { JobService } from "../jobs/service.ts";
 import { authenticate, OPEN_PATHS } from "./auth.ts";
 import { type BodyLimits, checkNotEmpty, readBody } from "./body.ts";
@@ -47,11 +48,14 @@ export class PredictRoute {
   readonly #api: ResolvedApi;
   readonly #pool: ApiPool;
   readonly #shared: PredictContext;
+  /** The payload is parsed by Content-Type and the answer types itself (Cortex 0.17+). */
+  readonly #typed: boolean;
 
   constructor(api: ResolvedApi, pool: ApiPool, shared: PredictContext) {
     this.#api = api;
     this.#pool = pool;
     this.#shared = shared;
+    this.#typed = parsesByContentType(api.pythonInterface);
   }
 
   /** Answers a prediction request; `path` is the request's (decoded) path. */
@@ -81,15 +85,22 @@ export class PredictRoute {
       const refused = pool.refusal();
       if (refused !== undefined) throw refused;
       const body = await readBody(request, shared.body);
-      checkNotEmpty(body);
+      if (!this.#typed) checkNotEmpty(body);
       const prediction = await pool.submit(body, {
         debug: getQueryParam(request.url, "debug") === "true",
         signal: request.signal,
         onBatch: api.batching === undefined ? undefined : (size) => x.batchSize = size,
+        request: this.#typed ? requestMeta(request) : undefined,
       });
       x.queueMs = round(prediction.queueMs);
       const answer = prediction.answer;
-      if (answer.type === "body") {
+      if (answer.type === "body" && prediction.status !== undefined) {
+        response = typedResponse(answer.body, prediction, x.requestId);
+        if (api.tracker !== undefined && isJson(prediction.contentType)) {
+          shared.metrics?.track(api.name, api.tracker, answer.body);
+        }
+        shared.access.finish(x, response.status);
+      } else if (answer.type === "body") {
         if (api.tracker !== undefined) shared.metrics?.track(api.name, api.tracker, answer.body);
         // The usual answer: every header in one init, nothing added afterwards.
         response = new Response(answer.body as Uint8Array<ArrayBuffer>, {
@@ -97,8 +108,7 @@ export class PredictRoute {
         });
         shared.access.finish(x, 200);
         return response;
-      }
-      response = this.#stream(answer.stream, request, x);
+      } else response = this.#stream(answer.stream, request, x);
     } catch (error) {
       x.error = error instanceof Error ? error : undefined;
       response = await shared.errors.answer(error, x.api, x.requestId);
@@ -121,6 +131,38 @@ export class PredictRoute {
       shared.access.finish(x, end.status, end.items, end.error?.message);
     });
   }
+}
+
+/** What the worker is told of a request besides its body (Cortex 0.17+ dialects). */
+export function requestMeta(request: Request): RequestMeta {
+  const url = request.url;
+  const mark = url.indexOf("?");
+  const hash = url.indexOf("#", mark);
+  const query = mark < 0 ? "" : url.slice(mark + 1, hash < 0 ? undefined : hash);
+  return {
+    contentType: request.headers.get("content-type") ?? "",
+    query,
+    headers: [...request.headers],
+  };
+}
+
+/** True for `application/json` and `…+json` content types. */
+function isJson(contentType: string | undefined): boolean {
+  const type = contentType?.split(";", 1)[0]?.trim().toLowerCase() ?? "";
+  return type === "application/json" || type.endsWith("+json");
+}
+
+/** The HTTP answer of a typed prediction: its status, content type and headers, then ours. */
+function typedResponse(body: Uint8Array, prediction: Prediction, id: string): Response {
+  const headers = new Headers();
+  for (const [name, value] of prediction.headers ?? []) headers.append(name, value);
+  if (prediction.contentType !== undefined && prediction.contentType !== "") {
+    headers.set("content-type", prediction.contentType);
+  }
+  headers.set("x-request-id", id);
+  const status = prediction.status ?? 200;
+  const empty = status === 204 || status === 304 || (status >= 100 && status < 200);
+  return new Response(empty ? null : body as Uint8Array<ArrayBuffer>, { status, headers });
 }
 
 /**
