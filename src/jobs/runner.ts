@@ -154,7 +154,12 @@ export class JobRunner {
       this.#o.onChange?.();
       this.#o.onStart?.(job);
       this.#o.logger.debug("job started", { api: job.api, job: job.id, attempt: job.attempts });
-      outcome = await predictJob(pool, job.request, controller.signal, this.#typed.has(job.api));
+      outcome = await predictJob(
+        pool,
+        job.request,
+        controller.signal,
+        this.#typed.has(job.api) ? { jobId: job.id } : undefined,
+      );
     }
     // A worker lost because the server is stopping is no fault of the job.
     if (this.#closing && outcome.kind === "crashed") outcome = { kind: "released" };
