@@ -12,9 +12,8 @@ import { PYTHON, ROOT, tempDir } from "./_helpers.ts";
 /**
  * Bound on the server's idle RSS as a multiple of the floor's. Measured on
  * 2026-12-04 (Deno 2.9.6, `deno run main.ts`): server 64-70 MiB, floor 35-39
- * MiB, 1.7-1.9x; 2.1x leaves about 10 % for noise. A server that loads a
- * CommonJS npm package or another large module graph on its serve path goes
- * past it.
+ * MiB, 1.7-1.9x; 2.1x leaves about 10 % for noise: a server holding about 10
+ * MiB more at idle goes past it.
  */
 const MAX_RATIO = 2.1;
 const DENO = Deno.execPath();
