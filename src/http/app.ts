@@ -9,7 +9,7 @@ import type { Logger } from "../log/logger.ts";
 import { cutText } from "../log/cut_text.ts";
 import { ApiError } from "../errors/api_error.ts";
 import type { KeyStore } from "../security/api_keys.ts";
-import { requireApiKey } from "./auth.ts";
+import { KeyCheck, requireApiKey } from "./auth.ts";
 import { BodyWatch } from "./body_watch.ts";
 import { DirectReads } from "./body.ts";
 import { corsMiddleware, type CorsPolicy, corsRule } from "./cors.ts";
@@ -17,14 +17,14 @@ import type { ServerMetrics } from "./metrics.ts";
 import type { ApiPool } from "../supervision/pool.ts";
 import { RequestStats } from "./stats.ts";
 import { apiStatus } from "./status.ts";
-import { requestId } from "./request_id.ts";
 import { RejectionLog, ShedPacer } from "./shedding.ts";
 import type { AppEnv } from "./app_env.ts";
 import { ConsoleActivity } from "./console/activity.ts";
 import { addConsoleRoutes, consolePage, wantsConsolePage } from "./console/routes.ts";
-import { AccessLog, Exchange } from "./exchange.ts";
-import { ErrorAnswers, errorResponse } from "./error_answer.ts";
+import { AccessLog } from "./exchange.ts";
+import { ErrorAnswers } from "./error_answer.ts";
 import { type PredictContext, PredictRoute } from "./predict.ts";
+import { answerError, openExchange, stampAnswer } from "./steps.ts";
 import { addOpenApiRoute } from "./openapi.ts";
 import { addInferenceV2Routes } from "./inference_v2.ts";
 import { startTracing, tracingEnabled } from "./tracing.ts";
@@ -86,19 +86,16 @@ export function createApp(options: AppOptions): CortexApp {
   const access = new AccessLog(logger, perApi, activity, rejections);
   const cors = corsRule(options.cors ?? { kind: "any" });
 
-  // Every route but the predictions (below): the request id, and the access
-  // log of requests that reached an API (its 405s).
+  const keys = options.keys === undefined ? undefined : new KeyCheck(options.keys, logger, rejections);
+
+  // Every route but the predictions (below), with the steps of ./steps.ts:
+  // the request id, the CORS headers and the id on the answer, and the
+  // access log of requests that reached an API (its 405s).
   app.use(async (c, next) => {
-    const x = new Exchange(
-      requestId(c.req.header("x-request-id")),
-      c.req.method,
-      c.req.path,
-      performance.now(),
-    );
+    const x = openExchange(c.req.method, c.req.path, c.req.raw.headers);
     c.set("exchange", x);
     await next();
-    c.res.headers.set("x-request-id", x.requestId);
-    x.error = c.error;
+    stampAnswer(c.res.headers, x);
     access.finish(x, c.res.status);
   });
   if (cors !== undefined) {
@@ -107,7 +104,7 @@ export function createApp(options: AppOptions): CortexApp {
     // The Open Inference Protocol's routes predict too, and browser tools read the OpenAPI document.
     for (const path of ["/v2", "/v2/*", "/openapi.json"]) app.use(path, middleware);
   }
-  if (options.keys !== undefined) app.use(requireApiKey(options.keys, logger, rejections));
+  if (keys !== undefined) app.use(requireApiKey(keys));
 
   /** `POST <endpoint>` of each API, by endpoint. */
   const predictions = new Map<string, PredictRoute>();
@@ -120,8 +117,7 @@ export function createApp(options: AppOptions): CortexApp {
     debug: options.debug,
     logger,
     metrics: options.metrics,
-    keys: options.keys,
-    rejections,
+    keys,
     cors,
     errors,
     access,
@@ -183,7 +179,7 @@ export function createApp(options: AppOptions): CortexApp {
     metrics: options.metrics !== undefined,
     keys: options.keys !== undefined,
   });
-  addInferenceV2Routes(app, { ...options, version, body: shared.body });
+  addInferenceV2Routes(app, { ...options, version, body: shared.body, errors });
   app.get("/", (c) => {
     if (wantsConsolePage(c)) return consolePage(c);
     c.header("vary", "Accept");
@@ -211,15 +207,11 @@ export function createApp(options: AppOptions): CortexApp {
   }
 
   app.notFound((c) => {
-    const x = c.get("exchange");
     // The path is the client's: echoed up to a few KiB (URLs may be 64 KiB long).
     const error = new ApiError("NOT_FOUND", `No route for ${c.req.method} ${cutText(c.req.path, 1024)}`);
-    return errorResponse(error, x.api, x.requestId, options);
+    return answerError(errors, error, c.get("exchange"));
   });
-  app.onError((error, c) => {
-    const x = c.get("exchange");
-    return errors.answer(error, x?.api, x?.requestId);
-  });
+  app.onError((error, c) => answerError(errors, error, c.get("exchange")));
 
   // Predictions skip the router and the middleware (see ./predict.ts); the
   // path is the one the router would see.
