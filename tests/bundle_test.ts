@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { post, ROOT, startServer, tempDir } from "./_helpers.ts";
+import { eventually } from "./_jobs.ts";
 
 Deno.test("the bundle serves the example from an empty directory", async () => {
   await using out = await tempDir("cortex-serve-bundle-");
@@ -39,5 +40,14 @@ Deno.test("the bundle serves the example from an empty directory", async () => {
     assert.equal(res.status, 200, asset);
     assert.ok((await res.text()).length > 100, asset);
   }
+  // The job store's thread starts from the source inside the bundle.
+  const sample = { sepal_length: 5.2, sepal_width: 3.6, petal_length: 1.4, petal_width: 0.3 };
+  const submitted = await post(`${server.url}/iris/classifier`, sample, { prefer: "respond-async" });
+  assert.equal(submitted.status, 202);
+  const { id } = await submitted.json();
+  await eventually("the job to complete", async () => {
+    const job = await (await fetch(`${server.url}/iris/classifier/${id}`)).json();
+    return job.status === "completed" && job.result === "iris-setosa";
+  });
   assert.deepEqual([...Deno.readDirSync(empty.path)].map((e) => e.name), ["cortex-serve.js"]);
 });

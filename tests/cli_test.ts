@@ -324,6 +324,13 @@ Deno.test("get: batching settings, then errors, under the table", () => {
   assert.equal(formatNotes([api("a", {}), api("b", { batching: null })]), "");
   assert.equal(
     formatNotes([
+      api("a", { jobs: { in_queue: 0, in_progress: 0 } }),
+      api("b", { jobs: { in_queue: 7, in_progress: 1 } }),
+    ]),
+    "b: jobs: 7 queued, 1 running",
+  );
+  assert.equal(
+    formatNotes([
       api("a", { batching: { max_batch_size: 8, batch_interval_ms: 20 } }),
       api("b", { last_error: "init failed: OSError: no model" }),
       api("c", { last_error: "restarting: Worker exited with code 3" }),

@@ -17,7 +17,6 @@ import { ROOT } from "./_helpers.ts";
  */
 const PENDING: ReadonlySet<string> = new Set([
   "docs/limits.md",
-  "docs/async.md",
   "docs/dialects-realtime.md",
   "docs/ecosystem.md",
 ]);

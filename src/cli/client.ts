@@ -34,6 +34,8 @@ export interface ListedApi {
   readonly avg_latency_ms: number;
   /** `server_side_batching`, null when off (absent from servers that predate it). */
   readonly batching?: { readonly max_batch_size: number; readonly batch_interval_ms: number } | null;
+  /** Durable jobs queued and running, null when jobs are off (absent from servers that predate them). */
+  readonly jobs?: { readonly in_queue: number; readonly in_progress: number } | null;
 }
 
 /** `GET /` of a running server. */

@@ -18,8 +18,8 @@ export const GET_HELP = `Usage: cortex-serve get [API] [options]
 
 Shows the APIs of a running server: status, replicas ready/total, requests,
 responses by class, mean latency and URL. With API (a name or unique prefix),
-shows that API only. Server-side batching settings and the errors of failing
-APIs are listed below the table.
+shows that API only. Server-side batching settings, durable jobs queued and
+running (docs/async.md) and the errors of failing APIs are listed below the table.
 
 Options:
   --url URL     the server (default: $CORTEX_SERVE_URL, else http://127.0.0.1:8888)
@@ -96,8 +96,9 @@ export function formatTable(apis: readonly ListedApi[], base: string): string {
 }
 
 /**
- * The lines under the table: each API's server-side batching, then the
- * errors of failing APIs; empty when there is nothing to say.
+ * The lines under the table: each API's server-side batching, its durable
+ * jobs when some are queued or running, then the errors of failing APIs;
+ * empty when there is nothing to say.
  */
 export function formatNotes(apis: readonly ListedApi[]): string {
   const batching = apis.flatMap((api) =>
@@ -108,10 +109,17 @@ export function formatNotes(apis: readonly ListedApi[]): string {
       ]
       : []
   );
+  const jobs = apis.flatMap((api) =>
+    api.jobs && api.jobs.in_queue + api.jobs.in_progress > 0
+      ? [`${api.name}: jobs: ${api.jobs.in_queue} queued, ${api.jobs.in_progress} running`]
+      : []
+  );
   const errors = apis.flatMap((api) =>
     api.last_error !== null && api.last_error !== undefined ? [`${api.name}: ${api.last_error}`] : []
   );
-  return [batching.join("\n"), errors.join("\n\n")].filter((part) => part !== "").join("\n\n");
+  return [batching.join("\n"), jobs.join("\n"), errors.join("\n\n")].filter((part) => part !== "").join(
+    "\n\n",
+  );
 }
 
 function formatMs(ms: number): string {

@@ -34,6 +34,8 @@ import { ServiceNotifier } from "../supervision/sd_notify.ts";
 import { PROTOCOL_VERSION } from "../python/protocol.ts";
 import { VERSION } from "./version.ts";
 import type { ServeOptions } from "./serve_options.ts";
+import { JobService } from "../jobs/service.ts";
+import { openJobStore } from "../jobs/open_store.ts";
 
 const KILL_GRACE_MS = 2000;
 
@@ -69,6 +71,21 @@ async function run(
   const limits = await connectionLimits(options.connections, interpreter.executable, logger);
   for (const warning of interpreter.warnings) logger.warn(warning, { python: interpreter.executable });
   const workerPath = await writeWorker(stateDir);
+  // Durable jobs outlive every deployment too: the runner is given each version's pools.
+  const jobsStore = options.jobs.store;
+  await using jobs = jobsStore.kind === "off" ? undefined : new JobService({
+    store: await openJobStore(jobsStore, {
+      stateDir,
+      leaseMs: options.jobs.leaseMs,
+      ttlMs: options.jobs.ttlMs,
+    }),
+    logger,
+    ttlMs: options.jobs.ttlMs,
+    leaseMs: options.jobs.leaseMs,
+    maxAttempts: options.jobs.maxAttempts,
+    maxQueued: options.jobs.maxQueued,
+  });
+  if (jobs) logger.info("jobs", { store: jobs.store.description });
   // The server's metrics outlive every deployment: restarts and cancels of
   // any version are counted in them as they happen.
   const bodyWatch = new BodyWatch(options.bodyTimeoutMs);
@@ -76,6 +93,7 @@ async function run(
     pools: () => reloader.current.deployment.pools.values(),
     bodiesReading: () => bodyWatch.reading,
     build: { version: VERSION, protocol: PROTOCOL_VERSION },
+    ...(jobs === undefined ? {} : { jobs: (api: string) => jobs.depth(api) }),
   });
   const runtime = {
     workerPath,
@@ -132,6 +150,7 @@ async function run(
 
   deployment.start();
 
+  jobs?.usePools(deployment.pools);
   const stats = new RequestStats();
   const buildApp = (project: ResolvedProject, pools: ReadonlyMap<string, ApiPool>): CortexApp =>
     createApp({
@@ -146,6 +165,7 @@ async function run(
       logger,
       keys: security.keys,
       cors: security.cors,
+      jobs,
       version: VERSION,
     });
   const reloader: Reloader = new Reloader({
@@ -183,6 +203,7 @@ async function run(
     next.onApiReady((api) => logger.info("api ready", { api: api.name, url: `${base}${api.endpoint}` }));
   let stopAnnouncing = announce(deployment);
   const offSwitched = reloader.switched.on((next) => {
+    jobs?.usePools(next.deployment.pools);
     stopAnnouncing();
     stopAnnouncing = announce(next.deployment);
   });
@@ -212,7 +233,10 @@ async function run(
   stopAnnouncing();
   const notifyingStop = notifier.stopping();
   logger.info("shutting down", { signal, drain_timeout_s: options.drainTimeoutMs / 1000 });
+  // No new job starts; runs under way end with the drain (or go back to the queue).
+  const jobsClosed = jobs?.close(options.drainTimeoutMs + 10_000);
   const [drained] = await Promise.all([reloader.stop(options.drainTimeoutMs), server.shutdown()]);
+  await jobsClosed;
   logger.info("stopped", { drained });
   await notifyingStop;
   return 0;

@@ -55,6 +55,22 @@ export interface ServeOptions {
   readonly security: SecurityOptions;
   /** `--header-timeout`, `--keepalive-timeout`, `--max-connections`. */
   readonly connections: ConnectionOptions;
+  /** `--jobs`, `--job-ttl`, `--job-lease`, `--job-attempts` (docs/async.md). */
+  readonly jobs: JobsOptions;
+}
+
+/** Where durable jobs are kept, and their limits. */
+export interface JobsOptions {
+  /** `sqlite` under the state directory (default), `off`, or a `redis://` / `rediss://` URL. */
+  readonly store: { readonly kind: "sqlite" } | { readonly kind: "off" } | {
+    readonly kind: "redis";
+    readonly url: string;
+  };
+  readonly ttlMs: number;
+  readonly leaseMs: number;
+  readonly maxAttempts: number;
+  /** `--job-queue`: jobs that may wait per API. */
+  readonly maxQueued: number;
 }
 
 export const SERVE_HELP = `Usage: cortex-serve serve [DIR] [options]
@@ -98,6 +114,16 @@ Options:
                           that needed it (default 60s)
   --log-format FORMAT     text or json (default text)
   --log-level LEVEL       debug, info, warn or error (default info)
+  --jobs STORE            where durable jobs (docs/async.md) are kept: sqlite (default,
+                          under the state directory), redis://HOST:PORT/DB to share
+                          one queue between servers, or off
+  --job-ttl DUR           delete finished jobs and their results DUR after they
+                          ended (default 7d)
+  --job-lease DUR         a job whose server stopped renewing its lease for DUR
+                          is run again (default 30s)
+  --job-attempts N        a job whose worker dies N times is failed (default 3)
+  --job-queue N           jobs that may wait per API; past it a submit is answered
+                          503 (default 100000)
 ${CONNECTION_HELP}
 ${SECURITY_HELP}
   --debug                 tracebacks in error bodies, debug logs, no line cap
@@ -132,6 +158,11 @@ const FLAGS = {
   "log-format": { type: "string" },
   "log-level": { type: "string" },
   debug: { type: "boolean" },
+  jobs: { type: "string" },
+  "job-ttl": { type: "string" },
+  "job-lease": { type: "string" },
+  "job-attempts": { type: "string" },
+  "job-queue": { type: "string" },
   ...CONNECTION_FLAGS,
   ...SECURITY_FLAGS,
   help: { type: "boolean", short: "h" },
@@ -184,8 +215,27 @@ export function parseServeArgs(args: readonly string[]): ServeOptions | "help" {
       : oneOf("log-level", values["log-level"] ?? "info", ["debug", "info", "warn", "error"] as const),
     debug,
     security: parseSecurityFlags(values),
+    jobs: {
+      store: parseJobStore(values.jobs ?? "sqlite"),
+      ttlMs: parseDuration("job-ttl", values["job-ttl"] ?? "7d"),
+      leaseMs: parseDuration("job-lease", values["job-lease"] ?? "30"),
+      maxAttempts: values["job-attempts"] === undefined
+        ? 3
+        : parsePositiveInt("job-attempts", values["job-attempts"]),
+      maxQueued: values["job-queue"] === undefined
+        ? 100_000
+        : parsePositiveInt("job-queue", values["job-queue"]),
+    },
     connections: parseConnectionFlags(values),
   };
+}
+
+function parseJobStore(value: string): JobsOptions["store"] {
+  if (value === "sqlite" || value === "off") return { kind: value };
+  if (/^rediss?:\/\/./.test(value)) return { kind: "redis", url: value };
+  throw new UsageError(
+    `--jobs: ${JSON.stringify(value)} is not sqlite, off or a redis:// URL (e.g. redis://127.0.0.1:6379/0)`,
+  );
 }
 
 function parseStrict(args: readonly string[]) {

@@ -12,11 +12,11 @@ export class UsageError extends UserError {
   }
 }
 
-const DURATION = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/;
-const UNIT_MS: Readonly<Record<string, number>> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+const DURATION = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$/;
+const UNIT_MS: Readonly<Record<string, number>> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 
 /**
- * Parses `60`, `60s`, `1.5s`, `500ms`, `2m` into milliseconds (a bare
+ * Parses `60`, `60s`, `1.5s`, `500ms`, `2m`, `7d` into milliseconds (a bare
  * number is seconds).
  *
  * @throws {UsageError} naming the flag

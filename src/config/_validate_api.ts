@@ -32,6 +32,7 @@ const _API_KEYS = [
   "tracker",
   "compute",
   "server_side_batching",
+  "async",
 ];
 const _PYTHON_KEYS = ["inference", "env"];
 const _TRACKER_KEYS = ["key", "model_type"];
@@ -97,6 +98,7 @@ export function validateApi(scope: Scope, map: YamlMap): ApiDraft {
     : validateCompute(scope, computeMap, "compute");
   const batching = validateBatching(scope, map, "");
   const endpoint = readEndpoint(scope, map);
+  const asyncApi = readAsync(scope, map);
 
   const ok = scope.issues.length === before;
   return {
@@ -115,10 +117,32 @@ export function validateApi(scope: Scope, map: YamlMap): ApiDraft {
         pythonInterface: "init_metadata",
         model: undefined,
         pythonPath: undefined,
+        ...(asyncApi ? { async: true } : {}),
       }
       : undefined,
     pathChecks,
   };
+}
+
+/**
+ * Reads `async:` of an api (any dialect): `true` submits its predictions as
+ * durable jobs (docs/async.md). False when absent or after an issue.
+ */
+export function readAsync(scope: Scope, map: YamlMap): boolean {
+  const entry = get(map, "async");
+  if (entry === undefined) return false;
+  const node = entry.value;
+  if (node.kind === "scalar" && typeof node.value === "boolean") return node.value;
+  report(
+    scope,
+    node.pos,
+    "async",
+    `must be true or false, got ${describe(node)}`,
+    node.kind === "scalar" && typeof node.value === "string" && /^(true|false)$/i.test(node.value)
+      ? `remove the quotes: write async: ${node.value.toLowerCase()}`
+      : "write async: true to answer POST with 202 and a job id (see docs/async.md)",
+  );
+  return false;
 }
 
 /** Reads `name` of an api resource and checks it; `undefined` after an issue or when absent. */

@@ -25,6 +25,7 @@ import { validateBatching } from "./_validate_batching.ts";
 import {
   type ApiDraft,
   readApiName,
+  readAsync,
   readEndpoint,
   readEnv,
   readInferencePath,
@@ -94,7 +95,7 @@ export function validatePredictorApi(
   ignored: IgnoredField[],
 ): ApiDraft {
   const before = scope.issues.length;
-  const apiKeys = ["name", "endpoint", "predictor", "tracker", "compute"];
+  const apiKeys = ["name", "endpoint", "predictor", "tracker", "compute", "async"];
   if (dialect !== "0.13") apiKeys.push("kind");
   if (dialect !== "0.11") apiKeys.push("autoscaling", "update_strategy");
   const metadata: RefusedKey = dialect === "0.11"
@@ -107,6 +108,7 @@ export function validatePredictorApi(
   const tracker = readTracker(scope, map);
   const compute = _compute(scope, map, dialect, ignored);
   const endpoint = readEndpoint(scope, map);
+  const asyncApi = readAsync(scope, map);
   const ok = scope.issues.length === before;
   return {
     scope,
@@ -114,7 +116,7 @@ export function validatePredictorApi(
     namePos,
     endpoint,
     rest: ok && predictor !== undefined && tracker !== null && compute !== undefined
-      ? { ...predictor, tracker, compute }
+      ? { ...predictor, tracker, compute, ...(asyncApi ? { async: true } : {}) }
       : undefined,
     pathChecks,
   };

@@ -105,6 +105,8 @@ export interface ResolvedApi {
    * in the predictor dialects); `undefined` when off (one request per `predict` call).
    */
   readonly batching: ResolvedBatching | undefined;
+  /** Predictions are submitted as durable jobs (202 + id), see docs/async.md */
+  readonly async?: boolean;
 }
 
 /** The whole `cortex.yaml`: one deployment and its APIs. */

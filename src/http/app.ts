@@ -25,6 +25,8 @@ import { AccessLog } from "./exchange.ts";
 import { ErrorAnswers } from "./error_answer.ts";
 import { type PredictContext, PredictRoute } from "./predict.ts";
 import { answerError, openExchange, stampAnswer } from "./steps.ts";
+import type { JobService } from "../jobs/service.ts";
+import { addJobRoutes } from "./jobs.ts";
 import { addOpenApiRoute } from "./openapi.ts";
 import { addInferenceV2Routes } from "./inference_v2.ts";
 import { startTracing, tracingEnabled } from "./tracing.ts";
@@ -56,6 +58,8 @@ export interface AppOptions {
   readonly cors?: CorsPolicy;
   /** Recent requests and log lines shown by the console; pass the server's own to keep them across reloads. */
   readonly activity?: ConsoleActivity;
+  /** Durable jobs (docs/async.md): `Prefer: respond-async`, `async: true` APIs and the job routes; none when absent. */
+  readonly jobs?: JobService | undefined;
   /** The server's version, for `GET /openapi.json` and `GET /v2`. */
   readonly version?: string;
 }
@@ -101,6 +105,8 @@ export function createApp(options: AppOptions): CortexApp {
   if (cors !== undefined) {
     const middleware = corsMiddleware(cors);
     project.apis.forEach((api) => app.use(api.endpoint, middleware));
+    // The job routes (`<endpoint>/<id>`, `<endpoint>/<id>/cancel`): a browser cancels with POST.
+    if (options.jobs !== undefined) project.apis.forEach((api) => app.use(`${api.endpoint}/*`, middleware));
     // The Open Inference Protocol's routes predict too, and browser tools read the OpenAPI document.
     for (const path of ["/v2", "/v2/*", "/openapi.json"]) app.use(path, middleware);
   }
@@ -121,6 +127,7 @@ export function createApp(options: AppOptions): CortexApp {
     cors,
     errors,
     access,
+    jobs: options.jobs,
   };
   for (const api of project.apis) {
     const pool = pools.get(api.name);
@@ -131,7 +138,7 @@ export function createApp(options: AppOptions): CortexApp {
     }
     predictions.set(api.endpoint, new PredictRoute(api, pool, shared));
     app.get(api.endpoint, (c) => {
-      const status = apiStatus(pool, api.endpoint);
+      const status = apiStatus(pool, api.endpoint, options.jobs?.depth(api.name));
       return c.json({
         api: api.name,
         endpoint: api.endpoint,
@@ -139,7 +146,11 @@ export function createApp(options: AppOptions): CortexApp {
         replicas: status.replicas,
         batching: batchingOf(api),
         last_error: status.last_error ?? null,
-        usage: `POST a JSON sample to ${api.endpoint}; the answer is predict's return value as JSON`,
+        async: api.async === true,
+        jobs: status.jobs,
+        usage: api.async === true && options.jobs !== undefined
+          ? `POST a JSON sample to ${api.endpoint}: 202 with a job id; GET ${api.endpoint}/<id> for its result`
+          : `POST a JSON sample to ${api.endpoint}; the answer is predict's return value as JSON`,
         example:
           `curl -X POST -H 'content-type: application/json' -d @sample.json http://HOST:PORT${api.endpoint}`,
       });
@@ -152,7 +163,12 @@ export function createApp(options: AppOptions): CortexApp {
     });
   }
 
-  const statuses = () => project.apis.map((api) => apiStatus(pools.get(api.name)!, api.endpoint));
+  const jobs = options.jobs;
+  // After every API's own routes: an endpoint may sit below another's.
+  if (jobs !== undefined) project.apis.forEach((api) => addJobRoutes(app, api, jobs));
+
+  const statuses = () =>
+    project.apis.map((api) => apiStatus(pools.get(api.name)!, api.endpoint, jobs?.depth(api.name)));
 
   app.get("/livez", (c) => c.json({ ok: true }));
   app.get("/healthz", (c) => {
@@ -171,13 +187,14 @@ export function createApp(options: AppOptions): CortexApp {
       { "retry-after": "1" },
     );
   });
-  addConsoleRoutes(app, { project, pools, stats, activity });
+  addConsoleRoutes(app, { project, pools, stats, activity, jobs });
   const version = options.version ?? "unknown";
   addOpenApiRoute(app, {
     project,
     version,
     metrics: options.metrics !== undefined,
     keys: options.keys !== undefined,
+    jobs: options.jobs !== undefined,
   });
   addInferenceV2Routes(app, { ...options, version, body: shared.body, errors });
   app.get("/", (c) => {

@@ -15,6 +15,7 @@ import { Counter, type CounterChild, Gauge, Histogram, type HistogramChild, Regi
 import type { ResolvedTracker } from "../config/types.ts";
 import type { ScaleDirection, SupervisionCounters } from "../supervision/counters.ts";
 import type { ApiPool } from "../supervision/pool.ts";
+import type { JobDepth } from "../jobs/job.ts";
 import type { CancelReason } from "../supervision/replica.ts";
 import { REPLICA_STATES } from "../supervision/replica_states.ts";
 import type { BodyFailure } from "./exchange.ts";
@@ -27,6 +28,8 @@ export interface MetricsSources {
   readonly bodiesReading?: () => number;
   /** Labels of `cortex_serve_build_info`. */
   readonly build?: { readonly version: string; readonly protocol: number };
+  /** Durable jobs queued and running of an API (docs/async.md); no job gauge when absent. */
+  readonly jobs?: (api: string) => JobDepth;
 }
 
 /** Seconds; from a fast predict to the default `--predict-timeout`. */
@@ -293,6 +296,24 @@ export class ServerMetrics implements SupervisionCounters {
         },
       }),
     );
+    const jobs = sources.jobs;
+    if (jobs !== undefined) {
+      registry.register(
+        new Gauge({
+          name: "cortex_serve_jobs",
+          help: "Durable jobs by status: in_queue waits for a replica, in_progress runs",
+          labelNames: ["api", "status"],
+          collect(gauge) {
+            gauge.reset();
+            for (const pool of pools()) {
+              const depth = jobs(pool.api);
+              gauge.set({ api: pool.api, status: "in_queue" }, depth.inQueue);
+              gauge.set({ api: pool.api, status: "in_progress" }, depth.inProgress);
+            }
+          },
+        }),
+      );
+    }
     registry.register(
       new Gauge({
         name: "cortex_serve_in_flight_requests",

@@ -22,6 +22,7 @@ import { samples } from "./console/data.ts";
 import { type PredictHints, predictHints } from "./openapi_hints.ts";
 import { inferenceV2Paths, inferenceV2Schemas, requestExample } from "./inference_v2_openapi.ts";
 import { components, errorResponses, jsonContent, type OpenApiObject, ref } from "./openapi_schemas.ts";
+import { JOB_SCHEMAS, jobPaths, withJobSubmit } from "./openapi_jobs.ts";
 
 /** Where the document is served. */
 export const OPENAPI_PATH = "/openapi.json";
@@ -35,6 +36,8 @@ export interface OpenApiSources {
   readonly metrics: boolean;
   /** API keys are required (`--api-key-file`). */
   readonly keys: boolean;
+  /** Durable jobs are on (docs/async.md): the job routes and the submit's 202. */
+  readonly jobs?: boolean;
 }
 
 /** Adds `GET /openapi.json` (and its 405) to `app`. */
@@ -81,12 +84,21 @@ export function openApiDocument(
   for (const api of project.apis) {
     const sample = parseSample(sampleTexts[api.name] ?? null);
     paths[api.endpoint] = apiPath(api, sample, hinted[api.name] ?? {}, keys);
+    if (sources.jobs === true) {
+      const path = paths[api.endpoint]!;
+      path.post = withJobSubmit(path.post as OpenApiObject, api);
+      Object.assign(paths, jobPaths(api, (prefix) => operationName(prefix, api.name), keys));
+    }
     const example = requestExample(sample?.value);
     if (example !== undefined) v2Examples[api.name] = example;
   }
   Object.assign(paths, serverPaths(sources), inferenceV2Paths(project, v2Examples, keys));
   const parts = components(keys);
-  Object.assign(parts.schemas as OpenApiObject, inferenceV2Schemas());
+  Object.assign(
+    parts.schemas as OpenApiObject,
+    inferenceV2Schemas(),
+    sources.jobs === true ? JOB_SCHEMAS : {},
+  );
   const document: OpenApiObject = {
     openapi: "3.1.0",
     info: {

@@ -12,12 +12,14 @@ import { getQueryParam } from "hono/utils/url";
 import type { ResolvedApi } from "../config/types.ts";
 import type { Logger } from "../log/logger.ts";
 import type { ApiPool } from "../supervision/pool.ts";
+import type { JobService } from "../jobs/service.ts";
 import type { KeyCheck } from "./auth.ts";
 import { type BodyLimits, checkNotEmpty, readBody } from "./body.ts";
 import type { CorsRule } from "./cors.ts";
 import { type ErrorAnswers, logFailure } from "./error_answer.ts";
 import { type AccessLog, type Exchange, round } from "./exchange.ts";
 import type { ServerMetrics } from "./metrics.ts";
+import { prefersAsync, submitJob } from "./jobs.ts";
 import { answerError, jsonAnswerHeaders, openExchange, stampAnswer } from "./steps.ts";
 import { streamFormat, streamResponse } from "./stream_body.ts";
 
@@ -35,6 +37,8 @@ export interface PredictContext {
   readonly cors: CorsRule | undefined;
   readonly errors: ErrorAnswers;
   readonly access: AccessLog;
+  /** Durable jobs (docs/async.md); none when off (`--jobs off`). */
+  readonly jobs: JobService | undefined;
 }
 
 /** `POST <endpoint>` of one API. */
@@ -61,6 +65,12 @@ export class PredictRoute {
     try {
       shared.keys?.check(x, headers);
       x.api = api.name;
+      if (shared.jobs !== undefined && (api.async === true || prefersAsync(headers))) {
+        response = await submitJob(shared.jobs, api, request, shared.body);
+        stampAnswer(response.headers, x);
+        shared.access.finish(x, response.status);
+        return response;
+      }
       // Shed before reading and checking the body: a refusal must cost little.
       const refused = pool.refusal();
       if (refused !== undefined) throw refused;

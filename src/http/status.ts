@@ -5,6 +5,7 @@
  */
 import type { ApiPool, ReplicaCounts } from "../supervision/pool.ts";
 import { type ApiState, apiState, REPLICA_STATES, STATE_INFO } from "../supervision/replica_states.ts";
+import type { JobDepth } from "../jobs/job.ts";
 
 export type { ApiState } from "../supervision/replica_states.ts";
 
@@ -24,10 +25,12 @@ export interface ApiStatus {
   readonly last_error: string | undefined;
   readonly queue: number;
   readonly in_flight: number;
+  /** Durable jobs queued and running (docs/async.md); null when jobs are off. */
+  readonly jobs: { readonly in_queue: number; readonly in_progress: number } | null;
 }
 
-/** Summarises a pool's replicas. */
-export function apiStatus(pool: ApiPool, endpoint: string): ApiStatus {
+/** Summarises a pool's replicas, and the API's jobs when they are on. */
+export function apiStatus(pool: ApiPool, endpoint: string, jobs?: JobDepth): ApiStatus {
   const counts = pool.counts();
   const replicas = pool.replicas;
   const groups = { ready: 0, starting: 0, failed: 0, stopped: 0 };
@@ -46,5 +49,6 @@ export function apiStatus(pool: ApiPool, endpoint: string): ApiStatus {
     last_error: replicas.find((r) => r.lastError !== undefined)?.lastError,
     queue: pool.queueLength,
     in_flight: pool.inFlight,
+    jobs: jobs === undefined ? null : { in_queue: jobs.inQueue, in_progress: jobs.inProgress },
   };
 }

@@ -11,6 +11,7 @@ import type { RequestStats } from "../stats.ts";
 import { type ApiState, type ReplicaState, STATE_INFO } from "../../supervision/replica_states.ts";
 import { apiStatus } from "../status.ts";
 import type { ConsoleActivity } from "./activity.ts";
+import type { JobService } from "../../jobs/service.ts";
 
 /** What the console reads. */
 export interface ConsoleSources {
@@ -18,6 +19,8 @@ export interface ConsoleSources {
   readonly pools: ReadonlyMap<string, ApiPool>;
   readonly stats: RequestStats;
   readonly activity: ConsoleActivity;
+  /** Durable jobs, whose queue the console shows; none when off. */
+  readonly jobs?: JobService | undefined;
 }
 
 /** Largest `sample.json` offered to the form, in bytes. */
@@ -30,12 +33,12 @@ export function consoleState(status: ApiState, states: { ready: number; busy: nu
 
 /** Everything the page shows, as one JSON value. */
 export function consoleData(sources: ConsoleSources, nowMs = Date.now()): Record<string, unknown> {
-  const { project, pools, stats, activity } = sources;
+  const { project, pools, stats, activity, jobs } = sources;
   return {
     deployment: project.deployment.name,
     time: nowMs,
     apis: project.apis.map((api) => {
-      const status = apiStatus(pools.get(api.name)!, api.endpoint);
+      const status = apiStatus(pools.get(api.name)!, api.endpoint, jobs?.depth(api.name));
       const state = consoleState(status.status, status.replicas.states);
       return {
         ...status,

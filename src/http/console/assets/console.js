@@ -187,6 +187,7 @@ function apiCard(api) {
     ["p99 (1 min)", formatMs(minute.p99_ms)],
     ["Queue / in flight", `${api.queue} / ${api.in_flight}`],
   ];
+  if (api.jobs) items.push(["Jobs queued / running", `${api.jobs.in_queue} / ${api.jobs.in_progress}`]);
   for (const [label, value] of items) {
     const item = document.createElement("div");
     item.append(el("dt", label), el("dd", value));
