@@ -21,6 +21,11 @@
  * and its predict timeout starts when the worker starts it. If the worker
  * is lost, only the request it was running fails; the one behind it goes
  * back to the head of the queue. Batches (./batch_run.ts) never pipeline.
+ *
+ * About 400 lines, on purpose: admission, dispatch, deadlines and drain
+ * share the queue and the in-flight count, so they stay in one class; the
+ * decisions that separate (the job's lifecycle, deadlines, pipelining,
+ * batches, queue errors, the replica set) are in their own files.
  */
 import type { Logger } from "../log/logger.ts";
 import type { ApiError } from "../errors/api_error.ts";
