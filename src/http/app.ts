@@ -24,7 +24,7 @@ import { addConsoleRoutes, consolePage, wantsConsolePage } from "./console/route
 import { AccessLog } from "./exchange.ts";
 import { ErrorAnswers } from "./error_answer.ts";
 import { type PredictContext, PredictRoute } from "./predict.ts";
-import { answerError, openExchange, stampAnswer } from "./steps.ts";
+import { answerError, finishAnswer, openExchange } from "./steps.ts";
 import type { JobService } from "../jobs/service.ts";
 import { addJobRoutes } from "./jobs.ts";
 import { addOpenApiRoute } from "./openapi.ts";
@@ -99,8 +99,7 @@ export function createApp(options: AppOptions): CortexApp {
     const x = openExchange(c.req.method, c.req.path, c.req.raw.headers);
     c.set("exchange", x);
     await next();
-    stampAnswer(c.res.headers, x);
-    access.finish(x, c.res.status);
+    finishAnswer(access, c.res, x);
   });
   if (cors !== undefined) {
     const middleware = corsMiddleware(cors);

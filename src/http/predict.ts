@@ -20,7 +20,7 @@ import { type ErrorAnswers, logFailure } from "./error_answer.ts";
 import { type AccessLog, type Exchange, round } from "./exchange.ts";
 import type { ServerMetrics } from "./metrics.ts";
 import { prefersAsync, submitJob } from "./jobs.ts";
-import { answerError, jsonAnswerHeaders, openExchange, stampAnswer } from "./steps.ts";
+import { answerError, finishAnswer, jsonAnswerHeaders, openExchange, stampAnswer } from "./steps.ts";
 import { streamFormat, streamResponse } from "./stream_body.ts";
 
 /** What the prediction routes of an app share. */
@@ -66,10 +66,7 @@ export class PredictRoute {
       shared.keys?.check(x, headers);
       x.api = api.name;
       if (shared.jobs !== undefined && (api.async === true || prefersAsync(headers))) {
-        response = await submitJob(shared.jobs, api, request, shared.body);
-        stampAnswer(response.headers, x);
-        shared.access.finish(x, response.status);
-        return response;
+        return finishAnswer(shared.access, await submitJob(shared.jobs, api, request, shared.body), x);
       }
       // Shed before reading and checking the body: a refusal must cost little.
       const refused = pool.refusal();
@@ -92,10 +89,7 @@ export class PredictRoute {
       }
       response = this.#stream(answer.stream, request, x);
     } catch (error) {
-      response = await answerError(shared.errors, error, x);
-      stampAnswer(response.headers, x);
-      shared.access.finish(x, response.status);
-      return response;
+      return finishAnswer(shared.access, await answerError(shared.errors, error, x), x);
     }
     stampAnswer(response.headers, x);
     return response;

@@ -14,7 +14,8 @@
  *    (or {@link jsonAnswerHeaders}: the same, in the one header record of
  *    a prediction's JSON answer);
  * 6. the access log, counters and metrics ({@link AccessLog.finish} in
- *    ./exchange.ts), once the status is known (a stream's when it ends).
+ *    ./exchange.ts), once the status is known (a stream's when it ends);
+ *    {@link finishAnswer} takes steps 5 and 6 for an answer made whole.
  *
  * Nothing here allocates beyond the exchange and the answer's headers.
  *
@@ -62,4 +63,11 @@ export function stampAnswer(headers: Headers, x: Exchange): void {
  */
 export function jsonAnswerHeaders(x: Exchange): Record<string, string> {
   return { ...x.cors.json, "x-request-id": x.requestId };
+}
+
+/** Steps 5 and 6 for an answer made whole: its headers stamped, the request logged. */
+export function finishAnswer(access: AccessLog, response: Response, x: Exchange): Response {
+  stampAnswer(response.headers, x);
+  access.finish(x, response.status);
+  return response;
 }
