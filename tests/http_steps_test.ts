@@ -4,7 +4,8 @@
  * the same prediction through a routed Hono route (`POST
  * /v2/models/<api>/infer`) get the same cross-cutting headers and access
  * log fields, with and without a key, with and without an origin (allowed
- * or not), answered or failed.
+ * or not), answered or failed; and so do a job submitted at `POST
+ * <endpoint>` (`Prefer: respond-async`) and a routed job route.
  */
 import assert from "node:assert/strict";
 import { loadProjectConfig } from "../src/config/load.ts";
@@ -15,6 +16,8 @@ import { ApiPool } from "../src/supervision/pool.ts";
 import { waitUntil } from "../src/supervision/events.ts";
 import { fakeReplica, FakeSpawner, recordingLogger } from "./_fake_worker.ts";
 import { makeProject, tempDir } from "./_helpers.ts";
+import { JobService } from "../src/jobs/service.ts";
+import { openJobStore } from "../src/jobs/open_store.ts";
 
 const KEY = "steps-test-key-0123456789abcdef";
 const ORIGIN = "https://app.example";
@@ -33,7 +36,7 @@ const CROSS_CUTTING = [
 /** The access log fields the steps own (`path` is the route's own). */
 const LOG_FIELDS = ["level", "msg", "request_id", "api", "method", "status", "key_id", "queue_ms"];
 
-async function setup() {
+async function setup(jobs?: JobService) {
   await using project = await makeProject({
     "inference.py": "def predict(sample, metadata):\n    return sample\n",
   });
@@ -63,6 +66,7 @@ async function setup() {
     logger,
     keys: await KeyStore.load(file),
     cors: { kind: "list", origins: [ORIGIN] },
+    jobs,
   });
   return { app, records, [Symbol.asyncDispose]: () => replica.stop() };
 }
@@ -81,8 +85,12 @@ for (const key of [true, false]) {
   }
 }
 
-function init(c: Case, body: string, id: string): RequestInit {
-  const headers: Record<string, string> = { "content-type": "application/json", "x-request-id": id };
+function init(c: Case, body: string, id: string, extra: Record<string, string> = {}): RequestInit {
+  const headers: Record<string, string> = {
+    "content-type": "application/json",
+    "x-request-id": id,
+    ...extra,
+  };
   if (c.key) headers["x-api-key"] = KEY;
   if (c.origin !== undefined) headers.origin = c.origin;
   return { method: "POST", headers, body: c.tooLarge ? "x".repeat(MAX_BODY + 1) : body };
@@ -169,4 +177,37 @@ Deno.test("CORS headers are made once per origin decision", () => {
   assert.equal(headers.get("access-control-allow-origin"), ORIGIN);
   NO_CORS.addTo(headers);
   assert.deepEqual(NO_CORS.json, { "content-type": "application/json" });
+});
+
+Deno.test("a job submitted at the endpoint and the routed job route (cancel) get the same headers and log fields", async () => {
+  await using state = await tempDir();
+  const { logger } = recordingLogger("info");
+  const week = 7 * 24 * 3600_000;
+  await using jobs = new JobService({
+    store: await openJobStore({ kind: "sqlite" }, { stateDir: state.path, leaseMs: 30_000, ttlMs: week }),
+    logger,
+  });
+  await using s = await setup(jobs);
+  const async = { prefer: "respond-async" };
+  let n = 0;
+  for (const c of CASES.filter((c) => !c.tooLarge)) {
+    const id = `job-${n++}`;
+    const submitted = await s.app.request("/test/api", init(c, '{"x": [1]}', id, async));
+    const location = submitted.headers.get("location");
+    const jobId = c.key ? (await submitted.json()).id : (await submitted.body?.cancel(), "none");
+    assert.equal(submitted.status, c.key ? 202 : 401, JSON.stringify(c));
+    if (c.key) assert.equal(location, `/test/api/${jobId}`);
+    const submit = await observe(s, "/test/api", init(c, '{"x": [1]}', id, async));
+    const cancelled = await observe(s, `/test/api/${jobId}/cancel`, init(c, "", id));
+    assert.equal(cancelled.status, c.key ? 200 : 401);
+    // The same but for the status: 202 for the submit, 200 for the cancel.
+    const strip = (o: Record<string, unknown>) => ({
+      ...o,
+      status: undefined,
+      log: (o.log as Record<string, unknown>[]).map((line) => ({ ...line, status: undefined })),
+    });
+    assert.deepEqual(strip(cancelled), strip(submit), JSON.stringify(c));
+    assert.equal((submit.headers as Record<string, unknown>)["x-request-id"], id);
+    assert.equal((submit.log as unknown[]).length, c.key ? 1 : 0);
+  }
 });
