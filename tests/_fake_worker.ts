@@ -24,8 +24,8 @@ import {
   PROTOCOL_TABLE,
   PROTOCOL_VERSION,
   type ReadyMessage,
+  type ReplyMessage,
   type ServerMessage,
-  type WorkerMessage,
 } from "../src/python/protocol.ts";
 import type { ReplicaWorker } from "../src/supervision/replica_worker.ts";
 import { Emitter, waitUntil } from "../src/supervision/events.ts";
@@ -315,15 +315,15 @@ export class FakeWorker implements ReplicaWorker {
   }
 
   /** A message from the worker side, routed as the real worker's would be. */
-  #reply(message: WorkerMessage): void {
+  #reply(message: ReplyMessage): void {
     this.#router.deliver(message, false);
   }
 
-  #result(id: number, value: unknown): WorkerMessage {
+  #result(id: number, value: unknown): ReplyMessage {
     return { type: "result", id, prediction: encoder.encode(JSON.stringify(value)) };
   }
 
-  #cancelledError(id: number): WorkerMessage {
+  #cancelledError(id: number): ReplyMessage {
     return { type: "error", id, kind: "cancelled", error: "the request was cancelled", traceback: "" };
   }
 

@@ -43,7 +43,7 @@ for (const entry of Deno.readDirSync(EXAMPLES)) {
 Deno.test("validate names the dialect of each example", async () => {
   const result = await runCli(["validate", join(EXAMPLES, "taxi-fare-0.13"), `--python=${PYTHON}`]);
   assert.equal(result.code, 0, result.stderr);
-  assert.match(result.stdout, /; dialect: Cortex 0\.13 \(a list of APIs without kind/);
+  assert.match(result.stdout, /; dialect: Cortex 0\.13–0\.16 \(a list of APIs without kind/);
   assert.match(
     result.stderr,
     /^note: cortex\.yaml:14:5: api "taxi-fare": update_strategy\.max_surge: accepted/m,

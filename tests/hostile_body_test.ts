@@ -46,15 +46,6 @@ async function openBody(
   return conn;
 }
 
-/** Writes `text` to `conn`, ignoring a connection the server has closed. */
-function write(conn: Deno.TcpConn, text: string): void {
-  try {
-    conn.write(encoder.encode(text)).catch(() => {});
-  } catch {
-    // Closed.
-  }
-}
-
 /** The status line of the answer on `conn`, or `closed` when it ends first; throws after `timeoutMs`. */
 async function answerStatus(conn: Deno.TcpConn, timeoutMs: number): Promise<string> {
   let timedOut = false;

@@ -41,6 +41,7 @@ const SERVER_EXAMPLES: {
     model: null,
     model_dir: null,
     stream_window: STREAM_WINDOW,
+    models: null,
   },
   predict_batch: { type: "predict_batch", ids: [1, 2], samples: [bytes, bytes], debug: false },
   credit: { type: "credit", id: 1, n: 2 },
@@ -60,6 +61,10 @@ const FIELD_VALUES: Readonly<Record<string, unknown>> = {
   value: bytes,
   items: 2,
   kind: "predict",
+  event: "load",
+  model: "iris",
+  version: "2",
+  seconds: 0.25,
 };
 
 /** The union's kinds as records: a kind missing or extra here fails to compile. */
@@ -77,6 +82,7 @@ const WORKER_MAP_TYPES: Record<Exclude<WorkerMessage["type"], "result">, true> =
   item: true,
   end: true,
   error: true,
+  model: true,
 };
 
 const sorted = (names: Iterable<string>) => [...names].sort();

@@ -42,6 +42,21 @@ export interface ListedApi {
 export interface ServerIndex {
   readonly deployment: string;
   readonly apis: readonly ListedApi[];
+  /** TrafficSplitters (absent when there are none, or from servers that predate them). */
+  readonly splitters?: readonly ListedSplitter[];
+}
+
+/** One TrafficSplitter as `GET /` lists it. */
+export interface ListedSplitter {
+  readonly name: string;
+  readonly endpoint: string;
+  readonly status: string;
+  readonly apis: readonly {
+    readonly api: string;
+    readonly weight: number;
+    readonly status: string;
+    readonly shadow?: boolean;
+  }[];
 }
 
 /** Trims a trailing slash and checks the scheme. */

@@ -7,6 +7,7 @@ import {
   defaultUrl,
   fetchIndex,
   type ListedApi,
+  type ListedSplitter,
   normaliseUrl,
   parseStrict,
   resolveApi,
@@ -64,6 +65,8 @@ export async function get(options: GetOptions): Promise<number> {
     const index = await fetchIndex(options.url);
     const apis = options.api === undefined ? index.apis : [resolveApi(index.apis, options.api)];
     console.log(formatTable(apis, options.url));
+    const splitters = options.api === undefined ? index.splitters ?? [] : [];
+    if (splitters.length > 0) console.log(`\n${formatSplitters(splitters, options.url)}`);
     const notes = formatNotes(apis);
     if (notes !== "") console.log(`\n${notes}`);
     return 0;
@@ -93,6 +96,14 @@ export function formatTable(apis: readonly ListedApi[], base: string): string {
   return table
     .map((row) => row.map((cell, i) => (i === row.length - 1 ? cell : cell.padEnd(widths[i]!))).join("  "))
     .join("\n");
+}
+
+/** The TrafficSplitters: one line each, with every API's share. */
+export function formatSplitters(splitters: readonly ListedSplitter[], base: string): string {
+  return splitters.map((s) =>
+    `splitter ${s.name} (${s.status}) ${base}${s.endpoint}: ` +
+    s.apis.map((a) => `${a.api} ${a.weight}%${a.shadow === true ? " mirrored" : ""} (${a.status})`).join(", ")
+  ).join("\n");
 }
 
 /**

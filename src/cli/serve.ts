@@ -3,7 +3,7 @@
  * then signals: SIGTERM/SIGINT drain and exit 0.
  */
 import { loadProjectConfig } from "../config/load.ts";
-import type { ResolvedProject } from "../config/types.ts";
+import { parsesByContentType, type ResolvedProject } from "../config/types.ts";
 import { Logger } from "../log/logger.ts";
 import { ProjectMount } from "../project/mount.ts";
 import { stageProject } from "../project/stage.ts";
@@ -13,6 +13,7 @@ import { checkInterpreter, chooseInterpreter } from "../python/interpreter.ts";
 import { DEFAULT_MAX_LINE_CHARS } from "../python/log_lines.ts";
 import { writeWorker } from "../python/worker_source.ts";
 import { modelDir } from "../python/worker_launch.ts";
+import type { ModelMessage } from "../python/protocol.ts";
 import { DIALECT_NAMES } from "../config/dialect.ts";
 import { memoryShortfall, readMemAvailable } from "./memory_check.ts";
 import { type CortexApp, createApp } from "../http/app.ts";
@@ -111,6 +112,7 @@ async function run(
     enforceMem: options.enforceMem,
     modelDir: modelDir(stateDir),
     counters: metrics,
+    onModelEvent: (api: string, event: ModelMessage) => metrics.observeModel(api, event),
   };
   /** Config → staging → Python environment → a deployment not yet started; at startup and on reload. */
   const buildDeployment = async (): Promise<Deployment> => {
@@ -150,7 +152,7 @@ async function run(
 
   deployment.start();
 
-  jobs?.usePools(deployment.pools);
+  jobs?.usePools(deployment.pools, typedApis(deployment.project));
   const stats = new RequestStats();
   const buildApp = (project: ResolvedProject, pools: ReadonlyMap<string, ApiPool>): CortexApp =>
     createApp({
@@ -203,7 +205,7 @@ async function run(
     next.onApiReady((api) => logger.info("api ready", { api: api.name, url: `${base}${api.endpoint}` }));
   let stopAnnouncing = announce(deployment);
   const offSwitched = reloader.switched.on((next) => {
-    jobs?.usePools(next.deployment.pools);
+    jobs?.usePools(next.deployment.pools, typedApis(next.deployment.project));
     stopAnnouncing();
     stopAnnouncing = announce(next.deployment);
   });
@@ -315,4 +317,11 @@ function listenForStop(): StopListener {
   const dispose = () => handlers.forEach(([name, handler]) => Deno.removeSignalListener(name, handler));
   handlers.forEach(([name, handler]) => Deno.addSignalListener(name, handler));
   return { received: received.promise, signal: controller.signal, [Symbol.dispose]: dispose };
+}
+
+/** The APIs whose worker parses the payload by Content-Type: their jobs carry the request's meta. */
+function typedApis(project: ResolvedProject): ReadonlySet<string> {
+  return new Set(
+    project.apis.filter((api) => parsesByContentType(api.pythonInterface)).map((api) => api.name),
+  );
 }

@@ -155,7 +155,11 @@ export async function validate(options: ValidateOptions): Promise<number> {
     console.error(`error: ${count} problem${count === 1 ? "" : "s"} in ${options.projectDir}`);
     return 1;
   }
-  const apis = project!.apis.map(describeApi).join(", ");
+  const splitters = (project!.splitters ?? []).map((s) =>
+    `; splitter ${s.name} (${s.endpoint}): ` +
+    s.apis.map((t) => `${t.api} ${t.weight}%${t.shadow === true ? " mirrored" : ""}`).join(", ")
+  ).join("");
+  const apis = project!.apis.map(describeApi).join(", ") + splitters;
   console.log(
     `ok: deployment ${project!.deployment.name}: ${apis}; ${files} files would be staged; Python ${
       python!.version

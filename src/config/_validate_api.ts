@@ -281,42 +281,46 @@ export function readPlainMap(
   return value === undefined ? undefined : toPlain(value) as Record<string, unknown>;
 }
 
-/** The tracker; `undefined` when absent, `null` after an issue. */
-export function readTracker(scope: Scope, map: YamlMap): ResolvedTracker | undefined | null {
-  const entry = get(map, "tracker");
+/** The tracker (`tracker:`, `monitoring:` in Cortex 0.17+); `undefined` when absent, `null` after an issue. */
+export function readTracker(
+  scope: Scope,
+  map: YamlMap,
+  key: "tracker" | "monitoring" = "tracker",
+): ResolvedTracker | undefined | null {
+  const entry = get(map, key);
   if (entry === undefined) return undefined;
-  const tracker = readMap(scope, entry, "tracker", 'write "tracker:" with "model_type: classification"');
+  const tracker = readMap(scope, entry, key, `write "${key}:" with "model_type: classification"`);
   if (tracker === undefined) return null;
   const before = scope.issues.length;
-  checkKeys(scope, tracker, "tracker", _TRACKER_KEYS);
+  checkKeys(scope, tracker, key, _TRACKER_KEYS);
   const typeEntry = get(tracker, "model_type");
   let modelType: ResolvedTracker["modelType"] | undefined;
   if (typeEntry === undefined) {
     report(
       scope,
       keyPos(tracker, "model_type"),
-      "tracker.model_type",
+      `${key}.model_type`,
       "is required",
       'add "model_type: classification" or "model_type: regression"',
     );
   } else {
-    const value = readString(scope, typeEntry, "tracker.model_type", '"classification"');
+    const value = readString(scope, typeEntry, `${key}.model_type`, '"classification"');
     if (value === "classification" || value === "regression") modelType = value;
     else if (value !== undefined) {
       const close = suggest(value, _MODEL_TYPES);
       report(
         scope,
         typeEntry.value.pos,
-        "tracker.model_type",
+        `${key}.model_type`,
         `must be "classification" or "regression", got ${JSON.stringify(value)}`,
         close === undefined ? 'write "classification" or "regression"' : `write "${close}"`,
       );
     }
   }
   const keyEntry = get(tracker, "key");
-  const key = keyEntry && readString(scope, keyEntry, "tracker.key", '"label"');
+  const tracked = keyEntry && readString(scope, keyEntry, `${key}.key`, '"label"');
   if (scope.issues.length > before || modelType === undefined) return null;
-  return { key, modelType };
+  return { key: tracked, modelType };
 }
 
 /** Reads `endpoint`: `"default"` when absent, `"invalid"` after an issue. */

@@ -8,7 +8,7 @@
  */
 
 import { fileURLToPath } from "node:url";
-import type { IgnoredField, ResolvedModel } from "./types.ts";
+import type { IgnoredField, ResolvedCompute, ResolvedModel } from "./types.ts";
 import {
   checkKeys,
   get,
@@ -98,6 +98,11 @@ export function validatePredictorApi(
   const apiKeys = ["name", "endpoint", "predictor", "tracker", "compute", "async"];
   if (dialect !== "0.13") apiKeys.push("kind");
   if (dialect !== "0.11") apiKeys.push("autoscaling", "update_strategy");
+  if (dialect === "0.13") {
+    // Cortex 0.16's local provider port: the server answers on --port.
+    apiKeys.push("local_port");
+    ignoreKeys(scope, map, "", { local_port: "the server answers on --port for every api" }, ignored);
+  }
   const metadata: RefusedKey = dialect === "0.11"
     ? { problem: "belongs under predictor: in Cortex 0.10/0.11", fix: "move it to predictor.metadata" }
     : { problem: "is not read by a PythonPredictor", fix: "move it to predictor.config" };
@@ -106,7 +111,7 @@ export function validatePredictorApi(
   const pathChecks: PathCheck[] = [];
   const predictor = _predictor(scope, map, dialect, { ignored, checks: pathChecks });
   const tracker = readTracker(scope, map);
-  const compute = _compute(scope, map, dialect, ignored);
+  const compute = validateScaling(scope, map, dialect, ignored);
   const endpoint = readEndpoint(scope, map);
   const asyncApi = readAsync(scope, map);
   const ok = scope.issues.length === before;
@@ -156,12 +161,12 @@ function _predictor(
   const keys = classic
     ? ["path", "model", "python_path", "metadata", "server_side_batching"]
     : ["type", "path", "config", "python_path", "env", "server_side_batching"];
-  _ignore(scope, predictor, "predictor", classic ? {} : _IGNORED_PREDICTOR, collect.ignored);
+  ignoreKeys(scope, predictor, "predictor", classic ? {} : _IGNORED_PREDICTOR, collect.ignored);
   const allowed = classic ? keys : [...keys, ...Object.keys(_IGNORED_PREDICTOR)];
   checkKeys(scope, predictor, "predictor", allowed, classic ? _REFUSED_011 : _REFUSED_012);
   if (!classic) _type(scope, predictor);
   const inference = readInferencePath(scope, predictor, "path", collect.checks);
-  const pythonPath = _pythonPath(scope, predictor, collect.checks);
+  const pythonPath = readPythonPath(scope, predictor, collect.checks);
   const metadata = readPlainMap(
     scope,
     predictor,
@@ -169,7 +174,8 @@ function _predictor(
     `predictor.${classic ? "metadata" : "config"}`,
   );
   const env = classic ? {} : readEnv(scope, predictor, "predictor.env");
-  const model = classic ? _model(scope, predictor, collect.checks) : undefined;
+  const modelEntry = classic ? get(predictor, "model") : undefined;
+  const model = modelEntry && readModelLocation(scope, modelEntry, "predictor.model", collect.checks);
   const batching = validateBatching(scope, predictor, "predictor");
   if (
     scope.issues.length > before || inference === undefined || metadata === undefined || env === undefined ||
@@ -213,7 +219,8 @@ function _type(scope: Scope, predictor: YamlMap): void {
   );
 }
 
-function _pythonPath(scope: Scope, predictor: YamlMap, checks: PathCheck[]): string | undefined {
+/** Reads `predictor.python_path`: a project directory, `undefined` when absent or after an issue. */
+export function readPythonPath(scope: Scope, predictor: YamlMap, checks: PathCheck[]): string | undefined {
   const entry = get(predictor, "python_path");
   const raw = entry && readString(scope, entry, "predictor.python_path", '"src"');
   if (entry === undefined || raw === undefined) return undefined;
@@ -232,19 +239,25 @@ function _pythonPath(scope: Scope, predictor: YamlMap, checks: PathCheck[]): str
   return normalized.path;
 }
 
-/** Reads `predictor.model`: a project path, an absolute path, a `file://` or an `s3://` URL; `null` after an issue. */
-function _model(scope: Scope, predictor: YamlMap, checks: PathCheck[]): ResolvedModel | undefined | null {
-  const entry = get(predictor, "model");
-  if (entry === undefined) return undefined;
-  const raw = readString(scope, entry, "predictor.model", '"model.npz" or "s3://bucket/model.pkl"');
+/**
+ * Reads a model location (`predictor.model`, a multi-model path): a project
+ * path, an absolute path, a `file://` or an `s3://` URL; `null` after an issue.
+ */
+export function readModelLocation(
+  scope: Scope,
+  entry: YamlEntry,
+  key: string,
+  checks: PathCheck[],
+): ResolvedModel | null {
+  const raw = readString(scope, entry, key, '"model.npz" or "s3://bucket/model.pkl"');
   if (raw === undefined) return null;
   const pos = entry.value.pos;
   const fail = (problem: string, fix: string) => {
-    report(scope, pos, "predictor.model", problem, fix);
+    report(scope, pos, key, problem, fix);
     return null;
   };
   const check = (path: string, absolute: boolean): void => {
-    const base = { resource: scope.resource, key: "predictor.model", pos, path, want: "any" as const };
+    const base = { resource: scope.resource, key, pos, path, want: "any" as const };
     checks.push(absolute ? { ...base, absolute } : base);
   };
   const scheme = /^([A-Za-z][A-Za-z0-9+.-]*):\/\//.exec(raw)?.[1]?.toLowerCase();
@@ -283,8 +296,18 @@ function _model(scope: Scope, predictor: YamlMap, checks: PathCheck[]): Resolved
   return { kind: "project", path: normalized.path };
 }
 
-/** `compute:` (and in 0.12/0.13 `autoscaling:` and `update_strategy:`) into one resolved compute. */
-function _compute(scope: Scope, map: YamlMap, dialect: PredictorDialect, ignored: IgnoredField[]) {
+/**
+ * `compute:` (and in 0.12 and later `autoscaling:` and `update_strategy:`)
+ * into one resolved compute; `computeIgnored` are further keys of `compute:`
+ * accepted and ignored (the later dialects' `inf`, `node_groups`).
+ */
+export function validateScaling(
+  scope: Scope,
+  map: YamlMap,
+  dialect: PredictorDialect,
+  ignored: IgnoredField[],
+  computeIgnored: Readonly<Record<string, string>> = {},
+): ResolvedCompute | undefined {
   const read = (key: string): YamlMap | undefined | null => {
     const entry = get(map, key);
     if (entry === undefined) return undefined;
@@ -294,7 +317,7 @@ function _compute(scope: Scope, map: YamlMap, dialect: PredictorDialect, ignored
   if (dialect === "0.11") {
     if (compute === null) return undefined;
     if (compute === undefined) return validateCompute(scope, undefined, "compute");
-    _ignore(scope, compute, "compute", _IGNORED_COMPUTE_011, ignored);
+    ignoreKeys(scope, compute, "compute", _IGNORED_COMPUTE_011, ignored);
     const kept = { ...compute, entries: compute.entries.filter((e) => !(e.key in _IGNORED_COMPUTE_011)) };
     return validateCompute(scope, kept, "compute");
   }
@@ -303,17 +326,19 @@ function _compute(scope: Scope, map: YamlMap, dialect: PredictorDialect, ignored
   if (compute === null || autoscaling === null || update === null) return undefined;
   const entries: YamlEntry[] = [];
   if (compute !== undefined) {
-    checkKeys(scope, compute, "compute", ["cpu", "mem", "gpu"], _moved("autoscaling"));
+    ignoreKeys(scope, compute, "compute", computeIgnored, ignored);
+    const allowed = ["cpu", "mem", "gpu", ...Object.keys(computeIgnored)];
+    checkKeys(scope, compute, "compute", allowed, _moved("autoscaling"));
     entries.push(...compute.entries.filter((e) => ["cpu", "mem", "gpu"].includes(e.key)));
   }
   if (autoscaling !== undefined) {
-    _ignore(scope, autoscaling, "autoscaling", _IGNORED_AUTOSCALING, ignored);
+    ignoreKeys(scope, autoscaling, "autoscaling", _IGNORED_AUTOSCALING, ignored);
     const allowed = [..._REPLICA_KEYS, ...Object.keys(_IGNORED_AUTOSCALING)];
     checkKeys(scope, autoscaling, "autoscaling", allowed, _moved("compute"));
     entries.push(...autoscaling.entries.filter((e) => _REPLICA_KEYS.includes(e.key)));
   }
   if (update !== undefined) {
-    _ignore(scope, update, "update_strategy", _IGNORED_UPDATE, ignored);
+    ignoreKeys(scope, update, "update_strategy", _IGNORED_UPDATE, ignored);
     checkKeys(scope, update, "update_strategy", Object.keys(_IGNORED_UPDATE));
   }
   if (compute === undefined && autoscaling === undefined) return validateCompute(scope, undefined, "compute");
@@ -336,7 +361,7 @@ function _moved(target: "autoscaling" | "compute"): Record<string, RefusedKey> {
 }
 
 /** Records the keys of `map` listed in `reasons` as ignored. */
-function _ignore(
+export function ignoreKeys(
   scope: Scope,
   map: YamlMap,
   prefix: string,
@@ -346,6 +371,11 @@ function _ignore(
   for (const { key, keyPos } of map.entries) {
     const reason = Object.hasOwn(reasons, key) ? reasons[key] : undefined;
     if (reason === undefined) continue;
-    ignored.push({ resource: scope.resource, path: `${prefix}.${key}`, ...keyPos, reason });
+    ignored.push({
+      resource: scope.resource,
+      path: prefix === "" ? key : `${prefix}.${key}`,
+      ...keyPos,
+      reason,
+    });
   }
 }

@@ -21,6 +21,7 @@ import * as path from "node:path";
 import { ConfigError, type ConfigErrorCode, type ConfigIssue } from "./errors.ts";
 import type { ResolvedProject } from "./types.ts";
 import { validateConfig } from "./validate.ts";
+import { readDotenv } from "./dotenv.ts";
 import { bySource } from "./_fields.ts";
 import { checkProjectPaths } from "./_paths.ts";
 import { parseYamlTree } from "./_yaml_tree.ts";
@@ -66,11 +67,17 @@ export async function loadProjectConfig(
   }
   const result = validateConfig(parsed.root, file, { defaultDeployment: defaultDeploymentName(root) });
   const diskIssues = await checkProjectPaths(root, file, result.pathChecks);
-  const issues = [...result.issues, ...diskIssues].sort(bySource);
+  // `.env` is Cortex 0.18+: the earlier dialects never read it.
+  const later = result.dialect === "0.17" || result.dialect === "0.19";
+  const dotenv = later ? await readDotenv(root) : { vars: {}, issues: [] };
+  const issues = [...result.issues, ...diskIssues, ...dotenv.issues].sort(bySource);
   if (issues.length > 0 || result.config === undefined) {
     throw new ConfigError("CONFIG_INVALID", issues);
   }
-  return { root, configPath, ...result.config };
+  const config = result.config;
+  if (Object.keys(dotenv.vars).length === 0) return { root, configPath, ...config };
+  const apis = config.apis.map((api) => ({ ...api, env: { ...api.env, ...dotenv.vars } }));
+  return { root, configPath, ...config, apis };
 }
 
 /**

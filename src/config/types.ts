@@ -36,9 +36,12 @@ export interface ResolvedCompute {
  * - `python`: `kind: api` with `python.inference`, `init(metadata)`
  * - `0.11`: Cortex 0.10/0.11, `kind: api` with `predictor: {path, model, …}`, `init(model_path, metadata)`
  * - `0.12`: Cortex 0.12, `predictor: {type: python, path, config, …}`, `class PythonPredictor`
- * - `0.13`: Cortex 0.13, a plain list of APIs without `kind` and without deployment
+ * - `0.13`: Cortex 0.13–0.16, a plain list of APIs without `kind` and without deployment
+ * - `0.17`: Cortex 0.17–0.18, the same list with `networking`, `monitoring` or
+ *   `processes_per_replica` (payload by Content-Type, `predict` arguments by name)
+ * - `0.19`: Cortex 0.19–0.35, a list of `kind: RealtimeAPI` / `TrafficSplitter` resources
  */
-export type Dialect = "python" | "0.11" | "0.12" | "0.13";
+export type Dialect = "python" | "0.11" | "0.12" | "0.13" | "0.17" | "0.19";
 
 /** How the worker calls the user's code. */
 export type PythonInterface =
@@ -47,7 +50,24 @@ export type PythonInterface =
   /** Module functions `init(model_path, metadata)` (optional) and `predict(sample, metadata)`. */
   | "init_model_path"
   /** `class PythonPredictor` with `__init__(self, config)` and `predict(self, payload)`. */
-  | "python_predictor";
+  | "python_predictor"
+  /**
+   * Cortex 0.17+: `class PythonPredictor`, `predict`'s optional arguments
+   * (`query_params`, `headers`) passed by name, the payload parsed by
+   * Content-Type and the answer's type choosing its Content-Type (see
+   * docs/dialects-realtime.md).
+   */
+  | "realtime_predictor"
+  /**
+   * Cortex 0.34–0.35: `handler:` and `class Handler` with `handle_post`, as
+   * `realtime_predictor` otherwise; `handle_post` may return `(result, callback)`.
+   */
+  | "realtime_handler";
+
+/** True for the interfaces whose payload is parsed by Content-Type (Cortex 0.17+). */
+export function parsesByContentType(pythonInterface: PythonInterface): boolean {
+  return pythonInterface === "realtime_predictor" || pythonInterface === "realtime_handler";
+}
 
 /** `predictor.model` (Cortex 0.10/0.11): where the model is. */
 export type ResolvedModel =
@@ -107,6 +127,47 @@ export interface ResolvedApi {
   readonly batching: ResolvedBatching | undefined;
   /** Predictions are submitted as durable jobs (202 + id), see docs/async.md */
   readonly async?: boolean;
+  /** `multi_model_reloading` / `models` (Cortex 0.22+): models served through `python_client`. */
+  readonly models?: ResolvedModels | undefined;
+}
+
+/** One model of a multi-model API: a directory of numbered versions (or one unversioned model). */
+export interface ResolvedModelSource {
+  /** The name `get_model` takes; `""` for the single `path` form. */
+  readonly name: string;
+  readonly location: ResolvedModel;
+}
+
+/** `multi_model_reloading` (Cortex 0.25+) or `models` (0.22–0.24) of a PythonPredictor. */
+export interface ResolvedModels {
+  /** `path`/`paths`: the models by name; `dir`: `undefined`. */
+  readonly sources: readonly ResolvedModelSource[] | undefined;
+  /** `dir`: each top-level folder is a model. */
+  readonly dir: ResolvedModel | undefined;
+  /** Models kept loaded in memory (LRU); `undefined` keeps every model. */
+  readonly cacheSize: number | undefined;
+  /** Model versions kept on disk (LRU, downloaded ones only); `undefined` keeps every one. */
+  readonly diskCacheSize: number | undefined;
+}
+
+/** One API behind a `TrafficSplitter`, with its share of the traffic. */
+export interface ResolvedSplitTarget {
+  readonly api: string;
+  /** 0–100; the weights of a splitter's non-shadow APIs sum to 100. */
+  readonly weight: number;
+  /**
+   * `shadow: true` (Cortex 0.31+): gets a mirrored copy of `weight` percent of
+   * the requests, whose answers are dropped; at most one per splitter.
+   */
+  readonly shadow?: boolean;
+}
+
+/** `kind: TrafficSplitter` (Cortex 0.19+): one endpoint that routes each request to one API by weight. */
+export interface ResolvedSplitter {
+  readonly name: string;
+  /** Always starts with `/`, no trailing slash. */
+  readonly endpoint: string;
+  readonly apis: readonly ResolvedSplitTarget[];
 }
 
 /** The whole `cortex.yaml`: one deployment and its APIs. */
@@ -126,4 +187,6 @@ export interface ResolvedProject {
     readonly pythonRoot: string | undefined;
   };
   readonly apis: readonly ResolvedApi[];
+  /** `kind: TrafficSplitter` resources (Cortex 0.19+); absent or empty when none. */
+  readonly splitters?: readonly ResolvedSplitter[];
 }

@@ -10,6 +10,7 @@ import type { Dialect, IgnoredField, ResolvedProject } from "./types.ts";
 import { detectDialect, mixingProblem } from "./dialect.ts";
 import { validatePredictorApi } from "./_validate_predictor.ts";
 import { resolveApis } from "./_resolve_apis.ts";
+import { validateLaterConfig } from "./_validate_later.ts";
 import {
   bySource,
   checkKeys,
@@ -35,7 +36,9 @@ const _DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 /** What {@linkcode validateConfig} found. */
 export interface ValidationResult {
   /** The resolved config; `undefined` when there are issues. */
-  readonly config: Pick<ResolvedProject, "deployment" | "apis" | "dialect" | "ignored"> | undefined;
+  readonly config:
+    | Pick<ResolvedProject, "deployment" | "apis" | "dialect" | "ignored" | "splitters">
+    | undefined;
   /** The detected dialect (also when there are issues). */
   readonly dialect: Dialect;
   /** Every problem found, in source order. */
@@ -107,6 +110,22 @@ export function validateConfig(
   }
 
   const detection = detectDialect(root.items);
+  if (dialect === "0.17" || dialect === "0.19") {
+    const later = validateLaterConfig(root.items, file, dialect, detection);
+    const name = options.defaultDeployment ?? "cortex";
+    return {
+      config: later.config === undefined ? undefined : {
+        dialect,
+        ignored: later.config.ignored,
+        deployment: { name, pythonRoot: undefined },
+        apis: later.config.apis,
+        splitters: later.config.splitters,
+      },
+      dialect,
+      issues: later.issues,
+      pathChecks: later.pathChecks,
+    };
+  }
   const deployments: _Deployment[] = [];
   const apis: ApiDraft[] = [];
   const pathChecks: PathCheck[] = [];

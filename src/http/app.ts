@@ -4,7 +4,7 @@
  */
 import { Hono } from "hono";
 import { getPath } from "hono/utils/url";
-import type { ResolvedApi, ResolvedProject } from "../config/types.ts";
+import { parsesByContentType, type ResolvedApi, type ResolvedProject } from "../config/types.ts";
 import type { Logger } from "../log/logger.ts";
 import { cutText } from "../log/cut_text.ts";
 import { ApiError } from "../errors/api_error.ts";
@@ -30,6 +30,7 @@ import { addJobRoutes } from "./jobs.ts";
 import { addOpenApiRoute } from "./openapi.ts";
 import { addInferenceV2Routes } from "./inference_v2.ts";
 import { startTracing, tracingEnabled } from "./tracing.ts";
+import { SplitRoute, splitterStatus } from "./splitter.ts";
 
 export type { AppEnv };
 
@@ -108,11 +109,13 @@ export function createApp(options: AppOptions): CortexApp {
     if (options.jobs !== undefined) project.apis.forEach((api) => app.use(`${api.endpoint}/*`, middleware));
     // The Open Inference Protocol's routes predict too, and browser tools read the OpenAPI document.
     for (const path of ["/v2", "/v2/*", "/openapi.json"]) app.use(path, middleware);
+    (project.splitters ?? []).forEach((splitter) => app.use(splitter.endpoint, middleware));
   }
   if (keys !== undefined) app.use(requireApiKey(keys));
 
-  /** `POST <endpoint>` of each API, by endpoint. */
-  const predictions = new Map<string, PredictRoute>();
+  /** `POST <endpoint>` of each API and splitter, by endpoint. */
+  const predictions = new Map<string, PredictRoute | SplitRoute>();
+  const routesByApi = new Map<string, PredictRoute>();
   const shared: PredictContext = {
     body: {
       maxBytes: options.maxBodyBytes,
@@ -135,7 +138,9 @@ export function createApp(options: AppOptions): CortexApp {
     if (api.batching !== undefined && metrics !== undefined) {
       pool.addBatchListener((size) => metrics.observeBatch(api.name, size));
     }
-    predictions.set(api.endpoint, new PredictRoute(api, pool, shared));
+    const route = new PredictRoute(api, pool, shared);
+    predictions.set(api.endpoint, route);
+    routesByApi.set(api.name, route);
     app.get(api.endpoint, (c) => {
       const status = apiStatus(pool, api.endpoint, options.jobs?.depth(api.name));
       return c.json({
@@ -148,7 +153,9 @@ export function createApp(options: AppOptions): CortexApp {
         async: api.async === true,
         jobs: status.jobs,
         usage: api.async === true && options.jobs !== undefined
-          ? `POST a JSON sample to ${api.endpoint}: 202 with a job id; GET ${api.endpoint}/<id> for its result`
+          ? `POST a sample to ${api.endpoint}: 202 with a job id; GET ${api.endpoint}/<id> for its result`
+          : parsesByContentType(api.pythonInterface)
+          ? `POST a payload to ${api.endpoint}: JSON, text, a form or bytes, by its Content-Type`
           : `POST a JSON sample to ${api.endpoint}; the answer is predict's return value as JSON`,
         example:
           `curl -X POST -H 'content-type: application/json' -d @sample.json http://HOST:PORT${api.endpoint}`,
@@ -165,6 +172,22 @@ export function createApp(options: AppOptions): CortexApp {
   const jobs = options.jobs;
   // After every API's own routes: an endpoint may sit below another's.
   if (jobs !== undefined) project.apis.forEach((api) => addJobRoutes(app, api, jobs));
+
+  const apiEndpoints = new Map(project.apis.map((api) => [api.name, api.endpoint]));
+  const splitters = project.splitters ?? [];
+  for (const splitter of splitters) {
+    predictions.set(splitter.endpoint, new SplitRoute(splitter, routesByApi));
+    app.get(splitter.endpoint, (c) => c.json(splitterStatus(splitter, pools, apiEndpoints)));
+    app.all(splitter.endpoint, () => {
+      throw new ApiError(
+        "METHOD_NOT_ALLOWED",
+        `Use POST to predict or GET to describe ${splitter.endpoint}`,
+        {
+          headers: { allow: "GET, POST" },
+        },
+      );
+    });
+  }
 
   const statuses = () =>
     project.apis.map((api) => apiStatus(pools.get(api.name)!, api.endpoint, jobs?.depth(api.name)));
@@ -207,6 +230,9 @@ export function createApp(options: AppOptions): CortexApp {
         last_error: s.last_error ?? null,
         ...stats.of(s.name).snapshot(),
       })),
+      ...(splitters.length === 0
+        ? {}
+        : { splitters: splitters.map((splitter) => splitterStatus(splitter, pools, apiEndpoints)) }),
     });
   });
   const metrics = options.metrics;

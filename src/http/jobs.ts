@@ -7,6 +7,7 @@
  * @module
  */
 import type { Hono } from "hono";
+import { parsesByContentType, type ResolvedApi } from "../config/types.ts";
 import { ApiError } from "../errors/api_error.ts";
 import type { JobRequest } from "../jobs/job.ts";
 import type { JobService } from "../jobs/service.ts";
@@ -39,7 +40,7 @@ export function prefersAsync(headers: Headers): boolean {
  */
 export async function submitJob(
   jobs: JobService,
-  api: { readonly name: string; readonly endpoint: string },
+  api: Pick<ResolvedApi, "name" | "endpoint" | "pythonInterface">,
   request: Request,
   limits: BodyLimits,
 ): Promise<Response> {
@@ -52,14 +53,16 @@ export async function submitJob(
     throw new ApiError("BAD_REQUEST", (error as Error).message);
   }
   const body = await readBody(request, limits);
-  checkNotEmpty(body);
+  // As a synchronous prediction: a payload parsed by its Content-Type may be empty.
+  const typed = parsesByContentType(api.pythonInterface);
+  if (!typed) checkNotEmpty(body);
   const headers: Record<string, string> = {};
   request.headers.forEach((value, name) => {
     if (!NOT_KEPT.has(name)) headers[name] = value;
   });
   const job: JobRequest = {
     body,
-    contentType: request.headers.get("content-type") ?? "application/json",
+    contentType: request.headers.get("content-type") ?? (typed ? "" : "application/json"),
     query: url.search.slice(1),
     headers,
   };

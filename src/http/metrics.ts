@@ -96,6 +96,9 @@ export class ServerMetrics implements SupervisionCounters {
   readonly #batchSize: Histogram<"api">;
   readonly #bodyFailures: Counter<"api" | "reason">;
   readonly #batchChildren = new Map<string, HistogramChild>();
+  readonly #modelLoads: Counter<"api" | "model">;
+  readonly #modelLoadSeconds: Counter<"api" | "model">;
+  readonly #modelEvictions: Counter<"api" | "model">;
   readonly #apis = new Map<string, ApiRequestMetrics>();
   readonly #classChildren = new Map<string, Map<string, CounterChild>>();
   readonly #pools: () => Iterable<ApiPool>;
@@ -197,7 +200,40 @@ export class ServerMetrics implements SupervisionCounters {
         labelNames: ["api", "reason"],
       }),
     );
+    this.#modelLoads = registry.register(
+      new Counter({
+        name: "cortex_serve_model_loads_total",
+        help:
+          "Models loaded by load_model in a multi-model API's workers (a new version, a reload, after an eviction)",
+        labelNames: ["api", "model"],
+      }),
+    );
+    this.#modelLoadSeconds = registry.register(
+      new Counter({
+        name: "cortex_serve_model_load_seconds_total",
+        help: "Time spent in load_model by a multi-model API's workers",
+        labelNames: ["api", "model"],
+      }),
+    );
+    this.#modelEvictions = registry.register(
+      new Counter({
+        name: "cortex_serve_model_evictions_total",
+        help: "Models dropped from a worker's memory to stay within cache_size",
+        labelNames: ["api", "model"],
+      }),
+    );
     this.#scrapeTimeMetrics(sources);
+  }
+
+  /** Counts a model load or eviction reported by a worker of `api`. */
+  observeModel(
+    api: string,
+    event: { readonly event: "load" | "evict"; model: string; seconds: number },
+  ): void {
+    const labels = { api, model: event.model === "" ? "default" : event.model };
+    if (event.event === "evict") return this.#modelEvictions.inc(labels);
+    this.#modelLoads.inc(labels);
+    this.#modelLoadSeconds.inc(labels, event.seconds);
   }
 
   /** The request metrics of `api`, label children bound once: the app keeps one per API. */

@@ -9,9 +9,10 @@
  * @module
  */
 import { getQueryParam } from "hono/utils/url";
-import type { ResolvedApi } from "../config/types.ts";
+import { parsesByContentType, type ResolvedApi } from "../config/types.ts";
 import type { Logger } from "../log/logger.ts";
-import type { ApiPool } from "../supervision/pool.ts";
+import type { ApiPool, Prediction } from "../supervision/pool.ts";
+import type { RequestMeta } from "../python/envelope.ts";
 import type { JobService } from "../jobs/service.ts";
 import type { KeyCheck } from "./auth.ts";
 import { type BodyLimits, checkNotEmpty, readBody } from "./body.ts";
@@ -46,11 +47,14 @@ export class PredictRoute {
   readonly #api: ResolvedApi;
   readonly #pool: ApiPool;
   readonly #shared: PredictContext;
+  /** The payload is parsed by Content-Type and the answer types itself (Cortex 0.17+). */
+  readonly #typed: boolean;
 
   constructor(api: ResolvedApi, pool: ApiPool, shared: PredictContext) {
     this.#api = api;
     this.#pool = pool;
     this.#shared = shared;
+    this.#typed = parsesByContentType(api.pythonInterface);
   }
 
   /** Answers a prediction request; `path` is the request's (decoded) path. */
@@ -72,14 +76,21 @@ export class PredictRoute {
       const refused = pool.refusal();
       if (refused !== undefined) throw refused;
       const body = await readBody(request, shared.body);
-      checkNotEmpty(body);
+      if (!this.#typed) checkNotEmpty(body);
       const prediction = await pool.submit(body, {
         debug: getQueryParam(request.url, "debug") === "true",
         signal: request.signal,
         onBatch: api.batching === undefined ? undefined : (size) => x.batchSize = size,
+        request: this.#typed ? requestMeta(request) : undefined,
       });
       x.queueMs = round(prediction.queueMs);
       const answer = prediction.answer;
+      if (answer.type === "body" && prediction.status !== undefined) {
+        if (api.tracker !== undefined && isJson(prediction.contentType)) {
+          shared.metrics?.track(api.name, api.tracker, answer.body);
+        }
+        return finishAnswer(shared.access, typedResponse(answer.body, prediction), x);
+      }
       if (answer.type === "body") {
         if (api.tracker !== undefined) shared.metrics?.track(api.name, api.tracker, answer.body);
         // The usual answer: every header in one init, nothing added afterwards.
@@ -104,4 +115,35 @@ export class PredictRoute {
       shared.access.finish(x, end.status, end.items, end.error?.message);
     });
   }
+}
+
+/** What the worker is told of a request besides its body (Cortex 0.17+ dialects). */
+export function requestMeta(request: Request): RequestMeta {
+  const url = request.url;
+  const mark = url.indexOf("?");
+  const hash = url.indexOf("#", mark);
+  const query = mark < 0 ? "" : url.slice(mark + 1, hash < 0 ? undefined : hash);
+  return {
+    contentType: request.headers.get("content-type") ?? "",
+    query,
+    headers: [...request.headers],
+  };
+}
+
+/** True for `application/json` and `…+json` content types. */
+function isJson(contentType: string | undefined): boolean {
+  const type = contentType?.split(";", 1)[0]?.trim().toLowerCase() ?? "";
+  return type === "application/json" || type.endsWith("+json");
+}
+
+/** The HTTP answer of a typed prediction: its status, content type and headers (ours are stamped after). */
+function typedResponse(body: Uint8Array, prediction: Prediction): Response {
+  const headers = new Headers();
+  for (const [name, value] of prediction.headers ?? []) headers.append(name, value);
+  if (prediction.contentType !== undefined && prediction.contentType !== "") {
+    headers.set("content-type", prediction.contentType);
+  }
+  const status = prediction.status ?? 200;
+  const empty = status === 204 || status === 304 || (status >= 100 && status < 200);
+  return new Response(empty ? null : body as Uint8Array<ArrayBuffer>, { status, headers });
 }

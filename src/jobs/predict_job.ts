@@ -24,21 +24,32 @@ const CRASHED: ReadonlySet<ErrorCode> = new Set(["WORKER_DIED", "OUT_OF_MEMORY"]
 
 /**
  * Runs `request` on `pool`; `signal` cancels it (the pool's client-gone
- * path). Never rejects: every ending is an outcome.
+ * path). With `typed` (the API's worker parses the payload by
+ * Content-Type) the stored content type, query and headers go with the body,
+ * the job's id as its `x-request-id` (Cortex's AsyncAPI `request_id`), and
+ * the answer brings its own content type and status. Never rejects: every
+ * ending is an outcome.
  */
 export async function predictJob(
   pool: ApiPool,
   request: JobRequest,
   signal: AbortSignal,
+  typed?: { readonly jobId: string },
 ): Promise<JobOutcome> {
   try {
     const prediction = await pool.submit(request.body, {
       debug: new URLSearchParams(request.query).get("debug") === "true",
       signal,
+      request: typed === undefined ? undefined : {
+        contentType: request.contentType,
+        query: request.query,
+        headers: [...Object.entries({ ...request.headers, "x-request-id": typed.jobId })],
+      },
     });
     const answer = prediction.answer;
     const body = answer.type === "body" ? answer.body : await collectStream(answer.stream);
-    return { kind: "completed", result: { body, contentType: "application/json", status: 200 } };
+    const contentType = prediction.contentType || "application/json";
+    return { kind: "completed", result: { body, contentType, status: prediction.status ?? 200 } };
   } catch (error) {
     if (!(error instanceof ApiError)) return { kind: "failed", error: String(error) };
     if (NEVER_RAN.has(error.code)) return { kind: "released" };

@@ -49,6 +49,8 @@ interface Running {
 export class JobRunner {
   readonly #o: RunnerOptions;
   #pools: ReadonlyMap<string, ApiPool> = new Map();
+  /** APIs whose worker parses the payload by Content-Type (Cortex 0.17+ dialects). */
+  #typed: ReadonlySet<string> = new Set();
   readonly #unwatch: (() => void)[] = [];
   readonly #running = new Map<string, Running>();
   /** APIs with a lease request under way. */
@@ -71,9 +73,10 @@ export class JobRunner {
   }
 
   /** Runs jobs on `pools` from now on (at start and after a reload). */
-  usePools(pools: ReadonlyMap<string, ApiPool>): void {
+  usePools(pools: ReadonlyMap<string, ApiPool>, typed: ReadonlySet<string> = new Set()): void {
     for (const off of this.#unwatch.splice(0)) off();
     this.#pools = pools;
+    this.#typed = typed;
     for (const [api, pool] of pools) this.#unwatch.push(pool.changes.on(() => this.#pump(api)));
     void this.#tick();
   }
@@ -151,7 +154,12 @@ export class JobRunner {
       this.#o.onChange?.();
       this.#o.onStart?.(job);
       this.#o.logger.debug("job started", { api: job.api, job: job.id, attempt: job.attempts });
-      outcome = await predictJob(pool, job.request, controller.signal);
+      outcome = await predictJob(
+        pool,
+        job.request,
+        controller.signal,
+        this.#typed.has(job.api) ? { jobId: job.id } : undefined,
+      );
     }
     // A worker lost because the server is stopping is no fault of the job.
     if (this.#closing && outcome.kind === "crashed") outcome = { kind: "released" };

@@ -85,9 +85,12 @@ export class JobService implements AsyncDisposable {
     void this.#housekeeping();
   }
 
-  /** Runs jobs on `pools` from now on (at start and after a reload). */
-  usePools(pools: ReadonlyMap<string, ApiPool>): void {
-    this.#runner.usePools(pools);
+  /**
+   * Runs jobs on `pools` from now on (at start and after a reload); `typed`
+   * names the APIs whose worker parses the payload by Content-Type.
+   */
+  usePools(pools: ReadonlyMap<string, ApiPool>, typed?: ReadonlySet<string>): void {
+    this.#runner.usePools(pools, typed);
   }
 
   /**

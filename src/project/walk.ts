@@ -7,6 +7,7 @@
  */
 import { UserError } from "../errors/user_error.ts";
 import * as path from "node:path";
+import { type IgnoreRules, readIgnoreRules } from "./cortexignore.ts";
 
 /** An entry of the project that was not staged, for the caller to log. */
 export interface SkippedEntry {
@@ -100,10 +101,13 @@ interface _Walk {
   readonly skipped: SkippedEntry[];
   /** Real paths of the directories being walked, to detect symlink cycles. */
   readonly ancestors: Set<string>;
+  /** The project's `.cortexignore`. */
+  readonly rules: IgnoreRules;
 }
 
 /**
- * Lists what would be staged from the project at `root`. Symlinks whose
+ * Lists what would be staged from the project at `root`, less what its
+ * `.cortexignore` leaves out (./cortexignore.ts). Symlinks whose
  * target lies inside the project are materialised (their target's content
  * appears under the link's name); FIFOs, sockets and devices are only
  * `lstat`ed, never opened.
@@ -119,6 +123,7 @@ export async function walkProject(root: string): Promise<ProjectTree> {
     files: [],
     skipped: [],
     ancestors: new Set([root]),
+    rules: await _fs(".cortexignore", () => readIgnoreRules(root)),
   };
   await _walkDir(walk, root, "");
   return { dirs: walk.dirs, files: walk.files, skipped: walk.skipped };
@@ -151,7 +156,7 @@ async function _visitEntry(
   name: string,
   info: Deno.FileInfo,
 ): Promise<void> {
-  if (isExcluded(name, info.isDirectory)) return;
+  if (isExcluded(name, info.isDirectory) || walk.rules.ignores(rel, info.isDirectory)) return;
   if (info.isDirectory) {
     walk.dirs.push(rel);
     walk.ancestors.add(real);

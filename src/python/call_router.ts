@@ -4,7 +4,7 @@
  * the calls their callers hold. Sending is the worker process's job; this
  * file only decides.
  */
-import { type InitMessage, ProtocolError, type ServerMessage, type WorkerMessage } from "./protocol.ts";
+import { type InitMessage, ProtocolError, type ReplyMessage, type ServerMessage } from "./protocol.ts";
 import { PredictStream } from "./predict_stream.ts";
 import { PredictFailedError } from "./worker_errors.ts";
 
@@ -82,7 +82,7 @@ interface BatchRoute {
 
 interface InitRoute {
   readonly kind: "init";
-  readonly reply: PromiseWithResolvers<WorkerMessage>;
+  readonly reply: PromiseWithResolvers<ReplyMessage>;
 }
 
 type Route = SingleRoute | BatchRoute | InitRoute;
@@ -100,7 +100,7 @@ export class CallRouter {
   }
 
   /** Sends `init`; resolves with the worker's reply to it. */
-  init(message: Omit<InitMessage, "type">): Promise<WorkerMessage> {
+  init(message: Omit<InitMessage, "type">): Promise<ReplyMessage> {
     if (this.#routes.has(0)) throw new Error("Worker init is already running");
     this.#window = message.stream_window;
     const route: InitRoute = { kind: "init", reply: Promise.withResolvers() };
@@ -159,7 +159,7 @@ export class CallRouter {
    *
    * @throws {ProtocolError} when the message fits no outstanding call
    */
-  deliver(message: WorkerMessage, transient: boolean): void {
+  deliver(message: ReplyMessage, transient: boolean): void {
     const id = message.type === "ready" || message.type === "init_error" ? 0 : message.id;
     const route = this.#routes.get(id);
     if (route === undefined) {
@@ -210,7 +210,7 @@ export class CallRouter {
     for (const id of ids) if (this.#routes.has(id)) this.#send({ type: "cancel", id });
   }
 
-  #deliverSingle(route: SingleRoute, message: WorkerMessage, transient: boolean): void {
+  #deliverSingle(route: SingleRoute, message: ReplyMessage, transient: boolean): void {
     const copy = (bytes: Uint8Array) => transient ? bytes.slice() : bytes;
     switch (message.type) {
       case "result":
@@ -265,7 +265,7 @@ export class CallRouter {
     return stream;
   }
 
-  #deliverBatch(route: BatchRoute, id: number, message: WorkerMessage, transient: boolean): void {
+  #deliverBatch(route: BatchRoute, id: number, message: ReplyMessage, transient: boolean): void {
     const at = route.ids.indexOf(id);
     if (message.type === "result") {
       route.outcomes[at] = { ok: true, body: transient ? message.prediction.slice() : message.prediction };

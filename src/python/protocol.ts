@@ -57,6 +57,8 @@
  *   number of items sent) or with `error` {id, ...} after zero or more items.
  * - `error` {id, kind, error, traceback}: request `id` failed; kind is one of
  *   `predict`, `serialize`, `sample`, `out_of_memory`, `cancelled`.
+ * - `model` {event, model, version, seconds}: a model of a multi-model API
+ *   was loaded (`load`) or dropped from memory (`evict`); no reply, any time.
  *
  * Every request gets exactly one final frame: `result`, `end` or `error`.
  * Any other first byte, or a raw frame shorter than its header, is a
@@ -92,6 +94,16 @@ export interface InitMessage {
   readonly model_dir: string | null;
   /** Items of one stream the worker may send ahead of the server's `credit`. */
   readonly stream_window: number;
+  /** Multi-model settings of a `realtime_predictor` (served through `python_client`); null or absent otherwise. */
+  readonly models?: InitModels | null;
+}
+
+/** `models` of `init`: locations are absolute paths or `s3://` URLs. */
+export interface InitModels {
+  readonly sources: readonly { readonly name: string; readonly path: string }[] | null;
+  readonly dir: string | null;
+  readonly cache_size: number | null;
+  readonly disk_cache_size: number | null;
 }
 
 /** Server → worker: run one prediction. */
@@ -196,13 +208,30 @@ export interface ErrorMessage {
   readonly traceback: string;
 }
 
-export type WorkerMessage =
+/**
+ * Worker → server, at any time after `ready`: a model of a multi-model API
+ * (`python_client`) was loaded or evicted from memory, for the metrics.
+ */
+export interface ModelMessage {
+  readonly type: "model";
+  readonly event: "load" | "evict";
+  /** The model's name; `""` for the single `path` form. */
+  readonly model: string;
+  readonly version: string;
+  /** How long `load_model` took (0 for an eviction). */
+  readonly seconds: number;
+}
+
+/** The messages that answer a request or the handshake (every one but `model`). */
+export type ReplyMessage =
   | ReadyMessage
   | InitErrorMessage
   | ResultMessage
   | ItemMessage
   | EndMessage
   | ErrorMessage;
+
+export type WorkerMessage = ReplyMessage | ModelMessage;
 
 /** The worker sent something that is not a valid message. */
 export class ProtocolError extends Error {
@@ -341,6 +370,14 @@ export function decodeMessage(payload: Uint8Array): WorkerMessage {
       return { type: "item", id: int(m, "id"), value: bytes(m, "value") };
     case "end":
       return { type: "end", id: int(m, "id"), items: int(m, "items") };
+    case "model": {
+      const event = str(m, "event");
+      const seconds = field(m, "seconds");
+      if ((event !== "load" && event !== "evict") || typeof seconds !== "number") {
+        throw new ProtocolError('Worker message "model": "event" or "seconds" is invalid');
+      }
+      return { type: "model", event, model: str(m, "model"), version: str(m, "version"), seconds };
+    }
     case "error":
       return {
         type: "error",

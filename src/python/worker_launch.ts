@@ -55,7 +55,8 @@ export function apiInitMessage(
   modelDownloads?: string,
 ): Omit<InitMessage, "type"> {
   const pythonRoot = api.pythonPath ?? project.deployment.pythonRoot;
-  return {
+  const models = api.models;
+  const init = {
     protocol: PROTOCOL_VERSION,
     api: api.name,
     inference: join(dir, api.inference),
@@ -66,6 +67,22 @@ export function apiInitMessage(
     model: _modelLocation(api.model, dir),
     model_dir: api.model?.kind === "s3" && modelDownloads !== undefined ? modelDownloads : null,
     stream_window: STREAM_WINDOW,
+    models: null,
+  };
+  if (models === undefined) return init;
+  const s3 = models.dir?.kind === "s3" || (models.sources ?? []).some((s) => s.location.kind === "s3");
+  return {
+    ...init,
+    model_dir: s3 && modelDownloads !== undefined ? modelDownloads : null,
+    // Read where they are, not from the staged copy: a version added there is served live.
+    models: {
+      sources:
+        models.sources?.map((s) => ({ name: s.name, path: _modelLocation(s.location, project.root)! })) ??
+          null,
+      dir: models.dir === undefined ? null : _modelLocation(models.dir, project.root),
+      cache_size: models.cacheSize ?? null,
+      disk_cache_size: models.diskCacheSize ?? null,
+    },
   };
 }
 

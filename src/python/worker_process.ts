@@ -10,6 +10,7 @@ import {
   decodeMessage,
   encodeMessageFrame,
   type InitMessage,
+  type ModelMessage,
   PROTOCOL_VERSION,
   ProtocolError,
   type ReadyMessage,
@@ -42,6 +43,8 @@ export interface WorkerSpawnOptions {
   readonly onLog: (line: string) => void;
   /** Cap on one log line, in characters. */
   readonly maxLogLineChars?: number;
+  /** Receives the worker's `model` events (multi-model APIs). */
+  readonly onModel?: ((event: ModelMessage) => void) | undefined;
 }
 
 /** After the process ended, how long its output pipes may take to close. */
@@ -89,6 +92,7 @@ export class WorkerProcess {
   /** The main channel once the worker connected: written without waiting on `#conns`. */
   #main: Deno.UnixConn | undefined;
   readonly #maxFrame: number;
+  readonly #onModel: ((event: ModelMessage) => void) | undefined;
   /** Outstanding calls, by request id. */
   readonly #calls = new CallRouter((message) => this.#send(message));
   /** Frames waiting to be written, in order; one writer drains them so frames never interleave. */
@@ -108,6 +112,7 @@ export class WorkerProcess {
     this.#child = child;
     this.pid = child.pid;
     this.#maxFrame = options.maxFrameBytes;
+    this.#onModel = options.onModel;
     this.#conns = channel.accept(child.status);
     void child.status.then(() => this.#ended = true);
     const reading = this.#conns.then((conns) => {
@@ -284,7 +289,9 @@ export class WorkerProcess {
   async #readFrames(conn: Deno.UnixConn, ended: Promise<unknown>): Promise<void> {
     try {
       await readPayloads(conn, this.#maxFrame, (payload, transient) => {
-        this.#calls.deliver(decodeMessage(payload), transient);
+        const message = decodeMessage(payload);
+        if (message.type === "model") this.#onModel?.(message);
+        else this.#calls.deliver(message, transient);
       });
     } catch (error) {
       this.#violation(error instanceof Error ? error.message : String(error));

@@ -9,6 +9,11 @@ import bootstrap from "./worker/worker.py" with { type: "text" };
 import init from "./worker/_cortex_serve_worker/__init__.py" with { type: "text" };
 import answers from "./worker/_cortex_serve_worker/answers.py" with { type: "text" };
 import channel from "./worker/_cortex_serve_worker/channel.py" with { type: "text" };
+import formdata from "./worker/_cortex_serve_worker/formdata.py" with { type: "text" };
+import models from "./worker/_cortex_serve_worker/models.py" with { type: "text" };
+import payloads from "./worker/_cortex_serve_worker/payloads.py" with { type: "text" };
+import realtime from "./worker/_cortex_serve_worker/realtime.py" with { type: "text" };
+import realtimeServe from "./worker/_cortex_serve_worker/realtime_serve.py" with { type: "text" };
 import control from "./worker/_cortex_serve_worker/control.py" with { type: "text" };
 import interfaces from "./worker/_cortex_serve_worker/interfaces.py" with { type: "text" };
 import main from "./worker/_cortex_serve_worker/main.py" with { type: "text" };
@@ -36,6 +41,11 @@ export const WORKER_FILES: readonly WorkerFile[] = [
     "answers.py": answers,
     "channel.py": channel,
     "control.py": control,
+    "formdata.py": formdata,
+    "models.py": models,
+    "payloads.py": payloads,
+    "realtime.py": realtime,
+    "realtime_serve.py": realtimeServe,
     "interfaces.py": interfaces,
     "main.py": main,
     "process.py": process,

@@ -56,6 +56,7 @@ export function runBatch(replica: Replica, jobs: readonly Job[], predictTimeoutM
       jobs.forEach((job, i) => {
         const answer = answers[i]!;
         if (answer instanceof ApiError) job.reject(answer);
+        else if (job.enveloped) job.resolveEnveloped(answer, now - job.arrived);
         else job.resolve({ answer: { type: "body", body: answer }, queueMs: now - job.arrived });
       }),
     (error: Error) => jobs.forEach((job) => job.reject(error)),

@@ -7,6 +7,7 @@ import type { ResolvedApi, ResolvedProject } from "../config/types.ts";
 import type { Logger } from "../log/logger.ts";
 import { apiInitMessage, apiWorkerEnv } from "../python/worker_launch.ts";
 import { WorkerProcess } from "../python/worker_process.ts";
+import type { ModelMessage } from "../python/protocol.ts";
 import { Autoscaler, DEFAULT_SCALE, type ScaleSettings } from "./autoscale.ts";
 import type { BackoffOptions } from "./backoff.ts";
 import { ApiPool } from "./pool.ts";
@@ -47,6 +48,8 @@ export interface RuntimeOptions {
   readonly modelDir?: string;
   /** Where restarts, cancels and scale events are counted (the server's metrics); default none. */
   readonly counters?: SupervisionCounters;
+  /** Told of every model load and eviction of a multi-model API's workers. */
+  readonly onModelEvent?: (api: string, event: ModelMessage) => void;
 }
 
 /** Pools of every API of one project version. */
@@ -188,6 +191,7 @@ export class Deployment {
           maxFrameBytes: rt.maxFrameBytes,
           onLog,
           maxLogLineChars: rt.maxLogLineChars,
+          onModel: rt.onModelEvent === undefined ? undefined : (event) => rt.onModelEvent?.(api.name, event),
         })),
       init: apiInitMessage(this.project, api, dir, rt.modelDir),
       initTimeoutMs: rt.initTimeoutMs,

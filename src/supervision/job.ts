@@ -18,7 +18,8 @@
  * @module
  */
 import type { RunningBatch } from "./batcher.ts";
-import type { ApiError } from "../errors/api_error.ts";
+import { ApiError } from "../errors/api_error.ts";
+import { decodeAnswer, encodeRequest } from "../python/envelope.ts";
 import type { Prediction, SubmitOptions } from "./pool.ts";
 import type { ReplicaBatchRun, ReplicaRun } from "./replica.ts";
 
@@ -35,7 +36,10 @@ const NOTHING = () => {};
 
 /** A prediction in a pool. */
 export class Job {
+  /** What the worker gets: the body, or with {@link SubmitOptions.request} a request envelope. */
   readonly sample: Uint8Array;
+  /** The sample is a request envelope, and a body answer an answer envelope (../python/envelope.ts). */
+  readonly enveloped: boolean;
   readonly debug: boolean;
   /** `performance.now()` when it arrived. */
   readonly arrived: number;
@@ -60,12 +64,13 @@ export class Job {
   /** A job queued now, to wait at most `queueTimeoutMs`; `resolve` and `reject` answer its caller. */
   constructor(
     sample: Uint8Array,
-    options: Pick<SubmitOptions, "debug" | "onBatch">,
+    options: Pick<SubmitOptions, "debug" | "onBatch" | "request">,
     queueTimeoutMs: number,
     resolve: (value: Prediction) => void,
     reject: (error: Error) => void,
   ) {
-    this.sample = sample;
+    this.enveloped = options.request !== undefined;
+    this.sample = options.request === undefined ? sample : encodeRequest(options.request, sample);
     this.debug = options.debug;
     this.onBatch = options.onBatch;
     this.arrived = performance.now();
@@ -139,6 +144,24 @@ export class Job {
   /** Its run answered. */
   resolve(prediction: Prediction): void {
     this.#resolve(prediction);
+  }
+
+  /** Its run answered with an answer envelope: the body, its content type, status and headers. */
+  resolveEnveloped(bytes: Uint8Array, queueMs: number): void {
+    let answer;
+    try {
+      answer = decodeAnswer(bytes);
+    } catch (error) {
+      this.#reject(new ApiError("PREDICT_FAILED", `The worker's answer could not be read: ${String(error)}`));
+      return;
+    }
+    this.#resolve({
+      answer: { type: "body", body: answer.body },
+      queueMs,
+      contentType: answer.contentType,
+      status: answer.status,
+      headers: answer.headers,
+    });
   }
 
   /** Its run failed. */

@@ -48,6 +48,7 @@ import {
 import { BoundedQueue } from "./queue.ts";
 import type { Replica, RunAnswer } from "./replica.ts";
 import type { ReplicaState } from "./replica_states.ts";
+import type { RequestMeta } from "../python/envelope.ts";
 import { ReplicaSet } from "./replica_set.ts";
 
 export { PIPELINE_MAX_SERVICE_MS } from "./pipelining.ts";
@@ -59,12 +60,26 @@ export interface SubmitOptions {
   readonly signal?: AbortSignal;
   /** Told the size of the batch the request runs in (server-side batching only). */
   readonly onBatch?: ((size: number) => void) | undefined;
+  /**
+   * The request's Content-Type, query and headers, for an API whose worker
+   * parses the payload by Content-Type (`realtime_predictor`, Cortex 0.17+):
+   * the sample is then the raw body, sent with them in one envelope
+   * (../python/envelope.ts), and the answer carries its own content type,
+   * status and headers. Absent for the other dialects (the sample is JSON).
+   */
+  readonly request?: RequestMeta | undefined;
 }
 
 /** A prediction (a body, or a stream of items) and how long it waited for a replica. */
 export interface Prediction {
   readonly answer: RunAnswer;
   readonly queueMs: number;
+  /** With {@link SubmitOptions.request}: the answer's Content-Type (a body answer only). */
+  readonly contentType?: string;
+  /** With {@link SubmitOptions.request}: the answer's HTTP status (a body answer only). */
+  readonly status?: number;
+  /** With {@link SubmitOptions.request}: headers the answer sets, e.g. a passed-through Response's. */
+  readonly headers?: readonly (readonly [string, string])[];
 }
 
 /** Settings of a pool. */
@@ -373,7 +388,9 @@ export class ApiPool {
     run.answer.then(
       (answer) => {
         if (answer.type === "stream") this.#pipelining.streamed();
-        job.resolve({ answer, queueMs: job.startedAt - job.arrived });
+        const queueMs = job.startedAt - job.arrived;
+        if (job.enveloped && answer.type === "body") job.resolveEnveloped(answer.body, queueMs);
+        else job.resolve({ answer, queueMs });
       },
       (error: Error) => job.reject(error),
     );

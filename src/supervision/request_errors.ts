@@ -48,7 +48,12 @@ export function requestError(error: unknown, context: FailureContext): ApiError 
       return new ApiError("OUT_OF_MEMORY", error.message, { detail: error.traceback });
     }
     if (error.kind === "sample") {
-      return new ApiError("BAD_REQUEST", `The request body is not valid JSON: ${error.message}`);
+      // The Cortex 0.17+ worker parses by Content-Type and words its own message.
+      const own = error.message.startsWith("The request body");
+      return new ApiError(
+        "BAD_REQUEST",
+        own ? error.message : `The request body is not valid JSON: ${error.message}`,
+      );
     }
     return new ApiError("PREDICT_FAILED", error.message, { detail: error.traceback });
   }

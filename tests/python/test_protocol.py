@@ -79,6 +79,7 @@ class ProtocolTableTest(unittest.TestCase):
             "init", protocol=TABLE["version"] if version is None else version, api="api",
             inference=self.inference, metadata={}, python_root=None, project_dir=self.dir,
             interface="init_metadata", model=None, model_dir=None, stream_window=TABLE["stream_window"],
+            models=None,
         )
 
     def converse(self, init, frames):

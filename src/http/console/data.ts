@@ -10,6 +10,7 @@ import type { ApiPool } from "../../supervision/pool.ts";
 import type { RequestStats } from "../stats.ts";
 import { type ApiState, type ReplicaState, STATE_INFO } from "../../supervision/replica_states.ts";
 import { apiStatus } from "../status.ts";
+import { splitterStatus } from "../splitter.ts";
 import type { ConsoleActivity } from "./activity.ts";
 import type { JobService } from "../../jobs/service.ts";
 
@@ -50,6 +51,9 @@ export function consoleData(sources: ConsoleSources, nowMs = Date.now()): Record
         last_minute: activity.lastMinute(api.name, nowMs),
       };
     }),
+    splitters: (project.splitters ?? []).map((splitter) =>
+      splitterStatus(splitter, pools, new Map(project.apis.map((api) => [api.name, api.endpoint])))
+    ),
     requests: activity.recentRequests(),
     logs: activity.recentLogs(),
   };

@@ -138,6 +138,7 @@ function render(data) {
   els.deployment.textContent = data.deployment;
   document.title = `${data.deployment} · cortex-serve console`;
   renderApis(data.apis);
+  els.apis.append(...(data.splitters ?? []).map(splitterCard));
   renderRequests(data.requests);
   renderLogs(data.logs);
 }
@@ -196,6 +197,30 @@ function apiCard(api) {
   card.append(head, endpoint, stats);
   if (api.last_error) card.append(el("p", `Last error: ${api.last_error}`, "last-error"));
   card.append(activityChart(minute));
+  return card;
+}
+
+/** A TrafficSplitter: its endpoint and each API's share. @param {any} splitter */
+function splitterCard(splitter) {
+  const card = document.createElement("article");
+  card.className = "api-card";
+  const head = document.createElement("div");
+  head.className = "api-head";
+  const state = splitter.status === "ready" ? "ready" : "starting";
+  const badge = el("span", `splitter · ${splitter.status}`, `badge state-${state}`);
+  badge.setAttribute("aria-label", `traffic splitter, ${splitter.status}`);
+  head.append(el("h3", splitter.name), badge);
+  const endpoint = el("p", "", "endpoint");
+  endpoint.append(el("code", `POST ${splitter.endpoint}`));
+  const shares = document.createElement("dl");
+  shares.className = "stats";
+  for (const target of splitter.apis) {
+    const item = document.createElement("div");
+    const share = target.shadow ? `${target.weight}% mirrored` : `${target.weight}%`;
+    item.append(el("dt", target.api), el("dd", `${share} · ${target.status}`));
+    shares.append(item);
+  }
+  card.append(head, endpoint, shares);
   return card;
 }
 

@@ -30,5 +30,10 @@ Modules, from the bottom up:
 - answers: a prediction to JSON bytes, streams, batch shapes;
 - control: which request runs, and how a cancel reaches it;
 - serve: the request loop (Worker);
+- payloads, formdata: the Cortex 0.17+ request envelope and its payload by
+  Content-Type (Starlette's classes, or formdata's stand-ins);
+- realtime, realtime_serve: the Cortex 0.17+ PythonPredictor / 0.34+ Handler
+  and its answer paths (typed answers, post_predict, callbacks);
+- models: python_client.get_model for multi-model predictors;
 - main: argument parsing and process setup.
 """

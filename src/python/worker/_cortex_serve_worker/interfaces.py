@@ -211,4 +211,9 @@ def build_interface(module, message, relative):
     """Checks the file's signatures against the interface cortex.yaml asks for."""
     if message.get("interface") == "python_predictor":
         return class_interface(module, message, relative)
+    if message.get("interface") in ("realtime_predictor", "realtime_handler"):
+        from .process import log
+        from .realtime import realtime_interface  # it builds on this module
+
+        return realtime_interface(module, message, relative, log)
     return module_interface(module, message, relative)

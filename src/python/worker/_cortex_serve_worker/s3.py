@@ -36,19 +36,15 @@ class _NotFound(Exception):
     """No object or prefix of the URL's name."""
 
 
-def download_s3(url, cache_root):
-    """Downloads an S3 object or prefix into `cache_root`; reused while its ETags are unchanged."""
-    try:
-        import boto3
-        import botocore
-        import botocore.config
-        import botocore.exceptions
-        import botocore.session
-    except ImportError:
-        raise _model_failure(
-            url, "downloading it needs boto3, which this Python lacks",
-            "apt-get install python3-boto3 (Debian) or add boto3 to requirements.txt, " + LOCAL_FIX,
-        )
+def s3_client():
+    """(client, signed): a boto3 S3 client, signed with the credentials boto3 finds without asking
+    the network (the instance metadata only when enabled), unsigned without any. ImportError
+    without boto3."""
+    import boto3
+    import botocore
+    import botocore.config
+    import botocore.session
+
     core = botocore.session.get_session()
     if os.environ.get("CORTEX_AWS_INSTANCE_METADATA") != "1":
         # Look for credentials without asking the network: the EC2 instance
@@ -68,6 +64,20 @@ def download_s3(url, cache_root):
         s3={"addressing_style": "path"} if endpoint else {},
         **({} if signed else {"signature_version": botocore.UNSIGNED}),
     ))
+    return client, signed
+
+
+def download_s3(url, cache_root):
+    """Downloads an S3 object or prefix into `cache_root`; reused while its ETags are unchanged."""
+    try:
+        import botocore.exceptions
+
+        client, signed = s3_client()
+    except ImportError:
+        raise _model_failure(
+            url, "downloading it needs boto3, which this Python lacks",
+            "apt-get install python3-boto3 (Debian) or add boto3 to requirements.txt, " + LOCAL_FIX,
+        )
     # Without credentials, a failure says so: the anonymous try was the only one.
     anonymous = "" if signed else "boto3 found no AWS credentials, and the anonymous (unsigned) download failed: "
     try:
@@ -148,3 +158,50 @@ def _s3_objects(client, bucket, key, client_error):
             if rel and not rel.endswith("/"):
                 found.append((os.path.join(_prefix_name(key), rel), item["Key"], item.get("ETag", "")))
     return found
+
+
+def _multi_client():
+    try:
+        return s3_client()[0]
+    except ImportError:
+        raise ValueError(
+            "s3:// models need boto3, which this Python lacks: apt-get install python3-boto3 (Debian) "
+            "or add boto3 to requirements.txt, or copy the models to a local directory"
+        )
+
+
+def list_prefix(url):
+    """The versions under an s3:// model directory (multi-model): {version: [(relative path, key)]};
+    objects not under a numbered folder make version "1" (an unversioned model)."""
+    client = _multi_client()
+    bucket, _, key = url[len("s3://"):].partition("/")
+    prefix = key.rstrip("/") + "/" if key else ""
+    versions = {}
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for item in page.get("Contents", []):
+            rel = item["Key"][len(prefix):]
+            if not rel or rel.endswith("/"):
+                continue
+            head, _, rest = rel.partition("/")
+            if head.isdigit() and rest:
+                versions.setdefault(head, []).append((rest, item["Key"]))
+            else:
+                versions.setdefault("1", []).append((rel, item["Key"]))
+    return versions
+
+
+def download_keys(url, objects, target):
+    """Downloads `objects` ((relative path, key) pairs in the bucket of `url`) into the directory `target`."""
+    client = _multi_client()
+    bucket = url[len("s3://"):].partition("/")[0]
+    partial = "%s.part-%d" % (target, os.getpid())
+    for rel, key in objects:
+        path = os.path.join(partial, rel)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        client.download_file(bucket, key, path)
+    if os.path.isdir(target):
+        import shutil
+
+        shutil.rmtree(target)
+    os.replace(partial, target)
+    log("model %s: %d file(s) downloaded into %s" % (url, len(objects), target))

@@ -3,6 +3,7 @@ time in order (Worker.serve), each answered as a raw `result`, a stream of
 `item` frames and `end`, or an `error`. The hot path: names it uses per
 request are bound at import or kept in locals."""
 
+import functools
 import os
 import sys
 import traceback
@@ -45,6 +46,14 @@ class Worker:
         try:
             module = load_user_module(message)
             self.interface = build_interface(module, message, relative)
+            if message.get("interface") in ("realtime_predictor", "realtime_handler"):
+                # Requests come as envelopes (payload by Content-Type), answers go as envelopes.
+                from . import realtime_serve  # Starlette only for the dialects that use it
+
+                self.predict = functools.partial(realtime_serve.predict, self)
+                self.predict_batch = functools.partial(realtime_serve.predict_batch, self)
+                if self.interface.models is not None:
+                    self.interface.models.emit = self.channel.send  # load/evict events, for the metrics
             model_path = resolve_model(message)
             try:
                 self.interface.init(model_path)
