@@ -11,6 +11,10 @@
  * answered is ./request_errors.ts. The replica owns its worker and its
  * state; the pool (./pool.ts) owns the queue and hands one job at a time to
  * a `ready` replica through {@link Replica.run}.
+ *
+ * About 400 lines, on purpose: the supervision loop and the state it drives
+ * are one class, whose private fields both read; the parts that separate
+ * (calls, errors, init, memory, backoff, the table) are apart already.
  */
 import type { InitMessage } from "../python/protocol.ts";
 import { describeExit, type WorkerExit } from "../python/worker_process.ts";
