@@ -23,6 +23,7 @@ import {
   type Context,
   context,
   type HrTime,
+  type Span,
   SpanStatusCode,
   trace,
   type Tracer,
@@ -93,17 +94,25 @@ function nameRequest(method: string, route: string): void {
 const tracedPools = new WeakSet<ApiPool>();
 const tracedLoggers = new WeakSet<Logger>();
 
-/** Wraps `pool.submit` so that each prediction records its spans under the request's. */
+/**
+ * Wraps `pool.submit` so that each prediction records its spans under the
+ * request's. A request that runs alone starts its `predict` span when a
+ * replica takes it, and the worker is sent that span's context (user code
+ * parents its own spans on it); a batched one's spans are recorded when the
+ * batch answers.
+ */
 export function tracePool(pool: ApiPool, api: ResolvedApi, tracer: Tracer): void {
   if (tracedPools.has(pool)) return;
   tracedPools.add(pool);
   const submit = pool.submit.bind(pool);
   const batched = api.batching !== undefined;
+  const attributes = { "cortex.api": api.name };
   pool.submit = (sample: Uint8Array, options: SubmitOptions): Promise<Prediction> => {
     const parent = context.active();
     trace.getSpan(parent)?.setAttribute("cortex.api", api.name);
     const arrived = now();
     let batchSize: number | undefined;
+    let predict: { span: Span; started: number; context: Uint8Array } | undefined;
     const onBatch = options.onBatch;
     const traced: SubmitOptions = batched
       ? {
@@ -113,38 +122,47 @@ export function tracePool(pool: ApiPool, api: ResolvedApi, tracer: Tracer): void
           onBatch?.(size);
         },
       }
-      : options;
+      : {
+        ...options,
+        trace: () => {
+          // Taken again after its worker was lost before starting it: the same span.
+          if (predict !== undefined) return predict.context;
+          const started = now();
+          const span = tracer.startSpan("predict", { startTime: hr(started), attributes }, parent);
+          predict = { span, started, context: traceContext(span) };
+          return predict.context;
+        },
+      };
     return submit(sample, traced).then(
       (prediction) => {
+        if (predict !== undefined) {
+          record(tracer, parent, "queue", arrived, predict.started, attributes);
+          predict.span.setAttribute("cortex.answer", prediction.answer.type);
+          predict.span.end(hr(now()));
+          return prediction;
+        }
         const started = arrived + prediction.queueMs;
-        const attributes = { "cortex.api": api.name };
         record(tracer, parent, "queue", arrived, started, attributes);
         let predictParent = parent;
-        if (batched) {
-          const batch = tracer.startSpan("batch", {
+        const batch = batched
+          ? tracer.startSpan("batch", {
             startTime: hr(started),
             attributes: { ...attributes, "cortex.batch.size": batchSize ?? 1 },
-          }, parent);
-          predictParent = trace.setSpan(parent, batch);
-          record(tracer, predictParent, "predict", started, now(), {
-            ...attributes,
-            "cortex.answer": prediction.answer.type,
-          });
-          batch.end(hr(now()));
-        } else {
-          record(tracer, parent, "predict", started, now(), {
-            ...attributes,
-            "cortex.answer": prediction.answer.type,
-          });
-        }
+          }, parent)
+          : undefined;
+        if (batch !== undefined) predictParent = trace.setSpan(parent, batch);
+        record(tracer, predictParent, "predict", started, now(), {
+          ...attributes,
+          "cortex.answer": prediction.answer.type,
+        });
+        batch?.end(hr(now()));
         return prediction;
       },
       (error: unknown) => {
         const code = error instanceof ApiError ? error.code : "INTERNAL";
-        const span = tracer.startSpan("predict", {
-          startTime: hr(arrived),
-          attributes: { "cortex.api": api.name, "cortex.error.code": code },
-        }, parent);
+        const span = predict?.span ??
+          tracer.startSpan("predict", { startTime: hr(arrived), attributes }, parent);
+        span.setAttribute("cortex.error.code", code);
         span.setStatus({
           code: SpanStatusCode.ERROR,
           message: error instanceof Error ? error.message : String(error),
@@ -155,6 +173,16 @@ export function tracePool(pool: ApiPool, api: ResolvedApi, tracer: Tracer): void
     );
   };
 }
+
+/** A span's W3C trace context as the worker gets it: `traceparent`, and `\n` `tracestate` when there is one. */
+export function traceContext(span: Span): Uint8Array {
+  const { traceId, spanId, traceFlags, traceState } = span.spanContext();
+  const flags = (traceFlags & 0xff).toString(16).padStart(2, "0");
+  const state = traceState?.serialize() ?? "";
+  return ASCII.encode(`00-${traceId}-${spanId}-${flags}${state === "" ? "" : `\n${state}`}`);
+}
+
+const ASCII = new TextEncoder();
 
 /** Adds `trace_id` and `span_id` to the lines `logger` writes while a traced request is handled. */
 export function traceLogs(logger: Logger): void {

@@ -109,8 +109,11 @@ export class CallRouter {
     return route.reply.promise;
   }
 
-  /** Sends one request; `gone` fails it at once instead (the worker is not running). */
-  single(sample: Uint8Array, debug: boolean, gone: Error | undefined): PredictCall {
+  /**
+   * Sends one request, with the W3C trace context `trace` when tracing; `gone`
+   * fails it at once instead (the worker is not running).
+   */
+  single(sample: Uint8Array, debug: boolean, gone: Error | undefined, trace?: Uint8Array): PredictCall {
     const id = this.#nextId++;
     const route: SingleRoute = {
       kind: "single",
@@ -121,7 +124,7 @@ export class CallRouter {
       cancelled: false,
     };
     route.answer.promise.catch(() => {}); // a caller may only watch `finished`
-    this.#start(route, [id], gone, { type: "predict", id, sample, debug });
+    this.#start(route, [id], gone, { type: "predict", id, sample, debug, trace });
     return {
       id,
       answer: route.answer.promise,

@@ -204,8 +204,8 @@ export class WorkerProcess {
    * Sends one request. The answer is a body, or a {@link PredictStream} when
    * the user's `predict` returned a generator or iterator.
    */
-  run(sample: Uint8Array, debug: boolean): PredictCall {
-    return this.#calls.single(sample, debug, this.#gone());
+  run(sample: Uint8Array, debug: boolean, trace?: Uint8Array): PredictCall {
+    return this.#calls.single(sample, debug, this.#gone(), trace);
   }
 
   /**

@@ -63,6 +63,12 @@ export interface SubmitOptions {
    * status and headers. Absent for the other dialects (the sample is JSON).
    */
   readonly request?: RequestMeta | undefined;
+  /**
+   * Tracing only (../http/tracing.ts): called when a replica takes the
+   * request (not one of a batch), returns the W3C trace context the worker
+   * runs it in (see PredictMessage in ../python/protocol.ts).
+   */
+  readonly trace?: (() => Uint8Array) | undefined;
 }
 
 /** A prediction (a body, or a stream of items) and how long it waited for a replica. */
@@ -378,7 +384,12 @@ export class ApiPool {
   #start(replica: Replica, job: Job): void {
     this.#inFlight++;
     const predictTimeoutMs = this.#o.predictTimeoutMs;
-    const run = replica.run(job.sample, job.debug, () => job.begin(performance.now(), predictTimeoutMs));
+    const run = replica.run(
+      job.sample,
+      job.debug,
+      () => job.begin(performance.now(), predictTimeoutMs),
+      job.trace?.(),
+    );
     job.send(run);
     run.answer.then(
       (answer) => {

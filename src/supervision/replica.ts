@@ -172,11 +172,12 @@ export class Replica {
    * sent behind it that had not started is `returned`, never run.
    *
    * The answer rejects with an ApiError (see ./request_errors.ts), or the
-   * error given to `withdraw`.
+   * error given to `withdraw`. `trace` is sent with the request: the W3C
+   * trace context user code runs in (only while tracing).
    */
-  run(sample: Uint8Array, debug: boolean, onStart?: () => void): ReplicaRun {
+  run(sample: Uint8Array, debug: boolean, onStart?: () => void, trace?: Uint8Array): ReplicaRun {
     const worker = this.#dispatch();
-    return startRun(worker.run(sample, debug), this.#calls, onStart, this.#failure);
+    return startRun(worker.run(sample, debug, trace), this.#calls, onStart, this.#failure);
   }
 
   /**

@@ -30,7 +30,8 @@ export interface ReplicaWorker {
   readonly alive: boolean;
   readonly exited: Promise<WorkerExit>;
   init(message: Omit<InitMessage, "type">): Promise<ReadyMessage>;
-  run(sample: Uint8Array, debug: boolean): PredictCall;
+  /** `trace`: the W3C trace context the request runs in (see PredictMessage), only while tracing. */
+  run(sample: Uint8Array, debug: boolean, trace?: Uint8Array): PredictCall;
   /**
    * One `predict(list, metadata)` call for several requests (server-side
    * batching): `outcomes` has one outcome per sample, in order, or rejects

@@ -118,6 +118,8 @@ class ProtocolTableTest(unittest.TestCase):
         self.assertEqual(protocol.RAW_PREDICT, TABLE["raw_predict"])
         self.assertEqual(protocol.RAW_RESULT, TABLE["raw_result"])
         self.assertEqual(protocol.FLAG_DEBUG, TABLE["flag_debug"])
+        self.assertEqual(protocol.FLAG_TRACE, TABLE["flag_trace"])
+        self.assertEqual(protocol.TRACE_LENGTH.size, TABLE["trace_length_bytes"])
         self.assertEqual(protocol.STREAM_WINDOW, TABLE["stream_window"])
         self.assertEqual(protocol.HEADER.size, TABLE["frame_header_bytes"])
         self.assertEqual(protocol.RAW_PREDICT_HEAD.size, TABLE["raw_predict_head_bytes"])
@@ -142,6 +144,33 @@ class ProtocolTableTest(unittest.TestCase):
         self.assertEqual([(m["id"], m["prediction"]) for m in sent[7:]], [(5, b'"boom"'), (6, b"1")])
         self.assert_table_fields(sent)
         self.assertLessEqual(init.read, set(TABLE["server_messages"]["init"]) | {"type"})
+
+    def test_a_traced_predict_runs_in_its_context_and_only_then(self):
+        with open(self.inference, "w") as f:
+            f.write(
+                "import cortex_serve_trace\n"
+                "def predict(sample, metadata):\n"
+                "    if sample == 'stream':\n"
+                "        return (cortex_serve_trace.traceparent() for _ in range(2))\n"
+                "    return [cortex_serve_trace.traceparent(), cortex_serve_trace.tracestate(),\n"
+                "            cortex_serve_trace.headers()]\n"
+            )
+        parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+        frames = (
+            raw_predict(1, b"1", trace=parent) + raw_predict(2, b"2")
+            + raw_predict(3, b"3", debug=True, trace=parent + "\nvendor=a:b")
+            + raw_predict(4, b'"stream"', trace=parent) + message(server_message("shutdown"))
+        )
+        sent = self.converse(self.init_message(), frames)
+        self.assertEqual([m["type"] for m in sent], ["ready", "result", "result", "result", "item", "item", "end"])
+        loads = [json.loads(m["prediction"]) for m in sent[1:4]]
+        self.assertEqual(loads[0], [parent, None, {"traceparent": parent}])
+        self.assertEqual(loads[1], [None, None, {}])
+        self.assertEqual(loads[2], [parent, "vendor=a:b", {"traceparent": parent, "tracestate": "vendor=a:b"}])
+        self.assertEqual([json.loads(m["value"]) for m in sent[4:6]], [parent, parent])
+        import cortex_serve_trace
+        self.assertIsNone(cortex_serve_trace.traceparent())
+        self.assertNotIn("opentelemetry", sys.modules)
 
     def test_another_version_is_refused_with_the_tables_init_error(self):
         sent = self.converse(self.init_message(version=TABLE["version"] - 1), b"")

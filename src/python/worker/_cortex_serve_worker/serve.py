@@ -14,6 +14,7 @@ from .interfaces import Interface, build_interface
 from .process import flush_output, log, truncate
 from .protocol import PROTOCOL_VERSION, STREAM_WINDOW, Job, ProtocolViolation, cancelled_error, error_frame
 from .s3 import resolve_model
+from .tracing import run_traced
 from .user_module import InitFailure, describe, load_user_module
 
 
@@ -88,7 +89,10 @@ class Worker:
                 return
             try:
                 if job.samples is None:
-                    self.predict(job)
+                    if job.trace is None:
+                        self.predict(job)
+                    else:
+                        run_traced(self.predict, job)
                 else:
                     self.predict_batch(job)
             except Cancelled:
