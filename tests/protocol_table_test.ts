@@ -133,4 +133,14 @@ Deno.test("frame layouts and the default window are the table's", () => {
   assert.equal(frame.byteLength - HEADER_BYTES - bytes.byteLength, PROTOCOL_TABLE.raw_predict_head_bytes);
   assert.equal(RAW_PREDICT_HEAD, PROTOCOL_TABLE.raw_predict_head_bytes);
   assert.equal(frame[HEADER_BYTES + RAW_PREDICT_HEAD - 1], PROTOCOL_TABLE.flag_debug);
+  // With a trace context: the trace flag, its length, the context, then the sample.
+  const trace = new TextEncoder().encode("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+  const traced = encodeMessageFrame({ type: "predict", id: 1, sample: bytes, debug: false, trace }, 1 << 20);
+  const at = HEADER_BYTES + RAW_PREDICT_HEAD;
+  assert.equal(traced[at - 1], PROTOCOL_TABLE.flag_trace);
+  assert.equal((traced[at]! << 8) | traced[at + 1]!, trace.byteLength);
+  assert.equal(PROTOCOL_TABLE.trace_length_bytes, 2);
+  assert.deepEqual(traced.subarray(at + 2, at + 2 + trace.byteLength), trace);
+  assert.deepEqual(traced.subarray(at + 2 + trace.byteLength), bytes);
+  assert.equal(new DataView(traced.buffer).getUint32(0), traced.byteLength - HEADER_BYTES);
 });

@@ -81,10 +81,38 @@ const FILES = {
   name: fails
   python:
     inference: fails.py
+- kind: api
+  name: context
+  python:
+    inference: context.py
+- kind: api
+  name: batched-context
+  python:
+    inference: batched_context.py
+  server_side_batching:
+    max_batch_size: 2
+    batch_interval: 5ms
 `,
   "plain.py": "def predict(sample, metadata):\n    return {'echo': sample}\n",
   "batched.py": "def predict(samples, metadata):\n    return [s * 2 for s in samples]\n",
   "fails.py": "def predict(sample, metadata):\n    raise RuntimeError('broken on purpose')\n",
+  // User code reads the request's trace context through the documented module.
+  "context.py": `import sys
+import cortex_serve_trace
+
+def pre_inference(sample, metadata):
+    return [cortex_serve_trace.traceparent()]
+
+def predict(sample, metadata):
+    sample.append(cortex_serve_trace.headers())
+    sample.append("opentelemetry" in sys.modules)
+    return sample
+
+def post_inference(prediction, metadata):
+    return prediction + [cortex_serve_trace.traceparent()]
+`,
+  "batched_context.py":
+    "import cortex_serve_trace\ndef predict(samples, metadata):\n    return [cortex_serve_trace.traceparent() for s in samples]\n",
 };
 
 const TRACE = "4bf92f3577b34da6a3ce929d0e0e4736";
@@ -105,6 +133,8 @@ Deno.test("tracing: spans over OTLP/HTTP continue traceparent, with queue, batch
       },
     });
     const traceparent = (n: number) => `00-${TRACE.slice(0, -1)}${n}-${PARENT}-01`;
+    let seen: Json;
+    let seenInBatch: Json;
     try {
       const post = async (path: string, body: string, n: number) => {
         const res = await fetch(server.url + path, {
@@ -118,6 +148,17 @@ Deno.test("tracing: spans over OTLP/HTTP continue traceparent, with queue, batch
       assert.equal(await post("/t/plain", '{"a": 1}', 1), 200);
       assert.equal(await post("/t/batched", "21", 2), 200);
       assert.equal(await post("/t/fails", "{}", 3), 500);
+      const answer = async (path: string, n: number) => {
+        const res = await fetch(server.url + path, {
+          method: "POST",
+          body: "{}",
+          headers: { traceparent: traceparent(n) },
+        });
+        assert.equal(res.status, 200);
+        return await res.json();
+      };
+      seen = await answer("/t/context", 5);
+      seenInBatch = await answer("/t/batched-context", 6);
       const health = await fetch(`${server.url}/healthz`, { headers: { traceparent: traceparent(4) } });
       await health.body?.cancel();
       await server.waitFor((r) => r.msg === "request" && r.api === "fails");
@@ -164,6 +205,18 @@ Deno.test("tracing: spans over OTLP/HTTP continue traceparent, with queue, batch
     assert.equal(failedPredict.status.code, 2);
     assert.match(failedPredict.status.message ?? "", /broken on purpose/);
     assert.equal(failedPredict.attributes["cortex.error.code"], "PREDICT_FAILED");
+
+    // User code saw the trace context of its request's predict span, in the hooks and in predict.
+    const context = trees(5);
+    const contextRequest = context.find((s) => s.parentSpanId === PARENT)!;
+    const contextPredict = childrenOf(context, contextRequest).find((s) => s.name === "predict");
+    assert.ok(contextPredict, JSON.stringify(context.map((s) => s.name)));
+    const expected = `00-${TRACE.slice(0, -1)}5-${contextPredict.spanId}-01`;
+    assert.deepEqual(seen, [expected, { traceparent: expected }, false, expected]);
+    const contextQueue = childrenOf(context, contextRequest).find((s) => s.name === "queue")!;
+    assert.ok(contextQueue.end <= contextPredict.start, "queue ends when the predict span starts");
+    // A batched request's predict runs for several traces: it gets none.
+    assert.deepEqual(seenInBatch, null);
 
     // Routed requests are named by their route too.
     const probe = trees(4).find((s) => s.parentSpanId === PARENT);
