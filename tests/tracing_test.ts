@@ -152,7 +152,7 @@ Deno.test("tracing: spans over OTLP/HTTP continue traceparent, with queue, batch
         const res = await fetch(server.url + path, {
           method: "POST",
           body: "{}",
-          headers: { traceparent: traceparent(n) },
+          headers: { traceparent: traceparent(n), tracestate: "vendor=a:b" },
         });
         assert.equal(res.status, 200);
         return await res.json();
@@ -212,6 +212,7 @@ Deno.test("tracing: spans over OTLP/HTTP continue traceparent, with queue, batch
     const contextPredict = childrenOf(context, contextRequest).find((s) => s.name === "predict");
     assert.ok(contextPredict, JSON.stringify(context.map((s) => s.name)));
     const expected = `00-${TRACE.slice(0, -1)}5-${contextPredict.spanId}-01`;
+    // The runtime's request span does not carry an incoming tracestate (Deno 2.9): there is none to pass on.
     assert.deepEqual(seen, [expected, { traceparent: expected }, false, expected]);
     const contextQueue = childrenOf(context, contextRequest).find((s) => s.name === "queue")!;
     assert.ok(contextQueue.end <= contextPredict.start, "queue ends when the predict span starts");

@@ -160,6 +160,7 @@ export function tracePool(pool: ApiPool, api: ResolvedApi, tracer: Tracer): void
       },
       (error: unknown) => {
         const code = error instanceof ApiError ? error.code : "INTERNAL";
+        if (predict !== undefined) record(tracer, parent, "queue", arrived, predict.started, attributes);
         const span = predict?.span ??
           tracer.startSpan("predict", { startTime: hr(arrived), attributes }, parent);
         span.setAttribute("cortex.error.code", code);
@@ -174,13 +175,20 @@ export function tracePool(pool: ApiPool, api: ResolvedApi, tracer: Tracer): void
   };
 }
 
-/** A span's W3C trace context as the worker gets it: `traceparent`, and `\n` `tracestate` when there is one. */
+/**
+ * A span's W3C trace context as the worker gets it: `traceparent`, and `\n`
+ * `tracestate` when there is one within the W3C limit of 512 characters
+ * (a longer one is dropped, as the W3C specification allows).
+ */
 export function traceContext(span: Span): Uint8Array {
   const { traceId, spanId, traceFlags, traceState } = span.spanContext();
   const flags = (traceFlags & 0xff).toString(16).padStart(2, "0");
   const state = traceState?.serialize() ?? "";
-  return ASCII.encode(`00-${traceId}-${spanId}-${flags}${state === "" ? "" : `\n${state}`}`);
+  const keep = state !== "" && state.length <= MAX_TRACESTATE_CHARS;
+  return ASCII.encode(`00-${traceId}-${spanId}-${flags}${keep ? `\n${state}` : ""}`);
 }
+
+const MAX_TRACESTATE_CHARS = 512;
 
 const ASCII = new TextEncoder();
 
