@@ -43,7 +43,13 @@ const SERVER_EXAMPLES: {
     stream_window: STREAM_WINDOW,
     models: null,
   },
-  predict_batch: { type: "predict_batch", ids: [1, 2], samples: [bytes, bytes], debug: false },
+  predict_batch: {
+    type: "predict_batch",
+    ids: [1, 2],
+    samples: [bytes, bytes],
+    debug: false,
+    traces: [bytes, bytes],
+  },
   credit: { type: "credit", id: 1, n: 2 },
   cancel: { type: "cancel", id: 1 },
   shutdown: { type: "shutdown" },
@@ -97,6 +103,13 @@ Deno.test("the server sends each message with exactly the table's fields", () =>
     >;
     assert.deepEqual(sorted(Object.keys(sent)), sorted(["type", ...fields]), type);
   }
+  // `traces` only while tracing: the key is absent otherwise.
+  const { traces: _traces, ...untraced } = SERVER_EXAMPLES.predict_batch;
+  const sent = decode(encodeMessageFrame(untraced, 1 << 20).subarray(HEADER_BYTES)) as Record<
+    string,
+    unknown
+  >;
+  assert.deepEqual(sorted(Object.keys(sent)), sorted(["type", "ids", "samples", "debug"]));
 });
 
 Deno.test("each worker message of the table decodes, and lacks nothing the table lists", () => {

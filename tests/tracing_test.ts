@@ -112,7 +112,7 @@ def post_inference(prediction, metadata):
     return prediction + [cortex_serve_trace.traceparent()]
 `,
   "batched_context.py":
-    "import cortex_serve_trace\ndef predict(samples, metadata):\n    return [cortex_serve_trace.traceparent() for s in samples]\n",
+    "import cortex_serve_trace\ndef predict(samples, metadata):\n    return [[cortex_serve_trace.traceparent(), cortex_serve_trace.traceparents()] for s in samples]\n",
 };
 
 const TRACE = "4bf92f3577b34da6a3ce929d0e0e4736";
@@ -216,8 +216,13 @@ Deno.test("tracing: spans over OTLP/HTTP continue traceparent, with queue, batch
     assert.deepEqual(seen, [expected, { traceparent: expected }, false, expected]);
     const contextQueue = childrenOf(context, contextRequest).find((s) => s.name === "queue")!;
     assert.ok(contextQueue.end <= contextPredict.start, "queue ends when the predict span starts");
-    // A batched request's predict runs for several traces: it gets none.
-    assert.deepEqual(seenInBatch, null);
+    // A batch's predict serves several traces: it gets each request's, none as its own.
+    const inBatch = trees(6);
+    const inBatchRequest = inBatch.find((s) => s.parentSpanId === PARENT)!;
+    const inBatchBatch = childrenOf(inBatch, inBatchRequest).find((s) => s.name === "batch");
+    assert.ok(inBatchBatch, JSON.stringify(inBatch.map((s) => s.name)));
+    const inBatchPredict = childrenOf(inBatch, inBatchBatch).find((s) => s.name === "predict")!;
+    assert.deepEqual(seenInBatch, [null, [`00-${TRACE.slice(0, -1)}6-${inBatchPredict.spanId}-01`]]);
 
     // Routed requests are named by their route too.
     const probe = trees(4).find((s) => s.parentSpanId === PARENT);

@@ -26,12 +26,13 @@
  *   one), sent only while tracing is on: one request. The server may write
  *   the next `predict` before the previous answer arrived; the worker runs
  *   requests one at a time, in the order received.
- * - `predict_batch` {ids, samples, debug}: one `predict(list, metadata)` call
- *   for several requests (hooks run per sample); answered by one `result` or
- *   `error` per id, in order. A raise (in `predict` or a hook), a return that
- *   is not a list, or a list of the wrong length fails every id (`error`, kind
- *   `predict`); one unserialisable prediction fails its id only (kind
- *   `serialize`).
+ * - `predict_batch` {ids, samples, debug, traces}: one `predict(list,
+ *   metadata)` call for several requests (hooks run per sample); answered by
+ *   one `result` or `error` per id, in order. A raise (in `predict` or a
+ *   hook), a return that is not a list, or a list of the wrong length fails
+ *   every id (`error`, kind `predict`); one unserialisable prediction fails
+ *   its id only (kind `serialize`). `traces`, only while tracing is on (the
+ *   key is absent otherwise): one W3C trace context per id, as in `predict`.
  * - `credit` {id, n}: the server consumed `n` more items of stream `id`.
  * - `cancel` {id}: stop request `id`; the server sends it only for a
  *   request it sent and that is not answered. It travels on the cancel
@@ -127,6 +128,8 @@ export interface PredictBatchMessage {
   /** One UTF-8 JSON request body per id. */
   readonly samples: readonly Uint8Array[];
   readonly debug: boolean;
+  /** Only while tracing: one W3C trace context per id (see PredictMessage), ASCII. */
+  readonly traces?: readonly Uint8Array[];
 }
 
 /** Server → worker: `n` more items of stream `id` may be sent. */

@@ -212,8 +212,8 @@ export class WorkerProcess {
    * Sends one `predict_batch`: the user's `predict` gets the samples as one
    * list. Each sample gets its own outcome; see {@link BatchCall}.
    */
-  runBatch(samples: readonly Uint8Array[], debug: boolean): BatchCall {
-    return this.#calls.batch(samples, debug, this.#gone());
+  runBatch(samples: readonly Uint8Array[], debug: boolean, traces?: readonly Uint8Array[]): BatchCall {
+    return this.#calls.batch(samples, debug, this.#gone(), traces);
   }
 
   /** Asks the worker to exit; kills it if it is still there after `graceMs`. */

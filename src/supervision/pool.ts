@@ -65,8 +65,8 @@ export interface SubmitOptions {
   readonly request?: RequestMeta | undefined;
   /**
    * Tracing only (../http/tracing.ts): called when a replica takes the
-   * request (not one of a batch), returns the W3C trace context the worker
-   * runs it in (see PredictMessage in ../python/protocol.ts).
+   * request (or its batch, after `onBatch`), returns the W3C trace context
+   * the worker runs it in (see PredictMessage in ../python/protocol.ts).
    */
   readonly trace?: (() => Uint8Array) | undefined;
 }

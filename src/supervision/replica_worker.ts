@@ -37,7 +37,7 @@ export interface ReplicaWorker {
    * batching): `outcomes` has one outcome per sample, in order, or rejects
    * when the worker is no longer usable (every request of the batch lost).
    */
-  runBatch(samples: readonly Uint8Array[], debug: boolean): BatchCall;
+  runBatch(samples: readonly Uint8Array[], debug: boolean, traces?: readonly Uint8Array[]): BatchCall;
   /** Asks the worker to exit; kills it after `graceMs`. */
   shutdown(graceMs: number): Promise<WorkerExit>;
   /** Signals the worker (and what it started); a no-op once it is gone. */

@@ -5,7 +5,9 @@ request that runs alone is sent to the worker with the W3C trace context of
 its `predict` span. While that request's code runs (`predict`, the
 `pre_inference`/`post_inference` hooks, a streaming generator, a Cortex
 0.17+ `post_predict`), the functions below return it; otherwise (tracing
-off, between requests, a server-side batch) they return None or nothing.
+off, between requests) they return None or nothing. A server-side batch
+serves requests of several traces: while it runs, `traceparents()` lists
+them, one per sample of the list `predict` gets, and `traceparent()` is None.
 
     try:
         import cortex_serve_trace
@@ -21,10 +23,11 @@ API, the worker also makes the context current, so spans user code starts
 are children of the server's `predict` span; this module never imports it.
 """
 
-__all__ = ["traceparent", "tracestate", "headers"]
+__all__ = ["traceparent", "tracestate", "headers", "traceparents"]
 
 _traceparent = None
 _tracestate = None
+_traceparents = ()
 
 
 def traceparent():
@@ -47,8 +50,21 @@ def headers():
     return {"traceparent": _traceparent, "tracestate": _tracestate}
 
 
+def traceparents():
+    """The `traceparent` of each request being served: one for a request that runs
+    alone, one per sample of the list `predict` gets in a batch; [] when there is none."""
+    return list(_traceparents)
+
+
 def _enter(parent, state):
     """Called by the worker around a request (parent None after it)."""
-    global _traceparent, _tracestate
+    global _traceparent, _tracestate, _traceparents
     _traceparent = parent
     _tracestate = state
+    _traceparents = () if parent is None else (parent,)
+
+
+def _enter_batch(parents):
+    """Called by the worker around a batch's `predict` (empty after it)."""
+    global _traceparents
+    _traceparents = tuple(parents)

@@ -38,7 +38,8 @@ class ProtocolViolation(Exception):
 class Job:
     """One unit of work: a `predict` (one id, `sample`) or a `predict_batch`
     (several ids, `samples`); the samples are JSON bytes. `trace` is the
-    request's W3C trace context (a `predict` sent while tracing), else None."""
+    request's W3C trace context (a `predict` sent while tracing; for a batch,
+    a tuple with one per id), else None."""
 
     __slots__ = ("ids", "sample", "debug", "samples", "trace")
 
@@ -55,7 +56,12 @@ class Job:
         samples = message["samples"]
         if len(ids) != len(samples) or not ids:
             raise ProtocolViolation("predict_batch with %d ids and %d samples" % (len(ids), len(samples)))
-        return Job(ids, None, message.get("debug"), samples)
+        traces = message.get("traces")
+        if traces is not None:
+            if len(traces) != len(ids):
+                raise ProtocolViolation("predict_batch with %d ids and %d traces" % (len(ids), len(traces)))
+            traces = tuple(bytes(t).decode("ascii", "replace") for t in traces)
+        return Job(ids, None, message.get("debug"), samples, traces)
 
 
 def error_frame(request_id, kind, error, tb):

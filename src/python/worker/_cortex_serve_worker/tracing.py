@@ -1,10 +1,11 @@
 """Runs a request in the W3C trace context the server sent with it (a
-`predict` frame with the trace flag, only while the server exports traces):
-the public module cortex_serve_trace (beside the bootstrap) returns it while
-the request runs, and when user code has imported Python's `opentelemetry`
-API, the context is current in it too, so user spans are children of the
-server's `predict` span. Nothing of `opentelemetry` is imported here unless
-it already was."""
+`predict` frame with the trace flag, or a `predict_batch` with `traces`,
+only while the server exports traces): the public module cortex_serve_trace
+(beside the bootstrap) returns it while the request runs (for a batch, the
+list of its requests'), and when user code has imported Python's
+`opentelemetry` API, a single request's context is current in it too, so
+user spans are children of the server's `predict` span. Nothing of
+`opentelemetry` is imported here unless it already was."""
 
 import sys
 
@@ -13,6 +14,7 @@ import cortex_serve_trace
 from .process import log
 
 _enter = cortex_serve_trace._enter
+_enter_batch = cortex_serve_trace._enter_batch
 _otel = None  # (attach, detach, extract) once resolved; False when it failed
 
 
@@ -33,6 +35,21 @@ def run_traced(run, job):
             except Exception:  # noqa: BLE001 - a mismatched context must not cost the request
                 pass
         _enter(None, None)
+
+
+def run_batch_traced(run, job):
+    """`run(job)` for a batch sent with trace contexts; see enter_batch."""
+    try:
+        run(job)
+    finally:
+        _enter_batch(())
+
+
+def enter_batch(job, ids):
+    """The batch's requests whose samples parsed (`ids`, what `predict` gets):
+    their traceparents, in order, for cortex_serve_trace.traceparents()."""
+    by_id = dict(zip(job.ids, job.trace))
+    _enter_batch([by_id[i].partition("\n")[0] for i in ids])
 
 
 def _attach(parent, state):
