@@ -12,7 +12,7 @@
  * request body through untouched), and the bytes the worker returns become
  * the HTTP response body without being parsed again.
  *
- * Protocol 3, the whole conversation (integers in raw frames are big-endian;
+ * Protocol 4, the whole conversation (integers in raw frames are big-endian;
  * an id is a u64 below 2^53):
  *
  * server → worker
@@ -20,15 +20,19 @@
  *   interface, model, model_dir, stream_window}: first message; answered by
  *   `ready` or `init_error` (phase `protocol` when the versions differ).
  * - `predict`, raw: `[0x01][u64 id][u8 flags][sample]`, flags bit 0 = debug
- *   (log the sample and the prediction): one request. The server may write
+ *   (log the sample and the prediction), bit 1 = trace: `[u16 n][n bytes]`
+ *   precede the sample, the W3C trace context of the request's `predict`
+ *   span as ASCII (`traceparent`, then `\n` and `tracestate` when it has
+ *   one), sent only while tracing is on: one request. The server may write
  *   the next `predict` before the previous answer arrived; the worker runs
  *   requests one at a time, in the order received.
- * - `predict_batch` {ids, samples, debug}: one `predict(list, metadata)` call
- *   for several requests (hooks run per sample); answered by one `result` or
- *   `error` per id, in order. A raise (in `predict` or a hook), a return that
- *   is not a list, or a list of the wrong length fails every id (`error`, kind
- *   `predict`); one unserialisable prediction fails its id only (kind
- *   `serialize`).
+ * - `predict_batch` {ids, samples, debug, traces}: one `predict(list,
+ *   metadata)` call for several requests (hooks run per sample); answered by
+ *   one `result` or `error` per id, in order. A raise (in `predict` or a
+ *   hook), a return that is not a list, or a list of the wrong length fails
+ *   every id (`error`, kind `predict`); one unserialisable prediction fails
+ *   its id only (kind `serialize`). `traces`, only while tracing is on (the
+ *   key is absent otherwise): one W3C trace context per id, as in `predict`.
  * - `credit` {id, n}: the server consumed `n` more items of stream `id`.
  * - `cancel` {id}: stop request `id`; the server sends it only for a
  *   request it sent and that is not answered. It travels on the cancel
@@ -114,6 +118,8 @@ export interface PredictMessage {
   /** The request body, UTF-8 JSON. */
   readonly sample: Uint8Array;
   readonly debug: boolean;
+  /** The W3C trace context to run it in (`traceparent`, `\n`, `tracestate`), ASCII; only while tracing. */
+  readonly trace?: Uint8Array | undefined;
 }
 
 /** Server → worker: run one `predict` call on several requests' samples. */
@@ -123,6 +129,8 @@ export interface PredictBatchMessage {
   /** One UTF-8 JSON request body per id. */
   readonly samples: readonly Uint8Array[];
   readonly debug: boolean;
+  /** Only while tracing: one W3C trace context per id (see PredictMessage), ASCII. */
+  readonly traces?: readonly Uint8Array[];
 }
 
 /** Server → worker: `n` more items of stream `id` may be sent. */

@@ -45,15 +45,24 @@ export const RAW_RESULT_HEAD: number = TABLE.raw_result_head_bytes;
 /** Bit of a raw `predict`'s flags byte: log the sample and the prediction. */
 const FLAG_DEBUG: number = TABLE.flag_debug;
 
+/** Bit of a raw `predict`'s flags byte: a trace context (u16 length, ASCII) precedes the sample. */
+const FLAG_TRACE: number = TABLE.flag_trace;
+/** Bytes of the length of a raw `predict`'s trace context. */
+const TRACE_LENGTH_BYTES: number = TABLE.trace_length_bytes;
+
 /**
  * Frames a raw `predict` in one buffer, copying the sample once:
- * `[u32 length][0x01][u64 id][flags][sample]`, all big-endian.
+ * `[u32 length][0x01][u64 id][flags][sample]`, all big-endian; with a trace
+ * context, `[u16 n][trace]` before the sample.
  *
  * @throws {import("./codec.ts").FrameError} when the frame is over `maxFrameBytes`
  */
 export function encodePredictFrame(message: PredictMessage, maxFrameBytes: number): Uint8Array {
-  const { id, sample } = message;
-  const length = RAW_PREDICT_HEAD + sample.byteLength;
+  const { id, sample, trace } = message;
+  const head = trace === undefined
+    ? RAW_PREDICT_HEAD
+    : RAW_PREDICT_HEAD + TRACE_LENGTH_BYTES + trace.byteLength;
+  const length = head + sample.byteLength;
   if (length > maxFrameBytes) return encodeFrame(new Uint8Array(length), maxFrameBytes); // throws
   const frame = new Uint8Array(HEADER_BYTES + length);
   putUint32(frame, 0, length);
@@ -61,7 +70,14 @@ export function encodePredictFrame(message: PredictMessage, maxFrameBytes: numbe
   putUint32(frame, 5, Math.floor(id / 0x1_0000_0000));
   putUint32(frame, 9, id >>> 0);
   frame[13] = message.debug ? FLAG_DEBUG : 0;
-  frame.set(sample, HEADER_BYTES + RAW_PREDICT_HEAD);
+  if (trace !== undefined) {
+    if (trace.byteLength > 0xffff) throw new RangeError(`A trace context of ${trace.byteLength} bytes`);
+    frame[13] |= FLAG_TRACE;
+    frame[14] = trace.byteLength >>> 8;
+    frame[15] = trace.byteLength & 0xff;
+    frame.set(trace, 16);
+  }
+  frame.set(sample, HEADER_BYTES + head);
   return frame;
 }
 

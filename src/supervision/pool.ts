@@ -333,7 +333,12 @@ export class ApiPool {
   #start(replica: Replica, job: Job): void {
     this.#inFlight++;
     const predictTimeoutMs = this.#o.predictTimeoutMs;
-    const run = replica.run(job.sample, job.debug, () => job.begin(performance.now(), predictTimeoutMs));
+    const run = replica.run(
+      job.sample,
+      job.debug,
+      () => job.begin(performance.now(), predictTimeoutMs),
+      job.trace?.(),
+    );
     job.send(run);
     run.answer.then(
       (answer) => {

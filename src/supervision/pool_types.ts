@@ -26,6 +26,12 @@ export interface SubmitOptions {
    * status and headers. Absent for the other dialects (the sample is JSON).
    */
   readonly request?: RequestMeta | undefined;
+  /**
+   * Tracing only (../http/tracing.ts): called when a replica takes the
+   * request (or its batch, after `onBatch`), returns the W3C trace context
+   * the worker runs it in (see PredictMessage in ../python/protocol.ts).
+   */
+  readonly trace?: (() => Uint8Array) | undefined;
 }
 
 /** A prediction (a body, or a stream of items) and how long it waited for a replica. */

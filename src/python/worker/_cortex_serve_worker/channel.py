@@ -11,8 +11,8 @@ import threading
 import time
 
 from .protocol import (
-    FLAG_DEBUG, HEADER, RAW_PREDICT, RAW_PREDICT_HEAD, RAW_RESULT, RAW_RESULT_HEAD_BYTES,
-    RESULT_FRAME_HEAD, Job, ProtocolViolation,
+    FLAG_DEBUG, FLAG_TRACE, HEADER, RAW_PREDICT, RAW_PREDICT_HEAD, RAW_RESULT, RAW_RESULT_HEAD_BYTES,
+    RESULT_FRAME_HEAD, TRACE_LENGTH, Job, ProtocolViolation,
 )
 
 try:
@@ -126,6 +126,8 @@ class Channel:
                     "raw predict frame of %d bytes: it needs at least %d" % (length, RAW_PREDICT_HEAD.size)
                 )
             _, request_id, flags = RAW_PREDICT_HEAD.unpack_from(buffer, at)
+            if flags & FLAG_TRACE:
+                return self._traced_job(buffer, at, length, request_id, flags)
             sample = buffer[at + RAW_PREDICT_HEAD.size:at + length]
             return Job((request_id,), sample, flags & FLAG_DEBUG, None)
         if not (0x80 <= tag <= 0x8f or tag == 0xDE or tag == 0xDF):
@@ -135,6 +137,18 @@ class Channel:
         if not isinstance(message, dict) or "type" not in message:
             raise ProtocolViolation("frame is not a message map")
         return message
+
+    @staticmethod
+    def _traced_job(buffer, at, length, request_id, flags):
+        """The Job of a raw predict whose sample is preceded by a trace context."""
+        start = at + RAW_PREDICT_HEAD.size + TRACE_LENGTH.size
+        if length < start - at:
+            raise ProtocolViolation("raw predict frame of %d bytes: too short for its trace context" % length)
+        (size,) = TRACE_LENGTH.unpack_from(buffer, start - TRACE_LENGTH.size)
+        if length < start - at + size:
+            raise ProtocolViolation("raw predict frame of %d bytes: its trace context says %d bytes" % (length, size))
+        trace = bytes(buffer[start:start + size]).decode("ascii", "replace")
+        return Job((request_id,), buffer[start + size:at + length], flags & FLAG_DEBUG, None, trace)
 
     def _payload(self, message):
         """The msgpack of a message; OverflowError when it is over the maximum frame size."""
