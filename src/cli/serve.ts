@@ -21,6 +21,7 @@ import { DEFAULT_BACKOFF } from "../supervision/backoff.ts";
 import { Deployment } from "../supervision/deployment.ts";
 import type { ApiPool } from "../supervision/pool.ts";
 import { Reloader } from "../supervision/reloader.ts";
+import { tracingEnabled } from "../http/tracing_enabled.ts";
 import { HttpListener } from "../http/listener.ts";
 import type { ConnectionLimits } from "../http/connections.ts";
 import { registerConnectionMetrics } from "../http/connection_metrics.ts";
@@ -154,8 +155,11 @@ async function run(
 
   jobs?.usePools(deployment.pools, typedApis(deployment.project));
   const stats = new RequestStats();
+  // The OpenTelemetry API is loaded only when tracing is on.
+  const tracing = tracingEnabled() ? (await import("../http/tracing.ts")).startTracing : undefined;
   const buildApp = (project: ResolvedProject, pools: ReadonlyMap<string, ApiPool>): CortexApp =>
     createApp({
+      tracing,
       metrics,
       stats,
       activity,

@@ -29,7 +29,7 @@ import type { JobService } from "../jobs/service.ts";
 import { addJobRoutes } from "./jobs.ts";
 import { addOpenApiRoute } from "./openapi.ts";
 import { addInferenceV2Routes } from "./inference_v2.ts";
-import { startTracing, tracingEnabled } from "./tracing.ts";
+import type { startTracing } from "./tracing.ts";
 import { SplitRoute, splitterStatus } from "./splitter.ts";
 
 export type { AppEnv };
@@ -40,6 +40,12 @@ export interface AppOptions {
   /** One pool per API, by API name. */
   readonly pools: ReadonlyMap<string, ApiPool>;
   readonly maxBodyBytes: number;
+  /**
+   * OpenTelemetry instrumentation (./tracing.ts), given only when tracing is
+   * on (`OTEL_DENO=true`): the caller loads it, so a server without tracing
+   * never loads the OpenTelemetry API.
+   */
+  readonly tracing?: typeof startTracing | undefined;
   /**
    * Watches the idle gap of request bodies (`--body-timeout`: no byte for
    * that long is answered 408); pass the server's own to keep it across
@@ -76,7 +82,7 @@ export interface CortexApp {
 export function createApp(options: AppOptions): CortexApp {
   const { project, pools, logger } = options;
   const app = new Hono<AppEnv>();
-  const traced = tracingEnabled() ? startTracing(app, { project, pools, logger }) : undefined;
+  const traced = options.tracing?.(app, { project, pools, logger });
   const stats = options.stats ?? new RequestStats();
   const activity = options.activity ?? new ConsoleActivity();
   const pacer = new ShedPacer();

@@ -42,14 +42,7 @@ import type { AppEnv } from "./app_env.ts";
 /** The instrumentation scope of the spans. */
 export const TRACER_NAME = "cortex-serve";
 
-/** True when the runtime exports OpenTelemetry data (`OTEL_DENO=true`). */
-export function tracingEnabled(): boolean {
-  try {
-    return Deno.env.get("OTEL_DENO") === "true";
-  } catch {
-    return false; // no --allow-env
-  }
-}
+export { tracingEnabled } from "./tracing_enabled.ts";
 
 /** What {@link startTracing} instruments. */
 export interface TracingSources {

@@ -7,7 +7,6 @@
 import * as path from "node:path";
 import type { JobStore } from "./job.ts";
 import { SqliteJobStore } from "./sqlite_store.ts";
-import { RedisJobStore } from "./redis_store.ts";
 import { LazyJobStore } from "./lazy_store.ts";
 
 /** What `--jobs` selected. */
@@ -25,7 +24,7 @@ export function openJobStore(
     case "sqlite":
       return openSqlite(path.join(options.stateDir, "jobs"));
     case "redis":
-      return RedisJobStore.connect(spec.url, { leaseMs: options.leaseMs, ttlMs: options.ttlMs });
+      return openRedis(spec.url, options);
   }
 }
 
@@ -38,4 +37,13 @@ async function openSqlite(dir: string): Promise<JobStore> {
     return new LazyJobStore(`sqlite:${path.join(dir, "jobs.sqlite")} (created at the first job)`, open);
   }
   return await open();
+}
+
+/** The Redis store, loaded only when asked for: its client costs the server memory from the moment it loads. */
+async function openRedis(
+  url: string,
+  options: { readonly leaseMs: number; readonly ttlMs: number },
+): Promise<JobStore> {
+  const { RedisJobStore } = await import("./redis_store.ts");
+  return RedisJobStore.connect(url, { leaseMs: options.leaseMs, ttlMs: options.ttlMs });
 }
