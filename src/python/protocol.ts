@@ -20,7 +20,8 @@
  *   interface, model, model_dir, stream_window}: first message; answered by
  *   `ready` or `init_error` (phase `protocol` when the versions differ).
  * - `predict`, raw: `[0x01][u64 id][u8 flags][sample]`, flags bit 0 = debug
- *   (log the sample and the prediction): one request. The server may write
+ *   (log the sample and the prediction), bit 2 = timings (answer with a
+ *   timed `result`, ./worker_timings.ts; the latency breakdown only): one request. The server may write
  *   the next `predict` before the previous answer arrived; the worker runs
  *   requests one at a time, in the order received.
  * - `predict_batch` {ids, samples, debug}: one `predict(list, metadata)` call
@@ -49,7 +50,8 @@
  * - `ready` {protocol, pid, python} / `init_error` {phase, error, traceback}.
  *   The server refuses a `ready` whose protocol is not its own.
  * - `result`, raw: `[0x02][u64 id][prediction]`: the answer of a request
- *   whose `predict` returned a value (also each answered id of a batch).
+ *   whose `predict` returned a value (also each answered id of a batch); to
+ *   a `predict` with the timings flag, `[0x03][u64 id][4 × f64][prediction]`.
  * - `item` {id, value}: one item of a stream (`predict` returned a generator
  *   or another iterator). The worker keeps at most `stream_window` items of a
  *   stream unacknowledged by `credit`, and does not advance the generator
@@ -68,6 +70,7 @@ import type { PythonInterface } from "../config/types.ts";
 import { Decoder, encode } from "@msgpack/msgpack";
 import { encodeFrame, HEADER_BYTES } from "./codec.ts";
 import TABLE from "./worker/_cortex_serve_worker/protocol.json" with { type: "json" };
+import type { WorkerTimings } from "./worker_timings.ts";
 
 /** The protocol table both sides read (constants, error kinds, each message's fields). */
 export const PROTOCOL_TABLE: Readonly<typeof TABLE> = TABLE;
@@ -174,6 +177,8 @@ export interface ResultMessage {
   readonly type: "result";
   readonly id: number;
   readonly prediction: Uint8Array;
+  /** A timed `result` only (the latency breakdown, ./worker_timings.ts). */
+  readonly timings?: WorkerTimings;
 }
 
 /** Worker → server: one item of stream `id`, UTF-8 JSON. */
