@@ -16,7 +16,7 @@ if WORKER_DIR not in sys.path:
 
 import msgpack  # noqa: E402
 
-from _cortex_serve_worker.protocol import RAW_PREDICT, RAW_RESULT  # noqa: E402
+from _cortex_serve_worker.protocol import RAW_PREDICT, RAW_RESULT, RAW_RESULT_TIMED  # noqa: E402
 
 MAX_FRAME = 1 << 20
 
@@ -31,15 +31,18 @@ def message(value):
     return frame(msgpack.packb(value, use_bin_type=True))
 
 
-def raw_predict(request_id, sample, debug=False):
+def raw_predict(request_id, sample, debug=False, flags=0):
     """A framed raw `predict`: tag, u64 id, flags, sample."""
-    return frame(struct.pack(">BQB", RAW_PREDICT, request_id, 1 if debug else 0) + sample)
+    return frame(struct.pack(">BQB", RAW_PREDICT, request_id, (1 if debug else 0) | flags) + sample)
 
 
 def decode(payload):
     """A worker frame's payload as a dict; a raw `result` becomes {type, id, prediction}."""
     if payload[0] == RAW_RESULT:
         return {"type": "result", "id": struct.unpack_from(">Q", payload, 1)[0], "prediction": bytes(payload[9:])}
+    if payload[0] == RAW_RESULT_TIMED:  # the latency breakdown's: four worker times before the body
+        _, request_id, *timings = struct.unpack_from(">BQdddd", payload)
+        return {"type": "result", "id": request_id, "prediction": bytes(payload[41:]), "timings": timings}
     return msgpack.unpackb(payload, raw=False)
 
 

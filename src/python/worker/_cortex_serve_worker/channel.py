@@ -85,7 +85,9 @@ class Channel:
         """One read into `view`, blocking until data or the end (0)."""
         sock = self.sock
         if sock is None:
-            return self.reader.readinto(view)
+            got = self.reader.readinto(view)
+            self.read_at = time.perf_counter()
+            return got
         started = time.perf_counter()
         if self.last_wait < SPIN_WHEN_WAITED:
             deadline = started + SPIN_SECONDS
