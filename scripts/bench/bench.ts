@@ -7,12 +7,18 @@
  *
  * Usage: deno run -A scripts/bench/bench.ts [--duration 5]
  *   [--cases noop,iris,1mb,overload,overload2k,cpu1,cpu2,batch,batch+on]
+ *   [--breakdown]
+ *
+ * `--breakdown` runs cortex-serve alone (default cases noop and iris) with
+ * `--latency-breakdown` and prints, after the table, which segment of a
+ * request grew in the slowest 1 % against the median (./breakdown.ts).
  */
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { BATCHING, type Case, CASES, type ServerKind } from "./cases.ts";
 import { batchingSummary, type Measurement, overloadTable, table } from "./table.ts";
 import { cpuSeconds, Processes, rssKiB } from "./processes.ts";
+import { breakdownTable, fetchBreakdown } from "./breakdown.ts";
 
 const HERE = import.meta.dirname!;
 const ROOT = join(HERE, "..", "..");
@@ -21,11 +27,17 @@ const CONCURRENCY = [1, 16] as const;
 
 const { values } = parseArgs({
   args: Deno.args,
-  options: { duration: { type: "string", default: "5" }, cases: { type: "string" } },
+  options: {
+    duration: { type: "string", default: "5" },
+    cases: { type: "string" },
+    breakdown: { type: "boolean", default: false },
+  },
   strict: true,
 });
 const seconds = Number(values.duration);
-const wanted = values.cases?.split(",");
+const breakdown = values.breakdown;
+const wanted = values.cases?.split(",") ?? (breakdown ? ["noop", "iris"] : undefined);
+const breakdowns: string[] = [];
 const cases = CASES.filter((c) => wanted === undefined || wanted.includes(c.name));
 
 const processes = new Processes();
@@ -42,7 +54,7 @@ try {
   for (const benchCase of cases) {
     const body = join(work, `${benchCase.name}.json`);
     await Deno.writeTextFile(body, benchCase.body());
-    for (const kind of benchCase.servers) {
+    for (const kind of benchCase.servers.filter((k) => !breakdown || k === "cortex-serve")) {
       const port = freePort();
       const server = await start(kind, benchCase, port);
       const url = `http://127.0.0.1:${port}${kind === "cortex-serve" ? benchCase.endpoint : "/predict"}`;
@@ -57,8 +69,15 @@ try {
           const options = { headers, status: benchCase.overload === true };
           await wrk(url, body, c, 1, options); // warm-up
           const sampler = processes.sampleRss(server.pid);
+          const since = breakdown ? (await fetchBreakdown(base(port), 0)).recorded : 0;
           const cpuBefore = await cpuSeconds(server.pid);
           const run = await wrk(url, body, c, seconds, options);
+          if (breakdown) {
+            const title = `${benchCase.name} c=${c} (wrk: p50 ${Math.round(run.p50Us)} µs, p99 ${
+              Math.round(run.p99Us)
+            } µs)`;
+            breakdowns.push(breakdownTable(title, await fetchBreakdown(base(port), since)));
+          }
           const cpuAfter = await cpuSeconds(server.pid);
           const rss = sampler.stop();
           const requests = run.rps * seconds;
@@ -97,6 +116,7 @@ if (plain.length > 0) {
 if (results.some((m) => OVERLOAD.has(m.benchCase))) {
   console.log(`\n${overloadTable(results.filter((m) => OVERLOAD.has(m.benchCase)))}`);
 }
+for (const text of breakdowns) console.log(`\n${text}`);
 const summary = batchingSummary(results, BATCHING.batchIntervalMs);
 if (summary !== undefined) console.log(`\n${summary}`);
 if (idleServerKiB !== undefined) {
@@ -133,6 +153,7 @@ function start(kind: ServerKind, benchCase: Case, port: number): Promise<Deno.Ch
         `--python=${PYTHON}`,
         `--state-dir=${join(work, "state")}`,
         "--log-format=json",
+        ...(breakdown ? ["--latency-breakdown"] : []),
       ], { log });
     case "flask+waitress":
       return processes.spawn(PYTHON, [join(HERE, "peers", "flask_app.py"), String(port)], { env, log });
@@ -217,6 +238,10 @@ async function workerRestarts(benchCase: Case, kind: ServerKind): Promise<number
 
 function logPath(benchCase: Case, kind: ServerKind): string {
   return join(work, `${benchCase.name}-${kind}.log`);
+}
+
+function base(port: number): string {
+  return `http://127.0.0.1:${port}`;
 }
 
 function freePort(): number {

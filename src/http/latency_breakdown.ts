@@ -55,6 +55,9 @@ const SEGMENT_BUCKETS = [
   10,
 ];
 
+/** A request's row in the ring: its number, its total, its segments. */
+const ROW = SEGMENTS.length + 2;
+
 /**
  * A fetch handler as the listener calls it: `info` is the connection's
  * (../http/serve_connection.ts), whose `completed` settles once the
@@ -75,8 +78,18 @@ export interface BreakdownReport {
   readonly segments: readonly Segment[];
   /** Half the width of the clock bound, seconds (see ./latency_segments.ts). */
   readonly clock_uncertainty_seconds: number;
+  /** Requests broken down since the server started; each request's `seq` is its number among them. */
+  readonly recorded: number;
   /** Slowest first: the API, the total and one value per segment, all seconds. */
-  readonly requests: readonly { readonly api: string; readonly total: number; readonly segments: number[] }[];
+  readonly requests: readonly BrokenDownRequest[];
+}
+
+/** One request of {@link BreakdownReport}. */
+export interface BrokenDownRequest {
+  readonly seq: number;
+  readonly api: string;
+  readonly total: number;
+  readonly segments: number[];
 }
 
 /** The breakdown of one server (it outlives reloads: the wrapped pools and handlers change). */
@@ -88,14 +101,13 @@ export class LatencyBreakdown {
   readonly #wrapped = new WeakSet<ApiPool>();
   readonly #clock = new ClockOffset();
   readonly #segments = new Float64Array(SEGMENTS.length);
-  /** The last requests: total then the segments, one row each, a ring. */
+  /** The last requests: seq, total, then the segments, one row each, a ring. */
   readonly #recent: Float64Array;
   readonly #recentApis: string[];
-  #next = 0;
-  #count = 0;
+  #recorded = 0;
 
   constructor(registry: Registry, recent = DEFAULT_RECENT) {
-    this.#recent = new Float64Array(recent * (SEGMENTS.length + 1));
+    this.#recent = new Float64Array(recent * ROW);
     this.#recentApis = new Array<string>(recent).fill("");
     this.#histogram = registry.register(
       new Histogram({
@@ -172,19 +184,25 @@ export class LatencyBreakdown {
 
   /** The recent requests, slowest first. */
   report(): BreakdownReport {
-    const width = SEGMENTS.length + 1;
     const size = this.#recentApis.length;
-    const requests = [];
-    for (let i = 0; i < this.#count; i++) {
-      const at = (this.#next - 1 - i + size) % size;
-      const row = this.#recent.subarray(at * width, (at + 1) * width);
-      requests.push({ api: this.#recentApis[at]!, total: row[0]!, segments: Array.from(row.subarray(1)) });
+    const kept = Math.min(this.#recorded, size);
+    const requests: BrokenDownRequest[] = [];
+    for (let i = 0; i < kept; i++) {
+      const at = (this.#recorded - 1 - i) % size;
+      const row = this.#recent.subarray(at * ROW, (at + 1) * ROW);
+      requests.push({
+        seq: row[0]!,
+        api: this.#recentApis[at]!,
+        total: row[1]!,
+        segments: Array.from(row.subarray(2)),
+      });
     }
     requests.sort((a, b) => b.total - a.total);
     const uncertainty = this.#clock.uncertainty;
     return {
       segments: SEGMENTS,
       clock_uncertainty_seconds: Number.isFinite(uncertainty) ? uncertainty / 1000 : 0,
+      recorded: this.#recorded,
       requests,
     };
   }
@@ -202,13 +220,11 @@ export class LatencyBreakdown {
     );
     const children = this.#childrenOf(api);
     for (let i = 0; i < segments.length; i++) children[i]!.observe(segments[i]!);
-    const width = SEGMENTS.length + 1;
-    const at = this.#next;
-    this.#recent[at * width] = total;
-    this.#recent.set(segments, at * width + 1);
+    const at = this.#recorded % this.#recentApis.length;
+    this.#recent[at * ROW] = this.#recorded++;
+    this.#recent[at * ROW + 1] = total;
+    this.#recent.set(segments, at * ROW + 2);
     this.#recentApis[at] = api;
-    this.#next = (at + 1) % this.#recentApis.length;
-    this.#count = Math.min(this.#count + 1, this.#recentApis.length);
   }
 
   #childrenOf(api: string): HistogramChild[] {
