@@ -55,8 +55,8 @@ const SEGMENT_BUCKETS = [
   10,
 ];
 
-/** A request's row in the ring: its number, its total, its segments. */
-const ROW = SEGMENTS.length + 2;
+/** A request's row in the ring: its number, arrival, total, segments. */
+const ROW = SEGMENTS.length + 3;
 
 /**
  * A fetch handler as the listener calls it: `info` is the connection's
@@ -87,6 +87,8 @@ export interface BreakdownReport {
 /** One request of {@link BreakdownReport}. */
 export interface BrokenDownRequest {
   readonly seq: number;
+  /** When the handler got it: `performance.now()` of the server, ms (to line it up with `--trace-gc`). */
+  readonly at: number;
   readonly api: string;
   readonly total: number;
   readonly segments: number[];
@@ -101,7 +103,7 @@ export class LatencyBreakdown {
   readonly #wrapped = new WeakSet<ApiPool>();
   readonly #clock = new ClockOffset();
   readonly #segments = new Float64Array(SEGMENTS.length);
-  /** The last requests: seq, total, then the segments, one row each, a ring. */
+  /** The last requests: seq, arrival, total, then the segments, one row each, a ring. */
   readonly #recent: Float64Array;
   readonly #recentApis: string[];
   #recorded = 0;
@@ -192,9 +194,10 @@ export class LatencyBreakdown {
       const row = this.#recent.subarray(at * ROW, (at + 1) * ROW);
       requests.push({
         seq: row[0]!,
+        at: row[1]!,
         api: this.#recentApis[at]!,
-        total: row[1]!,
-        segments: Array.from(row.subarray(2)),
+        total: row[2]!,
+        segments: Array.from(row.subarray(3)),
       });
     }
     requests.sort((a, b) => b.total - a.total);
@@ -222,8 +225,9 @@ export class LatencyBreakdown {
     for (let i = 0; i < segments.length; i++) children[i]!.observe(segments[i]!);
     const at = this.#recorded % this.#recentApis.length;
     this.#recent[at * ROW] = this.#recorded++;
-    this.#recent[at * ROW + 1] = total;
-    this.#recent.set(segments, at * ROW + 2);
+    this.#recent[at * ROW + 1] = pending.accepted;
+    this.#recent[at * ROW + 2] = total;
+    this.#recent.set(segments, at * ROW + 3);
     this.#recentApis[at] = api;
   }
 
