@@ -167,4 +167,11 @@ Deno.test("the latency breakdown's flag and timed result are the table's", () =>
   assert.throws(() => decodeMessage(payload), ProtocolError);
   assert.throws(() => tracker.decode(payload), /never asked/);
   assert.throws(() => tracker.decode(payload.subarray(0, 20)), /at least 41/);
+  // A flagged request answered without timings (a Content-Type API's result, an error) is forgotten.
+  const again = encodeMessageFrame({ ...message, id: 10 }, 1 << 20);
+  tracker.sending({ ...message, id: 10 }, again);
+  const plain = new Uint8Array([PROTOCOL_TABLE.raw_result, 0, 0, 0, 0, 0, 0, 0, 10, 0x31]);
+  assert.equal(tracker.decode(plain).type, "result");
+  view.setUint32(5, 10);
+  assert.throws(() => tracker.decode(payload), /never asked/);
 });

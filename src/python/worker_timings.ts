@@ -80,7 +80,10 @@ export class TimingsTracker {
   decode(payload: Uint8Array): WorkerMessage {
     if (payload.byteLength === 0 || payload[0] !== RAW_RESULT_TIMED) {
       const message = decodeMessage(payload);
-      if (message.type === "error" || message.type === "end") this.#written.delete(message.id);
+      // A request answered without timings (an error, a stream, a Content-Type API's result): forget it.
+      if (message.type === "result" || message.type === "error" || message.type === "end") {
+        this.#written.delete(message.id);
+      }
       return message;
     }
     const received = performance.now();
