@@ -10,15 +10,17 @@
  *   [--breakdown]
  *
  * `--breakdown` runs cortex-serve alone (default cases noop and iris) with
- * `--latency-breakdown` and prints, after the table, which segment of a
- * request grew in the slowest 1 % against the median (./breakdown.ts).
+ * `--latency-breakdown` and `--trace-gc`, and prints, after the table, which
+ * segment of a request grew in the slowest 1 % against the median, and how
+ * the server's scavenges line up with the slowest requests (./breakdown.ts).
  */
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { BATCHING, type Case, CASES, type ServerKind } from "./cases.ts";
 import { batchingSummary, type Measurement, overloadTable, table } from "./table.ts";
 import { cpuSeconds, Processes, rssKiB } from "./processes.ts";
-import { breakdownTable, fetchBreakdown } from "./breakdown.ts";
+import { breakdownTable, fetchBreakdown, gcAlignment } from "./breakdown.ts";
+import type { BreakdownReport } from "../../src/http/latency_breakdown.ts";
 
 const HERE = import.meta.dirname!;
 const ROOT = join(HERE, "..", "..");
@@ -38,6 +40,8 @@ const seconds = Number(values.duration);
 const breakdown = values.breakdown;
 const wanted = values.cases?.split(",") ?? (breakdown ? ["noop", "iris"] : undefined);
 const breakdowns: string[] = [];
+/** The runs of the server being measured, broken down (`--breakdown`). */
+const broken: { title: string; report: BreakdownReport }[] = [];
 const cases = CASES.filter((c) => wanted === undefined || wanted.includes(c.name));
 
 const processes = new Processes();
@@ -72,14 +76,14 @@ try {
           const since = breakdown ? (await fetchBreakdown(base(port), 0)).recorded : 0;
           const cpuBefore = await cpuSeconds(server.pid);
           const run = await wrk(url, body, c, seconds, options);
+          const cpuAfter = await cpuSeconds(server.pid);
+          const rss = sampler.stop();
           if (breakdown) {
             const title = `${benchCase.name} c=${c} (wrk: p50 ${Math.round(run.p50Us)} µs, p99 ${
               Math.round(run.p99Us)
             } µs)`;
-            breakdowns.push(breakdownTable(title, await fetchBreakdown(base(port), since)));
+            broken.push({ title, report: await fetchBreakdown(base(port), since) });
           }
-          const cpuAfter = await cpuSeconds(server.pid);
-          const rss = sampler.stop();
           const requests = run.rps * seconds;
           const cpu = {
             serverCpuUs: ((cpuAfter.own - cpuBefore.own) / requests) * 1e6,
@@ -101,6 +105,14 @@ try {
         }
       } finally {
         await processes.stop(server);
+      }
+      // V8 writes --trace-gc through a buffered stdout: its lines are all there once the server stopped.
+      const gcLog = await Deno.readTextFile(gcLogPath(benchCase)).catch(() => "");
+      let offset: number | undefined; // the clocks' offset, searched on the first (c=1) run
+      for (const { title, report } of broken.splice(0)) {
+        const gc = gcAlignment(gcLog, report, offset);
+        offset = gc.offset;
+        breakdowns.push(`${breakdownTable(title, report)}\n\n${gc.text}`);
       }
     }
   }
@@ -143,7 +155,7 @@ function start(kind: ServerKind, benchCase: Case, port: number): Promise<Deno.Ch
         "-A",
         "--frozen",
         // As the compile task, the bundle's command and scripts/serve-example run it.
-        "--v8-flags=--max-semi-space-size=2",
+        `--v8-flags=--max-semi-space-size=2${breakdown ? ",--trace-gc" : ""}`,
         `--config=${join(ROOT, "deno.json")}`,
         join(ROOT, "main.ts"),
         "serve",
@@ -154,7 +166,7 @@ function start(kind: ServerKind, benchCase: Case, port: number): Promise<Deno.Ch
         `--state-dir=${join(work, "state")}`,
         "--log-format=json",
         ...(breakdown ? ["--latency-breakdown"] : []),
-      ], { log });
+      ], { log, ...(breakdown ? { stdoutLog: gcLogPath(benchCase) } : {}) });
     case "flask+waitress":
       return processes.spawn(PYTHON, [join(HERE, "peers", "flask_app.py"), String(port)], { env, log });
     case "fastapi+uvicorn":
@@ -238,6 +250,11 @@ async function workerRestarts(benchCase: Case, kind: ServerKind): Promise<number
 
 function logPath(benchCase: Case, kind: ServerKind): string {
   return join(work, `${benchCase.name}-${kind}.log`);
+}
+
+/** The cortex-serve server's `--trace-gc` lines of a case (`--breakdown` only). */
+function gcLogPath(benchCase: Case): string {
+  return join(work, `${benchCase.name}-cortex-serve.gc.log`);
 }
 
 function base(port: number): string {

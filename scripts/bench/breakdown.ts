@@ -5,6 +5,12 @@
  * its mean among the median requests (the 45th to 55th percentile of the
  * server's time) and among the slowest 1 %, and how much of the difference
  * each segment makes: the segment that grew is where the tail comes from.
+ *
+ * The server runs with `--trace-gc` too: {@link gcAlignment} lines its
+ * scavenges up with the requests (V8's clock there starts a few
+ * milliseconds apart from `performance.now()`: the offset that puts the
+ * most slowest requests over a pause is used, searched within ±30 ms) and
+ * says how many of the slowest 1 % and of the median requests overlap one.
  */
 import type { BreakdownReport, BrokenDownRequest } from "../../src/http/latency_breakdown.ts";
 
@@ -61,4 +67,87 @@ export function breakdownTable(title: string, report: BreakdownReport): string {
     `The slowest 1 % grew most in \`${top.segment}\` (${(top.share * 100).toFixed(0)} % of the growth).`,
   ];
   return lines.join("\n");
+}
+
+/** One collection from a `--trace-gc` line: when it started (V8's ms), its kind and pause. */
+interface Pause {
+  readonly at: number;
+  readonly kind: string;
+  readonly ms: number;
+}
+
+/** The collections of a `--trace-gc` log. */
+export function parseTraceGc(text: string): Pause[] {
+  const pauses: Pause[] = [];
+  for (
+    const m of text.matchAll(
+      /(\d+) ms: (Scavenge|Minor Mark-Sweep|Mark-Compact|Mark-Sweep)[^\n]*?([\d.]+) \/ [\d.]+ ms/g,
+    )
+  ) {
+    pauses.push({ at: Number(m[1]), kind: m[2]!, ms: Number(m[3]) });
+  }
+  return pauses;
+}
+
+/** How many of `requests` overlap a pause when the pauses are shifted by `offset` ms. */
+function overlapping(
+  requests: readonly BrokenDownRequest[],
+  pauses: readonly Pause[],
+  offset: number,
+): number {
+  let n = 0;
+  for (const r of requests) {
+    const end = r.at + r.total * 1000;
+    if (pauses.some((p) => p.at + offset < end && p.at + offset + p.ms > r.at)) n++;
+  }
+  return n;
+}
+
+/**
+ * One paragraph: the run's collections and how they line up with its
+ * slowest and median requests. The clocks' offset is searched unless given:
+ * search it on a c=1 run (requests one after the other) and give it for the
+ * server's later runs, whose requests overlap each other.
+ */
+export function gcAlignment(
+  text: string,
+  report: BreakdownReport,
+  given?: number,
+): { readonly text: string; readonly offset: number | undefined } {
+  const requests = report.requests;
+  if (requests.length < 100) return { text: "GC: too few requests to line up", offset: given };
+  const byTotal = [...requests].sort((a, b) => a.total - b.total);
+  const n = byTotal.length;
+  const slowest = byTotal.slice(n - Math.ceil(n / 100));
+  const median = byTotal.slice(Math.floor(n * 0.45), Math.ceil(n * 0.55));
+  const from = Math.min(...requests.map((r) => r.at));
+  const to = Math.max(...requests.map((r) => r.at + r.total * 1000));
+  const all = parseTraceGc(text).filter((p) => p.at >= from - 30 && p.at <= to + 30);
+  let offset = given ?? 0;
+  let best = given === undefined ? -1 : overlapping(slowest, all, given);
+  for (let o = -30; given === undefined && o <= 30; o += 0.25) {
+    const hit = overlapping(slowest, all, o);
+    if (hit > best) [best, offset] = [hit, o];
+  }
+  const pauses = all.filter((p) => p.at + offset >= from && p.at + offset <= to);
+  if (pauses.length === 0) {
+    return { text: "GC: no collection during the run (is the server run with --trace-gc?)", offset: given };
+  }
+  const kinds = new Map<string, number>();
+  for (const p of pauses) kinds.set(p.kind, (kinds.get(p.kind) ?? 0) + 1);
+  const pauseMs = pauses.reduce((a, p) => a + p.ms, 0);
+  const lines = [
+    `GC: ${[...kinds].map(([k, c]) => `${c} ${k}`).join(", ")} during these requests`,
+    `(${(pauses.length / n * 1000).toFixed(1)} per 1,000 requests), ${
+      (pauseMs / pauses.length).toFixed(2)
+    } ms`,
+    `on average, ${Math.max(...pauses.map((p) => p.ms)).toFixed(2)} ms at most, ${
+      (pauseMs / (to - from) * 100).toFixed(1)
+    } % of the time;`,
+    `lined up (offset ${offset} ms${given === undefined ? ", searched" : ""}): ${best} of the slowest`,
+    `${slowest.length} overlap a pause, ${
+      overlapping(median, pauses, offset)
+    } of the ${median.length} median requests.`,
+  ];
+  return { text: lines.join(" "), offset };
 }
