@@ -80,6 +80,8 @@ export interface BreakdownReport {
   readonly clock_uncertainty_seconds: number;
   /** Requests broken down since the server started; each request's `seq` is its number among them. */
   readonly recorded: number;
+  /** The server's `performance.timeOrigin`: `at` + this is a wall-clock time (ms), to line up with a client's. */
+  readonly time_origin: number;
   /** Slowest first: the API, the total and one value per segment, all seconds. */
   readonly requests: readonly BrokenDownRequest[];
 }
@@ -206,6 +208,7 @@ export class LatencyBreakdown {
       segments: SEGMENTS,
       clock_uncertainty_seconds: Number.isFinite(uncertainty) ? uncertainty / 1000 : 0,
       recorded: this.#recorded,
+      time_origin: performance.timeOrigin,
       requests,
     };
   }
