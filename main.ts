@@ -1,15 +1,14 @@
 /**
  * cortex-serve command line: parses arguments and runs a subcommand. All
  * behaviour lives in src/.
+ *
+ * Each subcommand's modules are imported when it runs, so a server holds
+ * none of the code (and the modules it pulls in) of `validate`, `predict`
+ * or `get` (docs/performance.md, "Memory"). The specifiers are static
+ * strings: `deno bundle` and `deno compile` include them.
  */
-import { parseServeArgs, SERVE_HELP } from "./src/cli/serve_options.ts";
-import { serve } from "./src/cli/serve.ts";
-import { get, GET_HELP, parseGetArgs } from "./src/cli/get.ts";
-import { parsePredictArgs, predict, PREDICT_HELP } from "./src/cli/predict.ts";
-import { parseValidateArgs, validate, VALIDATE_HELP } from "./src/cli/validate.ts";
 import { UsageError } from "./src/cli/units.ts";
 import { UserError } from "./src/errors/user_error.ts";
-import { versionText } from "./src/cli/version.ts";
 import { flushLogs } from "./src/log/logger.ts";
 
 const HELP = `Usage: cortex-serve <command> [options]
@@ -42,17 +41,19 @@ export async function main(args: readonly string[]): Promise<number> {
       return command === undefined ? 2 : 0;
     case "--version":
     case "version":
-      console.log(versionText());
+      console.log((await import("./src/cli/version.ts")).versionText());
       return 0;
     case "serve": {
+      const { parseServeArgs, SERVE_HELP } = await import("./src/cli/serve_options.ts");
       const options = parseServeArgs(rest);
       if (options === "help") {
         console.log(SERVE_HELP);
         return 0;
       }
-      return await serve(options);
+      return await (await import("./src/cli/serve.ts")).serve(options);
     }
     case "validate": {
+      const { parseValidateArgs, validate, VALIDATE_HELP } = await import("./src/cli/validate.ts");
       const options = parseValidateArgs(rest);
       if (options === "help") {
         console.log(VALIDATE_HELP);
@@ -61,6 +62,7 @@ export async function main(args: readonly string[]): Promise<number> {
       return await validate(options);
     }
     case "predict": {
+      const { parsePredictArgs, predict, PREDICT_HELP } = await import("./src/cli/predict.ts");
       const options = parsePredictArgs(rest);
       if (options === "help") {
         console.log(PREDICT_HELP);
@@ -69,6 +71,7 @@ export async function main(args: readonly string[]): Promise<number> {
       return await predict(options);
     }
     case "get": {
+      const { parseGetArgs, get, GET_HELP } = await import("./src/cli/get.ts");
       const options = parseGetArgs(rest);
       if (options === "help") {
         console.log(GET_HELP);

@@ -7,6 +7,9 @@
  * script's answers go back as the worker's messages, and the router decides
  * what they mean for each call, as with a real worker. `init` and requests
  * stay pending until the test answers them; every call and signal is recorded.
+ * The small tools of in-process tests (a recording logger, sample bytes,
+ * holding the event loop) are ./_in_process.ts's, re-exported here. About
+ * 400 lines: the worker side of every message a replica sends, one class.
  */
 import {
   type BatchCall,
@@ -26,8 +29,10 @@ import {
 } from "../src/python/protocol.ts";
 import type { ReplicaWorker } from "../src/supervision/replica_worker.ts";
 import { Emitter, waitUntil } from "../src/supervision/events.ts";
-import { Logger } from "../src/log/logger.ts";
+import type { Logger } from "../src/log/logger.ts";
 import { Replica, type ReplicaOptions } from "../src/supervision/replica.ts";
+
+export { blockFor, recordingLogger, sample } from "./_in_process.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -394,31 +399,4 @@ export function fakeReplica(
     logger,
     ...overrides,
   });
-}
-
-/** A JSON-lines logger whose records the test reads. */
-export function recordingLogger(level: "debug" | "info" = "debug"): {
-  logger: Logger;
-  records: Record<string, unknown>[];
-} {
-  const records: Record<string, unknown>[] = [];
-  const logger = new Logger({
-    format: "json",
-    level,
-    sink: (line) => records.push(JSON.parse(line)),
-  });
-  return { logger, records };
-}
-
-/** Sample bytes for `value`. */
-export function sample(value: unknown): Uint8Array {
-  return encoder.encode(JSON.stringify(value));
-}
-
-/** Busy-waits `ms` without yielding: timers cannot fire meanwhile (deterministic overdue deadlines). */
-export function blockFor(ms: number): void {
-  const end = performance.now() + ms;
-  while (performance.now() < end) {
-    // Hold the event loop.
-  }
 }

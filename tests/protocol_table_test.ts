@@ -49,7 +49,13 @@ const SERVER_EXAMPLES: {
     stream_window: STREAM_WINDOW,
     models: null,
   },
-  predict_batch: { type: "predict_batch", ids: [1, 2], samples: [bytes, bytes], debug: false },
+  predict_batch: {
+    type: "predict_batch",
+    ids: [1, 2],
+    samples: [bytes, bytes],
+    debug: false,
+    traces: [bytes, bytes],
+  },
   credit: { type: "credit", id: 1, n: 2 },
   cancel: { type: "cancel", id: 1 },
   shutdown: { type: "shutdown" },
@@ -103,6 +109,13 @@ Deno.test("the server sends each message with exactly the table's fields", () =>
     >;
     assert.deepEqual(sorted(Object.keys(sent)), sorted(["type", ...fields]), type);
   }
+  // `traces` only while tracing: the key is absent otherwise.
+  const { traces: _traces, ...untraced } = SERVER_EXAMPLES.predict_batch;
+  const sent = decode(encodeMessageFrame(untraced, 1 << 20).subarray(HEADER_BYTES)) as Record<
+    string,
+    unknown
+  >;
+  assert.deepEqual(sorted(Object.keys(sent)), sorted(["type", "ids", "samples", "debug"]));
 });
 
 Deno.test("each worker message of the table decodes, and lacks nothing the table lists", () => {
@@ -139,6 +152,16 @@ Deno.test("frame layouts and the default window are the table's", () => {
   assert.equal(frame.byteLength - HEADER_BYTES - bytes.byteLength, PROTOCOL_TABLE.raw_predict_head_bytes);
   assert.equal(RAW_PREDICT_HEAD, PROTOCOL_TABLE.raw_predict_head_bytes);
   assert.equal(frame[HEADER_BYTES + RAW_PREDICT_HEAD - 1], PROTOCOL_TABLE.flag_debug);
+  // With a trace context: the trace flag, its length, the context, then the sample.
+  const trace = new TextEncoder().encode("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+  const traced = encodeMessageFrame({ type: "predict", id: 1, sample: bytes, debug: false, trace }, 1 << 20);
+  const at = HEADER_BYTES + RAW_PREDICT_HEAD;
+  assert.equal(traced[at - 1], PROTOCOL_TABLE.flag_trace);
+  assert.equal((traced[at]! << 8) | traced[at + 1]!, trace.byteLength);
+  assert.equal(PROTOCOL_TABLE.trace_length_bytes, 2);
+  assert.deepEqual(traced.subarray(at + 2, at + 2 + trace.byteLength), trace);
+  assert.deepEqual(traced.subarray(at + 2 + trace.byteLength), bytes);
+  assert.equal(new DataView(traced.buffer).getUint32(0), traced.byteLength - HEADER_BYTES);
 });
 
 Deno.test("the latency breakdown's flag and timed result are the table's", () => {

@@ -4,7 +4,10 @@
  * `traceparent` continues that trace, its span is named by its route, and it
  * has `queue` and `predict` children (`batch` between them with server-side
  * batching); a failed prediction's span has an error status; log lines of
- * the request carry its trace id. Without `OTEL_DENO` nothing is instrumented.
+ * the request carry its trace id. User code in the worker reads its `predict`
+ * span's context through `cortex_serve_trace` (hooks and predict; a batch's
+ * predict lists its requests'), in both the plain and the Cortex 0.30
+ * dialects. Without `OTEL_DENO` nothing is instrumented.
  */
 import assert from "node:assert/strict";
 import { createApp } from "../src/http/app.ts";
@@ -81,10 +84,38 @@ const FILES = {
   name: fails
   python:
     inference: fails.py
+- kind: api
+  name: context
+  python:
+    inference: context.py
+- kind: api
+  name: batched-context
+  python:
+    inference: batched_context.py
+  server_side_batching:
+    max_batch_size: 2
+    batch_interval: 5ms
 `,
   "plain.py": "def predict(sample, metadata):\n    return {'echo': sample}\n",
   "batched.py": "def predict(samples, metadata):\n    return [s * 2 for s in samples]\n",
   "fails.py": "def predict(sample, metadata):\n    raise RuntimeError('broken on purpose')\n",
+  // User code reads the request's trace context through the documented module.
+  "context.py": `import sys
+import cortex_serve_trace
+
+def pre_inference(sample, metadata):
+    return [cortex_serve_trace.traceparent()]
+
+def predict(sample, metadata):
+    sample.append(cortex_serve_trace.headers())
+    sample.append("opentelemetry" in sys.modules)
+    return sample
+
+def post_inference(prediction, metadata):
+    return prediction + [cortex_serve_trace.traceparent()]
+`,
+  "batched_context.py":
+    "import cortex_serve_trace\ndef predict(samples, metadata):\n    return [[cortex_serve_trace.traceparent(), cortex_serve_trace.traceparents()] for s in samples]\n",
 };
 
 const TRACE = "4bf92f3577b34da6a3ce929d0e0e4736";
@@ -105,6 +136,8 @@ Deno.test("tracing: spans over OTLP/HTTP continue traceparent, with queue, batch
       },
     });
     const traceparent = (n: number) => `00-${TRACE.slice(0, -1)}${n}-${PARENT}-01`;
+    let seen: Json;
+    let seenInBatch: Json;
     try {
       const post = async (path: string, body: string, n: number) => {
         const res = await fetch(server.url + path, {
@@ -118,6 +151,17 @@ Deno.test("tracing: spans over OTLP/HTTP continue traceparent, with queue, batch
       assert.equal(await post("/t/plain", '{"a": 1}', 1), 200);
       assert.equal(await post("/t/batched", "21", 2), 200);
       assert.equal(await post("/t/fails", "{}", 3), 500);
+      const answer = async (path: string, n: number) => {
+        const res = await fetch(server.url + path, {
+          method: "POST",
+          body: "{}",
+          headers: { traceparent: traceparent(n), tracestate: "vendor=a:b" },
+        });
+        assert.equal(res.status, 200);
+        return await res.json();
+      };
+      seen = await answer("/t/context", 5);
+      seenInBatch = await answer("/t/batched-context", 6);
       const health = await fetch(`${server.url}/healthz`, { headers: { traceparent: traceparent(4) } });
       await health.body?.cancel();
       await server.waitFor((r) => r.msg === "request" && r.api === "fails");
@@ -165,6 +209,24 @@ Deno.test("tracing: spans over OTLP/HTTP continue traceparent, with queue, batch
     assert.match(failedPredict.status.message ?? "", /broken on purpose/);
     assert.equal(failedPredict.attributes["cortex.error.code"], "PREDICT_FAILED");
 
+    // User code saw the trace context of its request's predict span, in the hooks and in predict.
+    const context = trees(5);
+    const contextRequest = context.find((s) => s.parentSpanId === PARENT)!;
+    const contextPredict = childrenOf(context, contextRequest).find((s) => s.name === "predict");
+    assert.ok(contextPredict, JSON.stringify(context.map((s) => s.name)));
+    const expected = `00-${TRACE.slice(0, -1)}5-${contextPredict.spanId}-01`;
+    // The runtime's request span does not carry an incoming tracestate (Deno 2.9): there is none to pass on.
+    assert.deepEqual(seen, [expected, { traceparent: expected }, false, expected]);
+    const contextQueue = childrenOf(context, contextRequest).find((s) => s.name === "queue")!;
+    assert.ok(contextQueue.end <= contextPredict.start, "queue ends when the predict span starts");
+    // A batch's predict serves several traces: it gets each request's, none as its own.
+    const inBatch = trees(6);
+    const inBatchRequest = inBatch.find((s) => s.parentSpanId === PARENT)!;
+    const inBatchBatch = childrenOf(inBatch, inBatchRequest).find((s) => s.name === "batch");
+    assert.ok(inBatchBatch, JSON.stringify(inBatch.map((s) => s.name)));
+    const inBatchPredict = childrenOf(inBatch, inBatchBatch).find((s) => s.name === "predict")!;
+    assert.deepEqual(seenInBatch, [null, [`00-${TRACE.slice(0, -1)}6-${inBatchPredict.spanId}-01`]]);
+
     // Routed requests are named by their route too.
     const probe = trees(4).find((s) => s.parentSpanId === PARENT);
     assert.equal(probe?.name, "GET /healthz");
@@ -173,6 +235,98 @@ Deno.test("tracing: spans over OTLP/HTTP continue traceparent, with queue, batch
     const line = server.lines.map((l) => JSON.parse(l)).find((r) => r.msg === "request" && r.api === "plain");
     assert.equal(line.trace_id, `${TRACE.slice(0, -1)}1`);
     assert.equal(line.span_id, request.spanId);
+  } finally {
+    await sink.server.shutdown();
+  }
+});
+
+const REALTIME_FILES = {
+  "cortex.yaml": `- name: single
+  kind: RealtimeAPI
+  predictor:
+    type: python
+    path: predictor.py
+- name: batched
+  kind: RealtimeAPI
+  predictor:
+    type: python
+    path: batched.py
+    server_side_batching:
+      max_batch_size: 3
+      batch_interval: 100ms
+`,
+  "predictor.py": `import cortex_serve_trace
+
+class PythonPredictor:
+    def __init__(self, config):
+        pass
+
+    def predict(self, payload):
+        return {"traceparent": cortex_serve_trace.traceparent()}
+`,
+  "batched.py": `import cortex_serve_trace
+
+class PythonPredictor:
+    def __init__(self, config):
+        pass
+
+    def predict(self, payload):
+        return [{"in_batch": cortex_serve_trace.traceparents()} for p in payload]
+`,
+};
+
+Deno.test("tracing: a Cortex 0.30 PythonPredictor sees its predict span's context, alone and in a batch", async () => {
+  const sink = startSink();
+  try {
+    await using project = await makeProject(REALTIME_FILES);
+    const server = await startServer(project.path, {
+      env: {
+        OTEL_DENO: "true",
+        OTEL_EXPORTER_OTLP_PROTOCOL: "http/json",
+        OTEL_EXPORTER_OTLP_ENDPOINT: sink.url,
+        OTEL_DENO_CONSOLE: "ignore",
+      },
+    });
+    const trace = (n: number) => `${TRACE.slice(0, -2)}${n}`;
+    let single: Json;
+    let batched: Json[];
+    try {
+      const post = async (path: string, body: string, n: number) => {
+        const res = await fetch(server.url + path, {
+          method: "POST",
+          body,
+          headers: { traceparent: `00-${trace(n)}-${PARENT}-01`, "content-type": "application/json" },
+        });
+        assert.equal(res.status, 200, path);
+        return await res.json();
+      };
+      single = await post("/single", "{}", 10);
+      // One of them does not parse: the others' contexts are what predict's list holds.
+      const bad = fetch(`${server.url}/batched`, {
+        method: "POST",
+        body: "{bad",
+        headers: { "content-type": "application/json" },
+      });
+      batched = await Promise.all([post("/batched", "1", 11), post("/batched", "2", 12)]);
+      assert.equal((await bad).status, 400);
+      await (await bad).body?.cancel();
+    } finally {
+      await server[Symbol.asyncDispose]();
+    }
+    const predictOf = (n: number) => {
+      const spans = sink.spans.filter((s) => s.traceId === trace(n));
+      const predict = spans.find((s) => s.name === "predict");
+      assert.ok(predict, JSON.stringify(spans.map((s) => s.name)));
+      return `00-${trace(n)}-${predict.spanId}-01`;
+    };
+    assert.deepEqual(single, { traceparent: predictOf(10) });
+    for (const [i, n] of [11, 12].entries()) {
+      const inBatch: string[] = batched[i].in_batch;
+      assert.ok(inBatch.includes(predictOf(n)), JSON.stringify(inBatch));
+      // Never the unparsable request's, whether or not it was in the same batch.
+      const ours = [predictOf(11), predictOf(12)];
+      assert.ok(inBatch.every((parent) => ours.includes(parent)), JSON.stringify(inBatch));
+    }
   } finally {
     await sink.server.shutdown();
   }

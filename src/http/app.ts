@@ -9,7 +9,7 @@ import type { Logger } from "../log/logger.ts";
 import { cutText } from "../log/cut_text.ts";
 import { ApiError } from "../errors/api_error.ts";
 import type { KeyStore } from "../security/api_keys.ts";
-import { requireApiKey } from "./auth.ts";
+import { KeyCheck, requireApiKey } from "./auth.ts";
 import { BodyWatch } from "./body_watch.ts";
 import { DirectReads } from "./body.ts";
 import { corsMiddleware, type CorsPolicy, corsRule } from "./cors.ts";
@@ -17,14 +17,14 @@ import type { ServerMetrics } from "./metrics.ts";
 import type { ApiPool } from "../supervision/pool.ts";
 import { RequestStats } from "./stats.ts";
 import { apiStatus } from "./status.ts";
-import { requestId } from "./request_id.ts";
 import { RejectionLog, ShedPacer } from "./shedding.ts";
 import type { AppEnv } from "./app_env.ts";
 import { ConsoleActivity } from "./console/activity.ts";
 import { addConsoleRoutes, consolePage, wantsConsolePage } from "./console/routes.ts";
-import { AccessLog, Exchange } from "./exchange.ts";
-import { ErrorAnswers, errorResponse } from "./error_answer.ts";
+import { AccessLog } from "./exchange.ts";
+import { ErrorAnswers } from "./error_answer.ts";
 import { type PredictContext, PredictRoute } from "./predict.ts";
+import { answerError, finishAnswer, openExchange } from "./steps.ts";
 import type { JobService } from "../jobs/service.ts";
 import { addJobRoutes } from "./jobs.ts";
 import { addOpenApiRoute } from "./openapi.ts";
@@ -91,20 +91,16 @@ export function createApp(options: AppOptions): CortexApp {
   const access = new AccessLog(logger, perApi, activity, rejections);
   const cors = corsRule(options.cors ?? { kind: "any" });
 
-  // Every route but the predictions (below): the request id, and the access
-  // log of requests that reached an API (its 405s).
+  const keys = options.keys === undefined ? undefined : new KeyCheck(options.keys, logger, rejections);
+
+  // Every route but the predictions (below), with the steps of ./steps.ts:
+  // the request id, the CORS headers and the id on the answer, and the
+  // access log of requests that reached an API (its 405s).
   app.use(async (c, next) => {
-    const x = new Exchange(
-      requestId(c.req.header("x-request-id")),
-      c.req.method,
-      c.req.path,
-      performance.now(),
-    );
+    const x = openExchange(c.req.method, c.req.path, c.req.raw.headers);
     c.set("exchange", x);
     await next();
-    c.res.headers.set("x-request-id", x.requestId);
-    x.error = c.error;
-    access.finish(x, c.res.status);
+    finishAnswer(access, c.res, x);
   });
   if (cors !== undefined) {
     const middleware = corsMiddleware(cors);
@@ -115,7 +111,7 @@ export function createApp(options: AppOptions): CortexApp {
     for (const path of ["/v2", "/v2/*", "/openapi.json"]) app.use(path, middleware);
     (project.splitters ?? []).forEach((splitter) => app.use(splitter.endpoint, middleware));
   }
-  if (options.keys !== undefined) app.use(requireApiKey(options.keys, logger, rejections));
+  if (keys !== undefined) app.use(requireApiKey(keys));
 
   /** `POST <endpoint>` of each API and splitter, by endpoint. */
   const predictions = new Map<string, PredictRoute | SplitRoute>();
@@ -129,8 +125,7 @@ export function createApp(options: AppOptions): CortexApp {
     debug: options.debug,
     logger,
     metrics: options.metrics,
-    keys: options.keys,
-    rejections,
+    keys,
     cors,
     errors,
     access,
@@ -223,7 +218,7 @@ export function createApp(options: AppOptions): CortexApp {
     keys: options.keys !== undefined,
     jobs: options.jobs !== undefined,
   });
-  addInferenceV2Routes(app, { ...options, version, body: shared.body });
+  addInferenceV2Routes(app, { ...options, version, body: shared.body, errors });
   app.get("/", (c) => {
     if (wantsConsolePage(c)) return consolePage(c);
     c.header("vary", "Accept");
@@ -254,15 +249,11 @@ export function createApp(options: AppOptions): CortexApp {
   }
 
   app.notFound((c) => {
-    const x = c.get("exchange");
     // The path is the client's: echoed up to a few KiB (URLs may be 64 KiB long).
     const error = new ApiError("NOT_FOUND", `No route for ${c.req.method} ${cutText(c.req.path, 1024)}`);
-    return errorResponse(error, x.api, x.requestId, options);
+    return answerError(errors, error, c.get("exchange"));
   });
-  app.onError((error, c) => {
-    const x = c.get("exchange");
-    return errors.answer(error, x?.api, x?.requestId);
-  });
+  app.onError((error, c) => answerError(errors, error, c.get("exchange")));
 
   // Predictions skip the router and the middleware (see ./predict.ts); the
   // path is the one the router would see.

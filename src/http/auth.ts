@@ -70,21 +70,42 @@ export function authenticate(
 }
 
 /**
- * Middleware that answers 401 unless the request carries an accepted key
- * ({@link authenticate}) and records the key's id in the request's
- * {@link Exchange}. (`POST` to an endpoint does not go through it: see
- * ./predict.ts.)
+ * The API key step of every request (./steps.ts): the probes and the open
+ * console requests pass, any other request must present an accepted key.
  */
-export function requireApiKey(
-  keys: KeyStore,
-  logger: Logger,
-  rejections: RejectionLog,
-): MiddlewareHandler<AppEnv> {
+export class KeyCheck {
+  readonly #keys: KeyStore;
+  readonly #logger: Logger;
+  readonly #rejections: RejectionLog;
+
+  constructor(keys: KeyStore, logger: Logger, rejections: RejectionLog) {
+    this.#keys = keys;
+    this.#logger = logger;
+    this.#rejections = rejections;
+  }
+
+  /**
+   * Records the id of the key request `x` presents in `headers` in `x`, or
+   * throws ({@link authenticate}); nothing for an open path.
+   *
+   * @throws {ApiError} UNAUTHORIZED
+   */
+  check(x: Exchange, headers: Headers): void {
+    const { method, path } = x;
+    if (OPEN_PATHS.has(path)) return;
+    if (isOpenConsoleRequest(method, path, headers)) return;
+    x.keyId = authenticate(this.#keys, this.#logger, this.#rejections, headers, x);
+  }
+}
+
+/**
+ * Middleware of {@link KeyCheck.check}: 401 unless the request carries an
+ * accepted key. (`POST` to an endpoint does not go through it: see
+ * ./predict.ts, which calls the same check.)
+ */
+export function requireApiKey(check: KeyCheck): MiddlewareHandler<AppEnv> {
   return async (c, next) => {
-    if (OPEN_PATHS.has(c.req.path)) return await next();
-    if (isOpenConsoleRequest(c.req.method, c.req.path, c.req.header("accept"))) return await next();
-    const x = c.get("exchange");
-    x.keyId = authenticate(keys, logger, rejections, c.req.raw.headers, x);
+    check.check(c.get("exchange"), c.req.raw.headers);
     await next();
   };
 }

@@ -1,5 +1,6 @@
 /**
- * Error answers: `{"error": message, "api": ..., "request_id": ...}` with the
+ * Error answers: `{"error": message, "api": ..., "request_id": ...}` (or the
+ * Open Inference Protocol's `{"error": message}` on its routes) with the
  * error's status and headers; load shedding answers paced (./shedding.ts);
  * anything but an {@link ApiError} logged and answered with a bare 500.
  *
@@ -35,18 +36,25 @@ export function logFailure(
   }
 }
 
+/**
+ * The shape of an error answer's body: `"cortex"`, `{"error", "api",
+ * "request_id"}`, or `"v2"`, the Open Inference Protocol's `{"error"}`.
+ */
+export type ErrorBody = "cortex" | "v2";
+
 /** The answer to `error`. */
 export function errorResponse(
   error: ApiError,
   api: string | undefined,
   requestId: string | undefined,
   options: ErrorAnswerOptions,
+  shape: ErrorBody = "cortex",
 ): Response {
   logFailure(options.logger, error, api, requestId);
   // Nobody reads it: the status is for the request log (nginx's 499).
   if (error.status === 499) return new Response(null, { status: 499 });
   // Capped here too, whatever made the error: an answer never echoes more than a few KiB.
-  const body: Record<string, unknown> = {
+  const body: Record<string, unknown> = shape === "v2" ? { error: echoedError(error.message) } : {
     error: echoedError(error.message),
     api: api ?? null,
     request_id: requestId,
@@ -71,21 +79,22 @@ export class ErrorAnswers {
     this.#pacer = pacer;
   }
 
-  /** The answer to `error`, thrown while handling request `requestId` of `api`. */
+  /** The answer to `error`, thrown while handling request `requestId` of `api`, with a body of `shape`. */
   answer(
     error: unknown,
     api: string | undefined,
     requestId: string | undefined,
+    shape: ErrorBody = "cortex",
   ): Response | Promise<Response> {
     const options = this.#options;
     if (error instanceof ApiError) {
-      if (shedReason(error) === undefined) return errorResponse(error, api, requestId, options);
-      return this.#pacer.answer(() => errorResponse(error, api, requestId, options));
+      if (shedReason(error) === undefined) return errorResponse(error, api, requestId, options, shape);
+      return this.#pacer.answer(() => errorResponse(error, api, requestId, options, shape));
     }
     options.logger.error("unhandled error", {
       request_id: requestId,
       error: echoedTraceback(error instanceof Error ? (error.stack ?? error.message) : String(error)),
     });
-    return errorResponse(new ApiError("INTERNAL", "Internal server error"), api, requestId, options);
+    return errorResponse(new ApiError("INTERNAL", "Internal server error"), api, requestId, options, shape);
   }
 }

@@ -13,6 +13,7 @@ import type { ApiRequestMetrics } from "./metrics.ts";
 import type { ApiStats } from "./stats.ts";
 import type { ConsoleActivity } from "./console/activity.ts";
 import type { RejectionLog } from "./shedding.ts";
+import { type CorsHeaders, NO_CORS } from "./cors.ts";
 
 /** What is known of a request so far. */
 export class Exchange {
@@ -25,6 +26,8 @@ export class Exchange {
   batchSize: number | undefined = undefined;
   /** The error its answer was made from, if any. */
   error: Error | undefined = undefined;
+  /** The CORS headers its answer gets (decided by the route: none but on the CORS routes). */
+  cors: CorsHeaders = NO_CORS;
 
   constructor(
     readonly requestId: string,

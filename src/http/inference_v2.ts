@@ -12,7 +12,8 @@
  * | `POST /v2/models/{api}/infer` | tensors in, `predict` on the sample they make, tensors out |
  *
  * Tensors map onto `predict`'s sample and back as ./inference_v2_tensors.ts
- * says. Errors answer `{"error": "..."}` with the server's usual status.
+ * says. Errors answer `{"error": "..."}` with the server's usual status
+ * (./error_answer.ts).
  * These routes go through the router: the prediction fast path does not see
  * them, and they cost nothing until called.
  *
@@ -21,12 +22,12 @@
 import type { Context, Hono } from "hono";
 import type { ResolvedApi, ResolvedProject } from "../config/types.ts";
 import { ApiError } from "../errors/api_error.ts";
-import type { Logger } from "../log/logger.ts";
 import type { ApiPool } from "../supervision/pool.ts";
 import type { AppEnv } from "./app_env.ts";
 import { type BodyLimits, readBody } from "./body.ts";
 import { samples } from "./console/data.ts";
-import { logFailure } from "./error_answer.ts";
+import type { ErrorAnswers } from "./error_answer.ts";
+import { answerError } from "./steps.ts";
 import { round } from "./exchange.ts";
 import { apiStatus } from "./status.ts";
 import { inferCall, outputsOf, parsePrediction, type Tensor, tensorOf } from "./inference_v2_tensors.ts";
@@ -44,8 +45,8 @@ export interface InferenceV2Options {
   /** The body limits the prediction route reads with (`--max-body`, `--body-timeout`). */
   readonly body: BodyLimits;
   readonly version: string;
-  readonly debug: boolean;
-  readonly logger: Logger;
+  /** The app's error answers, given the protocol's body here (./steps.ts). */
+  readonly errors: ErrorAnswers;
 }
 
 /** One API as a model. */
@@ -80,7 +81,7 @@ export function addInferenceV2Routes(app: Hono<AppEnv>, options: InferenceV2Opti
       try {
         return await handler(c);
       } catch (error) {
-        return errorAnswer(c, error, options);
+        return await answerError(options.errors, error, c.get("exchange"), "v2");
       }
     };
   let metadata: Promise<Record<string, string | null>> | undefined;
@@ -99,7 +100,8 @@ export function addInferenceV2Routes(app: Hono<AppEnv>, options: InferenceV2Opti
   );
   app.get("/v2/models/:name/ready", guarded((c) => health(ready(find(c)))));
   app.post("/v2/models/:name/infer", guarded((c) => infer(c, find(c), options)));
-  const other = (c: Context<AppEnv>) => errorAnswer(c, unrouted(c.req.method, c.req.path), options);
+  const other = (c: Context<AppEnv>) =>
+    answerError(options.errors, unrouted(c.req.method, c.req.path), c.get("exchange"), "v2");
   app.all("/v2", other);
   app.all("/v2/*", other);
 }
@@ -192,27 +194,4 @@ export function sampleInputs(text: string | null): Omit<Tensor, "data" | "parame
     const { shape, datatype } = tensorOf(name, value);
     return { name, datatype, shape };
   });
-}
-
-/** `{"error": message}` with the error's status and headers; anything but an ApiError logged and a bare 500. */
-function errorAnswer(c: Context<AppEnv>, error: unknown, options: InferenceV2Options): Response {
-  const x = c.get("exchange");
-  let apiError: ApiError;
-  if (error instanceof ApiError) {
-    apiError = error;
-  } else {
-    options.logger.error("unhandled error", {
-      request_id: x.requestId,
-      error: error instanceof Error ? (error.stack ?? error.message) : String(error),
-    });
-    apiError = new ApiError("INTERNAL", "Internal server error");
-  }
-  c.error = apiError;
-  logFailure(options.logger, apiError, x.api, x.requestId);
-  const body: Record<string, unknown> = { error: apiError.message };
-  if (options.debug && apiError.detail) body.traceback = apiError.detail;
-  const headers: Record<string, string> = { "content-type": "application/json", ...apiError.headers };
-  if (apiError.retryAfter !== undefined) headers["retry-after"] = String(apiError.retryAfter);
-  const status = apiError.code === "CLIENT_CLOSED" ? 499 : apiError.status;
-  return new Response(JSON.stringify(body), { status, headers });
 }

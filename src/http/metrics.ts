@@ -11,14 +11,14 @@
  * time from the current pools, so pools may be swapped without telling this
  * file. The metric objects belong to the server, not to a deployment.
  */
-import { Counter, type CounterChild, Gauge, Histogram, type HistogramChild, Registry } from "./prometheus.ts";
+import { Counter, type CounterChild, Histogram, type HistogramChild, Registry } from "./prometheus.ts";
 import type { ResolvedTracker } from "../config/types.ts";
 import type { ScaleDirection, SupervisionCounters } from "../supervision/counters.ts";
 import type { ApiPool } from "../supervision/pool.ts";
 import type { JobDepth } from "../jobs/job.ts";
 import type { CancelReason } from "../supervision/replica.ts";
-import { REPLICA_STATES } from "../supervision/replica_states.ts";
 import type { BodyFailure } from "./exchange.ts";
+import { registerScrapeTimeMetrics } from "./metrics_gauges.ts";
 
 /** Where scrape-time values come from. */
 export interface MetricsSources {
@@ -317,110 +317,9 @@ export class ServerMetrics implements SupervisionCounters {
     return child;
   }
 
-  /** Gauges and counters computed from the pools when scraped. */
+  /** Gauges computed from the pools when scraped, around the supervision counters (./metrics_gauges.ts). */
   #scrapeTimeMetrics(sources: MetricsSources): void {
-    const registry = this.registry;
-    const pools = sources.pools;
-    registry.register(
-      new Gauge({
-        name: "cortex_serve_queue_depth",
-        help: "Requests waiting for a replica",
-        labelNames: ["api"],
-        collect(gauge) {
-          gauge.reset();
-          for (const pool of pools()) gauge.set({ api: pool.api }, pool.queueLength);
-        },
-      }),
-    );
-    const jobs = sources.jobs;
-    if (jobs !== undefined) {
-      registry.register(
-        new Gauge({
-          name: "cortex_serve_jobs",
-          help: "Durable jobs by status: in_queue waits for a replica, in_progress runs",
-          labelNames: ["api", "status"],
-          collect(gauge) {
-            gauge.reset();
-            for (const pool of pools()) {
-              const depth = jobs(pool.api);
-              gauge.set({ api: pool.api, status: "in_queue" }, depth.inQueue);
-              gauge.set({ api: pool.api, status: "in_progress" }, depth.inProgress);
-            }
-          },
-        }),
-      );
-    }
-    registry.register(
-      new Gauge({
-        name: "cortex_serve_in_flight_requests",
-        help: "Predictions running in a worker",
-        labelNames: ["api"],
-        collect(gauge) {
-          gauge.reset();
-          for (const pool of pools()) gauge.set({ api: pool.api }, pool.inFlight);
-        },
-      }),
-    );
-    registry.register(
-      new Gauge({
-        name: "cortex_serve_replicas",
-        help: "Replicas by state",
-        labelNames: ["api", "state"],
-        collect(gauge) {
-          gauge.reset();
-          for (const pool of pools()) {
-            const counts = pool.counts();
-            for (const state of REPLICA_STATES) gauge.set({ api: pool.api, state }, counts[state]);
-          }
-        },
-      }),
-    );
-    registry.register(this.#restarts);
-    registry.register(this.#cancelled);
-    registry.register(this.#scaleEvents);
-    registry.register(
-      new Gauge({
-        name: "cortex_serve_init_duration_seconds",
-        help: "How long the last successful start (import + init) of each replica took",
-        labelNames: ["api", "replica"],
-        collect(gauge) {
-          gauge.reset();
-          for (const pool of pools()) {
-            for (const replica of pool.replicas) {
-              if (replica.initMs === undefined) continue;
-              gauge.set({ api: pool.api, replica: String(replica.index) }, replica.initMs / 1000);
-            }
-          }
-        },
-      }),
-    );
-    const reading = sources.bodiesReading;
-    if (reading !== undefined) {
-      registry.register(
-        new Gauge({
-          name: "cortex_serve_request_bodies_reading",
-          labelNames: [],
-          help: "Request bodies being received now (each is given up after --body-timeout without a byte)",
-          collect(gauge) {
-            gauge.set({}, reading());
-          },
-        }),
-      );
-    }
-    if (sources.build !== undefined) {
-      const build = registry.register(
-        new Gauge({
-          name: "cortex_serve_build_info",
-          help: "Always 1; labels name the program, Deno and worker protocol versions",
-          labelNames: ["version", "deno", "protocol"],
-        }),
-      );
-      build.set({
-        version: sources.build.version,
-        deno: Deno.version.deno,
-        protocol: String(sources.build.protocol),
-      }, 1);
-    }
+    registerScrapeTimeMetrics(this.registry, sources, [this.#restarts, this.#cancelled, this.#scaleEvents]);
   }
 }
 

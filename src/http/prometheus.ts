@@ -242,7 +242,7 @@ export class HistogramChild {
 export class Histogram<L extends string> extends Family<L, HistogramChild> {
   readonly type = "histogram";
   readonly #bounds: Float64Array;
-  /** `le="…"` of each bucket. */
+  /** `le="..."` of each bucket. */
   readonly #le: readonly string[];
 
   constructor(options: FamilyOptions<L> & { readonly buckets: readonly number[] }) {

@@ -9,8 +9,11 @@
  * - `queue`: from arrival until a replica (or a batch) took the request;
  * - `batch` (server-side batching only): the `predict` call the request ran
  *   in, with the batch's size as `cortex.batch.size`;
- * - `predict`: until the worker's answer (its first item, for a stream), or
- *   the failure, with the error's code.
+ * - `predict`: from when a replica took the request until the worker's
+ *   answer (its first item, for a stream), or the failure, with the error's
+ *   code. The worker is sent this span's W3C context with the request (see
+ *   PredictMessage in ../python/protocol.ts), so user code can parent its
+ *   own spans on it.
  *
  * Log lines written while a request is handled carry its `trace_id` and
  * `span_id`. When tracing is off nothing here runs: the pools, the logger
@@ -23,6 +26,7 @@ import {
   type Context,
   context,
   type HrTime,
+  type Span,
   SpanStatusCode,
   trace,
   type Tracer,
@@ -93,68 +97,108 @@ function nameRequest(method: string, route: string): void {
 const tracedPools = new WeakSet<ApiPool>();
 const tracedLoggers = new WeakSet<Logger>();
 
-/** Wraps `pool.submit` so that each prediction records its spans under the request's. */
+/**
+ * Wraps `pool.submit` so that each prediction records its spans under the
+ * request's. When a replica takes the request (or its batch), its `batch`
+ * and `predict` spans start, and the worker is sent the `predict` span's
+ * context (user code parents its own spans on it).
+ */
 export function tracePool(pool: ApiPool, api: ResolvedApi, tracer: Tracer): void {
   if (tracedPools.has(pool)) return;
   tracedPools.add(pool);
   const submit = pool.submit.bind(pool);
-  const batched = api.batching !== undefined;
+  const attributes = { "cortex.api": api.name };
   pool.submit = (sample: Uint8Array, options: SubmitOptions): Promise<Prediction> => {
     const parent = context.active();
     trace.getSpan(parent)?.setAttribute("cortex.api", api.name);
     const arrived = now();
     let batchSize: number | undefined;
+    let taken: Taken | undefined;
     const onBatch = options.onBatch;
-    const traced: SubmitOptions = batched
-      ? {
-        ...options,
-        onBatch: (size) => {
-          batchSize = size;
-          onBatch?.(size);
-        },
-      }
-      : options;
+    const traced: SubmitOptions = {
+      ...options,
+      onBatch: (size) => {
+        batchSize = size;
+        onBatch?.(size);
+      },
+      trace: () => {
+        // Taken again after its worker was lost before starting it: the same spans.
+        taken ??= take(tracer, parent, attributes, batchSize);
+        return taken.context;
+      },
+    };
     return submit(sample, traced).then(
       (prediction) => {
-        const started = arrived + prediction.queueMs;
-        const attributes = { "cortex.api": api.name };
-        record(tracer, parent, "queue", arrived, started, attributes);
-        let predictParent = parent;
-        if (batched) {
-          const batch = tracer.startSpan("batch", {
-            startTime: hr(started),
-            attributes: { ...attributes, "cortex.batch.size": batchSize ?? 1 },
-          }, parent);
-          predictParent = trace.setSpan(parent, batch);
-          record(tracer, predictParent, "predict", started, now(), {
-            ...attributes,
-            "cortex.answer": prediction.answer.type,
-          });
-          batch.end(hr(now()));
-        } else {
-          record(tracer, parent, "predict", started, now(), {
-            ...attributes,
-            "cortex.answer": prediction.answer.type,
-          });
-        }
+        taken ??= take(tracer, parent, attributes, batchSize, arrived + prediction.queueMs);
+        record(tracer, parent, "queue", arrived, taken.started, attributes);
+        taken.predict.setAttribute("cortex.answer", prediction.answer.type);
+        const end = hr(now());
+        taken.predict.end(end);
+        taken.batch?.end(end);
         return prediction;
       },
       (error: unknown) => {
         const code = error instanceof ApiError ? error.code : "INTERNAL";
-        const span = tracer.startSpan("predict", {
-          startTime: hr(arrived),
-          attributes: { "cortex.api": api.name, "cortex.error.code": code },
-        }, parent);
+        if (taken !== undefined) record(tracer, parent, "queue", arrived, taken.started, attributes);
+        const span = taken?.predict ??
+          tracer.startSpan("predict", { startTime: hr(arrived), attributes }, parent);
+        span.setAttribute("cortex.error.code", code);
         span.setStatus({
           code: SpanStatusCode.ERROR,
           message: error instanceof Error ? error.message : String(error),
         });
-        span.end(hr(now()));
+        const end = hr(now());
+        span.end(end);
+        taken?.batch?.end(end);
         throw error;
       },
     );
   };
 }
+
+/** The spans of a request a replica took: its batch's (batching only) and its `predict`. */
+interface Taken {
+  readonly started: number;
+  readonly batch: Span | undefined;
+  readonly predict: Span;
+  /** The `predict` span's context, as the worker gets it. */
+  readonly context: Uint8Array;
+}
+
+/** Starts the spans of a request a replica takes at `started` (now by default). */
+function take(
+  tracer: Tracer,
+  parent: Context,
+  attributes: Attributes,
+  batchSize: number | undefined,
+  started: number = now(),
+): Taken {
+  const startTime = hr(started);
+  const batch = batchSize === undefined ? undefined : tracer.startSpan("batch", {
+    startTime,
+    attributes: { ...attributes, "cortex.batch.size": batchSize },
+  }, parent);
+  const predictParent = batch === undefined ? parent : trace.setSpan(parent, batch);
+  const predict = tracer.startSpan("predict", { startTime, attributes }, predictParent);
+  return { started, batch, predict, context: traceContext(predict) };
+}
+
+/**
+ * A span's W3C trace context as the worker gets it: `traceparent`, and `\n`
+ * `tracestate` when there is one within the W3C limit of 512 characters
+ * (a longer one is dropped, as the W3C specification allows).
+ */
+export function traceContext(span: Span): Uint8Array {
+  const { traceId, spanId, traceFlags, traceState } = span.spanContext();
+  const flags = (traceFlags & 0xff).toString(16).padStart(2, "0");
+  const state = traceState?.serialize() ?? "";
+  const keep = state !== "" && state.length <= MAX_TRACESTATE_CHARS;
+  return ASCII.encode(`00-${traceId}-${spanId}-${flags}${keep ? `\n${state}` : ""}`);
+}
+
+const MAX_TRACESTATE_CHARS = 512;
+
+const ASCII = new TextEncoder();
 
 /** Adds `trace_id` and `span_id` to the lines `logger` writes while a traced request is handled. */
 export function traceLogs(logger: Logger): void {

@@ -4,7 +4,13 @@
  * the calls their callers hold. Sending is the worker process's job; this
  * file only decides.
  */
-import { type InitMessage, ProtocolError, type ReplyMessage, type ServerMessage } from "./protocol.ts";
+import {
+  type InitMessage,
+  type PredictBatchMessage,
+  ProtocolError,
+  type ReplyMessage,
+  type ServerMessage,
+} from "./protocol.ts";
 import { PredictStream } from "./predict_stream.ts";
 import type { WorkerTimings } from "./worker_timings.ts";
 import { PredictFailedError } from "./worker_errors.ts";
@@ -110,8 +116,11 @@ export class CallRouter {
     return route.reply.promise;
   }
 
-  /** Sends one request; `gone` fails it at once instead (the worker is not running). */
-  single(sample: Uint8Array, debug: boolean, gone: Error | undefined): PredictCall {
+  /**
+   * Sends one request, with the W3C trace context `trace` when tracing; `gone`
+   * fails it at once instead (the worker is not running).
+   */
+  single(sample: Uint8Array, debug: boolean, gone: Error | undefined, trace?: Uint8Array): PredictCall {
     const id = this.#nextId++;
     const route: SingleRoute = {
       kind: "single",
@@ -122,7 +131,7 @@ export class CallRouter {
       cancelled: false,
     };
     route.answer.promise.catch(() => {}); // a caller may only watch `finished`
-    this.#start(route, [id], gone, { type: "predict", id, sample, debug });
+    this.#start(route, [id], gone, { type: "predict", id, sample, debug, trace });
     return {
       id,
       answer: route.answer.promise,
@@ -131,8 +140,16 @@ export class CallRouter {
     };
   }
 
-  /** Sends one batch; `gone` fails it at once instead (the worker is not running). */
-  batch(samples: readonly Uint8Array[], debug: boolean, gone: Error | undefined): BatchCall {
+  /**
+   * Sends one batch, with one W3C trace context per sample when tracing;
+   * `gone` fails it at once instead (the worker is not running).
+   */
+  batch(
+    samples: readonly Uint8Array[],
+    debug: boolean,
+    gone: Error | undefined,
+    traces?: readonly Uint8Array[],
+  ): BatchCall {
     if (samples.length === 0) throw new RangeError("A batch needs at least one sample");
     const ids = samples.map(() => this.#nextId++);
     const route: BatchRoute = {
@@ -145,7 +162,10 @@ export class CallRouter {
       cancelled: false,
     };
     route.done.promise.catch(() => {});
-    this.#start(route, ids, gone, { type: "predict_batch", ids, samples, debug });
+    const message: PredictBatchMessage = traces === undefined
+      ? { type: "predict_batch", ids, samples, debug }
+      : { type: "predict_batch", ids, samples, debug, traces };
+    this.#start(route, ids, gone, message);
     return {
       ids,
       outcomes: route.done.promise,

@@ -12,7 +12,7 @@
  * request body through untouched), and the bytes the worker returns become
  * the HTTP response body without being parsed again.
  *
- * Protocol 3, the whole conversation (integers in raw frames are big-endian;
+ * Protocol 4, the whole conversation (integers in raw frames are big-endian;
  * an id is a u64 below 2^53):
  *
  * server → worker
@@ -20,16 +20,21 @@
  *   interface, model, model_dir, stream_window}: first message; answered by
  *   `ready` or `init_error` (phase `protocol` when the versions differ).
  * - `predict`, raw: `[0x01][u64 id][u8 flags][sample]`, flags bit 0 = debug
- *   (log the sample and the prediction), bit 2 = timings (answer with a
- *   timed `result`, ./worker_timings.ts; the latency breakdown only): one request. The server may write
+ *   (log the sample and the prediction), bit 1 = trace: `[u16 n][n bytes]`
+ *   precede the sample, the W3C trace context of the request's `predict`
+ *   span as ASCII (`traceparent`, then `\n` and `tracestate` when it has
+ *   one), sent only while tracing is on; bit 2 = timings (answer with a
+ *   timed `result`, ./worker_timings.ts; the latency breakdown only): one
+ *   request. The server may write
  *   the next `predict` before the previous answer arrived; the worker runs
  *   requests one at a time, in the order received.
- * - `predict_batch` {ids, samples, debug}: one `predict(list, metadata)` call
- *   for several requests (hooks run per sample); answered by one `result` or
- *   `error` per id, in order. A raise (in `predict` or a hook), a return that
- *   is not a list, or a list of the wrong length fails every id (`error`, kind
- *   `predict`); one unserialisable prediction fails its id only (kind
- *   `serialize`).
+ * - `predict_batch` {ids, samples, debug, traces}: one `predict(list,
+ *   metadata)` call for several requests (hooks run per sample); answered by
+ *   one `result` or `error` per id, in order. A raise (in `predict` or a
+ *   hook), a return that is not a list, or a list of the wrong length fails
+ *   every id (`error`, kind `predict`); one unserialisable prediction fails
+ *   its id only (kind `serialize`). `traces`, only while tracing is on (the
+ *   key is absent otherwise): one W3C trace context per id, as in `predict`.
  * - `credit` {id, n}: the server consumed `n` more items of stream `id`.
  * - `cancel` {id}: stop request `id`; the server sends it only for a
  *   request it sent and that is not answered. It travels on the cancel
@@ -65,10 +70,11 @@
  * Every request gets exactly one final frame: `result`, `end` or `error`.
  * Any other first byte, or a raw frame shorter than its header, is a
  * protocol violation.
+ *
+ * This file is the messages; their bytes (encoding, the raw frames,
+ * decoding and its checks) are ./protocol_wire.ts, re-exported here.
  */
 import type { PythonInterface } from "../config/types.ts";
-import { Decoder, encode } from "@msgpack/msgpack";
-import { encodeFrame, HEADER_BYTES } from "./codec.ts";
 import TABLE from "./worker/_cortex_serve_worker/protocol.json" with { type: "json" };
 import type { WorkerTimings } from "./worker_timings.ts";
 
@@ -116,6 +122,8 @@ export interface PredictMessage {
   /** The request body, UTF-8 JSON. */
   readonly sample: Uint8Array;
   readonly debug: boolean;
+  /** The W3C trace context to run it in (`traceparent`, `\n`, `tracestate`), ASCII; only while tracing. */
+  readonly trace?: Uint8Array | undefined;
 }
 
 /** Server → worker: run one `predict` call on several requests' samples. */
@@ -125,6 +133,8 @@ export interface PredictBatchMessage {
   /** One UTF-8 JSON request body per id. */
   readonly samples: readonly Uint8Array[];
   readonly debug: boolean;
+  /** Only while tracing: one W3C trace context per id (see PredictMessage), ASCII. */
+  readonly traces?: readonly Uint8Array[];
 }
 
 /** Server → worker: `n` more items of stream `id` may be sent. */
@@ -238,199 +248,13 @@ export type ReplyMessage =
 
 export type WorkerMessage = ReplyMessage | ModelMessage;
 
-/** The worker sent something that is not a valid message. */
-export class ProtocolError extends Error {
-  readonly code = "PROTOCOL_VIOLATION";
-  constructor(message: string) {
-    super(message);
-    this.name = "ProtocolError";
-  }
-}
-
-/** Encodes and frames a server message; `predict` goes out as a raw frame. */
-export function encodeMessageFrame(message: ServerMessage, maxFrameBytes: number): Uint8Array {
-  return message.type === "predict"
-    ? encodePredictFrame(message, maxFrameBytes)
-    : encodeFrame(encode(message), maxFrameBytes);
-}
-
-/** First byte of a raw `predict` payload (server → worker). */
-export const RAW_PREDICT: number = TABLE.raw_predict;
-/** First byte of a raw `result` payload (worker → server). */
-export const RAW_RESULT: number = TABLE.raw_result;
-/** Bytes before the sample in a raw `predict` payload: tag, u64 id, flags. */
-export const RAW_PREDICT_HEAD: number = TABLE.raw_predict_head_bytes;
-/** Bytes before the prediction in a raw `result` payload: tag, u64 id. */
-export const RAW_RESULT_HEAD: number = TABLE.raw_result_head_bytes;
-/** Bit of a raw `predict`'s flags byte: log the sample and the prediction. */
-const FLAG_DEBUG: number = TABLE.flag_debug;
-
-/**
- * Frames a raw `predict` in one buffer, copying the sample once:
- * `[u32 length][0x01][u64 id][flags][sample]`, all big-endian.
- *
- * @throws {import("./codec.ts").FrameError} when the frame is over `maxFrameBytes`
- */
-export function encodePredictFrame(message: PredictMessage, maxFrameBytes: number): Uint8Array {
-  const { id, sample } = message;
-  const length = RAW_PREDICT_HEAD + sample.byteLength;
-  if (length > maxFrameBytes) return encodeFrame(new Uint8Array(length), maxFrameBytes); // throws
-  const frame = new Uint8Array(HEADER_BYTES + length);
-  putUint32(frame, 0, length);
-  frame[4] = RAW_PREDICT;
-  putUint32(frame, 5, Math.floor(id / 0x1_0000_0000));
-  putUint32(frame, 9, id >>> 0);
-  frame[13] = message.debug ? FLAG_DEBUG : 0;
-  frame.set(sample, HEADER_BYTES + RAW_PREDICT_HEAD);
-  return frame;
-}
-
-/** Writes `value` big-endian at `at`, without a DataView per call. */
-function putUint32(bytes: Uint8Array, at: number, value: number): void {
-  bytes[at] = value >>> 24;
-  bytes[at + 1] = value >>> 16;
-  bytes[at + 2] = value >>> 8;
-  bytes[at + 3] = value;
-}
-
-function getUint32(bytes: Uint8Array, at: number): number {
-  return (bytes[at]! * 0x100_0000) + ((bytes[at + 1]! << 16) | (bytes[at + 2]! << 8) | bytes[at + 3]!);
-}
-
-/**
- * A raw `result`: the prediction is a view of `payload`, not a copy.
- *
- * @throws {ProtocolError} when the payload is too short or the id is not a safe integer
- */
-function decodeRawResult(payload: Uint8Array): ResultMessage {
-  if (payload.byteLength < RAW_RESULT_HEAD) {
-    throw new ProtocolError(
-      `Worker sent a raw "result" frame of ${payload.byteLength} bytes: it needs at least ${RAW_RESULT_HEAD}`,
-    );
-  }
-  const high = getUint32(payload, 1);
-  if (high > 0x1f_ffff) {
-    throw new ProtocolError('Worker message "result": "id" is not a safe integer');
-  }
-  return {
-    type: "result",
-    id: high * 0x1_0000_0000 + getUint32(payload, 5),
-    prediction: payload.subarray(RAW_RESULT_HEAD),
-  };
-}
-
-/** True when `byte` starts a msgpack map (fixmap, map16, map32). */
-function startsMap(byte: number): boolean {
-  return (byte & 0xf0) === 0x80 || byte === 0xde || byte === 0xdf;
-}
-
-/** One decoder for every worker message: decoding is synchronous, so it is never shared mid-call. */
-const DECODER = new Decoder();
-
-const INIT_PHASES: ReadonlySet<string> = new Set(TABLE.init_phases);
-const ERROR_KINDS: ReadonlySet<string> = new Set(TABLE.error_kinds);
-
-/**
- * Decodes and checks one payload from the worker.
- *
- * @throws {ProtocolError} when it is not a raw `result`, not msgpack, or not a known message
- */
-export function decodeMessage(payload: Uint8Array): WorkerMessage {
-  if (payload.byteLength === 0) throw new ProtocolError("Worker sent an empty frame");
-  const tag = payload[0]!;
-  if (tag === RAW_RESULT) return decodeRawResult(payload);
-  if (!startsMap(tag)) {
-    throw new ProtocolError(
-      `Worker sent a frame of unknown kind: first byte 0x${
-        tag.toString(16).padStart(2, "0")
-      } is not the raw "result" tag 0x02 and does not start a msgpack map`,
-    );
-  }
-  let value: unknown;
-  try {
-    value = DECODER.decode(payload);
-  } catch (error) {
-    throw new ProtocolError(`Worker sent a frame that is not msgpack: ${String(error)}`);
-  }
-  if (typeof value !== "object" || value === null || Array.isArray(value)) {
-    throw new ProtocolError("Worker sent a frame that is not a msgpack map");
-  }
-  const m = value as Record<string, unknown>;
-  switch (m.type) {
-    case "ready":
-      return {
-        type: "ready",
-        protocol: int(m, "protocol"),
-        pid: int(m, "pid"),
-        python: str(m, "python"),
-      };
-    case "init_error":
-      return {
-        type: "init_error",
-        phase: oneOf(m, "phase", INIT_PHASES) as InitPhase,
-        error: str(m, "error"),
-        traceback: str(m, "traceback"),
-      };
-    case "item":
-      return { type: "item", id: int(m, "id"), value: bytes(m, "value") };
-    case "end":
-      return { type: "end", id: int(m, "id"), items: int(m, "items") };
-    case "model": {
-      const event = str(m, "event");
-      const seconds = field(m, "seconds");
-      if ((event !== "load" && event !== "evict") || typeof seconds !== "number") {
-        throw new ProtocolError('Worker message "model": "event" or "seconds" is invalid');
-      }
-      return { type: "model", event, model: str(m, "model"), version: str(m, "version"), seconds };
-    }
-    case "error":
-      return {
-        type: "error",
-        id: int(m, "id"),
-        kind: oneOf(m, "kind", ERROR_KINDS) as PredictErrorKind,
-        error: str(m, "error"),
-        traceback: str(m, "traceback"),
-      };
-    default:
-      throw new ProtocolError(`Worker sent an unknown message type: ${JSON.stringify(m.type)}`);
-  }
-}
-
-function field(m: Record<string, unknown>, key: string): unknown {
-  if (!(key in m)) {
-    throw new ProtocolError(`Worker message "${String(m.type)}" lacks "${key}"`);
-  }
-  return m[key];
-}
-
-function int(m: Record<string, unknown>, key: string): number {
-  const v = field(m, key);
-  if (typeof v !== "number" || !Number.isSafeInteger(v)) {
-    throw new ProtocolError(`Worker message "${String(m.type)}": "${key}" is not an integer`);
-  }
-  return v;
-}
-
-function str(m: Record<string, unknown>, key: string): string {
-  const v = field(m, key);
-  if (typeof v !== "string") {
-    throw new ProtocolError(`Worker message "${String(m.type)}": "${key}" is not a string`);
-  }
-  return v;
-}
-
-function bytes(m: Record<string, unknown>, key: string): Uint8Array {
-  const v = field(m, key);
-  if (!(v instanceof Uint8Array)) {
-    throw new ProtocolError(`Worker message "${String(m.type)}": "${key}" is not binary`);
-  }
-  return v;
-}
-
-function oneOf(m: Record<string, unknown>, key: string, allowed: ReadonlySet<string>): string {
-  const v = str(m, key);
-  if (!allowed.has(v)) {
-    throw new ProtocolError(`Worker message "${String(m.type)}": unknown ${key} ${JSON.stringify(v)}`);
-  }
-  return v;
-}
+export {
+  decodeMessage,
+  encodeMessageFrame,
+  encodePredictFrame,
+  ProtocolError,
+  RAW_PREDICT,
+  RAW_PREDICT_HEAD,
+  RAW_RESULT,
+  RAW_RESULT_HEAD,
+} from "./protocol_wire.ts";

@@ -218,16 +218,16 @@ export class WorkerProcess {
    * Sends one request. The answer is a body, or a {@link PredictStream} when
    * the user's `predict` returned a generator or iterator.
    */
-  run(sample: Uint8Array, debug: boolean): PredictCall {
-    return this.#calls.single(sample, debug, this.#gone());
+  run(sample: Uint8Array, debug: boolean, trace?: Uint8Array): PredictCall {
+    return this.#calls.single(sample, debug, this.#gone(), trace);
   }
 
   /**
    * Sends one `predict_batch`: the user's `predict` gets the samples as one
    * list. Each sample gets its own outcome; see {@link BatchCall}.
    */
-  runBatch(samples: readonly Uint8Array[], debug: boolean): BatchCall {
-    return this.#calls.batch(samples, debug, this.#gone());
+  runBatch(samples: readonly Uint8Array[], debug: boolean, traces?: readonly Uint8Array[]): BatchCall {
+    return this.#calls.batch(samples, debug, this.#gone(), traces);
   }
 
   /** Asks the worker to exit; kills it if it is still there after `graceMs`. */

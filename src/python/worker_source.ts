@@ -1,11 +1,13 @@
 /**
- * The worker program, part of the binary: the bootstrap `worker.py` and the
- * package `_cortex_serve_worker/` beside it (./worker/), imported as text so
+ * The worker program, part of the binary: the bootstrap `worker.py`, the
+ * package `_cortex_serve_worker/` beside it and the public module
+ * `cortex_serve_trace.py` user code may import (./worker/), imported as text so
  * nothing is read from the source tree at run time, and written to the state
  * directory at startup.
  */
 import { join } from "node:path";
 import bootstrap from "./worker/worker.py" with { type: "text" };
+import traceModule from "./worker/cortex_serve_trace.py" with { type: "text" };
 import init from "./worker/_cortex_serve_worker/__init__.py" with { type: "text" };
 import answers from "./worker/_cortex_serve_worker/answers.py" with { type: "text" };
 import channel from "./worker/_cortex_serve_worker/channel.py" with { type: "text" };
@@ -22,6 +24,7 @@ import protocol from "./worker/_cortex_serve_worker/protocol.py" with { type: "t
 import protocolTable from "./worker/_cortex_serve_worker/protocol.json" with { type: "json" };
 import s3 from "./worker/_cortex_serve_worker/s3.py" with { type: "text" };
 import serve from "./worker/_cortex_serve_worker/serve.py" with { type: "text" };
+import tracing from "./worker/_cortex_serve_worker/tracing.py" with { type: "text" };
 import userModule from "./worker/_cortex_serve_worker/user_module.py" with { type: "text" };
 
 /** Name of the worker's package directory, beside the bootstrap. */
@@ -36,6 +39,8 @@ export interface WorkerFile {
 /** Every file of the worker program; the bootstrap `worker.py` first. */
 export const WORKER_FILES: readonly WorkerFile[] = [
   { path: "worker.py", source: bootstrap },
+  // Public: user code imports it for the request's trace context (see the module).
+  { path: "cortex_serve_trace.py", source: traceModule },
   ...Object.entries({
     "__init__.py": init,
     "answers.py": answers,
@@ -54,6 +59,7 @@ export const WORKER_FILES: readonly WorkerFile[] = [
     "protocol.json": `${JSON.stringify(protocolTable, null, 2)}\n`,
     "s3.py": s3,
     "serve.py": serve,
+    "tracing.py": tracing,
     "user_module.py": userModule,
   }).map(([name, source]) => ({ path: join(WORKER_PACKAGE, name), source })),
 ];

@@ -46,7 +46,9 @@ export function runBatch(replica: Replica, jobs: readonly Job[], predictTimeoutM
     debug ||= job.debug;
     job.onBatch?.(jobs.length);
   }
-  const run = replica.runBatch(jobs.map((job) => job.sample), debug);
+  // Tracing is on for every request of a pool or for none.
+  const traces = jobs[0]!.trace === undefined ? undefined : jobs.map((job) => job.trace!());
+  const run = replica.runBatch(jobs.map((job) => job.sample), debug, traces);
   const batch: JobBatch = { batch: new RunningBatch(jobs), run };
   // One deadline for all: the first to time out stops the batch (the pool's ticker).
   for (const job of jobs) job.batched(batch, now, predictTimeoutMs);

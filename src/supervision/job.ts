@@ -44,6 +44,8 @@ export class Job {
   /** `performance.now()` when it arrived. */
   readonly arrived: number;
   readonly onBatch: ((size: number) => void) | undefined;
+  /** Tracing only: the trace context to send with it, asked when a replica takes it. */
+  readonly trace: (() => Uint8Array) | undefined;
   readonly #resolve: (value: Prediction) => void;
   readonly #reject: (error: Error) => void;
   #state: JobState = "queued";
@@ -64,7 +66,7 @@ export class Job {
   /** A job queued now, to wait at most `queueTimeoutMs`; `resolve` and `reject` answer its caller. */
   constructor(
     sample: Uint8Array,
-    options: Pick<SubmitOptions, "debug" | "onBatch" | "request">,
+    options: Pick<SubmitOptions, "debug" | "onBatch" | "request" | "trace">,
     queueTimeoutMs: number,
     resolve: (value: Prediction) => void,
     reject: (error: Error) => void,
@@ -73,6 +75,7 @@ export class Job {
     this.sample = options.request === undefined ? sample : encodeRequest(options.request, sample);
     this.debug = options.debug;
     this.onBatch = options.onBatch;
+    this.trace = options.trace;
     this.arrived = performance.now();
     this.deadlineAt = this.arrived + queueTimeoutMs;
     this.#resolve = resolve;

@@ -21,13 +21,18 @@
  * and its predict timeout starts when the worker starts it. If the worker
  * is lost, only the request it was running fails; the one behind it goes
  * back to the head of the queue. Batches (./batch_run.ts) never pipeline.
+ *
+ * Admission, dispatch, deadlines and drain share the queue and the
+ * in-flight count, so they stay in this class; what a pool takes and gives
+ * (its options, a submit's, a prediction) is ./pool_types.ts, and the
+ * decisions that separate (the job's lifecycle, deadlines, pipelining,
+ * batches, queue errors, the replica set) are in their own files.
  */
-import type { Logger } from "../log/logger.ts";
 import type { ApiError } from "../errors/api_error.ts";
 import type { ResolvedBatching } from "../config/types.ts";
 import { runBatch, takeBatch } from "./batch_run.ts";
 import { Batcher } from "./batcher.ts";
-import { NO_COUNTERS, type SupervisionCounters } from "./counters.ts";
+import { NO_COUNTERS } from "./counters.ts";
 import { DeadlineTicker, tickMs } from "./deadlines.ts";
 import { Emitter, waitUntil } from "./events.ts";
 import { Job } from "./job.ts";
@@ -41,64 +46,14 @@ import {
   shuttingDownError,
 } from "./pool_errors.ts";
 import { BoundedQueue } from "./queue.ts";
-import type { Replica, RunAnswer } from "./replica.ts";
-import type { ReplicaState } from "./replica_states.ts";
-import type { RequestMeta } from "../python/envelope.ts";
+import type { Replica } from "./replica.ts";
 import { ReplicaSet } from "./replica_set.ts";
 
 export { PIPELINE_MAX_SERVICE_MS } from "./pipelining.ts";
 
-/** What {@link ApiPool.submit} needs besides the sample. */
-export interface SubmitOptions {
-  readonly debug: boolean;
-  /** Aborts when the client went away; a queued request is then dropped. */
-  readonly signal?: AbortSignal;
-  /** Told the size of the batch the request runs in (server-side batching only). */
-  readonly onBatch?: ((size: number) => void) | undefined;
-  /**
-   * The request's Content-Type, query and headers, for an API whose worker
-   * parses the payload by Content-Type (`realtime_predictor`, Cortex 0.17+):
-   * the sample is then the raw body, sent with them in one envelope
-   * (../python/envelope.ts), and the answer carries its own content type,
-   * status and headers. Absent for the other dialects (the sample is JSON).
-   */
-  readonly request?: RequestMeta | undefined;
-}
+import type { PoolOptions, Prediction, ReplicaCounts, SubmitOptions } from "./pool_types.ts";
 
-/** A prediction (a body, or a stream of items) and how long it waited for a replica. */
-export interface Prediction {
-  readonly answer: RunAnswer;
-  readonly queueMs: number;
-  /** With {@link SubmitOptions.request}: the answer's Content-Type (a body answer only). */
-  readonly contentType?: string;
-  /** With {@link SubmitOptions.request}: the answer's HTTP status (a body answer only). */
-  readonly status?: number;
-  /** With {@link SubmitOptions.request}: headers the answer sets, e.g. a passed-through Response's. */
-  readonly headers?: readonly (readonly [string, string])[];
-}
-
-/** Settings of a pool. */
-export interface PoolOptions {
-  readonly api: string;
-  /** Requests allowed to wait per replica in the pool (`--queue`). */
-  readonly queuePerReplica: number;
-  /** Most replicas the pool will have (`compute.max_replicas`): sizes the ring. */
-  readonly maxReplicas: number;
-  /** How long predict may run once a replica took the job (`--predict-timeout`). */
-  readonly predictTimeoutMs: number;
-  /** How long a job may wait for a replica (`--queue-timeout`); default `predictTimeoutMs`. */
-  readonly queueTimeoutMs?: number;
-  /** Server-side batching (`server_side_batching:`); one request per call when absent. */
-  readonly batching?: ResolvedBatching | undefined;
-  /** Send a busy replica the next request behind the running one (see above); default true. */
-  readonly pipelining?: boolean;
-  /** Where scale events are counted; default none. */
-  readonly counters?: SupervisionCounters;
-  readonly logger: Logger;
-}
-
-/** Replica counts by state, for status pages and metrics. */
-export type ReplicaCounts = Record<ReplicaState, number>;
+export type { PoolOptions, Prediction, ReplicaCounts, SubmitOptions };
 
 /** One API's replicas and queue. */
 export class ApiPool {
@@ -378,7 +333,12 @@ export class ApiPool {
   #start(replica: Replica, job: Job): void {
     this.#inFlight++;
     const predictTimeoutMs = this.#o.predictTimeoutMs;
-    const run = replica.run(job.sample, job.debug, () => job.begin(performance.now(), predictTimeoutMs));
+    const run = replica.run(
+      job.sample,
+      job.debug,
+      () => job.begin(performance.now(), predictTimeoutMs),
+      job.trace?.(),
+    );
     job.send(run);
     run.answer.then(
       (answer) => {

@@ -11,6 +11,10 @@
  * answered is ./request_errors.ts. The replica owns its worker and its
  * state; the pool (./pool.ts) owns the queue and hands one job at a time to
  * a `ready` replica through {@link Replica.run}.
+ *
+ * About 400 lines, on purpose: the supervision loop and the state it drives
+ * are one class, whose private fields both read; the parts that separate
+ * (calls, errors, init, memory, backoff, the table) are apart already.
  */
 import type { InitMessage } from "../python/protocol.ts";
 import { describeExit, type WorkerExit } from "../python/worker_process.ts";
@@ -172,11 +176,12 @@ export class Replica {
    * sent behind it that had not started is `returned`, never run.
    *
    * The answer rejects with an ApiError (see ./request_errors.ts), or the
-   * error given to `withdraw`.
+   * error given to `withdraw`. `trace` is sent with the request: the W3C
+   * trace context user code runs in (only while tracing).
    */
-  run(sample: Uint8Array, debug: boolean, onStart?: () => void): ReplicaRun {
+  run(sample: Uint8Array, debug: boolean, onStart?: () => void, trace?: Uint8Array): ReplicaRun {
     const worker = this.#dispatch();
-    return startRun(worker.run(sample, debug), this.#calls, onStart, this.#failure);
+    return startRun(worker.run(sample, debug, trace), this.#calls, onStart, this.#failure);
   }
 
   /**
@@ -188,12 +193,12 @@ export class Replica {
    * for the whole batch when the worker died (502) or its time is up
    * (`timeOut`, 504; the batch is cancelled in the worker). `cancel` cancels the batch:
    * call it only once every request of it has gone. Only call when `state`
-   * is `ready`.
+   * is `ready`. `traces`: one W3C trace context per sample, only while tracing.
    */
-  runBatch(samples: readonly Uint8Array[], debug: boolean): ReplicaBatchRun {
+  runBatch(samples: readonly Uint8Array[], debug: boolean, traces?: readonly Uint8Array[]): ReplicaBatchRun {
     if (this.#state !== "ready") throw new Error(`Replica ${this.index} is ${this.#state}, not ready`);
     const worker = this.#dispatch();
-    return startBatchRun(worker.runBatch(samples, debug), this.#calls, this.#failure);
+    return startBatchRun(worker.runBatch(samples, debug, traces), this.#calls, this.#failure);
   }
 
   /** Stops the worker (shutdown message, then SIGKILL after the grace period). */

@@ -30,13 +30,14 @@ export interface ReplicaWorker {
   readonly alive: boolean;
   readonly exited: Promise<WorkerExit>;
   init(message: Omit<InitMessage, "type">): Promise<ReadyMessage>;
-  run(sample: Uint8Array, debug: boolean): PredictCall;
+  /** `trace`: the W3C trace context the request runs in (see PredictMessage), only while tracing. */
+  run(sample: Uint8Array, debug: boolean, trace?: Uint8Array): PredictCall;
   /**
    * One `predict(list, metadata)` call for several requests (server-side
    * batching): `outcomes` has one outcome per sample, in order, or rejects
    * when the worker is no longer usable (every request of the batch lost).
    */
-  runBatch(samples: readonly Uint8Array[], debug: boolean): BatchCall;
+  runBatch(samples: readonly Uint8Array[], debug: boolean, traces?: readonly Uint8Array[]): BatchCall;
   /** Asks the worker to exit; kills it after `graceMs`. */
   shutdown(graceMs: number): Promise<WorkerExit>;
   /** Signals the worker (and what it started); a no-op once it is gone. */

@@ -31,9 +31,14 @@ def message(value):
     return frame(msgpack.packb(value, use_bin_type=True))
 
 
-def raw_predict(request_id, sample, debug=False, flags=0):
-    """A framed raw `predict`: tag, u64 id, flags, sample."""
-    return frame(struct.pack(">BQB", RAW_PREDICT, request_id, (1 if debug else 0) | flags) + sample)
+def raw_predict(request_id, sample, debug=False, trace=None, flags=0):
+    """A framed raw `predict`: tag, u64 id, flags, sample; with `trace` (str),
+    the trace flag and the context before the sample; `flags` are added."""
+    if trace is None:
+        return frame(struct.pack(">BQB", RAW_PREDICT, request_id, (1 if debug else 0) | flags) + sample)
+    context = trace.encode("ascii")
+    head = struct.pack(">BQBH", RAW_PREDICT, request_id, (1 if debug else 0) | 2 | flags, len(context))
+    return frame(head + context + sample)
 
 
 def decode(payload):

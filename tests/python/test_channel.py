@@ -93,6 +93,21 @@ class ChannelReadTest(unittest.TestCase):
         self.assert_violation(struct.pack(">I", 1) + b"\x07", "frame of unknown kind: first byte 0x07")
         self.assert_violation(message([1, 2]), "frame of unknown kind: first byte 0x92")
         self.assert_violation(message({"id": 1}), "frame is not a message map")
+        # The trace flag with no room for the context's length, or a length past the frame's end.
+        head = struct.pack(">BQB", 1, 5, 2)
+        self.assert_violation(
+            struct.pack(">I", 11) + head + b"\x00", "raw predict frame of 11 bytes: too short for its trace context"
+        )
+        self.assert_violation(
+            struct.pack(">I", 14) + head + b"\x00\x09ab", "raw predict frame of 14 bytes: its trace context says 9 bytes"
+        )
+
+    def test_a_traced_predict_carries_its_context_before_the_sample(self):
+        context = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\nk=v"
+        jobs = self.receive_all(raw_predict(3, b"[1]", debug=True, trace=context) + raw_predict(4, b"2"), spin=0)
+        self.assertEqual([(j.ids, bytes(j.sample), bool(j.debug), j.trace) for j in jobs], [
+            ((3,), b"[1]", True, context), ((4,), b"2", False, None),
+        ])
 
 
 class ChannelWriteTest(unittest.TestCase):
@@ -151,13 +166,20 @@ class ChannelTimingsTest(unittest.TestCase):
         fd, server = socket_pair()
         channel = Channel(fd, MAX_FRAME, spin=True)
         try:
-            server.sendall(raw_predict(1, b"1") + raw_predict(2, b"2", flags=FLAG_TIMINGS))
+            parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+            server.sendall(
+                raw_predict(1, b"1") + raw_predict(2, b"2", flags=FLAG_TIMINGS)
+                + raw_predict(3, b"3", trace=parent, flags=FLAG_TIMINGS)
+            )
             before = time.perf_counter()
-            plain, timed = channel.receive(), channel.receive()
+            plain, timed, traced = channel.receive(), channel.receive(), channel.receive()
             self.assertIsNone(plain.read_at)
             self.assertLessEqual(timed.read_at, time.perf_counter())
             self.assertGreaterEqual(timed.read_at, before)
             self.assertEqual((timed.ids, bytes(timed.sample), timed.debug), ((2,), b"2", 0))
+            # Traced and timed: both the context and the read time.
+            self.assertEqual((traced.trace, bytes(traced.sample)), (parent, b"3"))
+            self.assertGreaterEqual(traced.read_at, before)
         finally:
             server.close()
             channel.sock.close()

@@ -119,6 +119,8 @@ class ProtocolTableTest(unittest.TestCase):
         self.assertEqual(protocol.RAW_PREDICT, TABLE["raw_predict"])
         self.assertEqual(protocol.RAW_RESULT, TABLE["raw_result"])
         self.assertEqual(protocol.FLAG_DEBUG, TABLE["flag_debug"])
+        self.assertEqual(protocol.FLAG_TRACE, TABLE["flag_trace"])
+        self.assertEqual(protocol.TRACE_LENGTH.size, TABLE["trace_length_bytes"])
         self.assertEqual(protocol.STREAM_WINDOW, TABLE["stream_window"])
         self.assertEqual(protocol.HEADER.size, TABLE["frame_header_bytes"])
         self.assertEqual(protocol.RAW_PREDICT_HEAD.size, TABLE["raw_predict_head_bytes"])
@@ -130,7 +132,7 @@ class ProtocolTableTest(unittest.TestCase):
             protocol.TIMED_RESULT_FRAME_HEAD.size - protocol.HEADER.size, TABLE["raw_result_timed_head_bytes"],
         )
         # Flags are bits of one byte, each its own; tags are distinct and never start a msgpack map.
-        flags = [TABLE["flag_debug"], TABLE["flag_timings"]]
+        flags = [TABLE["flag_debug"], TABLE["flag_trace"], TABLE["flag_timings"]]
         self.assertEqual(len(set(flags)), len(flags))
         self.assertTrue(all(f and f & (f - 1) == 0 and f < 256 for f in flags))
         tags = [TABLE["raw_predict"], TABLE["raw_result"], TABLE["raw_result_timed"]]
@@ -140,7 +142,7 @@ class ProtocolTableTest(unittest.TestCase):
     def test_a_conversation_uses_the_tables_messages_and_no_other_field(self):
         init = self.init_message()
         # A batch's predict gets the list: ["boom", 1] is returned as is.
-        batch = server_message("predict_batch", ids=[5, 6], samples=[b'"boom"', b"1"], debug=False)
+        batch = server_message("predict_batch", ids=[5, 6], samples=[b'"boom"', b"1"], debug=False, traces=None)
         frames = (
             raw_predict(1, b'{"x": 1}') + raw_predict(2, b'{"n": 2}') + raw_predict(3, b'"boom"')
             + raw_predict(4, b'"object"') + message(batch) + message(server_message("shutdown"))
@@ -170,6 +172,47 @@ class ProtocolTableTest(unittest.TestCase):
         self.assertTrue(before <= read_at <= started <= ended <= sent_at <= time.perf_counter(), timed)
         self.assertNotIn("timings", plain)
 
+    def test_a_traced_predict_runs_in_its_context_and_only_then(self):
+        with open(self.inference, "w") as f:
+            f.write(
+                "import cortex_serve_trace\n"
+                "def predict(sample, metadata):\n"
+                "    if isinstance(sample, list):\n"
+                "        return [[cortex_serve_trace.traceparent(), cortex_serve_trace.traceparents()]] * len(sample)\n"
+                "    if sample == 'stream':\n"
+                "        return (cortex_serve_trace.traceparent() for _ in range(2))\n"
+                "    return [cortex_serve_trace.traceparent(), cortex_serve_trace.tracestate(),\n"
+                "            cortex_serve_trace.headers()]\n"
+            )
+        parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+        frames = (
+            raw_predict(1, b"1", trace=parent) + raw_predict(2, b"2")
+            + raw_predict(3, b"3", debug=True, trace=parent + "\nvendor=a:b")
+            + raw_predict(4, b'"stream"', trace=parent)
+            + message(server_message(
+                "predict_batch", ids=[5, 6, 7], samples=[b"5", b"not json", b"7"], debug=False,
+                traces=[b"00-five", b"00-six", b"00-seven\nk=v"],
+            ))
+            + message(server_message("shutdown"))
+        )
+        sent = self.converse(self.init_message(), frames)
+        self.assertEqual([m["type"] for m in sent], [
+            "ready", "result", "result", "result", "item", "item", "end", "result", "error", "result",
+        ])
+        # A batch: predict gets the parsed samples' traceparents, in order; no single context.
+        in_batch = [None, ["00-five", "00-seven"]]
+        self.assertEqual([json.loads(sent[i]["prediction"]) for i in (7, 9)], [in_batch, in_batch])
+        self.assertEqual(sent[8]["kind"], "sample")
+        loads = [json.loads(m["prediction"]) for m in sent[1:4]]
+        self.assertEqual(loads[0], [parent, None, {"traceparent": parent}])
+        self.assertEqual(loads[1], [None, None, {}])
+        self.assertEqual(loads[2], [parent, "vendor=a:b", {"traceparent": parent, "tracestate": "vendor=a:b"}])
+        self.assertEqual([json.loads(m["value"]) for m in sent[4:6]], [parent, parent])
+        import cortex_serve_trace
+        self.assertIsNone(cortex_serve_trace.traceparent())
+        self.assertEqual(cortex_serve_trace.traceparents(), [])
+        self.assertNotIn("opentelemetry", sys.modules)
+
     def test_another_version_is_refused_with_the_tables_init_error(self):
         sent = self.converse(self.init_message(version=TABLE["version"] - 1), b"")
         self.assertEqual([m["type"] for m in sent], ["init_error"])
@@ -191,9 +234,10 @@ class ProtocolTableTest(unittest.TestCase):
         credit = server_message("credit", id=7, n=3)
         control._message(credit)
         self.assertEqual(control.credits, {7: 3})
-        batch = server_message("predict_batch", ids=[8, 9], samples=[b"1", b"2"], debug=True)
+        batch = server_message("predict_batch", ids=[8, 9], samples=[b"1", b"2"], debug=True, traces=[b"00-a", b"00-b"])
         control._message(batch)
         self.assertEqual(control.pending[0].ids, (8, 9))
+        self.assertEqual(control.pending[0].trace, ("00-a", "00-b"))
         # The watcher takes exactly a dict (no subclass): this one cannot record what is read.
         cancel = dict(server_message("cancel", id=10))
         control.cancels = type("Cancels", (), {"items": [cancel], "receive": lambda self: self.items.pop() if self.items else None})()

@@ -51,9 +51,9 @@ const ASSETS: ReadonlyMap<string, { readonly body: string; readonly type: string
  * True for the requests that need no API key: the page itself (`GET /`
  * preferring HTML) and its assets.
  */
-export function isOpenConsoleRequest(method: string, path: string, accept: string | undefined): boolean {
+export function isOpenConsoleRequest(method: string, path: string, headers: Headers): boolean {
   if (method !== "GET" && method !== "HEAD") return false;
-  if (path === "/") return prefersHtml(accept);
+  if (path === "/") return prefersHtml(headers.get("accept"));
   return ASSETS.has(path);
 }
 

@@ -30,6 +30,8 @@ Modules, from the bottom up:
 - answers: a prediction to JSON bytes, streams, batch shapes;
 - control: which request runs, and how a cancel reaches it;
 - serve: the request loop (Worker);
+- tracing: a request sent with a trace context runs in it (the public
+  module cortex_serve_trace beside the bootstrap returns it to user code);
 - payloads, formdata: the Cortex 0.17+ request envelope and its payload by
   Content-Type (Starlette's classes, or formdata's stand-ins);
 - realtime, realtime_serve: the Cortex 0.17+ PythonPredictor / 0.34+ Handler

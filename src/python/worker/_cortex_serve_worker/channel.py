@@ -11,8 +11,9 @@ import threading
 import time
 
 from .protocol import (
-    FLAG_DEBUG, FLAG_TIMINGS, HEADER, RAW_PREDICT, RAW_PREDICT_HEAD, RAW_RESULT, RAW_RESULT_HEAD_BYTES,
-    RAW_RESULT_TIMED, RESULT_FRAME_HEAD, TIMED_RESULT_FRAME_HEAD, Job, ProtocolViolation,
+    FLAG_DEBUG, FLAG_TIMINGS, FLAG_TRACE, HEADER, RAW_PREDICT, RAW_PREDICT_HEAD, RAW_RESULT,
+    RAW_RESULT_HEAD_BYTES, RAW_RESULT_TIMED, RESULT_FRAME_HEAD, TIMED_RESULT_FRAME_HEAD, TRACE_LENGTH, Job,
+    ProtocolViolation,
 )
 
 try:
@@ -132,9 +133,14 @@ class Channel:
                     "raw predict frame of %d bytes: it needs at least %d" % (length, RAW_PREDICT_HEAD.size)
                 )
             _, request_id, flags = RAW_PREDICT_HEAD.unpack_from(buffer, at)
+            if flags & FLAG_TRACE:
+                job = self._traced_job(buffer, at, length, request_id, flags)
+                if flags & FLAG_TIMINGS:
+                    job.read_at = self.read_at
+                return job
             sample = buffer[at + RAW_PREDICT_HEAD.size:at + length]
             if flags & FLAG_TIMINGS:
-                return Job((request_id,), sample, flags & FLAG_DEBUG, None, self.read_at)
+                return Job((request_id,), sample, flags & FLAG_DEBUG, None, None, self.read_at)
             return Job((request_id,), sample, flags & FLAG_DEBUG, None)
         if not (0x80 <= tag <= 0x8f or tag == 0xDE or tag == 0xDF):
             raise ProtocolViolation("frame of unknown kind: first byte 0x%02x" % tag)
@@ -143,6 +149,18 @@ class Channel:
         if not isinstance(message, dict) or "type" not in message:
             raise ProtocolViolation("frame is not a message map")
         return message
+
+    @staticmethod
+    def _traced_job(buffer, at, length, request_id, flags):
+        """The Job of a raw predict whose sample is preceded by a trace context."""
+        start = at + RAW_PREDICT_HEAD.size + TRACE_LENGTH.size
+        if length < start - at:
+            raise ProtocolViolation("raw predict frame of %d bytes: too short for its trace context" % length)
+        (size,) = TRACE_LENGTH.unpack_from(buffer, start - TRACE_LENGTH.size)
+        if length < start - at + size:
+            raise ProtocolViolation("raw predict frame of %d bytes: its trace context says %d bytes" % (length, size))
+        trace = bytes(buffer[start:start + size]).decode("ascii", "replace")
+        return Job((request_id,), buffer[start + size:at + length], flags & FLAG_DEBUG, None, trace)
 
     def _payload(self, message):
         """The msgpack of a message; OverflowError when it is over the maximum frame size."""

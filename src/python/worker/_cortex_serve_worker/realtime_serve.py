@@ -11,6 +11,7 @@ from .process import flush_output, log
 from .protocol import error_frame
 from .realtime import after_answer, pack_answer, split_callback
 from .serve import sample_error, serialize_error, too_large_error
+from .tracing import enter_batch
 
 
 def parse_request(worker, request_id, raw, debug):
@@ -77,6 +78,8 @@ def predict_batch(worker, job):
             ids.append(request_id)
         except (PayloadError, ValueError) as exc:
             answers[request_id] = sample_error(request_id, exc)
+    if job.trace is not None:
+        enter_batch(job, ids)
     if ids:
         columns = tuple(list(column) for column in zip(*samples))
         try:

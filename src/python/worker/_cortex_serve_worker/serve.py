@@ -15,6 +15,7 @@ from .interfaces import Interface, build_interface
 from .process import flush_output, log, truncate
 from .protocol import PROTOCOL_VERSION, STREAM_WINDOW, Job, ProtocolViolation, cancelled_error, error_frame
 from .s3 import resolve_model
+from .tracing import enter_batch, run_batch_traced, run_traced
 from .user_module import InitFailure, describe, load_user_module
 
 
@@ -89,9 +90,14 @@ class Worker:
                 return
             try:
                 if job.samples is None:
-                    self.predict(job)
-                else:
+                    if job.trace is None:
+                        self.predict(job)
+                    else:
+                        run_traced(self.predict, job)
+                elif job.trace is None:
                     self.predict_batch(job)
+                else:
+                    run_batch_traced(self.predict_batch, job)
             except Cancelled:
                 # Raised by a late signal in the worker's own code, after the
                 # request's answer or error went out: nothing left to answer.
@@ -252,6 +258,8 @@ class Worker:
                 ids.append(request_id)
             except Exception as exc:  # noqa: BLE001 - any parse failure is the client's
                 answers[request_id] = sample_error(request_id, exc)
+        if job.trace is not None:
+            enter_batch(job, ids)
         if ids:
             try:
                 samples = [call(interface.pre, sample) for sample in samples]
