@@ -70,6 +70,28 @@ async function answerStatus(conn: Deno.TcpConn, timeoutMs: number): Promise<stri
   }
 }
 
+/** Resolves with how long `conn` took to be closed by the server (EOF or reset); throws after `timeoutMs`. */
+async function closedWithin(conn: Deno.TcpConn, timeoutMs: number): Promise<number> {
+  const started = performance.now();
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    conn.close();
+  }, timeoutMs);
+  const buffer = new Uint8Array(4096);
+  try {
+    while ((await conn.read(buffer)) !== null) {
+      // the rest of the answer
+    }
+  } catch (error) {
+    if (timedOut) throw new Error(`The server kept the connection open past ${timeoutMs} ms`);
+    if (!(error instanceof Deno.errors.ConnectionReset)) throw error;
+  } finally {
+    clearTimeout(timer);
+  }
+  return performance.now() - started;
+}
+
 /** Server memory (VmRSS) in bytes, from /proc. */
 async function rss(pid: number): Promise<number> {
   const status = await Deno.readTextFile(`/proc/${pid}/status`);
@@ -195,6 +217,8 @@ Deno.test("a body stalled for --body-timeout is answered 408, a trickle never id
     assert.deepEqual(new Set(statuses), new Set(["HTTP/1.1 408 Request Timeout"]));
     assert.ok(waited < 4000, `408s took ${Math.round(waited)} ms with --body-timeout=1s`);
     assert.equal(await trickled, "HTTP/1.1 200 OK");
+    // Answered, the server closes them: a body that stopped coming holds no connection.
+    for (const conn of stalled) assert.ok((await closedWithin(conn, 3000)) < 3000);
   } finally {
     stalled.forEach((c) => c.close());
     trickler.close();
@@ -204,7 +228,8 @@ Deno.test("a body stalled for --body-timeout is answered 408, a trickle never id
     "20 timeouts counted",
     (read) =>
       read("cortex_serve_request_body_failures_total", { reason: "timeout" }) === 20 &&
-      read("cortex_serve_requests_total", { status: "408" }) === 20,
+      read("cortex_serve_requests_total", { status: "408" }) === 20 &&
+      read("cortex_serve_connections_closed_total", { reason: "body_timeout" }) === 20,
   );
   const summary = await server.waitFor((r) => r.msg === "request bodies not received" && r.status === 408);
   assert.equal(summary.level, "info");

@@ -23,6 +23,7 @@
  */
 import { ApiError } from "../errors/api_error.ts";
 import type { BodyWatch } from "./body_watch.ts";
+import { closeAfterAnswer } from "./close_after.ts";
 
 /** Declared lengths up to this may be read in one go. */
 export const DIRECT_READ_BYTES = 1024 * 1024;
@@ -78,7 +79,7 @@ function readDirect(request: Request, length: number, limits: BodyLimits): Promi
   direct.bytes += length;
   return new Promise((resolve, reject) => {
     const read = watch.start(
-      () => reject(timedOut(watch.timeoutMs)),
+      () => reject(timedOut(request, watch.timeoutMs)),
       Math.max(1, Math.ceil(length / DIRECT_BYTES_PER_TIMEOUT)),
     );
     request.arrayBuffer().then(
@@ -125,13 +126,13 @@ async function readStream(
       total = end;
     }
   } catch (error) {
-    if (gaveUp) throw timedOut(limits.watch.timeoutMs);
+    if (gaveUp) throw timedOut(request, limits.watch.timeoutMs);
     reader.cancel().catch(() => {});
     throw error instanceof ApiError ? error : incomplete(error);
   } finally {
     read.done();
   }
-  if (gaveUp) throw timedOut(limits.watch.timeoutMs);
+  if (gaveUp) throw timedOut(request, limits.watch.timeoutMs);
   return total === buffer.byteLength ? buffer : buffer.subarray(0, total);
 }
 
@@ -150,11 +151,12 @@ function tooLarge(maxBytes: number): ApiError {
   );
 }
 
-function timedOut(timeoutMs: number): ApiError {
+/** The 408 of a body that stopped arriving; its connection is closed once the answer is written. */
+function timedOut(request: Request, timeoutMs: number): ApiError {
+  closeAfterAnswer(request);
   return new ApiError(
     "BODY_TIMEOUT",
     `The request body did not arrive in time (--body-timeout ${timeoutMs / 1000} s): send it without pauses`,
-    // Deno closes the connection once the client stops sending.
     { headers: { connection: "close" } },
   );
 }

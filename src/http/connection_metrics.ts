@@ -40,7 +40,8 @@ export function registerConnectionMetrics(registry: Registry, source: Connection
   registry.register(
     new Counter<"reason">({
       name: "cortex_serve_connections_closed_total",
-      help: "Connections the server closed: header_timeout, keepalive_timeout, " +
+      help:
+        "Connections the server closed: header_timeout, keepalive_timeout, body_timeout (after its 408), " +
         "evicted (idle, to make room at --max-connections), over_limit (refused, all busy)",
       labelNames: ["reason"],
       collect: (counter) => {

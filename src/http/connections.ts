@@ -7,6 +7,7 @@
  * | accepted, no complete request header yet  | `headerTimeoutMs` passed (`header_timeout`) |
  * | kept alive after a response, no new request | `keepAliveTimeoutMs` passed (`keepalive_timeout`) |
  * | a request in flight                       | never by this file (body and predict deadlines apply) |
+ * | answered 408 for a body that stopped coming | its answer is written (`body_timeout`, ./close_after.ts) |
  *
  * A connection counts as idle from its accept, or from the end of its last
  * response, until its next request header is complete (the runtime's HTTP
@@ -22,14 +23,16 @@
  * @module
  */
 import type { Logger } from "../log/logger.ts";
+import { closesAfterAnswer } from "./close_after.ts";
 import { type ConnectionHandlerInfo, serveConnection, type ServedConnection } from "./serve_connection.ts";
 
 /** Why the server closed a connection. */
-export type CloseReason = "header_timeout" | "keepalive_timeout" | "evicted" | "over_limit";
+export type CloseReason = "header_timeout" | "keepalive_timeout" | "body_timeout" | "evicted" | "over_limit";
 /** Every {@link CloseReason}, in the order metrics show them. */
 export const CLOSE_REASONS: readonly CloseReason[] = [
   "header_timeout",
   "keepalive_timeout",
+  "body_timeout",
   "evicted",
   "over_limit",
 ];
@@ -78,6 +81,8 @@ class Tracked {
   served: ServedConnection | undefined;
   /** Requests in flight (more than one only over HTTP/2). */
   active = 0;
+  /** The request that arrived last (over HTTP/1.1, the one in flight). */
+  current: Request | undefined;
   requests = 0;
   /** `performance.now()` when it last became idle. */
   idleSince: number;
@@ -103,6 +108,7 @@ export class ConnectionTracker implements ConnectionStats {
   readonly closed: Record<CloseReason, number> = {
     header_timeout: 0,
     keepalive_timeout: 0,
+    body_timeout: 0,
     evicted: 0,
     over_limit: 0,
   };
@@ -142,10 +148,16 @@ export class ConnectionTracker implements ConnectionStats {
     const done = () => {
       tracked.active--;
       tracked.idleSince = performance.now();
+      const request = tracked.current;
+      tracked.current = undefined;
+      if (request !== undefined && closesAfterAnswer(request) && this.#open.has(tracked)) {
+        this.#closeAnswered(tracked);
+      }
     };
     const handler: Handler = (request, info) => {
       tracked.active++;
       tracked.requests++;
+      tracked.current = request;
       info.completed.then(done, done);
       return this.#handler(request, info);
     };
@@ -188,6 +200,24 @@ export class ConnectionTracker implements ConnectionStats {
     this.#forget(tracked);
     this.#closing++;
     tracked.served!.finished.then(() => {
+      this.#closing--;
+      this.#released();
+    });
+  }
+
+  /**
+   * Closes a connection whose last answer was just handed to the engine
+   * (`body_timeout`), {@link REFUSAL_LINGER_MS} later so that the answer is
+   * written out first. (The served connection's own `shutdown` is not used:
+   * the runtime's version of it also stops other connections' requests.)
+   */
+  #closeAnswered(tracked: Tracked): void {
+    this.closed.body_timeout++;
+    this.#forget(tracked);
+    this.#closing++;
+    const linger = setTimeout(() => tracked.abort.abort(), REFUSAL_LINGER_MS);
+    tracked.served!.finished.then(() => {
+      clearTimeout(linger);
       this.#closing--;
       this.#released();
     });
