@@ -72,7 +72,7 @@ export function parseConnectionFlags(values: ConnectionFlagValues): ConnectionOp
  * The default `--max-connections` for a soft open-file limit: the limit less
  * a quarter of it (at least 64) kept for worker pipes, log and model files,
  * the Python environment; at least 16, at most {@link MAX_DEFAULT_CONNECTIONS}.
- * `256` → 192, `1024` → 768, `65536` → 4096.
+ * `256` -> 192, `1024` -> 768, `65536` -> 4096.
  */
 export function defaultMaxConnections(openFileLimit: number): number {
   const reserve = Math.max(64, Math.floor(openFileLimit / 4));

@@ -7,7 +7,7 @@ import type { ResolvedProject } from "../config/types.ts";
 
 /** What {@linkcode memoryShortfall} found. */
 export interface MemoryShortfall {
-  /** Σ min_replicas × mem over the APIs that set `compute.mem`. */
+  /** sum of min_replicas × mem over the APIs that set `compute.mem`. */
   readonly requestedBytes: number;
   readonly availableBytes: number;
   /** `api: 2 × 500Mi`, per API that sets `compute.mem`. */

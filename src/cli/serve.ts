@@ -1,5 +1,5 @@
 /**
- * `cortex-serve serve`: config → staging → interpreter → workers → HTTP,
+ * `cortex-serve serve`: config -> staging -> interpreter -> workers -> HTTP,
  * then signals: SIGTERM/SIGINT drain and exit 0.
  */
 import { loadProjectConfig } from "../config/load.ts";
@@ -117,7 +117,7 @@ async function run(
     workerTimings: options.latencyBreakdown,
   };
   const breakdown = options.latencyBreakdown ? new LatencyBreakdown(metrics.registry) : undefined;
-  /** Config → staging → Python environment → a deployment not yet started; at startup and on reload. */
+  /** Config -> staging -> Python environment -> a deployment not yet started; at startup and on reload. */
   const buildDeployment = async (): Promise<Deployment> => {
     const project = await loadProjectConfig(options.projectDir);
     logger.info("config", { dialect: project.dialect, dialect_name: DIALECT_NAMES[project.dialect] });

@@ -1,5 +1,5 @@
 /**
- * `cortex-serve validate [DIR]`: checks a project without serving it — the
+ * `cortex-serve validate [DIR]`: checks a project without serving it - the
  * config, what staging would do (a dry run: nothing is copied), the Python
  * interpreter, and for each API an import + signature check + `init()` in a
  * throwaway worker. Lists every problem found; exits 1 if there is any.
@@ -168,7 +168,7 @@ export async function validate(options: ValidateOptions): Promise<number> {
   return 0;
 }
 
-/** `classifier (/iris/classifier)`, with its batching when on: `…, batches of up to 8 within 5 ms)`. */
+/** `classifier (/iris/classifier)`, with its batching when on: `..., batches of up to 8 within 5 ms)`. */
 function describeApi(api: ResolvedApi): string {
   const batching = api.batching === undefined
     ? ""
@@ -268,7 +268,7 @@ async function checkApi(
 }
 
 /**
- * The deepest `File "…", line N` of a traceback that lies inside the
+ * The deepest `File "...", line N` of a traceback that lies inside the
  * project, as `path:line` relative to the root.
  */
 export function sourceLocation(root: string, traceback: string): string | undefined {

@@ -51,7 +51,7 @@ export function describe(node: YamlNode): string {
   const { value } = node;
   if (value === null || value === undefined) return "nothing";
   if (typeof value === "string") {
-    const short = value.length > 40 ? `${value.slice(0, 40)}…` : value;
+    const short = value.length > 40 ? `${value.slice(0, 40)}\u2026` : value;
     return JSON.stringify(short);
   }
   return node.source ?? String(value);

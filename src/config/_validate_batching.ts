@@ -1,6 +1,6 @@
 /**
  * Validates `server_side_batching:` of an API (Cortex's predictor setting):
- * `max_batch_size` 2–1024 and `batch_interval`, a duration above 0 and at
+ * `max_batch_size` 2-1024 and `batch_interval`, a duration above 0 and at
  * most 10 s.
  */
 

@@ -91,7 +91,7 @@ export function validateCompute(
   };
 }
 
-/** Keys of `compute:` (`min_replicas` … `gpu`), for dialects that split them over several maps. */
+/** Keys of `compute:` (`min_replicas` ... `gpu`), for dialects that split them over several maps. */
 export const COMPUTE_KEYS: readonly string[] = _KEYS;
 
 /** Reads `cpu` or `mem`: a string or number, parsed, more than 0. */

@@ -1,8 +1,8 @@
 /**
- * Validates a `cortex.yaml` of the Cortex 0.17–0.35 dialects: a plain list
- * of APIs (0.17–0.18, with `networking`/`monitoring`), or a list of
+ * Validates a `cortex.yaml` of the Cortex 0.17-0.35 dialects: a plain list
+ * of APIs (0.17-0.18, with `networking`/`monitoring`), or a list of
  * `kind: RealtimeAPI` / `SyncAPI` / `AsyncAPI` / `TrafficSplitter`
- * resources (0.19–0.35). `BatchAPI` and `TaskAPI` are refused with why.
+ * resources (0.19-0.35). `BatchAPI` and `TaskAPI` are refused with why.
  * The default endpoint of every resource is `/<name>`.
  */
 

@@ -1,9 +1,9 @@
 /**
  * Validates the multi-model settings of a PythonPredictor:
  * `multi_model_reloading: {path | paths: [{name, path}] | dir, cache_size,
- * disk_cache_size}` (Cortex 0.25–0.35) and its predecessors `model_path` and
+ * disk_cache_size}` (Cortex 0.25-0.35) and its predecessors `model_path` and
  * `models: {dir | paths: [{name, model_path}], cache_size, disk_cache_size}`
- * (Cortex 0.22–0.24). Exactly one of path, paths and dir; the two cache sizes
+ * (Cortex 0.22-0.24). Exactly one of path, paths and dir; the two cache sizes
  * both or neither, the memory cache at most the disk cache.
  */
 

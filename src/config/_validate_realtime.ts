@@ -1,7 +1,7 @@
 /**
- * Validates one api of the Cortex 0.17–0.35 dialects: a kindless list item
- * with `networking`/`monitoring` (0.17–0.18) or a `kind: RealtimeAPI`
- * resource (0.19–0.35; `SyncAPI` and `AsyncAPI` too). The predictor is
+ * Validates one api of the Cortex 0.17-0.35 dialects: a kindless list item
+ * with `networking`/`monitoring` (0.17-0.18) or a `kind: RealtimeAPI`
+ * resource (0.19-0.35; `SyncAPI` and `AsyncAPI` too). The predictor is
  * `type: python` with `class PythonPredictor`, its payload parsed by
  * Content-Type. Keys that mean nothing on one machine are accepted and
  * collected as ignored; `processes_per_replica` multiplies the workers.
@@ -39,7 +39,7 @@ import type { YamlMap } from "./_yaml_nodes.ts";
 /** The later kindless dialect or the `kind:` one. */
 export type RealtimeDialect = "0.17" | "0.19";
 
-/** Most `processes_per_replica` (Cortex allowed 1–100). */
+/** Most `processes_per_replica` (Cortex allowed 1-100). */
 export const MAX_PROCESSES = 100;
 
 const _IMAGE = "workers run the interpreter chosen with --python (or CORTEX_PYTHON)";
@@ -77,7 +77,7 @@ const _REFUSED_PREDICTOR: Readonly<Record<string, RefusedKey>> = {
   },
 };
 
-/** Validates one api resource of the Cortex 0.17–0.35 dialects. */
+/** Validates one api resource of the Cortex 0.17-0.35 dialects. */
 export function validateRealtimeApi(
   scope: Scope,
   map: YamlMap,
@@ -105,7 +105,7 @@ export function validateRealtimeApi(
     ignored,
   );
   if (get(map, "pod") !== undefined) {
-    // Cortex 0.36–0.42: the API is the user's own containers, no Python predictor.
+    // Cortex 0.36-0.42: the API is the user's own containers, no Python predictor.
     report(
       scope,
       keyPos(map, "pod"),
@@ -194,7 +194,7 @@ function _predictor(
   ignored: IgnoredField[],
   checks: PathCheck[],
 ): { fields: _Fields; processes: number } | undefined {
-  // Cortex 0.34–0.35 renamed predictor: to handler: (and PythonPredictor to Handler).
+  // Cortex 0.34-0.35 renamed predictor: to handler: (and PythonPredictor to Handler).
   const handler = get(map, "handler");
   const key = handler !== undefined && get(map, "predictor") === undefined ? "handler" : "predictor";
   if (handler !== undefined && key === "predictor") {

@@ -13,10 +13,10 @@ export const DIALECT_NAMES: Readonly<Record<Dialect, string>> = {
   python: "Cortex python.inference (kind: api with python:, init(metadata))",
   "0.11": "Cortex 0.10/0.11 (predictor: without type, init(model_path, metadata))",
   "0.12": "Cortex 0.12 (predictor: type: python, class PythonPredictor)",
-  "0.13": "Cortex 0.13–0.16 (a list of APIs without kind, class PythonPredictor)",
+  "0.13": "Cortex 0.13\u20130.16 (a list of APIs without kind, class PythonPredictor)",
   "0.17":
-    "Cortex 0.17–0.18 (a list of APIs without kind, with networking or monitoring; payload by Content-Type)",
-  "0.19": "Cortex 0.19–0.35 (kind: RealtimeAPI / TrafficSplitter, class PythonPredictor)",
+    "Cortex 0.17\u20130.18 (a list of APIs without kind, with networking or monitoring; payload by Content-Type)",
+  "0.19": "Cortex 0.19\u20130.35 (kind: RealtimeAPI / TrafficSplitter, class PythonPredictor)",
 };
 
 /** Short names, for messages. */
@@ -26,7 +26,7 @@ export const DIALECT_SHORT: Readonly<Record<Dialect, string>> = {
   "0.12": "Cortex 0.12",
   "0.13": "Cortex 0.13",
   "0.17": "Cortex 0.17/0.18",
-  "0.19": "Cortex 0.19–0.35",
+  "0.19": "Cortex 0.19\u20130.35",
 };
 
 /** The `kind` values of Cortex 0.19 and later (`SyncAPI` was RealtimeAPI's name before 0.19). */
@@ -40,7 +40,7 @@ export const LATER_KINDS: readonly string[] = [
 ];
 
 /**
- * Keys of an api without kind that only Cortex 0.17–0.18 have (`local_port`
+ * Keys of an api without kind that only Cortex 0.17-0.18 have (`local_port`
  * came in 0.16, whose bodies were still always JSON: it marks nothing).
  */
 const _LATER_API_KEYS = ["networking", "monitoring"];

@@ -3,7 +3,7 @@
  * `compute.cpu`.
  *
  * A quantity is a decimal number (`1`, `1.5`, `.5`) followed by an optional
- * suffix: a binary unit (`Ki` … `Ei`), a decimal unit (`k` … `E`, `m` for
+ * suffix: a binary unit (`Ki` ... `Ei`), a decimal unit (`k` ... `E`, `m` for
  * milli) or a decimal exponent (`1e9`, `5E-1`).
  */
 

@@ -34,12 +34,12 @@ export interface ResolvedCompute {
 /**
  * The shape of a `cortex.yaml`, detected from the file itself:
  * - `python`: `kind: api` with `python.inference`, `init(metadata)`
- * - `0.11`: Cortex 0.10/0.11, `kind: api` with `predictor: {path, model, …}`, `init(model_path, metadata)`
- * - `0.12`: Cortex 0.12, `predictor: {type: python, path, config, …}`, `class PythonPredictor`
- * - `0.13`: Cortex 0.13–0.16, a plain list of APIs without `kind` and without deployment
- * - `0.17`: Cortex 0.17–0.18, the same list with `networking`, `monitoring` or
+ * - `0.11`: Cortex 0.10/0.11, `kind: api` with `predictor: {path, model, ...}`, `init(model_path, metadata)`
+ * - `0.12`: Cortex 0.12, `predictor: {type: python, path, config, ...}`, `class PythonPredictor`
+ * - `0.13`: Cortex 0.13-0.16, a plain list of APIs without `kind` and without deployment
+ * - `0.17`: Cortex 0.17-0.18, the same list with `networking`, `monitoring` or
  *   `processes_per_replica` (payload by Content-Type, `predict` arguments by name)
- * - `0.19`: Cortex 0.19–0.35, a list of `kind: RealtimeAPI` / `TrafficSplitter` resources
+ * - `0.19`: Cortex 0.19-0.35, a list of `kind: RealtimeAPI` / `TrafficSplitter` resources
  */
 export type Dialect = "python" | "0.11" | "0.12" | "0.13" | "0.17" | "0.19";
 
@@ -59,7 +59,7 @@ export type PythonInterface =
    */
   | "realtime_predictor"
   /**
-   * Cortex 0.34–0.35: `handler:` and `class Handler` with `handle_post`, as
+   * Cortex 0.34-0.35: `handler:` and `class Handler` with `handle_post`, as
    * `realtime_predictor` otherwise; `handle_post` may return `(result, callback)`.
    */
   | "realtime_handler";
@@ -95,7 +95,7 @@ export interface IgnoredField {
  * after the first of them arrived.
  */
 export interface ResolvedBatching {
-  /** 2–1024. */
+  /** 2-1024. */
   readonly maxBatchSize: number;
   /** Above 0, at most 10 000. */
   readonly batchIntervalMs: number;
@@ -138,7 +138,7 @@ export interface ResolvedModelSource {
   readonly location: ResolvedModel;
 }
 
-/** `multi_model_reloading` (Cortex 0.25+) or `models` (0.22–0.24) of a PythonPredictor. */
+/** `multi_model_reloading` (Cortex 0.25+) or `models` (0.22-0.24) of a PythonPredictor. */
 export interface ResolvedModels {
   /** `path`/`paths`: the models by name; `dir`: `undefined`. */
   readonly sources: readonly ResolvedModelSource[] | undefined;
@@ -153,7 +153,7 @@ export interface ResolvedModels {
 /** One API behind a `TrafficSplitter`, with its share of the traffic. */
 export interface ResolvedSplitTarget {
   readonly api: string;
-  /** 0–100; the weights of a splitter's non-shadow APIs sum to 100. */
+  /** 0-100; the weights of a splitter's non-shadow APIs sum to 100. */
   readonly weight: number;
   /**
    * `shadow: true` (Cortex 0.31+): gets a mirrored copy of `weight` percent of

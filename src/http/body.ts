@@ -172,7 +172,7 @@ function incomplete(error: unknown): ApiError {
 /**
  * The server's only check of a sample: it is not empty. Parsing is left to
  * the worker (it parses the sample anyway), which answers a body it cannot
- * parse — invalid UTF-8 or JSON, nesting too deep — with an error the
+ * parse - invalid UTF-8 or JSON, nesting too deep - with an error the
  * replica maps to 400, and stays up.
  *
  * @throws {ApiError} BAD_REQUEST when the body is empty or only whitespace

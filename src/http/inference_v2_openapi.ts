@@ -166,7 +166,7 @@ export function inferenceV2Paths(
       post: {
         tags: ["open inference protocol"],
         operationId: "v2_infer",
-        summary: "Inference: the inputs become predict's sample (name → nested lists of the shape)",
+        summary: "Inference: the inputs become predict's sample (name \u2192 nested lists of the shape)",
         requestBody: {
           required: true,
           content: {

@@ -2,13 +2,13 @@
  * Tensors of the Open Inference Protocol (KServe V2) and `predict`'s JSON,
  * both ways, with no help from the worker:
  *
- * - **Request → sample**: the sample is a JSON object, one key per input
- *   tensor: its name → its data as nested lists of its shape (row-major;
+ * - **Request -> sample**: the sample is a JSON object, one key per input
+ *   tensor: its name -> its data as nested lists of its shape (row-major;
  *   `data` may come flat or nested). A shape of `[]` is a scalar: the value
  *   itself. Elements must fit the datatype (BOOL booleans, INT and UINT
  *   integers in range, FP numbers, BYTES strings). A BYTES input with the
  *   parameter `content_type: "json"` holds JSON text, passed on parsed.
- * - **Prediction → outputs**: a JSON object gives one output per key, any
+ * - **Prediction -> outputs**: a JSON object gives one output per key, any
  *   other value one output named `output-0`. A value that is a number,
  *   boolean or string, or a rectangular nest of lists of one of them, is a
  *   tensor of that shape (a scalar has shape `[]`): BOOL, INT64 (integers
@@ -192,7 +192,7 @@ export class Fraction {
 
 /**
  * Parses the worker's JSON answer, keeping which numbers were written as
- * floats ({@link Fraction}), which `JSON.parse` alone forgets (`1.0` → `1`).
+ * floats ({@link Fraction}), which `JSON.parse` alone forgets (`1.0` -> `1`).
  */
 export function parsePrediction(text: string): unknown {
   return JSON.parse(text, (_key, value, context?: { source?: string }) => {

@@ -69,8 +69,8 @@ export async function hints(project: ResolvedProject): Promise<Record<string, Pr
 }
 
 /**
- * The document for `sources`, with `sampleTexts` (API name → the text of its
- * `sample.json`, or null) as request examples and `hinted` (API name →
+ * The document for `sources`, with `sampleTexts` (API name -> the text of its
+ * `sample.json`, or null) as request examples and `hinted` (API name ->
  * what `predict`'s type hints say) as schemas.
  */
 export function openApiDocument(
@@ -266,7 +266,7 @@ function serverPaths(sources: OpenApiSources): Record<string, OpenApiObject> {
     }),
     "/_console/samples": get("console_samples", "Each API's sample.json as text, or null", {
       "200": {
-        description: "API name → sample text",
+        description: "API name \u2192 sample text",
         content: jsonContent({ type: "object", additionalProperties: { type: ["string", "null"] } }),
       },
       ...errorResponses(...auth),

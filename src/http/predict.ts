@@ -130,7 +130,7 @@ export function requestMeta(request: Request): RequestMeta {
   };
 }
 
-/** True for `application/json` and `…+json` content types. */
+/** True for `application/json` and `...+json` content types. */
 function isJson(contentType: string | undefined): boolean {
   const type = contentType?.split(";", 1)[0]?.trim().toLowerCase() ?? "";
   return type === "application/json" || type.endsWith("+json");

@@ -1,5 +1,5 @@
 /**
- * The shared job store (`--jobs redis://…`): several cortex-serve instances
+ * The shared job store (`--jobs redis://...`): several cortex-serve instances
  * take jobs from one Redis. Each API's queue is a stream with one consumer
  * group; a runner's lease on a job is the stream entry pending to it, kept
  * alive by re-claiming it (which resets its idle time); entries idle longer

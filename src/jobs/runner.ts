@@ -4,7 +4,7 @@
  *
  * - a job starts only when no synchronous request waits in the pool's queue
  *   and a replica is free (`ready`);
- * - jobs occupy at most `replicas − 1` replicas of an API with two or more,
+ * - jobs occupy at most `replicas - 1` replicas of an API with two or more,
  *   so one stays free for interactive traffic; with one replica, at most
  *   one job runs and a synchronous request waits at most for it.
  *

@@ -16,7 +16,7 @@ export interface StatCacheEntry {
   readonly sha256: string;
 }
 
-/** Relative path → cached hash. */
+/** Relative path -> cached hash. */
 export type StatCache = Map<string, StatCacheEntry>;
 
 /** Hashes of a tree's files, by relative path, and whether any changed while read. */

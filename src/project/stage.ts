@@ -147,7 +147,7 @@ async function _projectRoot(root: string): Promise<string> {
   return real;
 }
 
-/** One walk–hash–copy pass; reports a file that changed meanwhile instead of staging it. */
+/** One walk-hash-copy pass; reports a file that changed meanwhile instead of staging it. */
 async function _attempt(
   root: string,
   projectDir: string,

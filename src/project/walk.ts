@@ -53,7 +53,7 @@ export class StagingError extends UserError {
 /**
  * The exclusion rule of staging: `true` when an entry with this name is left
  * out of the staged tree. Left out are every file or directory whose name
- * starts with `.` (`.git`, `.venv`, `.env` …), files named `cortex.yaml` at
+ * starts with `.` (`.git`, `.venv`, `.env` ...), files named `cortex.yaml` at
  * any depth, and `*.pyc`, `*.pyo`, `*.pyd` files. `__pycache__` directories
  * hold only such bytecode files, so they are left out whole rather than
  * staged empty.

@@ -5,11 +5,11 @@
  * the payload is parsed by Content-Type and the answer chooses its own.
  * Bodies stay raw bytes: nothing is base64-encoded or parsed on the way.
  *
- * Request (server → worker), integers big-endian:
+ * Request (server -> worker), integers big-endian:
  * `[u16 n][content type, n bytes UTF-8][u32 q][query string, q bytes]`
  * `[u32 h][headers: msgpack list of [name, value] pairs, h bytes][body]`
  *
- * Answer (worker → server):
+ * Answer (worker -> server):
  * `[u16 status][u16 n][content type, n bytes][u32 h][headers: msgpack list of pairs, h bytes; 0 for none][body]`
  *
  * A job store keeps exactly these parts: the request's body, content type,

@@ -1,7 +1,7 @@
 /**
  * Choosing and checking the Python interpreter (docs/python-environment.md,
  * "Interpreter"): `--python`, else `CORTEX_PYTHON`, else `python3` on PATH;
- * version ≥ 3.8 with `msgpack`.
+ * version >= 3.8 with `msgpack`.
  * Cortex's image had `boto3`, `numpy` and `requests` pre-installed, and user
  * code imports them without listing them: each one missing is a warning.
  */

@@ -15,7 +15,7 @@
  * Protocol 4, the whole conversation (integers in raw frames are big-endian;
  * an id is a u64 below 2^53):
  *
- * server → worker
+ * server -> worker
  * - `init` {protocol, api, inference, metadata, python_root, project_dir,
  *   interface, model, model_dir, stream_window}: first message; answered by
  *   `ready` or `init_error` (phase `protocol` when the versions differ).
@@ -51,7 +51,7 @@
  * - `shutdown`: exit once the running request is done. End of input counts
  *   as `shutdown`.
  *
- * worker → server
+ * worker -> server
  * - `ready` {protocol, pid, python} / `init_error` {phase, error, traceback}.
  *   The server refuses a `ready` whose protocol is not its own.
  * - `result`, raw: `[0x02][u64 id][prediction]`: the answer of a request
@@ -84,7 +84,7 @@ export const PROTOCOL_TABLE: Readonly<typeof TABLE> = TABLE;
 /** Bumped on any incompatible change; checked in the handshake. */
 export const PROTOCOL_VERSION: number = TABLE.version;
 
-/** Server → worker: the first message; the worker answers `ready` or `init_error`. */
+/** Server -> worker: the first message; the worker answers `ready` or `init_error`. */
 export interface InitMessage {
   readonly type: "init";
   readonly protocol: number;
@@ -115,7 +115,7 @@ export interface InitModels {
   readonly disk_cache_size: number | null;
 }
 
-/** Server → worker: run one prediction. */
+/** Server -> worker: run one prediction. */
 export interface PredictMessage {
   readonly type: "predict";
   readonly id: number;
@@ -126,7 +126,7 @@ export interface PredictMessage {
   readonly trace?: Uint8Array | undefined;
 }
 
-/** Server → worker: run one `predict` call on several requests' samples. */
+/** Server -> worker: run one `predict` call on several requests' samples. */
 export interface PredictBatchMessage {
   readonly type: "predict_batch";
   readonly ids: readonly number[];
@@ -137,20 +137,20 @@ export interface PredictBatchMessage {
   readonly traces?: readonly Uint8Array[];
 }
 
-/** Server → worker: `n` more items of stream `id` may be sent. */
+/** Server -> worker: `n` more items of stream `id` may be sent. */
 export interface CreditMessage {
   readonly type: "credit";
   readonly id: number;
   readonly n: number;
 }
 
-/** Server → worker: stop request `id` (client gone or deadline passed). */
+/** Server -> worker: stop request `id` (client gone or deadline passed). */
 export interface CancelMessage {
   readonly type: "cancel";
   readonly id: number;
 }
 
-/** Server → worker: exit cleanly. */
+/** Server -> worker: exit cleanly. */
 export interface ShutdownMessage {
   readonly type: "shutdown";
 }
@@ -163,7 +163,7 @@ export type ServerMessage =
   | CancelMessage
   | ShutdownMessage;
 
-/** Worker → server: `init` went well. */
+/** Worker -> server: `init` went well. */
 export interface ReadyMessage {
   readonly type: "ready";
   readonly protocol: number;
@@ -174,7 +174,7 @@ export interface ReadyMessage {
 /** Where starting the user's code failed. */
 export type InitPhase = "protocol" | "import" | "signature" | "init";
 
-/** Worker → server: import, signature check or `init()` failed. */
+/** Worker -> server: import, signature check or `init()` failed. */
 export interface InitErrorMessage {
   readonly type: "init_error";
   readonly phase: InitPhase;
@@ -182,7 +182,7 @@ export interface InitErrorMessage {
   readonly traceback: string;
 }
 
-/** Worker → server: the prediction for request `id`, UTF-8 JSON. */
+/** Worker -> server: the prediction for request `id`, UTF-8 JSON. */
 export interface ResultMessage {
   readonly type: "result";
   readonly id: number;
@@ -191,14 +191,14 @@ export interface ResultMessage {
   readonly timings?: WorkerTimings;
 }
 
-/** Worker → server: one item of stream `id`, UTF-8 JSON. */
+/** Worker -> server: one item of stream `id`, UTF-8 JSON. */
 export interface ItemMessage {
   readonly type: "item";
   readonly id: number;
   readonly value: Uint8Array;
 }
 
-/** Worker → server: stream `id` ended normally after `items` items. */
+/** Worker -> server: stream `id` ended normally after `items` items. */
 export interface EndMessage {
   readonly type: "end";
   readonly id: number;
@@ -214,7 +214,7 @@ export interface EndMessage {
  */
 export type PredictErrorKind = "predict" | "serialize" | "sample" | "out_of_memory" | "cancelled";
 
-/** Worker → server: request `id` failed in user code or serialization. */
+/** Worker -> server: request `id` failed in user code or serialization. */
 export interface ErrorMessage {
   readonly type: "error";
   readonly id: number;
@@ -224,7 +224,7 @@ export interface ErrorMessage {
 }
 
 /**
- * Worker → server, at any time after `ready`: a model of a multi-model API
+ * Worker -> server, at any time after `ready`: a model of a multi-model API
  * (`python_client`) was loaded or evicted from memory, for the metrics.
  */
 export interface ModelMessage {

@@ -34,9 +34,9 @@ export function encodeMessageFrame(message: ServerMessage, maxFrameBytes: number
     : encodeFrame(encode(message), maxFrameBytes);
 }
 
-/** First byte of a raw `predict` payload (server → worker). */
+/** First byte of a raw `predict` payload (server -> worker). */
 export const RAW_PREDICT: number = TABLE.raw_predict;
-/** First byte of a raw `result` payload (worker → server). */
+/** First byte of a raw `result` payload (worker -> server). */
 export const RAW_RESULT: number = TABLE.raw_result;
 /** Bytes before the sample in a raw `predict` payload: tag, u64 id, flags. */
 export const RAW_PREDICT_HEAD: number = TABLE.raw_predict_head_bytes;

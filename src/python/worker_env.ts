@@ -43,7 +43,7 @@ export function isPassedToWorker(name: string): boolean {
  * Builds a worker's environment.
  *
  * @param serverEnv the server's environment (`Deno.env.toObject()`)
- * @param extra set last: the API's `python.env`, `CORTEX_PROJECT_DIR`, …
+ * @param extra set last: the API's `python.env`, `CORTEX_PROJECT_DIR`, ...
  */
 export function workerEnv(
   serverEnv: Readonly<Record<string, string>>,

@@ -28,7 +28,7 @@ import {
 
 /** Bit of a raw `predict`'s flags byte: answer with a timed `result`. */
 export const FLAG_TIMINGS: number = PROTOCOL_TABLE.flag_timings;
-/** First byte of a timed raw `result` payload (worker → server). */
+/** First byte of a timed raw `result` payload (worker -> server). */
 export const RAW_RESULT_TIMED: number = PROTOCOL_TABLE.raw_result_timed;
 /** Bytes before the prediction in a timed `result`: tag, u64 id, four f64. */
 export const RAW_RESULT_TIMED_HEAD: number = PROTOCOL_TABLE.raw_result_timed_head_bytes;

@@ -3,11 +3,11 @@
  * as one state:
  *
  * ```
- * queued ──dispatch──▶ sent ──(the replica is done with it)──▶ finished
- *   │  ▲                 │
- *   │  └───returned──────┘  (its worker was lost before it started it)
- *   ├──batch──▶ batched ──(the replica is done with the batch)──▶ finished
- *   └──▶ answered  (queue timeout, client gone, not ready, shutting down, queue full)
+ * queued --dispatch--> sent --(the replica is done with it)--> finished
+ *   |  ^                 |
+ *   |  +---returned------+  (its worker was lost before it started it)
+ *   +--batch--> batched --(the replica is done with the batch)--> finished
+ *   +--> answered  (queue timeout, client gone, not ready, shutting down, queue full)
  * ```
  *
  * `sent` covers a request waiting in the worker behind a running one
@@ -109,14 +109,14 @@ export class Job {
     return this.#batch !== undefined || this.#run?.started === true;
   }
 
-  /** Handed to a replica, which runs it as `run` (`queued` → `sent`). */
+  /** Handed to a replica, which runs it as `run` (`queued` -> `sent`). */
   send(run: ReplicaRun): void {
     this.#expect("queued");
     this.#state = "sent";
     this.#run = run;
   }
 
-  /** Left the queue in a batch (`queued` → `batched`), which starts now. */
+  /** Left the queue in a batch (`queued` -> `batched`), which starts now. */
   batched(batch: JobBatch, now: number, predictTimeoutMs: number): void {
     this.#expect("queued");
     this.#state = "batched";
@@ -130,14 +130,14 @@ export class Job {
     this.deadlineAt = now + predictTimeoutMs;
   }
 
-  /** Its worker was lost before it started (`sent` → `queued`): it waits again. */
+  /** Its worker was lost before it started (`sent` -> `queued`): it waits again. */
   returned(): void {
     this.#expect("sent");
     this.#state = "queued";
     this.#run = undefined;
   }
 
-  /** Answers it without running it (`queued` → `answered`). */
+  /** Answers it without running it (`queued` -> `answered`). */
   answer(error: Error): void {
     if (this.#state === "queued") this.#state = "answered";
     this.release();
@@ -199,7 +199,7 @@ export class Job {
     return this.#state === "queued";
   }
 
-  /** The replica is done with it (`sent`/`batched` → `finished`). */
+  /** The replica is done with it (`sent`/`batched` -> `finished`). */
   finish(): void {
     this.#state = "finished";
     this.#run = undefined;

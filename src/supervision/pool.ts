@@ -4,7 +4,7 @@
  * answers 503 at once.
  *
  * Two separate limits: a queued job waits at most `queueTimeoutMs` for a
- * replica — past it, it is answered 503 from the queue and never
+ * replica - past it, it is answered 503 from the queue and never
  * dispatched, so waiting never costs a worker; once handed to a replica,
  * `predictTimeoutMs` bounds how long predict runs (504, the request is
  * cancelled in the worker). A client that leaves is answered 499: a queued

@@ -1,6 +1,6 @@
 /**
- * Zero-downtime reload (SIGHUP): the server serves one generation — a
- * deployment and the app built for it — at a time. A reload builds the next
+ * Zero-downtime reload (SIGHUP): the server serves one generation - a
+ * deployment and the app built for it - at a time. A reload builds the next
  * generation beside the current one, waits until every API has a ready
  * replica, then switches the HTTP handler to it. The old generation finishes
  * the requests it already took and its workers stop. When the new version

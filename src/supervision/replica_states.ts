@@ -10,15 +10,15 @@
  * a bug in the supervisor: {@link nextState} throws.
  *
  * ```
- * starting ──ready──▶ ready ──dispatch──▶ busy ──done──▶ ready
- *    │                  │                  │ ▲
- *    ├─init_failed──▶ init_failed          │ ├─cancel (client gone or timeout; still busy)
- *    │                                     │ ├─pipeline (a second request sent behind the running one)
- *    │                                     │ └─next (the running one finished; the second one runs)
- *    └─oom──▶ out_of_memory                ├─stuck──▶ restarting
- *                                          └─lost───▶ restarting
- * restarting / init_failed / out_of_memory ──spawn──▶ starting
- * any state but stopped ──stop──▶ stopped
+ * starting --ready--> ready --dispatch--> busy --done--> ready
+ *    |                  |                  | ^
+ *    +-init_failed--> init_failed          | +-cancel (client gone or timeout; still busy)
+ *    |                                     | +-pipeline (a second request sent behind the running one)
+ *    |                                     | +-next (the running one finished; the second one runs)
+ *    +-oom--> out_of_memory                +-stuck--> restarting
+ *                                          +-lost---> restarting
+ * restarting / init_failed / out_of_memory --spawn--> starting
+ * any state but stopped --stop--> stopped
  * ```
  *
  * @module

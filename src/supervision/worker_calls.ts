@@ -4,12 +4,12 @@
  * is a {@link TrackedCall} with one lifecycle:
  *
  * ```
- * waiting ──(the one before it finished)──▶ running ──▶ finished
- *    │                                        │
- *    │                                        └─cancel: answered at once, `cancel` sent;
- *    │                                          past --cancel-grace the worker is killed
- *    └─cancel/withdraw: answered at once; the worker drops it when it gets
- *      to it (or it is lost with its worker) ──▶ dropped
+ * waiting --(the one before it finished)--> running --> finished
+ *    |                                        |
+ *    |                                        +-cancel: answered at once, `cancel` sent;
+ *    |                                          past --cancel-grace the worker is killed
+ *    +-cancel/withdraw: answered at once; the worker drops it when it gets
+ *      to it (or it is lost with its worker) --> dropped
  * ```
  *
  * A cancelled call is answered at once (its client or deadline does not

@@ -27,7 +27,7 @@ export function initWithTimeout(
 }
 
 /**
- * Why init failed, in one line: the user's error (`init failed: …`), the
+ * Why init failed, in one line: the user's error (`init failed: ...`), the
  * worker's exit, or its memory (`oom`, from ./memory_watch.ts).
  */
 export function initErrorText(error: unknown, exit: WorkerExit, oom: string | undefined): string {

@@ -11,11 +11,11 @@
 /** Seconds kept. */
 export const WINDOW_SECONDS = 60;
 
-/** Bins per doubling of latency: each bin spans a factor of 2^(1/4) ≈ 1.19. */
+/** Bins per doubling of latency: each bin spans a factor of 2^(1/4) ~ 1.19. */
 const BINS_PER_OCTAVE = 4;
 /** Lower edge of the first bin, in milliseconds; faster requests count there. */
 const MIN_MS = 0.01;
-/** 0.01 ms × 2^24 ≈ 168 s: slower requests count in the last bin. */
+/** 0.01 ms × 2^24 ~ 168 s: slower requests count in the last bin. */
 const BINS = 24 * BINS_PER_OCTAVE;
 
 /** What the last minute looked like. */

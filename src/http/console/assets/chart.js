@@ -51,7 +51,7 @@ export function pathOf(values, max) {
  * @returns {string}
  */
 export function formatMs(ms) {
-  if (ms === null) return "–";
+  if (ms === null) return "\u2013";
   if (ms >= 1000) return `${(ms / 1000).toFixed(2)} s`;
   if (ms >= 10) return `${ms.toFixed(0)} ms`;
   return `${ms.toFixed(ms >= 1 ? 1 : 2)} ms`;

@@ -322,11 +322,17 @@ async function predict() {
       `${res.status} ${res.statusText}`.trim(),
       res.ok,
       formatMs(ms),
-      res.headers.get("x-request-id") ?? "–",
+      res.headers.get("x-request-id") ?? "\u2013",
       shown,
     );
   } catch (error) {
-    showResult("no answer", false, "–", "–", String(error instanceof Error ? error.message : error));
+    showResult(
+      "no answer",
+      false,
+      "\u2013",
+      "\u2013",
+      String(error instanceof Error ? error.message : error),
+    );
   } finally {
     els.trySend.disabled = false;
   }

@@ -1,4 +1,4 @@
-"""The Cortex 0.17–0.33 PythonPredictor (interface `realtime_predictor`):
+"""The Cortex 0.17-0.33 PythonPredictor (interface `realtime_predictor`):
 `__init__(self, config[, python_client][, job_spec][, metrics_client])` and
 `predict(self[, payload][, query_params][, headers][, batch_id])`, the
 optional arguments passed by name, only those the method declares; an
@@ -9,7 +9,7 @@ multi-model APIs (see models.py). Each request arrives as an envelope
 JSON-able values, text/plain for str, application/octet-stream for bytes, a
 Starlette Response passed through with its status, headers and media type.
 
-Cortex 0.34–0.35 (interface `realtime_handler`) renamed the class Handler,
+Cortex 0.34-0.35 (interface `realtime_handler`) renamed the class Handler,
 `predict` handle_post (the only verb served here), `python_client`
 model_client, and replaced post_predict by a callback: handle_post may
 return `(result, callback)`, and the callback runs after the answer."""
