@@ -22,6 +22,12 @@ import {
   type WorkerMessage,
 } from "../src/python/protocol.ts";
 import { STREAM_WINDOW } from "../src/python/worker_launch.ts";
+import {
+  FLAG_TIMINGS,
+  RAW_RESULT_TIMED,
+  RAW_RESULT_TIMED_HEAD,
+  TimingsTracker,
+} from "../src/python/worker_timings.ts";
 
 const bytes = new TextEncoder().encode("[1]");
 
@@ -156,4 +162,39 @@ Deno.test("frame layouts and the default window are the table's", () => {
   assert.deepEqual(traced.subarray(at + 2, at + 2 + trace.byteLength), trace);
   assert.deepEqual(traced.subarray(at + 2 + trace.byteLength), bytes);
   assert.equal(new DataView(traced.buffer).getUint32(0), traced.byteLength - HEADER_BYTES);
+});
+
+Deno.test("the latency breakdown's flag and timed result are the table's", () => {
+  assert.equal(FLAG_TIMINGS, PROTOCOL_TABLE.flag_timings);
+  assert.equal(RAW_RESULT_TIMED, PROTOCOL_TABLE.raw_result_timed);
+  assert.equal(RAW_RESULT_TIMED_HEAD, PROTOCOL_TABLE.raw_result_timed_head_bytes);
+  const tracker = new TimingsTracker();
+  const message = { type: "predict", id: 9, sample: bytes, debug: true } as const;
+  const frame = encodeMessageFrame(message, 1 << 20);
+  tracker.sending(message, frame);
+  assert.equal(frame[HEADER_BYTES + RAW_PREDICT_HEAD - 1], PROTOCOL_TABLE.flag_debug | FLAG_TIMINGS);
+  // [tag][u64 id][f64 read, start, end, sent][prediction]
+  const payload = new Uint8Array(RAW_RESULT_TIMED_HEAD + bytes.byteLength);
+  const view = new DataView(payload.buffer);
+  view.setUint8(0, RAW_RESULT_TIMED);
+  view.setUint32(5, 9);
+  [1.5, 1.75, 2, 2.25].forEach((seconds, i) => view.setFloat64(9 + 8 * i, seconds));
+  payload.set(bytes, RAW_RESULT_TIMED_HEAD);
+  const decoded = tracker.decode(payload);
+  assert.ok(decoded.type === "result" && decoded.timings !== undefined);
+  assert.equal(decoded.id, 9);
+  assert.deepEqual(decoded.prediction, bytes);
+  const { read, started, ended, sent } = decoded.timings;
+  assert.deepEqual([read, started, ended, sent], [1500, 1750, 2000, 2250]);
+  // Without the tracker a timed result is refused; a second one for the same id too.
+  assert.throws(() => decodeMessage(payload), ProtocolError);
+  assert.throws(() => tracker.decode(payload), /never asked/);
+  assert.throws(() => tracker.decode(payload.subarray(0, 20)), /at least 41/);
+  // A flagged request answered without timings (a Content-Type API's result, an error) is forgotten.
+  const again = encodeMessageFrame({ ...message, id: 10 }, 1 << 20);
+  tracker.sending({ ...message, id: 10 }, again);
+  const plain = new Uint8Array([PROTOCOL_TABLE.raw_result, 0, 0, 0, 0, 0, 0, 0, 10, 0x31]);
+  assert.equal(tracker.decode(plain).type, "result");
+  view.setUint32(5, 10);
+  assert.throws(() => tracker.decode(payload), /never asked/);
 });

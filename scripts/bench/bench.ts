@@ -7,12 +7,20 @@
  *
  * Usage: deno run -A scripts/bench/bench.ts [--duration 5]
  *   [--cases noop,iris,1mb,overload,overload2k,cpu1,cpu2,batch,batch+on]
+ *   [--breakdown]
+ *
+ * `--breakdown` runs cortex-serve alone (default cases noop and iris) with
+ * `--latency-breakdown` and `--trace-gc`, and prints, after the table, which
+ * segment of a request grew in the slowest 1 % against the median, and how
+ * the server's scavenges line up with the slowest requests (./breakdown.ts).
  */
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { BATCHING, type Case, CASES, type ServerKind } from "./cases.ts";
 import { batchingSummary, type Measurement, overloadTable, table } from "./table.ts";
 import { cpuSeconds, Processes, rssKiB } from "./processes.ts";
+import { breakdownTable, fetchBreakdown, gcAlignment } from "./breakdown.ts";
+import type { BreakdownReport } from "../../src/http/latency_breakdown.ts";
 
 const HERE = import.meta.dirname!;
 const ROOT = join(HERE, "..", "..");
@@ -21,11 +29,19 @@ const CONCURRENCY = [1, 16] as const;
 
 const { values } = parseArgs({
   args: Deno.args,
-  options: { duration: { type: "string", default: "5" }, cases: { type: "string" } },
+  options: {
+    duration: { type: "string", default: "5" },
+    cases: { type: "string" },
+    breakdown: { type: "boolean", default: false },
+  },
   strict: true,
 });
 const seconds = Number(values.duration);
-const wanted = values.cases?.split(",");
+const breakdown = values.breakdown;
+const wanted = values.cases?.split(",") ?? (breakdown ? ["noop", "iris"] : undefined);
+const breakdowns: string[] = [];
+/** The runs of the server being measured, broken down (`--breakdown`). */
+const broken: { title: string; report: BreakdownReport }[] = [];
 const cases = CASES.filter((c) => wanted === undefined || wanted.includes(c.name));
 
 const processes = new Processes();
@@ -42,7 +58,7 @@ try {
   for (const benchCase of cases) {
     const body = join(work, `${benchCase.name}.json`);
     await Deno.writeTextFile(body, benchCase.body());
-    for (const kind of benchCase.servers) {
+    for (const kind of benchCase.servers.filter((k) => !breakdown || k === "cortex-serve")) {
       const port = freePort();
       const server = await start(kind, benchCase, port);
       const url = `http://127.0.0.1:${port}${kind === "cortex-serve" ? benchCase.endpoint : "/predict"}`;
@@ -57,10 +73,17 @@ try {
           const options = { headers, status: benchCase.overload === true };
           await wrk(url, body, c, 1, options); // warm-up
           const sampler = processes.sampleRss(server.pid);
+          const since = breakdown ? (await fetchBreakdown(base(port), 0)).recorded : 0;
           const cpuBefore = await cpuSeconds(server.pid);
           const run = await wrk(url, body, c, seconds, options);
           const cpuAfter = await cpuSeconds(server.pid);
           const rss = sampler.stop();
+          if (breakdown) {
+            const title = `${benchCase.name} c=${c} (wrk: p50 ${Math.round(run.p50Us)} µs, p99 ${
+              Math.round(run.p99Us)
+            } µs)`;
+            broken.push({ title, report: await fetchBreakdown(base(port), since) });
+          }
           const requests = run.rps * seconds;
           const cpu = {
             serverCpuUs: ((cpuAfter.own - cpuBefore.own) / requests) * 1e6,
@@ -83,6 +106,14 @@ try {
       } finally {
         await processes.stop(server);
       }
+      // V8 writes --trace-gc through a buffered stdout: its lines are all there once the server stopped.
+      const gcLog = await Deno.readTextFile(gcLogPath(benchCase)).catch(() => "");
+      let offset: number | undefined; // the clocks' offset, searched on the first (c=1) run
+      for (const { title, report } of broken.splice(0)) {
+        const gc = gcAlignment(gcLog, report, offset);
+        offset = gc.offset;
+        breakdowns.push(`${breakdownTable(title, report)}\n\n${gc.text}`);
+      }
     }
   }
 } finally {
@@ -97,6 +128,7 @@ if (plain.length > 0) {
 if (results.some((m) => OVERLOAD.has(m.benchCase))) {
   console.log(`\n${overloadTable(results.filter((m) => OVERLOAD.has(m.benchCase)))}`);
 }
+for (const text of breakdowns) console.log(`\n${text}`);
 const summary = batchingSummary(results, BATCHING.batchIntervalMs);
 if (summary !== undefined) console.log(`\n${summary}`);
 if (idleServerKiB !== undefined) {
@@ -123,7 +155,7 @@ function start(kind: ServerKind, benchCase: Case, port: number): Promise<Deno.Ch
         "-A",
         "--frozen",
         // As the compile task, the bundle's command and scripts/serve-example run it.
-        "--v8-flags=--max-semi-space-size=2",
+        `--v8-flags=--max-semi-space-size=2${breakdown ? ",--trace-gc" : ""}`,
         `--config=${join(ROOT, "deno.json")}`,
         join(ROOT, "main.ts"),
         "serve",
@@ -133,7 +165,8 @@ function start(kind: ServerKind, benchCase: Case, port: number): Promise<Deno.Ch
         `--python=${PYTHON}`,
         `--state-dir=${join(work, "state")}`,
         "--log-format=json",
-      ], { log });
+        ...(breakdown ? ["--latency-breakdown"] : []),
+      ], { log, ...(breakdown ? { stdoutLog: gcLogPath(benchCase) } : {}) });
     case "flask+waitress":
       return processes.spawn(PYTHON, [join(HERE, "peers", "flask_app.py"), String(port)], { env, log });
     case "fastapi+uvicorn":
@@ -217,6 +250,15 @@ async function workerRestarts(benchCase: Case, kind: ServerKind): Promise<number
 
 function logPath(benchCase: Case, kind: ServerKind): string {
   return join(work, `${benchCase.name}-${kind}.log`);
+}
+
+/** The cortex-serve server's `--trace-gc` lines of a case (`--breakdown` only). */
+function gcLogPath(benchCase: Case): string {
+  return join(work, `${benchCase.name}-cortex-serve.gc.log`);
+}
+
+function base(port: number): string {
+  return `http://127.0.0.1:${port}`;
 }
 
 function freePort(): number {

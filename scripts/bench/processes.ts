@@ -9,6 +9,8 @@ export interface SpawnOptions {
   readonly env?: Record<string, string>;
   /** File that receives the process's stderr (its stdout is discarded). */
   readonly log: string;
+  /** Where stdout goes (e.g. V8's `--trace-gc` lines); discarded when absent. */
+  readonly stdoutLog?: string;
 }
 
 /** Peak RSS of a run, in KiB. */
@@ -23,19 +25,23 @@ const KILL_GRACE_MS = 5000;
 export class Processes {
   readonly #children = new Set<Deno.ChildProcess>();
 
-  /** Starts `cmd`, its stderr appended to `options.log`. */
+  /** Starts `cmd`, its stderr appended to `options.log` (and its stdout to `options.stdoutLog`, if given). */
   async spawn(cmd: string, args: string[], options: SpawnOptions): Promise<Deno.ChildProcess> {
     const file = await Deno.open(options.log, { create: true, append: true });
+    const out = options.stdoutLog === undefined
+      ? undefined
+      : await Deno.open(options.stdoutLog, { create: true, append: true });
     const child = new Deno.Command(cmd, {
       args,
       env: options.env ?? {},
       stdin: "null",
-      stdout: "null",
+      stdout: out === undefined ? "null" : "piped",
       stderr: "piped",
     }).spawn();
     this.#children.add(child);
     // A server whose log is not drained blocks on its next write.
     child.stderr.pipeTo(file.writable).catch(() => {});
+    if (out !== undefined) child.stdout.pipeTo(out.writable).catch(() => {});
     return child;
   }
 

@@ -30,6 +30,7 @@ import { raiseOpenFileLimit } from "./fd_limit.ts";
 import { BodyWatch } from "../http/body_watch.ts";
 import { Security } from "./security.ts";
 import { ServerMetrics } from "../http/metrics.ts";
+import type { LatencyBreakdown } from "../http/latency_breakdown.ts";
 import { RequestStats } from "../http/stats.ts";
 import { ConsoleActivity } from "../http/console/activity.ts";
 import { ServiceNotifier } from "../supervision/sd_notify.ts";
@@ -114,7 +115,12 @@ async function run(
     modelDir: modelDir(stateDir),
     counters: metrics,
     onModelEvent: (api: string, event: ModelMessage) => metrics.observeModel(api, event),
+    workerTimings: options.latencyBreakdown,
   };
+  // Loaded only when asked for: the idle server holds no more code than it runs.
+  const breakdown = options.latencyBreakdown
+    ? new (await import("../http/latency_breakdown.ts")).LatencyBreakdown(metrics.registry)
+    : undefined;
   /** Config -> staging -> Python environment -> a deployment not yet started; at startup and on reload. */
   const buildDeployment = async (): Promise<Deployment> => {
     const project = await loadProjectConfig(options.projectDir);
@@ -158,22 +164,26 @@ async function run(
   // The OpenTelemetry API is loaded only when tracing is on.
   const tracing = tracingEnabled() ? (await import("../http/tracing.ts")).startTracing : undefined;
   const buildApp = (project: ResolvedProject, pools: ReadonlyMap<string, ApiPool>): CortexApp =>
-    createApp({
-      tracing,
-      metrics,
-      stats,
-      activity,
-      project,
+    withBreakdown(
+      breakdown,
       pools,
-      maxBodyBytes: options.maxBodyBytes,
-      bodyWatch,
-      debug: options.debug,
-      logger,
-      keys: security.keys,
-      cors: security.cors,
-      jobs,
-      version: VERSION,
-    });
+      createApp({
+        tracing,
+        metrics,
+        stats,
+        activity,
+        project,
+        pools,
+        maxBodyBytes: options.maxBodyBytes,
+        bodyWatch,
+        debug: options.debug,
+        logger,
+        keys: security.keys,
+        cors: security.cors,
+        jobs,
+        version: VERSION,
+      }),
+    );
   const reloader: Reloader = new Reloader({
     deployment,
     fetch: buildApp(project, deployment.pools).app.fetch,
@@ -328,4 +338,18 @@ function typedApis(project: ResolvedProject): ReadonlySet<string> {
   return new Set(
     project.apis.filter((api) => parsesByContentType(api.pythonInterface)).map((api) => api.name),
   );
+}
+
+/** The app with the latency breakdown's route, pools and handler instrumented (`--latency-breakdown`). */
+function withBreakdown(
+  breakdown: LatencyBreakdown | undefined,
+  pools: ReadonlyMap<string, ApiPool>,
+  built: CortexApp,
+): CortexApp {
+  if (breakdown === undefined) return built;
+  for (const pool of pools.values()) breakdown.instrument(pool);
+  breakdown.addRoute(built.app);
+  const fetch = built.app.fetch;
+  built.app.fetch = breakdown.wrap((request, info) => fetch(request, info));
+  return built;
 }

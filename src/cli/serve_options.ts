@@ -51,6 +51,8 @@ export interface ServeOptions {
   readonly logFormat: LogFormat;
   readonly logLevel: LogLevel;
   readonly debug: boolean;
+  /** `--latency-breakdown`: time each prediction's segments (docs/performance.md). */
+  readonly latencyBreakdown: boolean;
   /** `--api-key-file`, `--tls-cert`, `--tls-key`, `--cors-origin`. */
   readonly security: SecurityOptions;
   /** `--header-timeout`, `--keepalive-timeout`, `--max-connections`. */
@@ -127,6 +129,9 @@ Options:
 ${CONNECTION_HELP}
 ${SECURITY_HELP}
   --debug                 tracebacks in error bodies, debug logs, no line cap
+  --latency-breakdown     time where each prediction's time goes (histograms
+                          cortex_serve_request_segment_seconds, recent requests
+                          at GET /metrics/latency-breakdown; docs/performance.md)
   -h, --help              this help
 
 Examples:
@@ -158,6 +163,7 @@ const FLAGS = {
   "log-format": { type: "string" },
   "log-level": { type: "string" },
   debug: { type: "boolean" },
+  "latency-breakdown": { type: "boolean" },
   jobs: { type: "string" },
   "job-ttl": { type: "string" },
   "job-lease": { type: "string" },
@@ -214,6 +220,7 @@ export function parseServeArgs(args: readonly string[]): ServeOptions | "help" {
       ? "debug"
       : oneOf("log-level", values["log-level"] ?? "info", ["debug", "info", "warn", "error"] as const),
     debug,
+    latencyBreakdown: values["latency-breakdown"] ?? false,
     security: parseSecurityFlags(values),
     jobs: {
       store: parseJobStore(values.jobs ?? "sqlite"),

@@ -12,6 +12,7 @@ import {
   type ServerMessage,
 } from "./protocol.ts";
 import { PredictStream } from "./predict_stream.ts";
+import type { WorkerTimings } from "./worker_timings.ts";
 import { PredictFailedError } from "./worker_errors.ts";
 
 /** How the worker finished with a request: answered, cancelled, or lost with the worker. */
@@ -19,7 +20,7 @@ export type CallEnd = "answered" | "cancelled" | "lost";
 
 /** The first answer to a request: one JSON body, or a stream of JSON items. */
 export type PredictAnswer =
-  | { readonly type: "body"; readonly body: Uint8Array }
+  | { readonly type: "body"; readonly body: Uint8Array; readonly timings?: WorkerTimings }
   | { readonly type: "stream"; readonly stream: PredictStream };
 
 /** A request sent to the worker. */
@@ -236,7 +237,11 @@ export class CallRouter {
       case "result":
         if (route.stream) throw new ProtocolError(`Worker sent "result" inside stream ${route.id}`);
         this.#routes.delete(route.id);
-        route.answer.resolve({ type: "body", body: copy(message.prediction) });
+        route.answer.resolve(
+          message.timings === undefined
+            ? { type: "body", body: copy(message.prediction) }
+            : { type: "body", body: copy(message.prediction), timings: message.timings },
+        );
         route.finished.resolve("answered");
         return;
       case "item":

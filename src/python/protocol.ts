@@ -23,7 +23,9 @@
  *   (log the sample and the prediction), bit 1 = trace: `[u16 n][n bytes]`
  *   precede the sample, the W3C trace context of the request's `predict`
  *   span as ASCII (`traceparent`, then `\n` and `tracestate` when it has
- *   one), sent only while tracing is on: one request. The server may write
+ *   one), sent only while tracing is on; bit 2 = timings (answer with a
+ *   timed `result`, ./worker_timings.ts; the latency breakdown only): one
+ *   request. The server may write
  *   the next `predict` before the previous answer arrived; the worker runs
  *   requests one at a time, in the order received.
  * - `predict_batch` {ids, samples, debug, traces}: one `predict(list,
@@ -53,7 +55,8 @@
  * - `ready` {protocol, pid, python} / `init_error` {phase, error, traceback}.
  *   The server refuses a `ready` whose protocol is not its own.
  * - `result`, raw: `[0x02][u64 id][prediction]`: the answer of a request
- *   whose `predict` returned a value (also each answered id of a batch).
+ *   whose `predict` returned a value (also each answered id of a batch); to
+ *   a `predict` with the timings flag, `[0x03][u64 id][4 × f64][prediction]`.
  * - `item` {id, value}: one item of a stream (`predict` returned a generator
  *   or another iterator). The worker keeps at most `stream_window` items of a
  *   stream unacknowledged by `credit`, and does not advance the generator
@@ -73,6 +76,7 @@
  */
 import type { PythonInterface } from "../config/types.ts";
 import TABLE from "./worker/_cortex_serve_worker/protocol.json" with { type: "json" };
+import type { WorkerTimings } from "./worker_timings.ts";
 
 /** The protocol table both sides read (constants, error kinds, each message's fields). */
 export const PROTOCOL_TABLE: Readonly<typeof TABLE> = TABLE;
@@ -183,6 +187,8 @@ export interface ResultMessage {
   readonly type: "result";
   readonly id: number;
   readonly prediction: Uint8Array;
+  /** A timed `result` only (the latency breakdown, ./worker_timings.ts). */
+  readonly timings?: WorkerTimings;
 }
 
 /** Worker -> server: one item of stream `id`, UTF-8 JSON. */

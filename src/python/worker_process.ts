@@ -15,7 +15,9 @@ import {
   ProtocolError,
   type ReadyMessage,
   type ServerMessage,
+  type WorkerMessage,
 } from "./protocol.ts";
+import { TimingsTracker } from "./worker_timings.ts";
 import { readLines } from "./log_lines.ts";
 import { type BatchCall, CallRouter, type PredictCall } from "./call_router.ts";
 import { describeExit, InitFailedError, type WorkerExit, WorkerExitedError } from "./worker_errors.ts";
@@ -45,6 +47,8 @@ export interface WorkerSpawnOptions {
   readonly maxLogLineChars?: number;
   /** Receives the worker's `model` events (multi-model APIs). */
   readonly onModel?: ((event: ModelMessage) => void) | undefined;
+  /** Ask the worker for each request's timings (`serve --latency-breakdown`, ./worker_timings.ts). */
+  readonly timings?: boolean;
 }
 
 /** After the process ended, how long its output pipes may take to close. */
@@ -94,7 +98,9 @@ export class WorkerProcess {
   readonly #maxFrame: number;
   readonly #onModel: ((event: ModelMessage) => void) | undefined;
   /** Outstanding calls, by request id. */
-  readonly #calls = new CallRouter((message) => this.#send(message));
+  readonly #calls: CallRouter;
+  /** Decodes the worker's payloads: with timings asked for, through the tracker. */
+  readonly #decode: (payload: Uint8Array) => WorkerMessage;
   /** Frames waiting to be written, in order; one writer drains them so frames never interleave. */
   readonly #outbox: Uint8Array[] = [];
   /** The running drain of `#outbox`, if any. */
@@ -113,6 +119,14 @@ export class WorkerProcess {
     this.pid = child.pid;
     this.#maxFrame = options.maxFrameBytes;
     this.#onModel = options.onModel;
+    // With the breakdown off the hot path has no check of it: the choice is made here.
+    const timings = options.timings === true ? new TimingsTracker() : undefined;
+    this.#calls = new CallRouter(
+      timings === undefined
+        ? (message) => this.#send(message)
+        : (message) => this.#sendTimed(message, timings),
+    );
+    this.#decode = timings === undefined ? decodeMessage : (payload) => timings.decode(payload);
     this.#conns = channel.accept(child.status);
     void child.status.then(() => this.#ended = true);
     const reading = this.#conns.then((conns) => {
@@ -255,7 +269,18 @@ export class WorkerProcess {
    * @throws {import("./codec.ts").FrameError} when the frame is too large
    */
   #send(message: ServerMessage): void {
+    this.#post(message, encodeMessageFrame(message, this.#maxFrame));
+  }
+
+  /** {@link #send} with the breakdown on: a `predict` asks for timings. */
+  #sendTimed(message: ServerMessage, timings: TimingsTracker): void {
     const frame = encodeMessageFrame(message, this.#maxFrame);
+    timings.sending(message, frame);
+    this.#post(message, frame);
+  }
+
+  /** Writes a frame: a `cancel` on the cancel channel, any other through the outbox. */
+  #post(message: ServerMessage, frame: Uint8Array): void {
     if (message.type === "cancel") {
       this.#cancelling = this.#cancelling.then(async () => {
         const conns = await this.#conns;
@@ -289,7 +314,7 @@ export class WorkerProcess {
   async #readFrames(conn: Deno.UnixConn, ended: Promise<unknown>): Promise<void> {
     try {
       await readPayloads(conn, this.#maxFrame, (payload, transient) => {
-        const message = decodeMessage(payload);
+        const message = this.#decode(payload);
         if (message.type === "model") this.#onModel?.(message);
         else this.#calls.deliver(message, transient);
       });

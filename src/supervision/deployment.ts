@@ -50,6 +50,8 @@ export interface RuntimeOptions {
   readonly counters?: SupervisionCounters;
   /** Told of every model load and eviction of a multi-model API's workers. */
   readonly onModelEvent?: (api: string, event: ModelMessage) => void;
+  /** Ask workers for each request's timings (`--latency-breakdown`); default false. */
+  readonly workerTimings?: boolean;
 }
 
 /** Pools of every API of one project version. */
@@ -192,6 +194,7 @@ export class Deployment {
           onLog,
           maxLogLineChars: rt.maxLogLineChars,
           onModel: rt.onModelEvent === undefined ? undefined : (event) => rt.onModelEvent?.(api.name, event),
+          timings: rt.workerTimings === true,
         })),
       init: apiInitMessage(this.project, api, dir, rt.modelDir),
       initTimeoutMs: rt.initTimeoutMs,

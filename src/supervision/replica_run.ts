@@ -9,12 +9,13 @@
  */
 import { ApiError } from "../errors/api_error.ts";
 import { type BatchCall, type PredictCall, PredictFailedError } from "../python/worker_process.ts";
+import type { WorkerTimings } from "../python/worker_timings.ts";
 import { type FailureContext, mapStreamErrors, requestError } from "./request_errors.ts";
 import type { RunEnd, WorkerCalls } from "./worker_calls.ts";
 
 /** The first answer of a prediction: a body, or a stream of items (failures as ApiError). */
 export type RunAnswer =
-  | { readonly type: "body"; readonly body: Uint8Array }
+  | { readonly type: "body"; readonly body: Uint8Array; readonly timings?: WorkerTimings }
   | { readonly type: "stream"; readonly stream: AsyncIterable<Uint8Array> };
 
 /** A prediction sent to a replica. */

@@ -16,7 +16,7 @@ if WORKER_DIR not in sys.path:
 
 import msgpack  # noqa: E402
 
-from _cortex_serve_worker.protocol import RAW_PREDICT, RAW_RESULT  # noqa: E402
+from _cortex_serve_worker.protocol import RAW_PREDICT, RAW_RESULT, RAW_RESULT_TIMED  # noqa: E402
 
 MAX_FRAME = 1 << 20
 
@@ -31,13 +31,13 @@ def message(value):
     return frame(msgpack.packb(value, use_bin_type=True))
 
 
-def raw_predict(request_id, sample, debug=False, trace=None):
+def raw_predict(request_id, sample, debug=False, trace=None, flags=0):
     """A framed raw `predict`: tag, u64 id, flags, sample; with `trace` (str),
-    the trace flag and the context before the sample."""
+    the trace flag and the context before the sample; `flags` are added."""
     if trace is None:
-        return frame(struct.pack(">BQB", RAW_PREDICT, request_id, 1 if debug else 0) + sample)
+        return frame(struct.pack(">BQB", RAW_PREDICT, request_id, (1 if debug else 0) | flags) + sample)
     context = trace.encode("ascii")
-    head = struct.pack(">BQBH", RAW_PREDICT, request_id, (1 if debug else 0) | 2, len(context))
+    head = struct.pack(">BQBH", RAW_PREDICT, request_id, (1 if debug else 0) | 2 | flags, len(context))
     return frame(head + context + sample)
 
 
@@ -45,6 +45,9 @@ def decode(payload):
     """A worker frame's payload as a dict; a raw `result` becomes {type, id, prediction}."""
     if payload[0] == RAW_RESULT:
         return {"type": "result", "id": struct.unpack_from(">Q", payload, 1)[0], "prediction": bytes(payload[9:])}
+    if payload[0] == RAW_RESULT_TIMED:  # the latency breakdown's: four worker times before the body
+        _, request_id, *timings = struct.unpack_from(">BQdddd", payload)
+        return {"type": "result", "id": request_id, "prediction": bytes(payload[41:]), "timings": timings}
     return msgpack.unpackb(payload, raw=False)
 
 

@@ -5,12 +5,15 @@ import os
 import random
 import struct
 import threading
+import time
 import unittest
 
 from support import MAX_FRAME, decode, message, raw_predict, read_all, socket_pair, split_frames
 
 from _cortex_serve_worker.channel import READ_BUFFER_BYTES, Channel
-from _cortex_serve_worker.protocol import Job, ProtocolViolation
+from _cortex_serve_worker.protocol import (
+    FLAG_TIMINGS, RAW_RESULT_TIMED, TIMED_RESULT_FRAME_HEAD, Job, ProtocolViolation,
+)
 
 
 def send_in_chunks(sock, data, seed):
@@ -142,6 +145,44 @@ class ChannelWriteTest(unittest.TestCase):
                 write()
         self.channel.send_result(1, b"x" * 55)  # exactly 64 bytes: allowed
         self.assertEqual(self.written(), [{"type": "result", "id": 1, "prediction": b"x" * 55}])
+
+    def test_a_timed_result_carries_four_monotonic_times_before_the_body(self):
+        before = time.clock_gettime(time.CLOCK_MONOTONIC)
+        self.channel.send_timed_result(7, b'{"a":1}', before, before + 1, before + 2)
+        after = time.clock_gettime(time.CLOCK_MONOTONIC)
+        os.close(self.fd)
+        (payload,) = split_frames(read_all(self.server))
+        tag, request_id, read_at, started, ended, sent = struct.unpack_from(">BQdddd", payload)
+        self.assertEqual((tag, request_id), (RAW_RESULT_TIMED, 7))
+        self.assertEqual((read_at, started, ended), (before, before + 1, before + 2))
+        # perf_counter, which the worker stamps with, is CLOCK_MONOTONIC: the server relies on it.
+        self.assertTrue(before <= sent <= after, (before, sent, after))
+        self.assertEqual(bytes(payload[41:]), b'{"a":1}')
+        self.assertEqual(len(payload) - len(b'{"a":1}'), TIMED_RESULT_FRAME_HEAD.size - 4)
+
+
+class ChannelTimingsTest(unittest.TestCase):
+    def test_a_predict_with_the_timings_flag_gets_the_time_its_read_returned(self):
+        fd, server = socket_pair()
+        channel = Channel(fd, MAX_FRAME, spin=True)
+        try:
+            parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+            server.sendall(
+                raw_predict(1, b"1") + raw_predict(2, b"2", flags=FLAG_TIMINGS)
+                + raw_predict(3, b"3", trace=parent, flags=FLAG_TIMINGS)
+            )
+            before = time.perf_counter()
+            plain, timed, traced = channel.receive(), channel.receive(), channel.receive()
+            self.assertIsNone(plain.read_at)
+            self.assertLessEqual(timed.read_at, time.perf_counter())
+            self.assertGreaterEqual(timed.read_at, before)
+            self.assertEqual((timed.ids, bytes(timed.sample), timed.debug), ((2,), b"2", 0))
+            # Traced and timed: both the context and the read time.
+            self.assertEqual((traced.trace, bytes(traced.sample)), (parent, b"3"))
+            self.assertGreaterEqual(traced.read_at, before)
+        finally:
+            server.close()
+            channel.sock.close()
 
 
 if __name__ == "__main__":

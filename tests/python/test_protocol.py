@@ -9,6 +9,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 import unittest
 
 from support import WORKER_DIR, captured_stderr, decode, message, raw_predict, read_all, socket_pair, split_frames
@@ -125,6 +126,18 @@ class ProtocolTableTest(unittest.TestCase):
         self.assertEqual(protocol.RAW_PREDICT_HEAD.size, TABLE["raw_predict_head_bytes"])
         self.assertEqual(protocol.RESULT_FRAME_HEAD.size - protocol.HEADER.size, TABLE["raw_result_head_bytes"])
         self.assertEqual(protocol.RAW_RESULT_HEAD_BYTES, TABLE["raw_result_head_bytes"])
+        self.assertEqual(protocol.FLAG_TIMINGS, TABLE["flag_timings"])
+        self.assertEqual(protocol.RAW_RESULT_TIMED, TABLE["raw_result_timed"])
+        self.assertEqual(
+            protocol.TIMED_RESULT_FRAME_HEAD.size - protocol.HEADER.size, TABLE["raw_result_timed_head_bytes"],
+        )
+        # Flags are bits of one byte, each its own; tags are distinct and never start a msgpack map.
+        flags = [TABLE["flag_debug"], TABLE["flag_trace"], TABLE["flag_timings"]]
+        self.assertEqual(len(set(flags)), len(flags))
+        self.assertTrue(all(f and f & (f - 1) == 0 and f < 256 for f in flags))
+        tags = [TABLE["raw_predict"], TABLE["raw_result"], TABLE["raw_result_timed"]]
+        self.assertEqual(len(set(tags)), len(tags))
+        self.assertTrue(all(t < 0x80 for t in tags))
 
     def test_a_conversation_uses_the_tables_messages_and_no_other_field(self):
         init = self.init_message()
@@ -144,6 +157,20 @@ class ProtocolTableTest(unittest.TestCase):
         self.assertEqual([(m["id"], m["prediction"]) for m in sent[7:]], [(5, b'"boom"'), (6, b"1")])
         self.assert_table_fields(sent)
         self.assertLessEqual(init.read, set(TABLE["server_messages"]["init"]) | {"type"})
+
+    def test_a_predict_asking_for_timings_gets_a_timed_result_with_ordered_times(self):
+        frames = (
+            raw_predict(1, b'{"x": 1}', flags=TABLE["flag_timings"]) + raw_predict(2, b"2")
+            + message(server_message("shutdown"))
+        )
+        before = time.perf_counter()
+        sent = self.converse(self.init_message(), frames)
+        self.assertEqual([m["type"] for m in sent], ["ready", "result", "result"])
+        timed, plain = sent[1], sent[2]
+        self.assertEqual((timed["id"], timed["prediction"]), (1, b'{"x":1}'))
+        read_at, started, ended, sent_at = timed["timings"]
+        self.assertTrue(before <= read_at <= started <= ended <= sent_at <= time.perf_counter(), timed)
+        self.assertNotIn("timings", plain)
 
     def test_a_traced_predict_runs_in_its_context_and_only_then(self):
         with open(self.inference, "w") as f:

@@ -11,8 +11,9 @@ import threading
 import time
 
 from .protocol import (
-    FLAG_DEBUG, FLAG_TRACE, HEADER, RAW_PREDICT, RAW_PREDICT_HEAD, RAW_RESULT, RAW_RESULT_HEAD_BYTES,
-    RESULT_FRAME_HEAD, TRACE_LENGTH, Job, ProtocolViolation,
+    FLAG_DEBUG, FLAG_TIMINGS, FLAG_TRACE, HEADER, RAW_PREDICT, RAW_PREDICT_HEAD, RAW_RESULT,
+    RAW_RESULT_HEAD_BYTES, RAW_RESULT_TIMED, RESULT_FRAME_HEAD, TIMED_RESULT_FRAME_HEAD, TRACE_LENGTH, Job,
+    ProtocolViolation,
 )
 
 try:
@@ -48,6 +49,9 @@ class Channel:
         # the channel does: both live as long as the worker.
         self.sock = socket.socket(fileno=fd) if spin else None
         self.last_wait = 1.0
+        # When the last read returned (time.perf_counter: CLOCK_MONOTONIC on
+        # Linux), for the timings of a predict that asks for them.
+        self.read_at = 0.0
         # Bytes read and not yet taken: buffer[start:end]. One read usually
         # brings a whole frame (or several), so a frame costs one syscall.
         self.buffer = bytearray(READ_BUFFER_BYTES)
@@ -82,7 +86,9 @@ class Channel:
         """One read into `view`, blocking until data or the end (0)."""
         sock = self.sock
         if sock is None:
-            return self.reader.readinto(view)
+            got = self.reader.readinto(view)
+            self.read_at = time.perf_counter()
+            return got
         started = time.perf_counter()
         if self.last_wait < SPIN_WHEN_WAITED:
             deadline = started + SPIN_SECONDS
@@ -96,7 +102,8 @@ class Channel:
                         break
         else:
             got = self.reader.readinto(view)
-        self.last_wait = time.perf_counter() - started
+        now = self.read_at = time.perf_counter()
+        self.last_wait = now - started
         return got
 
     def has_frame(self):
@@ -127,8 +134,13 @@ class Channel:
                 )
             _, request_id, flags = RAW_PREDICT_HEAD.unpack_from(buffer, at)
             if flags & FLAG_TRACE:
-                return self._traced_job(buffer, at, length, request_id, flags)
+                job = self._traced_job(buffer, at, length, request_id, flags)
+                if flags & FLAG_TIMINGS:
+                    job.read_at = self.read_at
+                return job
             sample = buffer[at + RAW_PREDICT_HEAD.size:at + length]
+            if flags & FLAG_TIMINGS:
+                return Job((request_id,), sample, flags & FLAG_DEBUG, None, None, self.read_at)
             return Job((request_id,), sample, flags & FLAG_DEBUG, None)
         if not (0x80 <= tag <= 0x8f or tag == 0xDE or tag == 0xDF):
             raise ProtocolViolation("frame of unknown kind: first byte 0x%02x" % tag)
@@ -186,6 +198,22 @@ class Channel:
     def send_result(self, request_id, body):
         """Sends a raw `result`: header and body in one writev, the body not copied."""
         self._writev(self._result_head(request_id, body), body)
+
+    def send_timed_result(self, request_id, body, read_at, started, ended):
+        """Sends a timed `result` (the latency breakdown): the worker's read,
+        predict start and end, and the moment of sending, then the body."""
+        length = TIMED_RESULT_FRAME_HEAD.size - HEADER.size + len(body)
+        if length > self.max_frame:
+            raise OverflowError(
+                "message of %d bytes is over the maximum frame size of %d bytes"
+                % (length, self.max_frame)
+            )
+        self._writev(
+            TIMED_RESULT_FRAME_HEAD.pack(
+                length, RAW_RESULT_TIMED, request_id, read_at, started, ended, time.perf_counter(),
+            ),
+            body,
+        )
 
     def send(self, message):
         payload = self._payload(message)

@@ -19,14 +19,21 @@ FLAG_DEBUG = TABLE["flag_debug"]
 # the request's W3C trace context (ASCII: traceparent, "\n" tracestate).
 FLAG_TRACE = TABLE["flag_trace"]
 TRACE_LENGTH = struct.Struct(">H")
+# The latency breakdown (docs/performance.md): a predict with this flag is
+# answered by a timed result, [0x03][u64 id][f64 read, start, end, sent]
+# [prediction], the four the worker's CLOCK_MONOTONIC in seconds.
+FLAG_TIMINGS = TABLE["flag_timings"]
+RAW_RESULT_TIMED = TABLE["raw_result_timed"]
 STREAM_WINDOW = TABLE["stream_window"]
 HEADER = struct.Struct(">I")
 RAW_PREDICT_HEAD = struct.Struct(">BQB")
 RAW_RESULT_HEAD_BYTES = TABLE["raw_result_head_bytes"]
 RESULT_FRAME_HEAD = struct.Struct(">IBQ")
-if (HEADER.size, RAW_PREDICT_HEAD.size, RESULT_FRAME_HEAD.size - HEADER.size, TRACE_LENGTH.size) != (
+TIMED_RESULT_FRAME_HEAD = struct.Struct(">IBQdddd")
+if (HEADER.size, RAW_PREDICT_HEAD.size, RESULT_FRAME_HEAD.size - HEADER.size, TRACE_LENGTH.size,
+        TIMED_RESULT_FRAME_HEAD.size - HEADER.size) != (
     TABLE["frame_header_bytes"], TABLE["raw_predict_head_bytes"], RAW_RESULT_HEAD_BYTES,
-    TABLE["trace_length_bytes"],
+    TABLE["trace_length_bytes"], TABLE["raw_result_timed_head_bytes"],
 ):  # pragma: no cover - caught by the unit tests before any release
     raise ImportError("protocol.json and the worker's frame layouts disagree")
 
@@ -39,16 +46,18 @@ class Job:
     """One unit of work: a `predict` (one id, `sample`) or a `predict_batch`
     (several ids, `samples`); the samples are JSON bytes. `trace` is the
     request's W3C trace context (a `predict` sent while tracing; for a batch,
-    a tuple with one per id), else None."""
+    a tuple with one per id), else None. `read_at` is when the worker read a
+    predict sent with the timings flag (CLOCK_MONOTONIC, seconds), else None."""
 
-    __slots__ = ("ids", "sample", "debug", "samples", "trace")
+    __slots__ = ("ids", "sample", "debug", "samples", "trace", "read_at")
 
-    def __init__(self, ids, sample, debug, samples, trace=None):
+    def __init__(self, ids, sample, debug, samples, trace=None, read_at=None):
         self.ids = ids
         self.sample = sample
         self.debug = debug
         self.samples = samples
         self.trace = trace
+        self.read_at = read_at
 
     @staticmethod
     def batch(message):

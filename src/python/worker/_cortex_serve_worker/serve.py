@@ -7,6 +7,7 @@ import functools
 import os
 import sys
 import traceback
+from time import perf_counter
 
 from .answers import PLAIN_TYPES, SERIALIZE_ERRORS, batch_shape_error, is_stream, loads, serialize
 from .control import Cancelled, Control
@@ -138,6 +139,9 @@ class Worker:
         interface = self.interface
         control = self.control
         streaming = False
+        read_at = job.read_at  # None unless the server asked for timings
+        if read_at is not None:
+            started = perf_counter()
         try:
             # The hooks and predict run in one window where a cancel can reach
             # them (see Control.call, inlined on this path).
@@ -158,6 +162,8 @@ class Worker:
             if isinstance(exc, KeyboardInterrupt):
                 raise
             return self.channel.send(self.user_error(request_id, exc))
+        if read_at is not None:
+            ended = perf_counter()
         if streaming:
             return self.stream(request_id, prediction, debug)
         try:
@@ -167,7 +173,10 @@ class Worker:
         if debug:
             self.trace(request_id, "prediction", body)
         try:
-            self.channel.send_result(request_id, body)
+            if read_at is None:
+                self.channel.send_result(request_id, body)
+            else:
+                self.channel.send_timed_result(request_id, body, read_at, started, ended)
         except OverflowError as exc:
             self.channel.send(too_large_error(request_id, exc))
 
