@@ -39,7 +39,9 @@ Deno.test("sync latency under a job backlog stays within 1.2x of no backlog", as
   const busy = await measure(url);
   const counts = await jobCounts(server.url);
   assert.ok(counts.in_queue > 0, "the backlog lasted the whole measurement");
-  assert.equal(counts.in_progress, 1, "one replica runs jobs, the other is kept for sync requests");
+  assert.ok(counts.in_queue < 100, "jobs ran during the measurement");
+  // At most one: the other replica is kept for sync requests (none for a moment between two jobs).
+  assert.ok(counts.in_progress <= 1, `${counts.in_progress} jobs running on 2 replicas`);
   const detail = `quiet p50 ${quiet.p50.toFixed(1)} p90 ${quiet.p90.toFixed(1)}; ` +
     `backlog p50 ${busy.p50.toFixed(1)} p90 ${busy.p90.toFixed(1)} ms`;
   assert.ok(busy.p50 <= quiet.p50 * 1.2, detail);
