@@ -12,9 +12,8 @@ import { loadProjectConfig } from "../src/config/load.ts";
 import { createApp } from "../src/http/app.ts";
 import { CorsRule, NO_CORS } from "../src/http/cors.ts";
 import { KeyStore } from "../src/security/api_keys.ts";
-import { ApiPool } from "../src/supervision/pool.ts";
-import { waitUntil } from "../src/supervision/events.ts";
-import { fakeReplica, FakeSpawner, recordingLogger } from "./_fake_worker.ts";
+import { recordingLogger } from "./_fake_worker.ts";
+import { readyFakePool } from "./_ready_pool.ts";
 import { makeProject, tempDir } from "./_helpers.ts";
 import { JobService } from "../src/jobs/service.ts";
 import { openJobStore } from "../src/jobs/open_store.ts";
@@ -43,19 +42,7 @@ async function setup(jobs?: JobService) {
   await using keyDir = await tempDir();
   const resolved = await loadProjectConfig(project.path);
   const { logger, records } = recordingLogger("info");
-  const pool = new ApiPool({
-    api: "api",
-    queuePerReplica: 4,
-    maxReplicas: 1,
-    predictTimeoutMs: 5000,
-    logger,
-  });
-  const spawner = new FakeSpawner();
-  const replica = fakeReplica(spawner, logger);
-  pool.setReplicas([replica]);
-  replica.start();
-  await waitUntil([pool.changes], () => replica.state === "ready" || undefined, { timeoutMs: 2000 });
-  spawner.last.autoAnswer = { y: 1 };
+  const { pool, replica } = await readyFakePool(logger, { y: 1 });
   const file = `${keyDir.path}/keys`;
   await Deno.writeTextFile(file, `${KEY}\n`);
   const { app } = createApp({

@@ -8,9 +8,8 @@ import { loadProjectConfig } from "../src/config/load.ts";
 import { createApp } from "../src/http/app.ts";
 import type { CorsPolicy } from "../src/http/cors.ts";
 import { KeyStore } from "../src/security/api_keys.ts";
-import { ApiPool } from "../src/supervision/pool.ts";
-import { waitUntil } from "../src/supervision/events.ts";
-import { fakeReplica, FakeSpawner, recordingLogger } from "./_fake_worker.ts";
+import { recordingLogger } from "./_fake_worker.ts";
+import { readyFakePool } from "./_ready_pool.ts";
 import { makeProject, tempDir } from "./_helpers.ts";
 
 const KEY = "predict-route-key-0123456789";
@@ -23,19 +22,7 @@ async function setup(options: { cors?: CorsPolicy; keys?: boolean; maxBodyBytes?
   await using keyDir = await tempDir();
   const resolved = await loadProjectConfig(project.path);
   const { logger, records } = recordingLogger("info");
-  const pool = new ApiPool({
-    api: "api",
-    queuePerReplica: 4,
-    maxReplicas: 1,
-    predictTimeoutMs: 5000,
-    logger,
-  });
-  const spawner = new FakeSpawner();
-  const replica = fakeReplica(spawner, logger);
-  pool.setReplicas([replica]);
-  replica.start();
-  await waitUntil([pool.changes], () => replica.state === "ready" || undefined, { timeoutMs: 2000 });
-  spawner.last.autoAnswer = { answer: 42 };
+  const { pool, spawner, replica } = await readyFakePool(logger, { answer: 42 });
   let keys: KeyStore | undefined;
   if (options.keys) {
     const file = `${keyDir.path}/keys`;
