@@ -86,6 +86,8 @@ export interface StartOptions {
   readonly env?: Record<string, string>;
   /** A command that execs the server, e.g. `["prlimit", "--nofile=256:256", "--"]`. */
   readonly wrap?: readonly string[];
+  /** V8 flags for the server's Deno, e.g. `["--trace-gc-nvp"]` (its stdout is in `lines`). */
+  readonly v8Flags?: readonly string[];
 }
 
 const DENO = Deno.execPath();
@@ -113,7 +115,9 @@ export async function startServer(projectDir: string, options: StartOptions = {}
       ...wrapArgs,
       ...(options.entry === undefined
         ? CLI
-        : ["run", "--allow-all", "--unstable-no-legacy-abort", options.entry]),
+        : ["run", "--allow-all", "--unstable-no-legacy-abort", options.entry]).flatMap((arg, i) =>
+          i === 0 && options.v8Flags !== undefined ? [arg, `--v8-flags=${options.v8Flags.join(",")}`] : [arg]
+        ),
       "serve",
       projectDir,
       "--port=0",

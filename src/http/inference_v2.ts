@@ -141,7 +141,7 @@ async function infer(c: Context<AppEnv>, model: Model, options: InferenceV2Optio
   const call = inferCall(request);
   const prediction = await model.pool.submit(new TextEncoder().encode(JSON.stringify(call.sample)), {
     debug: false,
-    signal: c.req.raw.signal,
+    client: c.req.raw,
     onBatch: model.api.batching === undefined ? undefined : (size) => x.batchSize = size,
   });
   x.queueMs = round(prediction.queueMs);

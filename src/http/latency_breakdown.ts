@@ -100,8 +100,8 @@ export interface BrokenDownRequest {
 export class LatencyBreakdown {
   readonly #histogram: Histogram<"api" | "segment">;
   readonly #children = new Map<string, HistogramChild[]>();
-  /** Requests being handled, by their signal (the one thing the handler and `submit` both see). */
-  readonly #pending = new Map<AbortSignal, Pending>();
+  /** Requests being handled, by their Request (the one thing the handler and `submit` both see). */
+  readonly #pending = new Map<Request, Pending>();
   readonly #wrapped = new WeakSet<ApiPool>();
   readonly #clock = new ClockOffset();
   readonly #segments = new Float64Array(SEGMENTS.length);
@@ -139,10 +139,9 @@ export class LatencyBreakdown {
   wrap(fetch: FetchHandler): FetchHandler {
     return (request, info) => {
       const pending: Pending = { accepted: performance.now(), api: undefined, queued: 0, timings: undefined };
-      const signal = request.signal;
-      this.#pending.set(signal, pending);
+      this.#pending.set(request, pending);
       const finish = (response: Response) => {
-        this.#pending.delete(signal);
+        this.#pending.delete(request);
         if (pending.timings === undefined) return response;
         const responded = performance.now();
         const completed = (info as { completed?: Promise<void> } | undefined)?.completed;
@@ -151,7 +150,7 @@ export class LatencyBreakdown {
         return response;
       };
       const fail = (error: unknown) => {
-        this.#pending.delete(signal);
+        this.#pending.delete(request);
         throw error;
       };
       try {
@@ -169,7 +168,8 @@ export class LatencyBreakdown {
     this.#wrapped.add(pool);
     const submit = pool.submit.bind(pool);
     pool.submit = (sample: Uint8Array, options: SubmitOptions): Promise<Prediction> => {
-      const pending = options.signal === undefined ? undefined : this.#pending.get(options.signal);
+      const client = options.client;
+      const pending = client instanceof Request ? this.#pending.get(client) : undefined;
       if (pending === undefined) return submit(sample, options);
       pending.api = pool.api;
       pending.queued = performance.now();

@@ -79,7 +79,7 @@ export class PredictRoute {
       if (!this.#typed) checkNotEmpty(body);
       const prediction = await pool.submit(body, {
         debug: getQueryParam(request.url, "debug") === "true",
-        signal: request.signal,
+        client: request,
         onBatch: api.batching === undefined ? undefined : (size) => x.batchSize = size,
         request: this.#typed ? requestMeta(request) : undefined,
       });

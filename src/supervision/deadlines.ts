@@ -16,12 +16,18 @@ export class DeadlineTicker<T extends HasDeadline> {
   readonly #active = new Set<T>();
   readonly #tickMs: number;
   readonly #onDue: (item: T) => void;
+  readonly #onWaiting: ((item: T) => void) | undefined;
   #timer: ReturnType<typeof setInterval> | undefined;
 
-  /** `onDue` is called once for each item past its deadline, after it stopped being watched. */
-  constructor(tickMs: number, onDue: (item: T) => void) {
+  /**
+   * `onDue` is called once for each item past its deadline, after it
+   * stopped being watched; `onWaiting` at each tick for each item still
+   * watched and not due (one released between two ticks is never seen).
+   */
+  constructor(tickMs: number, onDue: (item: T) => void, onWaiting?: (item: T) => void) {
     this.#tickMs = tickMs;
     this.#onDue = onDue;
+    this.#onWaiting = onWaiting;
   }
 
   /** Items watched. */
@@ -47,7 +53,10 @@ export class DeadlineTicker<T extends HasDeadline> {
   #tick(): void {
     const now = performance.now();
     for (const item of this.#active) {
-      if (now < item.deadlineAt) continue;
+      if (now < item.deadlineAt) {
+        this.#onWaiting?.(item);
+        continue;
+      }
       this.#active.delete(item);
       this.#onDue(item);
     }

@@ -20,7 +20,7 @@
 import type { RunningBatch } from "./batcher.ts";
 import { ApiError } from "../errors/api_error.ts";
 import { decodeAnswer, encodeRequest } from "../python/envelope.ts";
-import type { Prediction, SubmitOptions } from "./pool.ts";
+import type { ClientSource, Prediction, SubmitOptions } from "./pool_types.ts";
 import type { ReplicaBatchRun, ReplicaRun } from "./replica.ts";
 
 /** Where a job is in its life (see the module doc). */
@@ -32,7 +32,10 @@ export interface JobBatch {
   readonly run: ReplicaBatchRun;
 }
 
-const NOTHING = () => {};
+/** Who watches a job's deadline and client (its pool): told once the job needs no watching. */
+export interface JobWatcher {
+  unwatch(job: Job): void;
+}
 
 /** A prediction in a pool. */
 export class Job {
@@ -60,8 +63,12 @@ export class Job {
   #run: ReplicaRun | undefined;
   /** Its batch, while `batched`. */
   #batch: JobBatch | undefined;
-  /** Stops watching the deadline and the client (set by the pool when it arms the job). */
-  release: () => void = NOTHING;
+  /** Its pool, watching its deadline (set when the pool arms the job). */
+  watcher: JobWatcher | undefined = undefined;
+  /** Its client, not listened to yet (see SubmitOptions.client); the pool takes it after a tick. */
+  client: ClientSource | undefined = undefined;
+  /** Stops listening to its client's signal, once the pool listens. */
+  unlisten: (() => void) | undefined = undefined;
 
   /** A job queued now, to wait at most `queueTimeoutMs`; `resolve` and `reject` answer its caller. */
   constructor(
@@ -142,6 +149,16 @@ export class Job {
     if (this.#state === "queued") this.#state = "answered";
     this.release();
     this.#reject(error);
+  }
+
+  /** Stops watching its deadline and its client. */
+  release(): void {
+    this.watcher?.unwatch(this);
+    this.client = undefined;
+    const unlisten = this.unlisten;
+    if (unlisten === undefined) return;
+    this.unlisten = undefined;
+    unlisten();
   }
 
   /** Its run answered. */

@@ -35,7 +35,7 @@ import { Batcher } from "./batcher.ts";
 import { NO_COUNTERS } from "./counters.ts";
 import { DeadlineTicker, tickMs } from "./deadlines.ts";
 import { Emitter, waitUntil } from "./events.ts";
-import { Job } from "./job.ts";
+import { Job, type JobWatcher } from "./job.ts";
 import { PipeliningPolicy } from "./pipelining.ts";
 import {
   clientGoneError,
@@ -79,6 +79,8 @@ export class ApiPool {
   readonly #batcher: Batcher<Job> | undefined;
   readonly #batchListeners: ((size: number) => void)[] = [];
   readonly #pipelining: PipeliningPolicy;
+  /** Releases a job from the deadlines: one object for every job, not a closure each. */
+  readonly #watcher: JobWatcher;
 
   constructor(options: PoolOptions) {
     this.api = options.api;
@@ -96,7 +98,10 @@ export class ApiPool {
     this.#deadlines = new DeadlineTicker(
       tickMs(options.predictTimeoutMs, this.#queueTimeoutMs),
       (job) => this.#expire(job),
+      (job) => this.#watchClient(job),
     );
+    const deadlines = this.#deadlines;
+    this.#watcher = { unwatch: (job) => deadlines.release(job) };
     if (options.batching !== undefined) {
       this.#batcher = new Batcher({ settings: options.batching, onDue: () => this.dispatch() });
     }
@@ -179,7 +184,7 @@ export class ApiPool {
         reject(this.#queueFull.of(this.#queue.length));
         return;
       }
-      this.#arm(job, options.signal);
+      this.#arm(job, options);
       this.dispatch();
       if (job.state === "queued" && this.#debug) {
         this.#o.logger.debug("request queued", { api: this.api, queue: this.#queue.length });
@@ -273,19 +278,32 @@ export class ApiPool {
     return finished;
   }
 
-  /** Watches a new job's deadline and its client until the replica is done with it. */
-  #arm(job: Job, signal: AbortSignal | undefined): void {
+  /**
+   * Watches a new job's deadline until the replica is done with it, and its
+   * client: from now with `signal`, from the deadlines' next tick with
+   * `client` (see {@link SubmitOptions.client}).
+   */
+  #arm(job: Job, options: SubmitOptions): void {
     this.#deadlines.watch(job);
-    if (signal === undefined) {
-      job.release = () => this.#deadlines.release(job);
-      return;
-    }
+    job.watcher = this.#watcher;
+    if (options.signal !== undefined) this.#listen(job, options.signal);
+    else job.client = options.client;
+  }
+
+  /** A tick of the deadlines found `job` still waiting or running: its client is listened to from now on. */
+  #watchClient(job: Job): void {
+    const client = job.client;
+    if (client === undefined) return;
+    job.client = undefined;
+    const signal = client.signal;
+    if (signal.aborted) this.#clientGone(job);
+    else this.#listen(job, signal);
+  }
+
+  #listen(job: Job, signal: AbortSignal): void {
     const onClientGone = () => this.#clientGone(job);
     signal.addEventListener("abort", onClientGone, { once: true });
-    job.release = () => {
-      this.#deadlines.release(job);
-      signal.removeEventListener("abort", onClientGone);
-    };
+    job.unlisten = () => signal.removeEventListener("abort", onClientGone);
   }
 
   /**
@@ -342,7 +360,11 @@ export class ApiPool {
     job.send(run);
     run.answer.then(
       (answer) => {
-        if (answer.type === "stream") this.#pipelining.streamed();
+        if (answer.type === "stream") {
+          this.#pipelining.streamed();
+          // Watched until its last item, from now: a stream is long, and its client can leave.
+          this.#watchClient(job);
+        }
         const queueMs = job.startedAt - job.arrived;
         if (job.enveloped && answer.type === "body") job.resolveEnveloped(answer.body, queueMs);
         else job.resolve({ answer, queueMs });

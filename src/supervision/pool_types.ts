@@ -11,11 +11,31 @@ import type { SupervisionCounters } from "./counters.ts";
 import type { RunAnswer } from "./replica.ts";
 import type { ReplicaState } from "./replica_states.ts";
 
+/** What a client is watched through: its `signal` aborts when the client went away (a `Request` is one). */
+export interface ClientSource {
+  readonly signal: AbortSignal;
+}
+
 /** What `ApiPool.submit` needs besides the sample. */
 export interface SubmitOptions {
   readonly debug: boolean;
-  /** Aborts when the client went away; a queued request is then dropped. */
+  /**
+   * Aborts when the client went away; a queued request is then dropped, a
+   * running one cancelled. Listened to from the start.
+   */
   readonly signal?: AbortSignal;
+  /**
+   * The client's request, for the same, but whose `signal` is read only
+   * once the request has waited for a tick of the pool's deadlines (up to
+   * 100 ms; ./deadlines.ts): a request answered sooner never makes the
+   * runtime create its signal, nor gets a listener on it. A listener on a
+   * request's signal kept each request's objects alive until the next full
+   * collection (docs/performance.md), and a client that leaves is noticed
+   * at most a tick later. A streamed answer is listened to from its first
+   * item: a signal first read after the handler returned a streamed
+   * Response was seen never to abort (tests/stream_test.ts). Ignored when `signal` is given.
+   */
+  readonly client?: ClientSource | undefined;
   /** Told the size of the batch the request runs in (server-side batching only). */
   readonly onBatch?: ((size: number) => void) | undefined;
   /**

@@ -11,7 +11,7 @@ import { ApiError } from "../errors/api_error.ts";
 import { type BatchCall, type PredictCall, PredictFailedError } from "../python/worker_process.ts";
 import type { WorkerTimings } from "../python/worker_timings.ts";
 import { type FailureContext, mapStreamErrors, requestError } from "./request_errors.ts";
-import type { RunEnd, WorkerCalls } from "./worker_calls.ts";
+import type { RunEnd, TrackedCall, WorkerCalls } from "./worker_calls.ts";
 
 /** The first answer of a prediction: a body, or a stream of items (failures as ApiError). */
 export type RunAnswer =
@@ -83,16 +83,39 @@ export function startRun(
     if (end === "done" && lost !== undefined) answer.reject(requestError(lost, failure()));
     return end;
   });
-  return {
-    answer: answer.promise,
-    finished,
-    get started() {
-      return tracked.started;
-    },
-    cancel: () => tracked.cancel("client"),
-    timeOut: () => tracked.cancel("timeout"),
-    withdraw: (error) => tracked.withdraw(error),
-  };
+  return new SingleRun(answer.promise, finished, tracked);
+}
+
+/**
+ * A {@link ReplicaRun} as a class, never an object literal: a literal with
+ * a getter gets a hidden class of its own each time (its getter is a new
+ * closure), and V8 allocates hidden classes in the old generation, from
+ * where the getter's closure kept every request's objects alive across
+ * scavenges until the next full collection (tests/gc_promotion_test.ts).
+ */
+class SingleRun implements ReplicaRun {
+  readonly answer: Promise<RunAnswer>;
+  readonly finished: Promise<RunEnd>;
+  readonly #tracked: TrackedCall;
+
+  constructor(answer: Promise<RunAnswer>, finished: Promise<RunEnd>, tracked: TrackedCall) {
+    this.answer = answer;
+    this.finished = finished;
+    this.#tracked = tracked;
+  }
+
+  get started(): boolean {
+    return this.#tracked.started;
+  }
+  cancel(): void {
+    this.#tracked.cancel("client");
+  }
+  timeOut(): void {
+    this.#tracked.cancel("timeout");
+  }
+  withdraw(error: ApiError): void {
+    this.#tracked.withdraw(error);
+  }
 }
 
 /** Like {@link startRun} for a batch: one answer per sample, or one error for all. */
