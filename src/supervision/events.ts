@@ -14,29 +14,37 @@ export interface EventSource {
   on(listener: () => void): () => void;
 }
 
-/** Many listeners, one value type; listeners run synchronously, in subscription order. */
+/**
+ * Many listeners, one value type; listeners run synchronously, in
+ * subscription order. The list is copied when a listener subscribes or
+ * unsubscribes, never when emitting: an emit (several per request) allocates
+ * nothing, and one that (un)subscribes listeners calls the list it started with.
+ */
 export class Emitter<T> {
-  readonly #listeners = new Set<Listener<T>>();
+  #listeners: readonly Listener<T>[] = [];
 
   /** Subscribes `listener`; call the returned function to unsubscribe. */
   on(listener: Listener<T>): () => void {
     // A wrapper per subscription, so the same function may subscribe twice.
     const entry: Listener<T> = (value) => listener(value);
-    this.#listeners.add(entry);
-    return () => this.#listeners.delete(entry);
+    this.#listeners = [...this.#listeners, entry];
+    return () => {
+      this.#listeners = this.#listeners.filter((l) => l !== entry);
+    };
   }
 
   /** Listeners currently subscribed. */
   get size(): number {
-    return this.#listeners.size;
+    return this.#listeners.length;
   }
 
   /** Calls every listener with `value`; a listener that throws does not stop the others. */
   emit(value: T): void {
-    if (this.#listeners.size === 0) return;
+    const listeners = this.#listeners;
+    if (listeners.length === 0) return;
     let failure: unknown;
     let failed = false;
-    for (const listener of [...this.#listeners]) {
+    for (const listener of listeners) {
       try {
         listener(value);
       } catch (error) {

@@ -35,8 +35,11 @@ export interface ReloaderOptions {
 export class Reloader {
   readonly #o: ReloaderOptions;
   #current: Generation;
-  /** Requests each generation is handling right now. */
-  readonly #active = new Map<Generation, number>();
+  /**
+   * Requests each generation is handling right now: a counter per
+   * generation, kept while it serves (no Map entry made and deleted per request).
+   */
+  readonly #active = new Map<Generation, { count: number }>();
   readonly #retiring = new Set<Promise<void>>();
   #running: { readonly done: Promise<boolean>; readonly abort: AbortController } | undefined;
   #stopped = false;
@@ -58,15 +61,14 @@ export class Reloader {
   /** The HTTP handler: routes each request to the current generation. */
   readonly fetch: Deno.ServeHandler<Deno.NetAddr> = async (request, info) => {
     const generation = this.#current;
-    this.#active.set(generation, (this.#active.get(generation) ?? 0) + 1);
+    let active = this.#active.get(generation);
+    if (active === undefined) this.#active.set(generation, active = { count: 0 });
+    active.count++;
     try {
       return await generation.fetch(request, info);
     } finally {
-      const left = (this.#active.get(generation) ?? 1) - 1;
-      if (left > 0) {
-        this.#active.set(generation, left);
-      } else {
-        this.#active.delete(generation);
+      if (--active.count === 0) {
+        if (generation !== this.#current) this.#active.delete(generation);
         this.#finished.emit(generation);
       }
     }
@@ -173,9 +175,11 @@ export class Reloader {
     const retiring = (async () => {
       await waitUntil(
         [this.#finished],
-        () => (this.#active.get(old) ?? 0) === 0 ? true : undefined,
+        () => (this.#active.get(old)?.count ?? 0) === 0 ? true : undefined,
         { timeoutMs: this.#o.drainTimeoutMs },
       ).catch(() => {}); // drain time is up: stop() below cuts off what is left
+      // Its counter stays while it serves; one still counting is deleted when it reaches 0.
+      if ((this.#active.get(old)?.count ?? 0) === 0) this.#active.delete(old);
       const drained = await old.deployment.stop(Math.max(0, deadline - Date.now()));
       log.info("previous version stopped", { dir: old.deployment.stagedDir, drained });
     })().catch((error) => {
