@@ -126,6 +126,42 @@ Deno.test("pool: a client that leaves while queued is dropped before it reaches 
   await stop();
 });
 
+Deno.test("pool: a client given as its request is read only once a tick finds it waiting, then dropped at its abort", async () => {
+  // Without pipelining the second request waits in the queue, not in the worker.
+  const { pool, spawners, stop } = await makePool({ pipelining: false });
+  const worker = spawners[0]!.last;
+  let reads = 0;
+  const read = Promise.withResolvers<void>();
+  const controller = new AbortController();
+  const client = {
+    get signal() {
+      reads++;
+      read.resolve();
+      return controller.signal;
+    },
+  };
+  // Answered before any tick: its signal is never made.
+  const quick = pool.submit(sample(1), { debug: false, client });
+  await worker.until(() => worker.pending?.sample === "1");
+  worker.answer(1);
+  await quick;
+  assert.equal(reads, 0);
+  // Queued behind a running request: a tick (100 ms at most here) starts listening; the abort drops it.
+  const running = pool.submit(sample(2), { debug: false });
+  const queued = pool.submit(sample(3), { debug: false, client }).catch((e: ApiError) => e);
+  const late = setTimeout(() => read.reject(new Error("no tick read the signal within 2 s")), 2000);
+  await read.promise.finally(() => clearTimeout(late));
+  assert.equal(reads, 1);
+  controller.abort();
+  const error = (await queued) as ApiError;
+  assert.equal(error.code, "CLIENT_CLOSED");
+  assert.equal(pool.queueLength, 0);
+  worker.answer(2);
+  await running;
+  assert.deepEqual(worker.samples, ["1", "2"]);
+  await stop();
+});
+
 Deno.test("drain wakes when the last queued job leaves by queue timeout or disconnect", async () => {
   for (const leave of ["timeout", "disconnect"] as const) {
     const { pool, spawners, stop } = await makePool({ queueTimeoutMs: leave === "timeout" ? 50 : 60_000 });
