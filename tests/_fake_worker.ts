@@ -13,6 +13,8 @@
  */
 import {
   type BatchCall,
+  type CallHandle,
+  type CallSink,
   InitFailedError,
   type PredictCall,
   type WorkerExit,
@@ -157,6 +159,12 @@ export class FakeWorker implements ReplicaWorker {
   run(sample: Uint8Array, debug: boolean): PredictCall {
     if (this.#batch) throw new Error("Worker is busy with a batch");
     return this.#router.single(sample, debug, this.#gone());
+  }
+
+  /** {@link FakeWorker.run} with a sink, as the replica sends requests. */
+  runTo(sink: CallSink, sample: Uint8Array, debug: boolean): CallHandle {
+    if (this.#batch) throw new Error("Worker is busy with a batch");
+    return this.#router.singleTo(sink, sample, debug, this.#gone());
   }
 
   /**

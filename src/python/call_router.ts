@@ -41,6 +41,29 @@ export interface PredictCall {
   cancel(): void;
 }
 
+/**
+ * Where a request's outcome goes instead of promises (the hot path: no
+ * promise, reaction or closure per request). `answered` or `failed` comes
+ * once, then `finished` once. Never called from inside the call that sent
+ * the request or cancelled it: what the worker answers then (a fake worker
+ * answers at once) waits for a microtask, as a promise's reaction would.
+ */
+export interface CallSink {
+  /** The first answer: a body, or a stream whose items follow. */
+  answered(answer: PredictAnswer): void;
+  /** Failed before a first answer: PredictFailedError (kind `cancelled` after a cancel), or the worker's end. */
+  failed(error: Error): void;
+  /** The worker is done with the request. */
+  finished(end: CallEnd): void;
+}
+
+/** A request sent with a {@link CallSink}: its outcome goes there. */
+export interface CallHandle {
+  readonly id: number;
+  /** Sends `cancel` (once); nothing happens after the request finished. */
+  cancel(): void;
+}
+
 /** The answer to one request of a batch. */
 export type BatchOutcome =
   | { readonly ok: true; readonly body: Uint8Array }
@@ -68,13 +91,39 @@ export interface BatchCall {
 }
 
 /** Routing state of one outstanding request or batch, by id. */
-interface SingleRoute {
-  readonly kind: "single";
-  readonly id: number;
-  readonly answer: PromiseWithResolvers<PredictAnswer>;
-  readonly finished: PromiseWithResolvers<CallEnd>;
-  stream: PredictStream | undefined;
-  cancelled: boolean;
+class SingleRoute implements CallHandle {
+  readonly kind = "single";
+  stream: PredictStream | undefined = undefined;
+  cancelled = false;
+
+  constructor(
+    readonly id: number,
+    readonly sink: CallSink,
+    readonly router: CallRouter,
+  ) {}
+
+  cancel(): void {
+    this.router.cancelSingle(this);
+  }
+}
+
+/** The promises of a {@link PredictCall}, as a sink. */
+class PromiseSink implements CallSink {
+  readonly answer = Promise.withResolvers<PredictAnswer>();
+  readonly finishedAt = Promise.withResolvers<CallEnd>();
+
+  constructor() {
+    this.answer.promise.catch(() => {}); // a caller may only watch `finished`
+  }
+  answered(answer: PredictAnswer): void {
+    this.answer.resolve(answer);
+  }
+  failed(error: Error): void {
+    this.answer.reject(error);
+  }
+  finished(end: CallEnd): void {
+    this.finishedAt.resolve(end);
+  }
 }
 
 interface BatchRoute {
@@ -101,6 +150,9 @@ export class CallRouter {
   readonly #send: (message: ServerMessage) => void;
   #window = 1;
   #nextId = 1;
+  /** Inside a send or cancel of the caller's: sink calls wait in `#deferred` for a microtask. */
+  #depth = 0;
+  readonly #deferred: (() => void)[] = [];
 
   constructor(send: (message: ServerMessage) => void) {
     this.#send = send;
@@ -121,23 +173,33 @@ export class CallRouter {
    * fails it at once instead (the worker is not running).
    */
   single(sample: Uint8Array, debug: boolean, gone: Error | undefined, trace?: Uint8Array): PredictCall {
-    const id = this.#nextId++;
-    const route: SingleRoute = {
-      kind: "single",
-      id,
-      answer: Promise.withResolvers(),
-      finished: Promise.withResolvers(),
-      stream: undefined,
-      cancelled: false,
-    };
-    route.answer.promise.catch(() => {}); // a caller may only watch `finished`
-    this.#start(route, [id], gone, { type: "predict", id, sample, debug, trace });
+    const sink = new PromiseSink();
+    const handle = this.singleTo(sink, sample, debug, gone, trace);
     return {
-      id,
-      answer: route.answer.promise,
-      finished: route.finished.promise,
-      cancel: () => this.#cancel(route, [id]),
+      id: handle.id,
+      answer: sink.answer.promise,
+      finished: sink.finishedAt.promise,
+      cancel: () => handle.cancel(),
     };
+  }
+
+  /** Like {@link single}, its outcome going to `sink` (see {@link CallSink}). */
+  singleTo(
+    sink: CallSink,
+    sample: Uint8Array,
+    debug: boolean,
+    gone: Error | undefined,
+    trace?: Uint8Array,
+  ): CallHandle {
+    const id = this.#nextId++;
+    const route = new SingleRoute(id, sink, this);
+    this.#start(route, [id], gone, { type: "predict", id, sample, debug, trace });
+    return route;
+  }
+
+  /** {@link CallHandle.cancel} of a single request. */
+  cancelSingle(route: SingleRoute): void {
+    this.#cancel(route, [route.id]);
   }
 
   /**
@@ -214,21 +276,55 @@ export class CallRouter {
     gone: Error | undefined,
     message: ServerMessage,
   ): void {
-    if (gone !== undefined) return this.#settle(route, gone);
-    for (const id of ids) this.#routes.set(id, route);
+    this.#depth++;
     try {
-      this.#send(message);
-    } catch (error) {
-      for (const id of ids) this.#routes.delete(id);
-      this.#settle(route, error instanceof Error ? error : new Error(String(error)));
+      if (gone !== undefined) return this.#settle(route, gone);
+      for (const id of ids) this.#routes.set(id, route);
+      try {
+        this.#send(message);
+      } catch (error) {
+        for (const id of ids) this.#routes.delete(id);
+        this.#settle(route, error instanceof Error ? error : new Error(String(error)));
+      }
+    } finally {
+      this.#leave();
     }
+  }
+
+  /** Ends a send or cancel of the caller's; what its sinks were told meanwhile follows in a microtask. */
+  #leave(): void {
+    if (--this.#depth > 0 || this.#deferred.length === 0) return;
+    const deferred = this.#deferred.splice(0);
+    queueMicrotask(() => {
+      for (const notify of deferred) notify();
+    });
+  }
+
+  #answered(route: SingleRoute, answer: PredictAnswer): void {
+    if (this.#depth > 0) this.#deferred.push(() => route.sink.answered(answer));
+    else route.sink.answered(answer);
+  }
+
+  #failed(route: SingleRoute, error: Error): void {
+    if (this.#depth > 0) this.#deferred.push(() => route.sink.failed(error));
+    else route.sink.failed(error);
+  }
+
+  #finished(route: SingleRoute, end: CallEnd): void {
+    if (this.#depth > 0) this.#deferred.push(() => route.sink.finished(end));
+    else route.sink.finished(end);
   }
 
   /** Sends `cancel` once per id still outstanding (every id of a batch: the worker may not have read it yet). */
   #cancel(route: SingleRoute | BatchRoute, ids: readonly number[]): void {
     if (route.cancelled) return;
     route.cancelled = true;
-    for (const id of ids) if (this.#routes.has(id)) this.#send({ type: "cancel", id });
+    this.#depth++;
+    try {
+      for (const id of ids) if (this.#routes.has(id)) this.#send({ type: "cancel", id });
+    } finally {
+      this.#leave();
+    }
   }
 
   #deliverSingle(route: SingleRoute, message: ReplyMessage, transient: boolean): void {
@@ -237,12 +333,13 @@ export class CallRouter {
       case "result":
         if (route.stream) throw new ProtocolError(`Worker sent "result" inside stream ${route.id}`);
         this.#routes.delete(route.id);
-        route.answer.resolve(
+        this.#answered(
+          route,
           message.timings === undefined
             ? { type: "body", body: copy(message.prediction) }
             : { type: "body", body: copy(message.prediction), timings: message.timings },
         );
-        route.finished.resolve("answered");
+        this.#finished(route, "answered");
         return;
       case "item":
       case "end": {
@@ -262,15 +359,15 @@ export class CallRouter {
         }
         this.#routes.delete(route.id);
         stream.end();
-        route.finished.resolve(route.cancelled ? "cancelled" : "answered");
+        this.#finished(route, route.cancelled ? "cancelled" : "answered");
         return;
       }
       case "error": {
         this.#routes.delete(route.id);
         const error = new PredictFailedError(message.kind, message.error, message.traceback);
         if (route.stream) route.stream.end(error);
-        else route.answer.reject(error);
-        route.finished.resolve(message.kind === "cancelled" ? "cancelled" : "answered");
+        else this.#failed(route, error);
+        this.#finished(route, message.kind === "cancelled" ? "cancelled" : "answered");
         return;
       }
       default:
@@ -286,7 +383,7 @@ export class CallRouter {
       cancel: () => this.#cancel(route, [route.id]),
     }, this.#window);
     route.stream = stream;
-    route.answer.resolve({ type: "stream", stream });
+    this.#answered(route, { type: "stream", stream });
     return stream;
   }
 
@@ -313,10 +410,11 @@ export class CallRouter {
   #settle(route: SingleRoute | BatchRoute, error: Error): void {
     if (route.kind === "single") {
       if (route.stream) route.stream.end(error);
-      else route.answer.reject(error);
+      else this.#failed(route, error);
+      this.#finished(route, "lost");
     } else {
       route.done.reject(error);
+      route.finished.resolve("lost");
     }
-    route.finished.resolve("lost");
   }
 }

@@ -19,11 +19,25 @@ import {
 } from "./protocol.ts";
 import { TimingsTracker } from "./worker_timings.ts";
 import { readLines } from "./log_lines.ts";
-import { type BatchCall, CallRouter, type PredictCall } from "./call_router.ts";
+import {
+  type BatchCall,
+  type CallHandle,
+  CallRouter,
+  type CallSink,
+  type PredictCall,
+} from "./call_router.ts";
 import { describeExit, InitFailedError, type WorkerExit, WorkerExitedError } from "./worker_errors.ts";
 
 export { PredictStream } from "./predict_stream.ts";
-export type { BatchCall, BatchOutcome, CallEnd, PredictAnswer, PredictCall } from "./call_router.ts";
+export type {
+  BatchCall,
+  BatchOutcome,
+  CallEnd,
+  CallHandle,
+  CallSink,
+  PredictAnswer,
+  PredictCall,
+} from "./call_router.ts";
 export {
   describeExit,
   InitFailedError,
@@ -220,6 +234,11 @@ export class WorkerProcess {
    */
   run(sample: Uint8Array, debug: boolean, trace?: Uint8Array): PredictCall {
     return this.#calls.single(sample, debug, this.#gone(), trace);
+  }
+
+  /** Like {@link run}, the outcome going to `sink` instead of promises (see CallSink). */
+  runTo(sink: CallSink, sample: Uint8Array, debug: boolean, trace?: Uint8Array): CallHandle {
+    return this.#calls.singleTo(sink, sample, debug, this.#gone(), trace);
   }
 
   /**

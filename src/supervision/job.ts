@@ -21,7 +21,8 @@ import type { RunningBatch } from "./batcher.ts";
 import { ApiError } from "../errors/api_error.ts";
 import { decodeAnswer, encodeRequest } from "../python/envelope.ts";
 import type { ClientSource, Prediction, SubmitOptions } from "./pool_types.ts";
-import type { ReplicaBatchRun, ReplicaRun } from "./replica.ts";
+import type { ReplicaBatchRun, RunAnswer, RunControl, RunListener } from "./replica.ts";
+import type { RunEnd } from "./worker_calls.ts";
 
 /** Where a job is in its life (see the module doc). */
 export type JobState = "queued" | "sent" | "batched" | "answered" | "finished";
@@ -32,13 +33,23 @@ export interface JobBatch {
   readonly run: ReplicaBatchRun;
 }
 
-/** Who watches a job's deadline and client (its pool): told once the job needs no watching. */
-export interface JobWatcher {
+/**
+ * The pool a job is in, as the job reports to it: one object for all its
+ * jobs, so a job makes no closure for its deadline or its run.
+ */
+export interface JobOwner {
+  /** `--predict-timeout`: a started job's deadline. */
+  readonly predictTimeoutMs: number;
+  /** The job needs its deadline and client watched no more. */
   unwatch(job: Job): void;
+  /** The job's run answered (a body or a stream). */
+  answered(job: Job, answer: RunAnswer): void;
+  /** The replica is done with the job's run. */
+  finished(job: Job, end: RunEnd): void;
 }
 
-/** A prediction in a pool. */
-export class Job {
+/** A prediction in a pool; it hears of its run as its {@link RunListener}. */
+export class Job implements RunListener {
   /** What the worker gets: the body, or with {@link SubmitOptions.request} a request envelope. */
   readonly sample: Uint8Array;
   /** The sample is a request envelope, and a body answer an answer envelope (../python/envelope.ts). */
@@ -60,11 +71,11 @@ export class Job {
    */
   deadlineAt: number;
   /** Its replica's run, while `sent`. */
-  #run: ReplicaRun | undefined;
+  #run: RunControl | undefined;
   /** Its batch, while `batched`. */
   #batch: JobBatch | undefined;
-  /** Its pool, watching its deadline (set when the pool arms the job). */
-  watcher: JobWatcher | undefined = undefined;
+  /** Its pool (set when the pool arms the job). */
+  owner: JobOwner | undefined = undefined;
   /** Its client, not listened to yet (see SubmitOptions.client); the pool takes it after a tick. */
   client: ClientSource | undefined = undefined;
   /** Stops listening to its client's signal, once the pool listens. */
@@ -102,7 +113,7 @@ export class Job {
   }
 
   /** Its replica's run, while `sent`. */
-  get run(): ReplicaRun | undefined {
+  get run(): RunControl | undefined {
     return this.#run;
   }
 
@@ -117,7 +128,7 @@ export class Job {
   }
 
   /** Handed to a replica, which runs it as `run` (`queued` -> `sent`). */
-  send(run: ReplicaRun): void {
+  send(run: RunControl): void {
     this.#expect("queued");
     this.#state = "sent";
     this.#run = run;
@@ -153,12 +164,29 @@ export class Job {
 
   /** Stops watching its deadline and its client. */
   release(): void {
-    this.watcher?.unwatch(this);
+    this.owner?.unwatch(this);
     this.client = undefined;
     const unlisten = this.unlisten;
     if (unlisten === undefined) return;
     this.unlisten = undefined;
     unlisten();
+  }
+
+  /** RunListener: the worker started it. */
+  runStarted(): void {
+    this.begin(performance.now(), this.owner!.predictTimeoutMs);
+  }
+  /** RunListener: its run answered. */
+  runAnswered(answer: RunAnswer): void {
+    this.owner!.answered(this, answer);
+  }
+  /** RunListener: its run failed, or was answered at once (cancelled, withdrawn). */
+  runFailed(error: ApiError): void {
+    this.#reject(error);
+  }
+  /** RunListener: the replica is done with it. */
+  runFinished(end: RunEnd): void {
+    this.owner!.finished(this, end);
   }
 
   /** Its run answered. */

@@ -35,7 +35,7 @@ import { Batcher } from "./batcher.ts";
 import { NO_COUNTERS } from "./counters.ts";
 import { DeadlineTicker, tickMs } from "./deadlines.ts";
 import { Emitter, waitUntil } from "./events.ts";
-import { Job, type JobWatcher } from "./job.ts";
+import { Job, type JobOwner } from "./job.ts";
 import { PipeliningPolicy } from "./pipelining.ts";
 import {
   clientGoneError,
@@ -46,7 +46,8 @@ import {
   shuttingDownError,
 } from "./pool_errors.ts";
 import { BoundedQueue } from "./queue.ts";
-import type { Replica } from "./replica.ts";
+import type { Replica, RunAnswer } from "./replica.ts";
+import type { RunEnd } from "./worker_calls.ts";
 import { ReplicaSet } from "./replica_set.ts";
 
 export { PIPELINE_MAX_SERVICE_MS } from "./pipelining.ts";
@@ -79,8 +80,8 @@ export class ApiPool {
   readonly #batcher: Batcher<Job> | undefined;
   readonly #batchListeners: ((size: number) => void)[] = [];
   readonly #pipelining: PipeliningPolicy;
-  /** Releases a job from the deadlines: one object for every job, not a closure each. */
-  readonly #watcher: JobWatcher;
+  /** What every job reports to: one object, not closures per job. */
+  readonly #owner: JobOwner;
 
   constructor(options: PoolOptions) {
     this.api = options.api;
@@ -101,7 +102,12 @@ export class ApiPool {
       (job) => this.#watchClient(job),
     );
     const deadlines = this.#deadlines;
-    this.#watcher = { unwatch: (job) => deadlines.release(job) };
+    this.#owner = {
+      predictTimeoutMs: options.predictTimeoutMs,
+      unwatch: (job) => deadlines.release(job),
+      answered: (job, answer) => this.#answered(job, answer),
+      finished: (job, end) => this.#finished(job, end),
+    };
     if (options.batching !== undefined) {
       this.#batcher = new Batcher({ settings: options.batching, onDue: () => this.dispatch() });
     }
@@ -285,7 +291,7 @@ export class ApiPool {
    */
   #arm(job: Job, options: SubmitOptions): void {
     this.#deadlines.watch(job);
-    job.watcher = this.#watcher;
+    job.owner = this.#owner;
     if (options.signal !== undefined) this.#listen(job, options.signal);
     else job.client = options.client;
   }
@@ -350,40 +356,33 @@ export class ApiPool {
    */
   #start(replica: Replica, job: Job): void {
     this.#inFlight++;
-    const predictTimeoutMs = this.#o.predictTimeoutMs;
-    const run = replica.run(
-      job.sample,
-      job.debug,
-      () => job.begin(performance.now(), predictTimeoutMs),
-      job.trace?.(),
-    );
-    job.send(run);
-    run.answer.then(
-      (answer) => {
-        if (answer.type === "stream") {
-          this.#pipelining.streamed();
-          // Watched until its last item, from now: a stream is long, and its client can leave.
-          this.#watchClient(job);
-        }
-        const queueMs = job.startedAt - job.arrived;
-        if (job.enveloped && answer.type === "body") job.resolveEnveloped(answer.body, queueMs);
-        else job.resolve({ answer, queueMs });
-      },
-      (error: Error) => job.reject(error),
-    );
-    // The client is watched until the replica is done: for a stream, until its last item.
-    void run.finished.then((end) => {
-      this.#inFlight--;
-      if (end === "returned") {
-        this.#requeue(job);
-      } else {
-        const ran = job.started;
-        job.finish();
-        if (ran) this.#pipelining.observe(performance.now() - job.startedAt);
-      }
-      this.dispatch();
-      this.changes.emit(this);
-    });
+    job.send(replica.runFor(job, job.sample, job.debug, job.trace?.()));
+  }
+
+  /** A job's run answered: its caller gets the answer. */
+  #answered(job: Job, answer: RunAnswer): void {
+    if (answer.type === "stream") {
+      this.#pipelining.streamed();
+      // Watched until its last item, from now: a stream is long, and its client can leave.
+      this.#watchClient(job);
+    }
+    const queueMs = job.startedAt - job.arrived;
+    if (job.enveloped && answer.type === "body") job.resolveEnveloped(answer.body, queueMs);
+    else job.resolve({ answer, queueMs });
+  }
+
+  /** The replica is done with a job (for a stream, after its last item): its client is watched no more. */
+  #finished(job: Job, end: RunEnd): void {
+    this.#inFlight--;
+    if (end === "returned") {
+      this.#requeue(job);
+    } else {
+      const ran = job.started;
+      job.finish();
+      if (ran) this.#pipelining.observe(performance.now() - job.startedAt);
+    }
+    this.dispatch();
+    this.changes.emit(this);
   }
 
   /** A job whose worker was lost before it started goes back to the head of the queue. */

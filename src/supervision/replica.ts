@@ -32,14 +32,22 @@ import {
 } from "./replica_states.ts";
 import type { ReplicaWorker, SpawnWorker } from "./replica_worker.ts";
 import type { CancelReason, FailureContext } from "./request_errors.ts";
-import { type ReplicaBatchRun, type ReplicaRun, startBatchRun, startRun } from "./replica_run.ts";
+import {
+  PromisedRun,
+  type ReplicaBatchRun,
+  type ReplicaRun,
+  type RunControl,
+  type RunListener,
+  SingleRun,
+  startBatchRun,
+} from "./replica_run.ts";
 import { type CallHooks, WorkerCalls } from "./worker_calls.ts";
 import { initErrorText, initWithTimeout } from "./worker_init.ts";
 
 export type { ReplicaState } from "./replica_states.ts";
 export type { CancelReason } from "./request_errors.ts";
 export type { RunEnd } from "./worker_calls.ts";
-export type { ReplicaBatchRun, ReplicaRun, RunAnswer } from "./replica_run.ts";
+export type { ReplicaBatchRun, ReplicaRun, RunAnswer, RunControl, RunListener } from "./replica_run.ts";
 
 /** What a replica needs; the pool builds one per replica. */
 export interface ReplicaOptions {
@@ -180,8 +188,19 @@ export class Replica {
    * trace context user code runs in (only while tracing).
    */
   run(sample: Uint8Array, debug: boolean, onStart?: () => void, trace?: Uint8Array): ReplicaRun {
+    const run = new PromisedRun(onStart);
+    return run.follow(this.runFor(run, sample, debug, trace));
+  }
+
+  /**
+   * {@link run} with its outcome going to `listener` (the pool's way: no
+   * promise per request; see RunListener).
+   */
+  runFor(listener: RunListener, sample: Uint8Array, debug: boolean, trace?: Uint8Array): RunControl {
     const worker = this.#dispatch();
-    return startRun(worker.run(sample, debug, trace), this.#calls, onStart, this.#failure);
+    const run = new SingleRun(listener, this.#calls, this.#failure);
+    run.send((sink) => worker.runTo(sink, sample, debug, trace));
+    return run;
   }
 
   /**

@@ -7,7 +7,7 @@
  * @module
  */
 import type { InitMessage, ReadyMessage } from "../python/protocol.ts";
-import type { BatchCall, PredictCall, WorkerExit } from "../python/worker_process.ts";
+import type { BatchCall, CallHandle, CallSink, PredictCall, WorkerExit } from "../python/worker_process.ts";
 
 /**
  * One running worker, as a replica uses it: `init` once, then one request at
@@ -32,6 +32,8 @@ export interface ReplicaWorker {
   init(message: Omit<InitMessage, "type">): Promise<ReadyMessage>;
   /** `trace`: the W3C trace context the request runs in (see PredictMessage), only while tracing. */
   run(sample: Uint8Array, debug: boolean, trace?: Uint8Array): PredictCall;
+  /** Like `run`, the outcome going to `sink` (the replica's way: no promise per request). */
+  runTo(sink: CallSink, sample: Uint8Array, debug: boolean, trace?: Uint8Array): CallHandle;
   /**
    * One `predict(list, metadata)` call for several requests (server-side
    * batching): `outcomes` has one outcome per sample, in order, or rejects

@@ -73,27 +73,48 @@ export interface CallOptions {
   readonly onStart?: (() => void) | undefined;
 }
 
+/**
+ * The caller's side of a tracked call (a request's run, ./replica_run.ts):
+ * one object, so tracking a request makes no closure.
+ */
+export interface CallOwner {
+  /** Answers the call's caller at once: it was cancelled or withdrawn. */
+  callFailed(error: ApiError): void;
+  /** The worker started the call. */
+  callStarted(): void;
+  /** Asks the worker to stop the call (sends `cancel`). */
+  stopCall(): void;
+}
+
+/** A {@link WorkerCall} and its {@link CallOptions} as a {@link CallOwner}. */
+class OptionsOwner implements CallOwner {
+  constructor(readonly call: WorkerCall, readonly options: CallOptions) {}
+  callFailed(error: ApiError): void {
+    this.options.fail(error);
+  }
+  callStarted(): void {
+    this.options.onStart?.();
+  }
+  stopCall(): void {
+    this.call.cancel();
+  }
+}
+
 /** One request or batch sent to the worker. */
 export class TrackedCall {
   readonly batch: boolean;
-  /** Resolves when the worker is done with the call. */
-  readonly finished: Promise<RunEnd>;
   #state: CallState;
   #cancelled: CancelReason | "withdrawn" | undefined;
   readonly #calls: WorkerCalls;
-  readonly #call: WorkerCall;
-  readonly #fail: (error: ApiError) => void;
-  readonly #onStart: (() => void) | undefined;
+  readonly #owner: CallOwner;
+  #graceTimer: ReturnType<typeof setTimeout> | undefined;
 
-  /** Made by {@link WorkerCalls.add}. */
-  constructor(calls: WorkerCalls, call: WorkerCall, running: boolean, options: CallOptions) {
+  /** Made by {@link WorkerCalls.add} and {@link WorkerCalls.track}. */
+  constructor(calls: WorkerCalls, owner: CallOwner, running: boolean, batch: boolean) {
     this.#calls = calls;
-    this.#call = call;
-    this.batch = options.batch;
-    this.#fail = options.fail;
-    this.#onStart = options.onStart;
+    this.#owner = owner;
+    this.batch = batch;
     this.#state = running ? "running" : "waiting";
-    this.finished = call.finished.then((end) => calls.ended(this, end));
   }
 
   get state(): CallState {
@@ -121,7 +142,7 @@ export class TrackedCall {
   start(): void {
     if (this.#state !== "waiting") return;
     this.#state = "running";
-    this.#onStart?.();
+    this.#owner.callStarted();
     if (this.#cancelled !== undefined) this.#grace();
   }
 
@@ -142,6 +163,8 @@ export class TrackedCall {
   /** The worker is done with the call (see {@link WorkerCalls.ended}). */
   finish(): void {
     this.#state = this.#state === "waiting" ? "dropped" : "finished";
+    if (this.#graceTimer !== undefined) clearTimeout(this.#graceTimer);
+    this.#graceTimer = undefined;
   }
 
   #stop(reason: CancelReason | "withdrawn", error: ApiError | undefined): void {
@@ -149,8 +172,8 @@ export class TrackedCall {
     this.#cancelled = reason;
     if (reason !== "withdrawn") this.#calls.hooks.cancelled(reason, this.started);
     // Settled before the worker hears of it: whatever it answers now is too late.
-    this.#fail(error ?? cancelError(reason as CancelReason));
-    this.#call.cancel();
+    this.#owner.callFailed(error ?? cancelError(reason as CancelReason));
+    this.#owner.stopCall();
     // One not started is dropped when the worker gets to it: its grace starts then.
     if (this.#state === "running") this.#grace();
   }
@@ -158,10 +181,10 @@ export class TrackedCall {
   /** Code stuck in C may never see the cancellation: the grace bounds it. */
   #grace(): void {
     const calls = this.#calls;
-    const timer = setTimeout(() => {
+    this.#graceTimer = setTimeout(() => {
+      this.#graceTimer = undefined;
       if (calls.current && !this.#over) calls.hooks.stuck();
     }, calls.cancelGraceMs);
-    void this.#call.finished.then(() => clearTimeout(timer));
   }
 }
 
@@ -199,12 +222,28 @@ export class WorkerCalls {
     return !running.batch && !running.stopping;
   }
 
-  /** Tracks `call`, just sent to the worker: it runs at once when nothing else does. */
-  add(call: WorkerCall, options: CallOptions): TrackedCall {
+  /**
+   * Tracks `call`, just sent to the worker: it runs at once when nothing
+   * else does. `finished` resolves when the worker is done with it.
+   */
+  add(
+    call: WorkerCall,
+    options: CallOptions,
+  ): { readonly tracked: TrackedCall; readonly finished: Promise<RunEnd> } {
+    const tracked = this.track(new OptionsOwner(call, options), options.batch);
+    return { tracked, finished: call.finished.then((end) => this.ended(tracked, end)) };
+  }
+
+  /**
+   * Tracks a single request about to be sent for `owner`; it runs at once
+   * when nothing else does. The owner reports the worker's end of it with
+   * {@link ended}.
+   */
+  track(owner: CallOwner, batch = false): TrackedCall {
     const running = this.#calls.length === 0;
-    const tracked = new TrackedCall(this, call, running, options);
+    const tracked = new TrackedCall(this, owner, running, batch);
     this.#calls.push(tracked);
-    if (running) options.onStart?.();
+    if (running) owner.callStarted();
     return tracked;
   }
 
