@@ -2,6 +2,7 @@
  * Structured logging: one line per event, as text for a terminal or JSON
  * lines for journald and log collectors.
  */
+import { LineBytes } from "./line_bytes.ts";
 
 export type LogLevel = "debug" | "info" | "warn" | "error";
 export type LogFormat = "text" | "json";
@@ -43,8 +44,6 @@ export interface LoggerOptions {
   readonly tap?: LogTap | undefined;
 }
 
-const encoder = new TextEncoder();
-
 /**
  * Pieces of text: written by index into an array that keeps its size from
  * one use to the next (emptying an array frees its storage, and growing it
@@ -67,13 +66,6 @@ class Pieces {
     return this.#count;
   }
 
-  /** Characters put since `count`. */
-  charsFrom(count: number): number {
-    let chars = 0;
-    for (let i = count; i < this.#count; i++) chars += this.#parts[i]!.length;
-    return chars;
-  }
-
   /** What was put, joined; empties the buffer. */
   take(): string {
     const parts = this.#parts;
@@ -83,15 +75,19 @@ class Pieces {
   }
 }
 
+/** What a line is formatted into: {@link Pieces} or {@link LineBytes}. */
+interface LineOut {
+  put(piece: string): void;
+}
+
 /** The line being formatted for a sink other than stderr. */
 const pieces = new Pieces();
 
-/** The lines waiting for the next write to stderr, formatted straight into it. */
-const pending = new Pieces();
-let pendingChars = 0;
+/** The lines waiting for the next write to stderr, formatted straight into it as bytes. */
+const pending = new LineBytes();
 let flushTimer: ReturnType<typeof setTimeout> | undefined;
-/** Above this many buffered characters, write at once. */
-const FLUSH_CHARS = 64 * 1024;
+/** Above this many buffered bytes, write at once. */
+const FLUSH_BYTES = 64 * 1024;
 /** Longest an info or debug line waits in the buffer, in milliseconds. */
 const FLUSH_MS = 20;
 
@@ -106,10 +102,13 @@ export function flushLogs(): void {
     clearTimeout(flushTimer);
     flushTimer = undefined;
   }
-  if (pending.count === 0) return;
-  let bytes = encoder.encode(pending.take());
-  pendingChars = 0;
-  while (bytes.byteLength > 0) bytes = bytes.subarray(Deno.stderr.writeSync(bytes));
+  if (pending.length === 0) return;
+  let bytes = pending.view();
+  try {
+    while (bytes.byteLength > 0) bytes = bytes.subarray(Deno.stderr.writeSync(bytes));
+  } finally {
+    pending.clear();
+  }
 }
 
 globalThis.addEventListener("unload", flushLogs);
@@ -117,13 +116,12 @@ globalThis.addEventListener("unload", flushLogs);
 function stderrSink(line: string): void {
   pending.put(line);
   pending.put("\n");
-  queued(line.length + 1);
+  queued();
 }
 
-/** Counts `chars` more characters in `pending` and schedules their write. */
-function queued(chars: number): void {
-  pendingChars += chars;
-  if (pendingChars >= FLUSH_CHARS) return flushLogs();
+/** Schedules the write of what `pending` holds: at once past {@link FLUSH_BYTES}. */
+function queued(): void {
+  if (pending.length >= FLUSH_BYTES) return flushLogs();
   if (flushTimer === undefined) {
     flushTimer = setTimeout(flushLogs, FLUSH_MS);
     Deno.unrefTimer(flushTimer);
@@ -197,25 +195,27 @@ export class Logger {
     // Formatted as pieces joined once (for stderr, once per write): no
     // merged field object, and no string per field or per line.
     const direct = this.#sink === stderrSink;
-    const out = direct ? pending : pieces;
-    const first = out.count;
+    const out: LineOut = direct ? pending : pieces;
+    const first = direct ? pending.length : pieces.count;
     try {
       this.#format(out, level, message, fields);
     } catch (error) {
-      out.rewind(first); // a value JSON cannot hold (a BigInt, a cycle): no half line
+      // A value JSON cannot hold (a BigInt, a cycle): no half line.
+      if (direct) pending.rewind(first);
+      else pieces.rewind(first);
       throw error;
     }
     if (direct) {
-      out.put("\n");
-      queued(out.charsFrom(first));
+      pending.put("\n");
+      queued();
       if (LEVELS[level] >= LEVELS.warn) flushLogs();
     } else {
-      this.#sink(out.take());
+      this.#sink(pieces.take());
     }
   }
 
   /** Pushes the pieces of one line (without its newline) to `out`. */
-  #format(out: Pieces, level: LogLevel, message: string, fields: LogFields | undefined): void {
+  #format(out: LineOut, level: LogLevel, message: string, fields: LogFields | undefined): void {
     const json = this.format === "json";
     if (json) {
       out.put('{"time":"');
@@ -267,14 +267,14 @@ const quotedKeys = new Map<string, string>();
 // deno-lint-ignore no-control-regex -- JSON escapes the control characters
 const NEEDS_ESCAPE = /["\\\u0000-\u001f\ud800-\udfff]/;
 
-function pushJsonString(out: Pieces, text: string): void {
+function pushJsonString(out: LineOut, text: string): void {
   if (NEEDS_ESCAPE.test(text)) return out.put(JSON.stringify(text));
   out.put('"');
   out.put(text);
   out.put('"');
 }
 
-function pushJsonField(out: Pieces, key: string, value: unknown): void {
+function pushJsonField(out: LineOut, key: string, value: unknown): void {
   if (value === undefined) return;
   let quoted = quotedKeys.get(key);
   if (quoted === undefined) {
@@ -287,7 +287,13 @@ function pushJsonField(out: Pieces, key: string, value: unknown): void {
   }
   if (typeof value === "number" && Number.isFinite(value)) {
     out.put(quoted);
-    return out.put(String(value));
+    // Not String(value): V8 keeps each number it turns into a string in a
+    // cache in the old generation, so every request's latency (a new
+    // fraction each time) and its string lived until the next full
+    // collection; at c=16 that was 125 KB promoted per scavenge, the p99
+    // twice as long (docs/performance.md). JSON.stringify writes the same
+    // digits and caches nothing.
+    return out.put(JSON.stringify(value));
   }
   const text = JSON.stringify(value);
   if (text === undefined) return;
@@ -295,7 +301,7 @@ function pushJsonField(out: Pieces, key: string, value: unknown): void {
   out.put(text);
 }
 
-function pushTextField(out: Pieces, key: string, value: unknown): void {
+function pushTextField(out: LineOut, key: string, value: unknown): void {
   if (value === undefined) return;
   out.put(" ");
   out.put(key);
