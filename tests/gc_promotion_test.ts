@@ -8,11 +8,13 @@
  * getter closure reached the whole request), a listener on each request's
  * `signal` (the runtime's, through its cancel watch), and the access log's
  * `String(latency)` (V8 keeps each number it turns into a string in a cache
- * in the old generation). The first two made every scavenge at c=1 promote
- * 100-200 KB and pause 0.4 ms on average, up to 4 ms: the c=1 tail; the
- * third 125 KB at c=16 under wrk against the benchmark's project, which
- * this test's server did not reproduce (docs/performance.md, "Scavenges
- * that promoted every request").
+ * in the old generation); then the same listener put on every request a
+ * deadline tick found in flight. The first two made every scavenge at c=1
+ * promote 100-200 KB and pause 0.4 ms on average, up to 4 ms: the c=1 tail.
+ * The last two showed only at c=16 under wrk against the benchmark's
+ * project (125 KB per scavenge, and one scavenge in seven), not against
+ * this test's server: this test does not guard them (docs/performance.md,
+ * "Scavenges that promoted every request").
  *
  * The server runs with `--trace-gc-nvp` (one JSON record per GC on its
  * stdout) as deployed (`--max-semi-space-size=2`) and a real worker; wrk
@@ -24,9 +26,9 @@ import { join } from "node:path";
 import { makeProject, startServer } from "./_helpers.ts";
 
 /**
- * Bound on the median bytes a scavenge promotes. Measured 2026-12-04 (Deno
- * 2.9.6, no-op predict): 4.5-4.8 KB at c=1 and c=16; with either of the
- * first two faults above 104-193 KB at c=1.
+ * Bound on the bytes a scavenge promotes, on average. Measured 2026-12-04
+ * (Deno 2.9.6, no-op predict): 3.8-4.8 KB at c=1 and c=16; with either of
+ * the first two faults 104-193 KB (median) at c=1.
  */
 const MAX_PROMOTED = 48 * 1024;
 const SECONDS = 2;
@@ -90,14 +92,15 @@ for (const clients of [1, 16]) {
     await load(url, SECONDS, clients, project.path);
     const seen = scavenges(server.lines.slice(before));
     assert.ok(seen.length >= 8, `only ${seen.length} scavenges in ${SECONDS} s: is --trace-gc-nvp on?`);
-    const promoted = median(seen.map((s) => s.promoted));
+    // The mean, not the median: a fault may fill one scavenge in several (a tick's worth of requests).
+    const promoted = seen.reduce((sum, s) => sum + s.promoted, 0) / seen.length;
     assert.ok(
       promoted <= MAX_PROMOTED,
-      `a scavenge promoted ${(promoted / 1024).toFixed(1)} KiB (median of ${seen.length}; bound ` +
+      `a scavenge promoted ${(promoted / 1024).toFixed(1)} KiB on average (${seen.length} scavenges; bound ` +
         `${MAX_PROMOTED / 1024} KiB) and paused ${
           median(seen.map((s) => s.pause)).toFixed(2)
-        } ms: something ` +
-        "long-lived holds every request's objects (see this file's header)",
+        } ms (median): ` +
+        "something long-lived holds every request's objects (see this file's header)",
     );
   });
 }

@@ -80,6 +80,8 @@ export class ApiPool {
   readonly #batcher: Batcher<Job> | undefined;
   readonly #batchListeners: ((size: number) => void)[] = [];
   readonly #pipelining: PipeliningPolicy;
+  /** How long a job waits before its client is listened to: a tick of the deadlines. */
+  readonly #clientAfterMs: number;
   /** What every job reports to: one object, not closures per job. */
   readonly #owner: JobOwner;
 
@@ -96,8 +98,9 @@ export class ApiPool {
     // A spare slot per replica: a job sent behind a running one may come back.
     this.#queue = new BoundedQueue(options.queuePerReplica * replicas, replicas);
     this.#queueFull = new QueueFullErrors(options.api);
+    this.#clientAfterMs = tickMs(options.predictTimeoutMs, this.#queueTimeoutMs);
     this.#deadlines = new DeadlineTicker(
-      tickMs(options.predictTimeoutMs, this.#queueTimeoutMs),
+      this.#clientAfterMs,
       (job) => this.#expire(job),
       (job) => this.#watchClient(job),
     );
@@ -296,10 +299,15 @@ export class ApiPool {
     else job.client = options.client;
   }
 
-  /** A tick of the deadlines found `job` still waiting or running: its client is listened to from now on. */
-  #watchClient(job: Job): void {
+  /**
+   * A tick of the deadlines found `job` still waiting or running: once it has
+   * waited a whole tick, its client is listened to from now on. Not sooner:
+   * under load every tick finds requests that arrived a moment before, and
+   * a listened request's objects stay alive until the next full collection.
+   */
+  #watchClient(job: Job, now = performance.now()): void {
     const client = job.client;
-    if (client === undefined) return;
+    if (client === undefined || now - job.arrived < this.#clientAfterMs) return;
     job.client = undefined;
     const signal = client.signal;
     if (signal.aborted) this.#clientGone(job);
@@ -364,7 +372,7 @@ export class ApiPool {
     if (answer.type === "stream") {
       this.#pipelining.streamed();
       // Watched until its last item, from now: a stream is long, and its client can leave.
-      this.#watchClient(job);
+      this.#watchClient(job, Infinity);
     }
     const queueMs = job.startedAt - job.arrived;
     if (job.enveloped && answer.type === "body") job.resolveEnveloped(answer.body, queueMs);

@@ -26,12 +26,12 @@ export interface SubmitOptions {
   readonly signal?: AbortSignal;
   /**
    * The client's request, for the same, but whose `signal` is read only
-   * once the request has waited for a tick of the pool's deadlines (up to
-   * 100 ms; ./deadlines.ts): a request answered sooner never makes the
-   * runtime create its signal, nor gets a listener on it. A listener on a
-   * request's signal kept each request's objects alive until the next full
-   * collection (docs/performance.md), and a client that leaves is noticed
-   * at most a tick later. A streamed answer is listened to from its first
+   * once a tick of the pool's deadlines finds the request waited a whole
+   * tick (up to 100 ms; ./deadlines.ts): a request answered sooner never
+   * makes the runtime create its signal, nor gets a listener on it. A
+   * listener on a request's signal kept each request's objects alive until
+   * the next full collection (docs/performance.md), and a client that
+   * leaves is noticed at most two ticks later. A streamed answer is listened to from its first
    * item: a signal first read after the handler returned a streamed
    * Response was seen never to abort (tests/stream_test.ts). Ignored when `signal` is given.
    */
