@@ -53,9 +53,10 @@ export interface ReplicaRun extends RunControl {
 
 /**
  * Where a prediction's outcome goes instead of promises (the pool's job):
- * `started` when the worker starts it, then `answered` or `failed` once,
- * then `finished` once. Called from the worker's read loop or a tick, never
- * from inside the call that sent the request.
+ * `runStarted` when the worker starts it (at once, from inside the call
+ * that sent it, when nothing runs before it), then `runAnswered` or
+ * `runFailed` once, then `runFinished` once; those three never come from
+ * inside the call that sent the request.
  */
 export interface RunListener {
   runStarted(): void;
