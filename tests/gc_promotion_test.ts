@@ -14,8 +14,9 @@
  * the third 100-130 KB at c=16, once the cache has grown (past about 2.5 s
  * of load here: hence 4 s). The fourth showed only under wrk against the
  * benchmark's project (one scavenge in seven promoting 120-130 KB), not
- * against this test's server: this test does not guard it
- * (docs/performance.md, "Scavenges that promoted every request").
+ * against this test's server: tests/pool_test.ts guards it (no signal read
+ * before its request waited a whole tick; docs/performance.md, "Scavenges
+ * that promoted every request").
  *
  * The server runs with `--trace-gc-nvp` (one JSON record per GC on its
  * stdout) as deployed (`--max-semi-space-size=2`) and a real worker; wrk

@@ -126,16 +126,18 @@ Deno.test("pool: a client that leaves while queued is dropped before it reaches 
   await stop();
 });
 
-Deno.test("pool: a client given as its request is read only once a tick finds it waiting, then dropped at its abort", async () => {
+Deno.test("pool: a client given as its request is read only once it has waited a whole tick, then dropped at its abort", async () => {
   // Without pipelining the second request waits in the queue, not in the worker.
   const { pool, spawners, stop } = await makePool({ pipelining: false });
   const worker = spawners[0]!.last;
   let reads = 0;
+  let readAt = 0;
   const read = Promise.withResolvers<void>();
   const controller = new AbortController();
   const client = {
     get signal() {
       reads++;
+      readAt = performance.now();
       read.resolve();
       return controller.signal;
     },
@@ -146,12 +148,17 @@ Deno.test("pool: a client given as its request is read only once a tick finds it
   worker.answer(1);
   await quick;
   assert.equal(reads, 0);
-  // Queued behind a running request: a tick (100 ms at most here) starts listening; the abort drops it.
+  // Queued behind a running request: the first tick after it waited a whole tick (100 ms here) starts
+  // listening, not the first tick after it arrived (under load that one finds every request in flight).
   const running = pool.submit(sample(2), { debug: false });
+  // Not a wait for an event: it sets the phase, so the next tick comes 50 ms after the request arrives.
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  const submitted = performance.now();
   const queued = pool.submit(sample(3), { debug: false, client }).catch((e: ApiError) => e);
   const late = setTimeout(() => read.reject(new Error("no tick read the signal within 2 s")), 2000);
   await read.promise.finally(() => clearTimeout(late));
   assert.equal(reads, 1);
+  assert.ok(readAt - submitted >= 100, `read ${(readAt - submitted).toFixed(1)} ms after it arrived`);
   controller.abort();
   const error = (await queued) as ApiError;
   assert.equal(error.code, "CLIENT_CLOSED");
