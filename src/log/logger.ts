@@ -192,8 +192,9 @@ export class Logger {
   log(level: LogLevel, message: string, fields?: LogFields): void {
     if (this.#tap !== undefined && level !== "debug") this.#tap(level, message, this.#fields, fields);
     if (LEVELS[level] < this.#threshold) return;
-    // Formatted as pieces joined once (for stderr, once per write): no
-    // merged field object, and no string per field or per line.
+    // Formatted straight into the bytes waiting for stderr (./line_bytes.ts),
+    // or as pieces joined once for another sink: no merged field object,
+    // and no string per line.
     const direct = this.#sink === stderrSink;
     const out: LineOut = direct ? pending : pieces;
     const first = direct ? pending.length : pieces.count;
