@@ -30,7 +30,9 @@ READ_BUFFER_BYTES = 64 * 1024
 # answer: the main channel is polled without sleeping for SPIN_SECONDS first,
 # so the server's write finds the worker awake (waking a sleeping process
 # costs the writer more than the write). Only while the last wait was shorter
-# than SPIN_WHEN_WAITED: an idle or lightly loaded worker sleeps at once.
+# than SPIN_WHEN_WAITED: an idle or lightly loaded worker sleeps at once. The
+# poll yields the core between reads, so a server sharing the core is not
+# kept from writing (docs/performance.md, Measured levers).
 SPIN_SECONDS = 50e-6
 SPIN_WHEN_WAITED = 200e-6
 
@@ -100,6 +102,9 @@ class Channel:
                     if time.perf_counter() >= deadline:
                         got = self.reader.readinto(view)
                         break
+                    # Let whatever waits for this core run between polls: on a
+                    # busy machine that is often the server, about to write.
+                    os.sched_yield()
         else:
             got = self.reader.readinto(view)
         now = self.read_at = time.perf_counter()
