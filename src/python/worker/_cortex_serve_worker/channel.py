@@ -35,6 +35,8 @@ READ_BUFFER_BYTES = 64 * 1024
 # kept from writing (docs/performance.md, Measured levers).
 SPIN_SECONDS = 50e-6
 SPIN_WHEN_WAITED = 200e-6
+# sched_yield(2), where the platform has it (Linux does).
+_yield_core = getattr(os, "sched_yield", lambda: None)
 
 
 class Channel:
@@ -104,7 +106,7 @@ class Channel:
                         break
                     # Let whatever waits for this core run between polls: on a
                     # busy machine that is often the server, about to write.
-                    os.sched_yield()
+                    _yield_core()
         else:
             got = self.reader.readinto(view)
         now = self.read_at = time.perf_counter()
