@@ -16,15 +16,16 @@ export class DeadlineTicker<T extends HasDeadline> {
   readonly #active = new Set<T>();
   readonly #tickMs: number;
   readonly #onDue: (item: T) => void;
-  readonly #onWaiting: ((item: T) => void) | undefined;
+  readonly #onWaiting: ((item: T, now: number) => void) | undefined;
   #timer: ReturnType<typeof setInterval> | undefined;
 
   /**
    * `onDue` is called once for each item past its deadline, after it
    * stopped being watched; `onWaiting` at each tick for each item still
-   * watched and not due (one released between two ticks is never seen).
+   * watched and not due, with the tick's `performance.now()` (one released
+   * between two ticks is never seen).
    */
-  constructor(tickMs: number, onDue: (item: T) => void, onWaiting?: (item: T) => void) {
+  constructor(tickMs: number, onDue: (item: T) => void, onWaiting?: (item: T, now: number) => void) {
     this.#tickMs = tickMs;
     this.#onDue = onDue;
     this.#onWaiting = onWaiting;
@@ -54,7 +55,7 @@ export class DeadlineTicker<T extends HasDeadline> {
     const now = performance.now();
     for (const item of this.#active) {
       if (now < item.deadlineAt) {
-        this.#onWaiting?.(item);
+        this.#onWaiting?.(item, now);
         continue;
       }
       this.#active.delete(item);

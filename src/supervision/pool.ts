@@ -102,7 +102,7 @@ export class ApiPool {
     this.#deadlines = new DeadlineTicker(
       this.#clientAfterMs,
       (job) => this.#expire(job),
-      (job) => this.#watchClient(job),
+      (job, now) => this.#watchClient(job, now),
     );
     const deadlines = this.#deadlines;
     this.#owner = {
@@ -305,7 +305,7 @@ export class ApiPool {
    * under load every tick finds requests that arrived a moment before, and
    * a listened request's objects stay alive until the next full collection.
    */
-  #watchClient(job: Job, now = performance.now()): void {
+  #watchClient(job: Job, now: number): void {
     const client = job.client;
     if (client === undefined || now - job.arrived < this.#clientAfterMs) return;
     job.client = undefined;
