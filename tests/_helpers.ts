@@ -92,6 +92,14 @@ export interface StartOptions {
 
 const DENO = Deno.execPath();
 
+/**
+ * The V8 flags cortex-serve is deployed with: `deno task compile` builds them
+ * into the binary; `deno task serve`, scripts/serve-example, the bundle's
+ * command in docs/development.md and the benchmark pass them
+ * (tests/v8_flags_test.ts keeps those in step; why each: docs/performance.md).
+ */
+export const DEPLOYED_V8_FLAGS: readonly string[] = ["--max-semi-space-size=2", "--no-maglev"];
+
 /** `deno run` arguments that start `cortex-serve` from this checkout; append the subcommand. */
 export const CLI: readonly string[] = [
   "run",

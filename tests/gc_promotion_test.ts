@@ -19,13 +19,13 @@
  * that promoted every request").
  *
  * The server runs with `--trace-gc-nvp` (one JSON record per GC on its
- * stdout) as deployed (`--max-semi-space-size=2`) and a real worker; wrk
+ * stdout) as deployed (`DEPLOYED_V8_FLAGS`) and a real worker; wrk
  * sends predictions for 4 s at 1 and at 16 connections, and the test reads
  * how much each scavenge promoted.
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { makeProject, startServer } from "./_helpers.ts";
+import { DEPLOYED_V8_FLAGS, makeProject, startServer } from "./_helpers.ts";
 
 /**
  * Bound on the bytes a scavenge promotes, on average. Measured 2026-12-04
@@ -87,7 +87,7 @@ for (const clients of [1, 16]) {
       "inference.py": "def predict(sample, metadata):\n    return sample\n",
     });
     await using server = await startServer(project.path, {
-      v8Flags: ["--max-semi-space-size=2", "--trace-gc-nvp"],
+      v8Flags: [...DEPLOYED_V8_FLAGS, "--trace-gc-nvp"],
     });
     const url = `${server.url}/test/api`;
     await load(url, 1, clients, project.path); // warm-up: compiled code and the caches of the first requests

@@ -1,13 +1,13 @@
 /**
  * Idle memory of the server process: `cortex-serve serve` on the iris example,
- * as deployed (`--max-semi-space-size=2`), after one prediction, against a bare
+ * as deployed (`DEPLOYED_V8_FLAGS`), after one prediction, against a bare
  * `Deno.serve` (scripts/bench/floor.ts) started by the same Deno. Both are read
  * from /proc/<pid>/status of the real processes (the Python workers are other
  * processes and not counted). See docs/performance.md, "Memory".
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { PYTHON, ROOT, tempDir } from "./_helpers.ts";
+import { DEPLOYED_V8_FLAGS, PYTHON, ROOT, tempDir } from "./_helpers.ts";
 
 /**
  * Bound on the server's idle RSS as a multiple of the floor's. Measured on
@@ -95,7 +95,7 @@ Deno.test("the idle server holds at most 2.1x the RSS of a bare Deno.serve", asy
     "run",
     "--allow-all",
     "--frozen",
-    "--v8-flags=--max-semi-space-size=2",
+    `--v8-flags=${DEPLOYED_V8_FLAGS.join(",")}`,
     `--config=${join(ROOT, "deno.json")}`,
     join(ROOT, "main.ts"),
     "serve",

@@ -5,9 +5,15 @@
  * markdown table on stdout. Progress goes to stderr. Every process started
  * here is stopped before it returns, on Ctrl-C and SIGTERM too.
  *
- * Usage: deno run -A scripts/bench/bench.ts [--duration 5]
+ * Usage: deno run -A scripts/bench/bench.ts [--duration 5] [--warmup 8]
  *   [--cases noop,iris,1mb,overload,overload2k,cpu1,cpu2,batch,batch+on]
  *   [--breakdown]
+ *
+ * Each server's first run follows a `--warmup` of wrk at that run's
+ * concurrency: V8 compiles the server's hot code on its helper threads for
+ * the first 4-8 s of load, and on 2 cores those compilations are the 1-client
+ * tail, which a run right after start would measure instead of the server
+ * (docs/performance.md). Later runs of the same process warm up for 1 s.
  *
  * `--breakdown` runs cortex-serve alone (default cases noop and iris) with
  * `--latency-breakdown` and `--trace-gc`, and prints, after the table, which
@@ -31,12 +37,14 @@ const { values } = parseArgs({
   args: Deno.args,
   options: {
     duration: { type: "string", default: "5" },
+    warmup: { type: "string", default: "8" },
     cases: { type: "string" },
     breakdown: { type: "boolean", default: false },
   },
   strict: true,
 });
 const seconds = Number(values.duration);
+const firstWarmup = Number(values.warmup);
 const breakdown = values.breakdown;
 const wanted = values.cases?.split(",") ?? (breakdown ? ["noop", "iris"] : undefined);
 const breakdowns: string[] = [];
@@ -69,9 +77,11 @@ try {
           idleServerKiB = await rssKiB(server.pid, false);
         }
         if (kind === "deno-floor") idleFloorKiB = await rssKiB(server.pid, false);
+        let warmup = firstWarmup;
         for (const c of benchCase.concurrency ?? CONCURRENCY) {
           const options = { headers, status: benchCase.overload === true };
-          await wrk(url, body, c, 1, options); // warm-up
+          await wrk(url, body, c, warmup, options);
+          warmup = 1;
           const sampler = processes.sampleRss(server.pid);
           const since = breakdown ? (await fetchBreakdown(base(port), 0)).recorded : 0;
           const cpuBefore = await cpuSeconds(server.pid);
@@ -155,7 +165,7 @@ function start(kind: ServerKind, benchCase: Case, port: number): Promise<Deno.Ch
         "-A",
         "--frozen",
         // As the compile task, the bundle's command and scripts/serve-example run it.
-        `--v8-flags=--max-semi-space-size=2${breakdown ? ",--trace-gc" : ""}`,
+        `--v8-flags=--max-semi-space-size=2,--no-maglev${breakdown ? ",--trace-gc" : ""}`,
         `--config=${join(ROOT, "deno.json")}`,
         join(ROOT, "main.ts"),
         "serve",
@@ -279,7 +289,7 @@ async function header(): Promise<string> {
       new Date().toISOString().slice(0, 10)
     } on ${cpu}, ${navigator.hardwareConcurrency} cores;`,
     `Deno ${Deno.version.deno}, ${await version(PYTHON, ["--version"])}, ${await version("wrk", ["-v"])};`,
-    `${seconds} s per run after a 1 s warm-up, wrk on 127.0.0.1. RSS: peak during the run, whole process tree`,
+    `${seconds} s per run after a warm-up (${firstWarmup} s before a server's first run, 1 s before its others), wrk on 127.0.0.1. RSS: peak during the run, whole process tree`,
     `(cortex-serve: server process / with its Python workers).`,
     "",
   ].join("\n");
