@@ -82,12 +82,12 @@ try {
           const options = { headers, status: benchCase.overload === true };
           await wrk(url, body, c, warmup, options);
           warmup = 1;
-          const sampler = processes.sampleRss(server.pid);
+          const peak = await processes.peakRss(server.pid);
           const since = breakdown ? (await fetchBreakdown(base(port), 0)).recorded : 0;
           const cpuBefore = await cpuSeconds(server.pid);
           const run = await wrk(url, body, c, seconds, options);
           const cpuAfter = await cpuSeconds(server.pid);
-          const rss = sampler.stop();
+          const rss = await peak.stop();
           if (breakdown) {
             const title = `${benchCase.name} c=${c} (wrk: p50 ${Math.round(run.p50Us)} µs, p99 ${
               Math.round(run.p99Us)

@@ -64,8 +64,26 @@ export class Processes {
     await Promise.all([...this.#children].map((child) => this.stop(child)));
   }
 
-  /** Samples the RSS of `pid` (and of its process tree) every 100 ms until `stop`. */
-  sampleRss(pid: number): { stop: () => RssPeak } {
+  /**
+   * Measures the peak RSS of `pid` (and of its process tree) over a run. The
+   * kernel keeps each process's peak (VmHWM); it is reset here at the start
+   * (`clear_refs` 5) and read at `stop`, so nothing runs beside the server
+   * while it is measured: sampling /proc every 100 ms took a share of the two
+   * cores and added 0.2-0.35 ms to the 1-client p99 of a server with a worker.
+   * The tree's peak is the sum of its processes' peaks (a process started
+   * during the run counts with its own). Where the reset is refused, samples
+   * every 100 ms instead.
+   */
+  async peakRss(pid: number): Promise<{ stop: () => Promise<RssPeak> }> {
+    const reset = await Promise.all([pid, ...await descendants(pid)].map(resetPeak));
+    if (reset.every((ok) => ok)) {
+      return {
+        stop: async () => {
+          const peaks = await Promise.all([pid, ...await descendants(pid)].map(peakKiB));
+          return { serverKiB: peaks[0]!, totalKiB: peaks.reduce((sum, kib) => sum + kib, 0) };
+        },
+      };
+    }
     let serverKiB = 0;
     let totalKiB = 0;
     const timer = setInterval(async () => {
@@ -75,9 +93,29 @@ export class Processes {
     return {
       stop: () => {
         clearInterval(timer);
-        return { serverKiB, totalKiB };
+        return Promise.resolve({ serverKiB, totalKiB });
       },
     };
+  }
+}
+
+/** Resets the kernel's peak RSS of `pid` to its current RSS; false where refused. */
+async function resetPeak(pid: number): Promise<boolean> {
+  try {
+    await Deno.writeTextFile(`/proc/${pid}/clear_refs`, "5");
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The kernel's peak RSS of `pid` in KiB (0 once it has exited). */
+async function peakKiB(pid: number): Promise<number> {
+  try {
+    const status = await Deno.readTextFile(`/proc/${pid}/status`);
+    return Number(status.match(/VmHWM:\s+(\d+)/)?.[1] ?? 0);
+  } catch {
+    return 0;
   }
 }
 
