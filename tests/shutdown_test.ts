@@ -17,6 +17,8 @@ import {
   startServer,
   tempDir,
 } from "./_helpers.ts";
+import { eventually } from "./_jobs.ts";
+import { scrape, valueOf } from "./_prometheus.ts";
 
 const SLOW = `import time
 
@@ -63,9 +65,14 @@ def predict(sample, metadata):
     await using server = await startServer(project.path, { args: ["--drain-timeout=500ms"] });
     stateDir = server.stateDir;
     const api = `${server.url}/test/api`;
+    // One at a time: sent together, either may reach the replica first.
     const stuck = post(api, { i: 0 });
-    const queued = post(api, { i: 1 });
     await server.waitFor((r) => r.msg === "predicting 0");
+    const queued = post(api, { i: 1 });
+    await eventually("the second request to wait in the queue", async () => {
+      const metrics = await scrape(`${server.url}/metrics`);
+      return valueOf(metrics, "cortex_serve_queue_depth", { api: "api" }) === 1;
+    }, 10_000);
     server.kill("SIGTERM");
     const [first, second] = await Promise.all([stuck, queued]);
     assert.equal(first.status, 502);
