@@ -243,6 +243,7 @@ Deno.test("worker environment: server secrets stay out, the allow-list and the A
       CUDA_CACHE_PATH: "/var/cache/cuda",
       CORTEX_FEATURE: "on",
       LC_ALL: "C.UTF-8",
+      MALLOC_ARENA_MAX: "2",
     },
   });
   await server.waitFor((r) => r.msg === "api ready");
@@ -259,10 +260,12 @@ Deno.test("worker environment: server secrets stay out, the allow-list and the A
   assert.equal(env.CORTEX_FEATURE, "on");
   assert.equal(env.LC_ALL, "C.UTF-8");
   assert.equal(env.MODEL_FLAVOUR, "vanilla");
+  assert.equal(env.MALLOC_ARENA_MAX, "2");
+  assert.equal(env.PYTHONMALLOC, "malloc", "glibc's allocator by default (docs/performance.md)");
   assert.equal(env.PATH, Deno.env.get("PATH"));
   assert.ok(env.CORTEX_PROJECT_DIR?.startsWith(server.stateDir));
   const allowed =
-    /^(PATH|HOME|USER|LOGNAME|LANG|LANGUAGE|TZ|TMPDIR|PYTHONUNBUFFERED|MODEL_FLAVOUR|OMP_NUM_THREADS|MKL_NUM_THREADS|OPENBLAS_\w+|LC_\w+|PIP_\w+|CUDA_\w+|CORTEX_\w+)$/;
+    /^(PATH|HOME|USER|LOGNAME|LANG|LANGUAGE|TZ|TMPDIR|PYTHONUNBUFFERED|PYTHONMALLOC|MALLOC_\w+|MODEL_FLAVOUR|OMP_NUM_THREADS|MKL_NUM_THREADS|OPENBLAS_\w+|LC_\w+|PIP_\w+|CUDA_\w+|CORTEX_\w+)$/;
   const unexpected = Object.keys(env).filter((name) => !allowed.test(name) && name !== "LC_CTYPE");
   assert.deepEqual(unexpected, []);
 });

@@ -11,7 +11,7 @@ import { SecurityError } from "../src/security/security_error.ts";
 import { loadTls } from "../src/security/tls.ts";
 import { parseCorsOrigins, parseSecurityFlags } from "../src/cli/security_options.ts";
 import { UsageError } from "../src/cli/units.ts";
-import { pipEnv } from "../src/python/worker_env.ts";
+import { pipEnv, workerEnv } from "../src/python/worker_env.ts";
 import { tempDir } from "./_helpers.ts";
 import { makeCert } from "./_tls.ts";
 
@@ -170,4 +170,12 @@ Deno.test("pipEnv: pip keeps its configuration, proxies and CA bundles, not the 
     "XDG_CONFIG_HOME",
     "no_proxy",
   ]);
+});
+
+Deno.test("workerEnv: PYTHONMALLOC=malloc unless the server's environment or the API's python.env sets it", () => {
+  assert.equal(workerEnv({ PATH: "/usr/bin" }, {}).PYTHONMALLOC, "malloc");
+  const operator = workerEnv({ PYTHONMALLOC: "pymalloc", MALLOC_ARENA_MAX: "2" }, {});
+  assert.equal(operator.PYTHONMALLOC, "pymalloc");
+  assert.equal(operator.MALLOC_ARENA_MAX, "2");
+  assert.equal(workerEnv({ PYTHONMALLOC: "pymalloc" }, { PYTHONMALLOC: "debug" }).PYTHONMALLOC, "debug");
 });

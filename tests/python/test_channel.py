@@ -161,6 +161,42 @@ class ChannelWriteTest(unittest.TestCase):
         self.assertEqual(len(payload) - len(b'{"a":1}'), TIMED_RESULT_FRAME_HEAD.size - 4)
 
 
+class CountingSocket:
+    """A socket whose recv_into calls (the channel's polls) are counted."""
+
+    def __init__(self, sock):
+        self.sock = sock
+        self.polls = 0
+
+    def recv_into(self, *args):
+        self.polls += 1
+        return self.sock.recv_into(*args)
+
+    def close(self):
+        self.sock.close()
+
+
+class ChannelPollTest(unittest.TestCase):
+    def test_only_the_start_of_a_frame_is_polled_for_not_the_rest_of_it(self):
+        fd, server = socket_pair()
+        channel = Channel(fd, MAX_FRAME, spin=True)
+        channel.sock = CountingSocket(channel.sock)
+        channel.last_wait = 0.0  # as under load: the next read polls first
+        frame = raw_predict(1, b"[" + b"1," * 1000 + b"1]")
+        server.sendall(frame[:100])
+        rest = threading.Timer(0.05, server.sendall, (frame[100:],))
+        rest.start()
+        try:
+            job = channel.receive()
+            self.assertEqual(bytes(job.sample), frame[14:])
+            # One poll brought the first 100 bytes; the rest was waited for in a blocking read.
+            self.assertEqual(channel.sock.polls, 1)
+        finally:
+            rest.join()
+            server.close()
+            channel.sock.close()
+
+
 class ChannelTimingsTest(unittest.TestCase):
     def test_a_predict_with_the_timings_flag_gets_the_time_its_read_returned(self):
         fd, server = socket_pair()

@@ -80,16 +80,20 @@ class Channel:
                 buffer[:self.end] = memoryview(self.buffer)[:self.end]
                 self.buffer = buffer
             with memoryview(buffer) as view:
-                got = self._read(view[self.end:])
+                # Poll only for the start of the next frame: the rest of a
+                # frame already begun (a large body) is being written now, and
+                # a poll per chunk would take the core from the writer.
+                got = self._read(view[self.end:], self.start == self.end)
             if not got:
                 return False
             self.end += got
         return True
 
-    def _read(self, view):
-        """One read into `view`, blocking until data or the end (0)."""
+    def _read(self, view, between_frames):
+        """One read into `view`, blocking until data or the end (0); polled
+        first when `between_frames` and the last wait was short."""
         sock = self.sock
-        if sock is None:
+        if sock is None or not between_frames:
             got = self.reader.readinto(view)
             self.read_at = time.perf_counter()
             return got
