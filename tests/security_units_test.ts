@@ -172,10 +172,15 @@ Deno.test("pipEnv: pip keeps its configuration, proxies and CA bundles, not the 
   ]);
 });
 
-Deno.test("workerEnv: PYTHONMALLOC=malloc unless the server's environment or the API's python.env sets it", () => {
-  assert.equal(workerEnv({ PATH: "/usr/bin" }, {}).PYTHONMALLOC, "malloc");
-  const operator = workerEnv({ PYTHONMALLOC: "pymalloc", MALLOC_ARENA_MAX: "2" }, {});
-  assert.equal(operator.PYTHONMALLOC, "pymalloc");
-  assert.equal(operator.MALLOC_ARENA_MAX, "2");
-  assert.equal(workerEnv({ PYTHONMALLOC: "pymalloc" }, { PYTHONMALLOC: "debug" }).PYTHONMALLOC, "debug");
+Deno.test("workerEnv: glibc's thresholds set unless the server's environment or the API's python.env sets them", () => {
+  const plain = workerEnv({ PATH: "/usr/bin" }, {});
+  assert.equal(plain.MALLOC_MMAP_THRESHOLD_, "4194304");
+  assert.equal(plain.MALLOC_TRIM_THRESHOLD_, "33554432");
+  assert.equal(plain.PYTHONMALLOC, undefined, "Python's own allocator for small objects");
+  const operator = workerEnv({ MALLOC_TRIM_THRESHOLD_: "131072", PYTHONMALLOC: "malloc" }, {});
+  assert.equal(operator.MALLOC_TRIM_THRESHOLD_, "131072");
+  assert.equal(operator.MALLOC_MMAP_THRESHOLD_, "4194304");
+  assert.equal(operator.PYTHONMALLOC, "malloc");
+  const api = workerEnv({ MALLOC_TRIM_THRESHOLD_: "131072" }, { MALLOC_TRIM_THRESHOLD_: "0" });
+  assert.equal(api.MALLOC_TRIM_THRESHOLD_, "0");
 });

@@ -13,12 +13,14 @@
  * from oversubscribing the CPUs, and the memory allocator's settings
  * (`PYTHONMALLOC`, glibc's `MALLOC_*`).
  *
- * Workers run with `PYTHONMALLOC=malloc` unless the server's environment or
- * the API's `python.env` says otherwise: Python's own small-object allocator
- * maps and unmaps 1 MiB arenas as the objects of a large request come and go,
- * and each new page costs a fault; glibc's malloc keeps them. With ~1 MB JSON
- * bodies the worker's CPU per request drops by a third (docs/performance.md,
- * Large bodies).
+ * Workers start with glibc's `MALLOC_MMAP_THRESHOLD_` at 4 MiB and
+ * `MALLOC_TRIM_THRESHOLD_` at 32 MiB unless the server's environment or the
+ * API's `python.env` sets them: glibc then keeps the memory of a large
+ * request's buffers (a 1 MB body, its text, the answer) for the next one
+ * instead of returning it and faulting it in again, page by page; the
+ * worker does the same for Python's small objects (`arenas.py`). Both values
+ * are within the range glibc's own adaptive thresholds reach (up to 32 and
+ * 64 MiB); docs/python-environment.md, Memory for large requests.
  */
 
 const PASSED_NAMES: ReadonlySet<string> = new Set([
@@ -40,7 +42,10 @@ const PASSED_NAMES: ReadonlySet<string> = new Set([
 const PASSED_PREFIXES: readonly string[] = ["LC_", "PIP_", "CUDA_", "CORTEX_", "MALLOC_"];
 
 /** Set in every worker's environment unless the server's or the API's says otherwise. */
-const WORKER_DEFAULTS: Readonly<Record<string, string>> = { PYTHONMALLOC: "malloc" };
+const WORKER_DEFAULTS: Readonly<Record<string, string>> = {
+  MALLOC_MMAP_THRESHOLD_: String(4 * 1024 * 1024),
+  MALLOC_TRIM_THRESHOLD_: String(32 * 1024 * 1024),
+};
 /** Server settings that match a prefix above but name a secret. */
 const WITHHELD_NAMES: ReadonlySet<string> = new Set(["CORTEX_API_KEYS_FILE", "CORTEX_API_KEY"]);
 

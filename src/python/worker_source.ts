@@ -10,6 +10,7 @@ import bootstrap from "./worker/worker.py" with { type: "text" };
 import traceModule from "./worker/cortex_serve_trace.py" with { type: "text" };
 import init from "./worker/_cortex_serve_worker/__init__.py" with { type: "text" };
 import answers from "./worker/_cortex_serve_worker/answers.py" with { type: "text" };
+import arenas from "./worker/_cortex_serve_worker/arenas.py" with { type: "text" };
 import channel from "./worker/_cortex_serve_worker/channel.py" with { type: "text" };
 import formdata from "./worker/_cortex_serve_worker/formdata.py" with { type: "text" };
 import models from "./worker/_cortex_serve_worker/models.py" with { type: "text" };
@@ -44,6 +45,7 @@ export const WORKER_FILES: readonly WorkerFile[] = [
   ...Object.entries({
     "__init__.py": init,
     "answers.py": answers,
+    "arenas.py": arenas,
     "channel.py": channel,
     "control.py": control,
     "formdata.py": formdata,

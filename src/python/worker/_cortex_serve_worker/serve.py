@@ -10,6 +10,7 @@ import traceback
 from time import perf_counter
 
 from .answers import PLAIN_TYPES, SERIALIZE_ERRORS, batch_shape_error, is_stream, loads, serialize
+from .arenas import LARGE_REQUEST_BYTES, ArenaReserve, uses_pymalloc
 from .control import Cancelled, Control
 from .interfaces import Interface, build_interface
 from .process import flush_output, log, truncate
@@ -26,6 +27,7 @@ class Worker:
         self.interface = Interface()
         self.api = "?"
         self.window = STREAM_WINDOW
+        self.arenas = ArenaReserve(uses_pymalloc())
 
     def start(self):
         message = self.channel.receive()
@@ -88,6 +90,9 @@ class Worker:
             job = next_job()
             if job is None:
                 return
+            sample = job.sample
+            if sample is not None and len(sample) >= LARGE_REQUEST_BYTES:
+                self.arenas.fit(len(sample))
             try:
                 if job.samples is None:
                     if job.trace is None:
