@@ -58,6 +58,7 @@ class ArenaReserveTest(unittest.TestCase):
     def test_no_reserve_under_the_systems_malloc(self):
         self.assertTrue(uses_pymalloc({}))
         self.assertTrue(uses_pymalloc({"PYTHONMALLOC": "pymalloc"}))
+        self.assertTrue(uses_pymalloc({"PYTHONMALLOC": "debug"}))
         self.assertFalse(uses_pymalloc({"PYTHONMALLOC": "malloc"}))
         self.assertFalse(uses_pymalloc({"PYTHONMALLOC": "malloc_debug"}))
         reserve = ArenaReserve(enabled=False)

@@ -31,7 +31,8 @@ PIN_SPACING = 64 * 1024
 # A float takes one 32-byte block of pymalloc on 64-bit builds.
 FLOAT_BLOCK_BYTES = 32
 
-_OTHER_ALLOCATORS = ("malloc", "malloc_debug", "debug")
+# PYTHONMALLOC values without pymalloc ("debug" keeps it, with its debug hooks).
+_OTHER_ALLOCATORS = ("malloc", "malloc_debug")
 
 
 def uses_pymalloc(environ=os.environ):
@@ -40,6 +41,8 @@ def uses_pymalloc(environ=os.environ):
 
 
 class ArenaReserve:
+    """The objects that keep the reserved arenas mapped, and how much they reserve."""
+
     def __init__(self, enabled=True):
         self.enabled = enabled
         self.reserved = 0
